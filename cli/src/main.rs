@@ -1,0 +1,388 @@
+//! `syncline`: runs pipeline files headless with the same engine as the
+//! desktop app.
+//!
+//! Exit codes: 0 success (including a stop by Ctrl-C with its final
+//! checkpoint), 1 the run failed, 2 the pipeline file or the command line is
+//! invalid, 3 a pre-flight check failed.
+
+mod progress;
+mod sample;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use syncline_catalog::Pipeline;
+use syncline_engine::connector::{Check, CheckOutcome};
+use syncline_engine::runtime::RunOptions;
+use syncline_engine::status::StatusHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code: the run failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code: invalid pipeline file or arguments.
+const EXIT_INVALID: u8 = 2;
+/// Exit code: a pre-flight check failed.
+const EXIT_CHECK: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "syncline",
+    version,
+    about = "Keep systems in sync with a database's change log."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline: snapshot, then follow changes until Ctrl-C.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Stop once everything present at start is synced.
+        #[arg(long)]
+        once: bool,
+        /// Print status as JSON lines on stdout instead of progress bars.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a pipeline file and report every problem in it.
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+    /// Connect to every source and target and run pre-flight checks.
+    Check {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Print results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List each source's tables with their columns, types and keys.
+    Discover {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Print results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the last known status of a pipeline.
+    Status {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of pipeline files.
+    Schema,
+    /// Write the sample shop (files and pipeline) into a folder and run it.
+    Demo {
+        /// Where to put the sample.
+        #[arg(default_value = "demo")]
+        dir: PathBuf,
+        /// Stop once the sample is synced instead of following changes.
+        #[arg(long)]
+        once: bool,
+        /// Orders to generate.
+        #[arg(long, default_value_t = sample::SampleSize::DEFAULT.orders)]
+        orders: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_terminal = std::io::stderr().is_terminal();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCLINE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if quiet_terminal { "warn" } else { "info" })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(quiet_terminal)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Loads a pipeline, printing every problem on failure.
+fn load(path: &Path) -> Result<Pipeline, ExitCode> {
+    syncline_catalog::load(path).map_err(|errors| {
+        eprint!("{}", errors.render());
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            pipeline,
+            once,
+            json,
+        } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            run(&p, !once, json).await
+        }
+        Command::Validate { pipeline } => Ok(match load(&pipeline) {
+            Ok(p) => {
+                println!(
+                    "{}: valid ({} source(s), {} target(s))",
+                    pipeline.display(),
+                    p.spec.sources.len(),
+                    p.spec.targets.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        }),
+        Command::Check { pipeline, json } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            check(&p, json).await
+        }
+        Command::Discover { pipeline, json } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            discover(&p, json).await
+        }
+        Command::Status { pipeline, json } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            status(&p, json)
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&syncline_catalog::schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, once, orders } => {
+            let size = sample::SampleSize {
+                orders,
+                ..sample::SampleSize::DEFAULT
+            };
+            eprintln!("writing the sample shop into {} ...", dir.display());
+            let path = sample::write(&dir, size)?;
+            eprintln!(
+                "syncing {} into {} (Ctrl-C to stop{})",
+                dir.join("shop").display(),
+                dir.join("shop.duckdb").display(),
+                if once {
+                    ""
+                } else {
+                    "; edit files under the folder and watch them sync"
+                }
+            );
+            let p = match load(&path) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            run(&p, !once, false).await
+        }
+    }
+}
+
+async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
+    let plan = syncline_catalog::plan(p)?;
+    let status = StatusHandle::new(&p.spec.name);
+    let cancel = CancellationToken::new();
+    let state_dir = syncline_catalog::state_dir(p);
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+
+    // First Ctrl-C: graceful stop with a final checkpoint. Second: exit now
+    // (safe: every target holds its checkpoint with its data).
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\nstopping: finishing the current batch and checkpointing (Ctrl-C again to exit now)"
+                );
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+
+    let renderer = progress::spawn(status.clone(), json, state_dir.join("status.json"));
+    let options = RunOptions {
+        follow,
+        ..RunOptions::default()
+    };
+    let result = syncline_engine::runtime::run(plan, options, status.clone(), cancel).await;
+    renderer.finish().await;
+    let last = status.snapshot();
+    match result {
+        Ok(()) => {
+            if !json {
+                eprintln!("{}", progress::summary(&last));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
+            Ok(ExitCode::from(
+                if e.kind() == syncline_engine::ErrorKind::Config {
+                    EXIT_INVALID
+                } else {
+                    EXIT_FAILED
+                },
+            ))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConnectorChecks {
+    role: &'static str,
+    name: String,
+    checks: Vec<Check>,
+}
+
+async fn check(p: &Pipeline, json: bool) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    for name in p.spec.sources.keys() {
+        let mut s = syncline_catalog::source(p, name)?;
+        all.push(ConnectorChecks {
+            role: "source",
+            name: name.clone(),
+            checks: s.check().await,
+        });
+    }
+    for name in p.spec.targets.keys() {
+        let mut s = syncline_catalog::sink(p, name)?;
+        all.push(ConnectorChecks {
+            role: "target",
+            name: name.clone(),
+            checks: s.check().await,
+        });
+    }
+    let failed = all
+        .iter()
+        .flat_map(|c| &c.checks)
+        .any(|c| c.outcome == CheckOutcome::Fail);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for c in &all {
+            println!("{} {}", c.role, c.name);
+            for check in &c.checks {
+                let mark = match check.outcome {
+                    CheckOutcome::Pass => "ok  ",
+                    CheckOutcome::Warn => "warn",
+                    CheckOutcome::Fail => "FAIL",
+                };
+                println!("  [{mark}] {}: {}", check.name, check.detail);
+                if let Some(fix) = &check.fix {
+                    println!("         fix: {fix}");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_CHECK)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn discover(p: &Pipeline, json: bool) -> Result<ExitCode> {
+    let mut tables = Vec::new();
+    for name in p.spec.sources.keys() {
+        let mut s = syncline_catalog::source(p, name)?;
+        match s.discover().await {
+            Ok(found) => tables.extend(found),
+            Err(e) => {
+                eprintln!("error [{}]: source {name}: {}", e.kind().code(), e.chain());
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+        }
+    }
+    if json {
+        let list: Vec<&syncline_engine::model::TableSchema> =
+            tables.iter().map(|t| t.as_ref()).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for t in &tables {
+            let key = if t.key.is_empty() {
+                "none".to_owned()
+            } else {
+                t.key_names().join(", ")
+            };
+            println!("{}  (key: {key})", t.id);
+            for c in &t.columns {
+                println!("  {:<24} {}", c.name, c.data_type);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(p: &Pipeline, json: bool) -> Result<ExitCode> {
+    let path = syncline_catalog::state_dir(p).join("status.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => {
+            eprintln!(
+                "pipeline `{}` has not run here yet (no {})",
+                p.spec.name,
+                path.display()
+            );
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    let file: progress::StatusFile =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    } else {
+        let alive = Path::new(&format!("/proc/{}", file.pid)).exists();
+        println!(
+            "pipeline {}: {:?}{}",
+            file.status.pipeline,
+            file.status.state,
+            if alive {
+                format!(" (running, pid {})", file.pid)
+            } else {
+                " (no process running)".to_owned()
+            }
+        );
+        print!("{}", progress::table_lines(&file.status));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,177 @@
+//! The catalog: the one place that maps `kind = "..."` in a pipeline file to
+//! a connector's config type and implementation. Adding a connector means
+//! adding a variant here and nowhere else.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use syncline_duckdb::{DuckDbSink, DuckDbTargetConfig};
+use syncline_engine::config::{
+    self, ConfigErrors, ConnectorSet, KindSchema, LoadedPipeline, SourceSpec, SyncMode, TableDecl,
+    TargetSpec, WriteMode, kind_schema,
+};
+use syncline_engine::connector::{Sink, Source};
+use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
+use syncline_engine::{Error, ErrorKind, Result};
+use syncline_files::{FilesSource, FilesSourceConfig};
+
+/// A source section of a pipeline file, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A folder of CSV, JSON-lines or Parquet files, watched for changes.
+    Files(FilesSourceConfig),
+}
+
+/// A target section of a pipeline file, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetConfig {
+    /// A DuckDB database file.
+    Duckdb(DuckDbTargetConfig),
+}
+
+impl ConnectorSet for SourceConfig {
+    fn kinds() -> Vec<KindSchema> {
+        vec![kind_schema::<FilesSourceConfig>("files")]
+    }
+}
+
+impl ConnectorSet for TargetConfig {
+    fn kinds() -> Vec<KindSchema> {
+        vec![kind_schema::<DuckDbTargetConfig>("duckdb")]
+    }
+}
+
+impl SourceSpec for SourceConfig {
+    fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Files(_) => "files",
+        }
+    }
+
+    fn tables(&self) -> Vec<TableDecl> {
+        match self {
+            SourceConfig::Files(c) => c.table_decls(),
+        }
+    }
+
+    fn supported_modes(&self) -> &'static [SyncMode] {
+        match self {
+            SourceConfig::Files(_) => FilesSourceConfig::MODES,
+        }
+    }
+}
+
+impl TargetSpec for TargetConfig {
+    fn kind(&self) -> &'static str {
+        match self {
+            TargetConfig::Duckdb(_) => "duckdb",
+        }
+    }
+
+    fn inputs(&self) -> &[String] {
+        match self {
+            TargetConfig::Duckdb(c) => &c.inputs,
+        }
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        match self {
+            TargetConfig::Duckdb(c) => c.mode,
+        }
+    }
+}
+
+/// A loaded pipeline file.
+pub type Pipeline = LoadedPipeline<SourceConfig, TargetConfig>;
+
+/// Reads and validates a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+    config::load(path)
+}
+
+/// Validates pipeline text as if read from `path`.
+pub fn parse(path: &Path, text: String) -> Result<Pipeline, ConfigErrors> {
+    config::parse(path, text)
+}
+
+/// The JSON Schema of pipeline files.
+pub fn schema() -> serde_json::Value {
+    config::pipeline_schema::<SourceConfig, TargetConfig>()
+}
+
+/// Where a pipeline keeps its local state (source manifests, last status):
+/// `.syncline/<name>/` beside the pipeline file.
+pub fn state_dir(pipeline: &Pipeline) -> PathBuf {
+    pipeline
+        .base_dir()
+        .join(".syncline")
+        .join(&pipeline.spec.name)
+}
+
+/// Builds one source connector.
+pub fn source(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Source>> {
+    let config = pipeline
+        .spec
+        .sources
+        .get(name)
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("no source named `{name}`")))?;
+    Ok(match config {
+        SourceConfig::Files(c) => Box::new(FilesSource::new(
+            name,
+            c,
+            pipeline.base_dir(),
+            &state_dir(pipeline).join(format!("files-{name}")),
+        )?),
+    })
+}
+
+/// Builds one sink connector.
+pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
+    let config = pipeline
+        .spec
+        .targets
+        .get(name)
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("no target named `{name}`")))?;
+    Ok(match config {
+        TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(
+            c.clone(),
+            pipeline.base_dir(),
+            &pipeline.spec.name,
+        )),
+    })
+}
+
+/// Builds every connector of a pipeline, ready to run.
+pub fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
+    if let Some(name) = pipeline.spec.transforms.keys().next() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "transform `{name}`: this version of syncline validates transforms but cannot run them yet; remove the [transforms] section to run the pipeline"
+            ),
+        ));
+    }
+    let mut sources = Vec::new();
+    for name in pipeline.spec.sources.keys() {
+        sources.push(SourcePlan {
+            name: name.clone(),
+            source: source(pipeline, name)?,
+        });
+    }
+    let mut sinks = Vec::new();
+    for (name, target) in &pipeline.spec.targets {
+        sinks.push(SinkPlan {
+            name: name.clone(),
+            sink: sink(pipeline, name)?,
+            filter: TableFilter::from_inputs(target.inputs().iter().map(String::as_str)),
+        });
+    }
+    Ok(PipelinePlan {
+        name: pipeline.spec.name.clone(),
+        sources,
+        sinks,
+    })
+}

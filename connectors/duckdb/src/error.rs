@@ -1,0 +1,74 @@
+//! Errors of the DuckDB target.
+
+use syncline_engine::{Error, ErrorKind};
+
+/// What went wrong writing to DuckDB.
+#[derive(Debug, thiserror::Error)]
+pub enum DuckDbError {
+    /// Opening the database file failed.
+    #[error("cannot open DuckDB database {path}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A statement failed.
+    #[error("DuckDB {what} failed")]
+    Sql {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A value does not fit its column.
+    #[error("column {column}: {detail}")]
+    Value {
+        /// Column name.
+        column: String,
+        /// What does not fit.
+        detail: String,
+    },
+    /// The target table exists with a shape that cannot receive the source's.
+    #[error("table {table}: {detail}")]
+    Schema {
+        /// Table.
+        table: String,
+        /// What differs.
+        detail: String,
+    },
+    /// The stored checkpoint cannot be read.
+    #[error("checkpoint of source {source_name} is unreadable: {detail}")]
+    Checkpoint {
+        /// Source name.
+        source_name: String,
+        /// Why.
+        detail: String,
+    },
+    /// The blocking worker stopped.
+    #[error("the DuckDB worker stopped unexpectedly")]
+    Worker,
+}
+
+impl DuckDbError {
+    pub(crate) fn sql(what: impl Into<String>) -> impl FnOnce(duckdb::Error) -> DuckDbError {
+        let what = what.into();
+        move |source| DuckDbError::Sql { what, source }
+    }
+}
+
+impl From<DuckDbError> for Error {
+    fn from(e: DuckDbError) -> Self {
+        let kind = match &e {
+            DuckDbError::Open { .. } => ErrorKind::Io,
+            DuckDbError::Sql { .. } => ErrorKind::Io,
+            DuckDbError::Value { .. } | DuckDbError::Schema { .. } => ErrorKind::Schema,
+            DuckDbError::Checkpoint { .. } => ErrorKind::State,
+            DuckDbError::Worker => ErrorKind::Internal,
+        };
+        let message = e.to_string();
+        Error::new(kind, message).with_source(e)
+    }
+}

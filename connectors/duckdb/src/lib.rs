@@ -1,0 +1,146 @@
+//! DuckDB target: the embedded local warehouse and Syncline's default.
+//!
+//! Every batch is written in one DuckDB transaction together with the
+//! pipeline's checkpoint row (`_syncline_checkpoints`), so after a crash a
+//! batch is either wholly present with its checkpoint or wholly absent:
+//! exactly-once effect. Rows are staged through the Arrow appender and merged
+//! with set-based SQL, never inserted row by row. Rejected records land in
+//! `_syncline_dead_letters` in the same transaction.
+//!
+//! Target tables are named after the source table, in `schema` (default
+//! `main`). The type map is documented in [`types`].
+
+mod error;
+pub mod types;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use syncline_engine::config::WriteMode;
+use syncline_engine::connector::{Check, Sink};
+use syncline_engine::model::{Batch, Position, TableSchema};
+use syncline_engine::{Error, Result};
+
+pub use error::DuckDbError;
+pub use writer::{CHECKPOINT_TABLE, DEAD_LETTER_TABLE, Writer, quote, read_checkpoints};
+
+/// A DuckDB database file as a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuckDbTargetConfig {
+    /// Database file, relative to the pipeline file. Created if missing.
+    pub path: String,
+    /// DuckDB schema the tables are written into.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// What this target receives: `source` (all its tables), `source.table`,
+    /// or a transform name.
+    pub inputs: Vec<String>,
+    /// How changes are written.
+    #[serde(default)]
+    pub mode: WriteMode,
+}
+
+fn default_schema() -> String {
+    "main".to_owned()
+}
+
+/// The DuckDB sink.
+#[derive(Debug)]
+pub struct DuckDbSink {
+    path: PathBuf,
+    pipeline: String,
+    config: DuckDbTargetConfig,
+    writer: Option<Writer>,
+}
+
+impl DuckDbSink {
+    /// A sink for `config`, resolving its path against `base_dir`.
+    pub fn new(config: DuckDbTargetConfig, base_dir: &Path, pipeline: &str) -> Self {
+        DuckDbSink {
+            path: base_dir.join(&config.path),
+            pipeline: pipeline.to_owned(),
+            config,
+            writer: None,
+        }
+    }
+
+    /// The resolved database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Writer) -> Result<R, DuckDbError> + Send + 'static,
+    ) -> Result<R> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::internal("DuckDB sink used before open"))?;
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut writer);
+            (writer, r)
+        })
+        .await
+        .map_err(|_| Error::from(DuckDbError::Worker))?;
+        self.writer = Some(writer);
+        result.map_err(Error::from)
+    }
+}
+
+#[async_trait]
+impl Sink for DuckDbSink {
+    async fn check(&mut self) -> Vec<Check> {
+        let path = self.path.clone();
+        let pipeline = self.pipeline.clone();
+        let mode = self.config.mode;
+        let schema = self.config.schema.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            Writer::open(&path, &pipeline, mode, &schema).map(|_| ())
+        })
+        .await;
+        let name = "database file is writable";
+        match result {
+            Ok(Ok(())) => vec![Check::pass(
+                name,
+                format!("{} opened for writing", self.path.display()),
+            )],
+            Ok(Err(e)) => vec![Check::fail(
+                name,
+                Error::from(e).chain(),
+                "check that the folder exists and is writable, and that no other program holds the file open",
+            )],
+            Err(_) => vec![Check::fail(
+                name,
+                "the check stopped unexpectedly",
+                "run it again",
+            )],
+        }
+    }
+
+    async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
+        let path = self.path.clone();
+        let pipeline = self.pipeline.clone();
+        let mode = self.config.mode;
+        let schema = self.config.schema.clone();
+        let writer =
+            tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema))
+                .await
+                .map_err(|_| Error::from(DuckDbError::Worker))??;
+        self.writer = Some(writer);
+        let tables = tables.to_vec();
+        self.blocking(move |w| w.prepare(&tables)).await
+    }
+
+    async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {
+        let source = source.to_owned();
+        self.blocking(move |w| w.write(&source, &batch).map(|_| ()))
+            .await
+    }
+}

@@ -1,0 +1,296 @@
+//! Engine types → DuckDB types, and rows → Arrow columns for the appender.
+//!
+//! | engine        | DuckDB          | staged as (Arrow)          |
+//! |---------------|-----------------|----------------------------|
+//! | boolean       | BOOLEAN         | Boolean                    |
+//! | int           | INTEGER         | Int32                      |
+//! | bigint        | BIGINT          | Int64                      |
+//! | double        | DOUBLE          | Float64                    |
+//! | decimal(p,s)  | DECIMAL(p,s)    | Decimal128(p,s) (exact)    |
+//! | text          | VARCHAR         | Utf8                       |
+//! | bytes         | BLOB            | Binary                     |
+//! | date          | DATE            | Date32                     |
+//! | time          | TIME            | Time64(µs)                 |
+//! | timestamp     | TIMESTAMP       | Timestamp(µs)              |
+//! | timestamptz   | TIMESTAMPTZ     | Timestamp(µs, UTC)         |
+//! | uuid          | UUID            | Utf8, cast on merge        |
+//! | json          | JSON            | Utf8, cast on merge        |
+
+use std::sync::Arc;
+
+use duckdb::arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
+    Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use duckdb::arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
+use syncline_engine::model::{DataType, Value};
+
+use crate::error::DuckDbError;
+
+/// The DuckDB column type for an engine type.
+pub fn duckdb_type(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        DataType::Text => "VARCHAR".into(),
+        DataType::Bytes => "BLOB".into(),
+        DataType::Date => "DATE".into(),
+        DataType::Time => "TIME".into(),
+        DataType::Timestamp => "TIMESTAMP".into(),
+        DataType::TimestampTz => "TIMESTAMPTZ".into(),
+        DataType::Uuid => "UUID".into(),
+        DataType::Json => "JSON".into(),
+    }
+}
+
+/// The type a column has in the staging table (what Arrow can carry).
+pub fn stage_type(t: &DataType) -> String {
+    match t {
+        DataType::Uuid | DataType::Json => "VARCHAR".into(),
+        other => duckdb_type(other),
+    }
+}
+
+fn arrow_type(t: &DataType) -> ArrowType {
+    match t {
+        DataType::Boolean => ArrowType::Boolean,
+        DataType::Int32 => ArrowType::Int32,
+        DataType::Int64 => ArrowType::Int64,
+        DataType::Float64 => ArrowType::Float64,
+        DataType::Decimal { precision, scale } => ArrowType::Decimal128(*precision, *scale as i8),
+        DataType::Text | DataType::Uuid | DataType::Json => ArrowType::Utf8,
+        DataType::Bytes => ArrowType::Binary,
+        DataType::Date => ArrowType::Date32,
+        DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
+        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// An Arrow field for a column.
+pub fn arrow_field(name: &str, t: &DataType) -> Field {
+    Field::new(name, arrow_type(t), true)
+}
+
+/// Arrow schema helper.
+pub fn arrow_schema(fields: Vec<Field>) -> Arc<Schema> {
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds one Arrow column from values of one engine type.
+pub fn build_column<'a>(
+    t: &DataType,
+    column: &str,
+    values: impl ExactSizeIterator<Item = &'a Value>,
+) -> Result<ArrayRef, DuckDbError> {
+    let n = values.len();
+    let bad = |v: &Value| DuckDbError::Value {
+        column: column.to_owned(),
+        detail: format!("{v:?} is not a {t}"),
+    };
+    Ok(match t {
+        DataType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Bool(x) => b.append_value(*x),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Int32 => {
+            let mut b = Int32Builder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Int(x) => b.append_value(i32::try_from(*x).map_err(|_| bad(v))?),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Int64 => {
+            let mut b = Int64Builder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Int(x) => b.append_value(*x),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Float64 => {
+            let mut b = Float64Builder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Float(x) => b.append_value(*x),
+                    Value::Int(x) => b.append_value(*x as f64),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Decimal { precision, scale } => {
+            let mut b = Decimal128Builder::with_capacity(n)
+                .with_precision_and_scale(*precision, *scale as i8)
+                .map_err(|e| DuckDbError::Value {
+                    column: column.to_owned(),
+                    detail: e.to_string(),
+                })?;
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Decimal(text) => {
+                        b.append_value(scaled_decimal(text, *scale).ok_or_else(|| bad(v))?)
+                    }
+                    Value::Int(x) => b.append_value(i128::from(*x) * 10i128.pow(u32::from(*scale))),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Text | DataType::Uuid | DataType::Json => {
+            let mut b = StringBuilder::with_capacity(n, n * 16);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Text(s) | Value::Json(s) => b.append_value(s),
+                    Value::Uuid(u) => b.append_value(format_uuid(u)),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Bytes => {
+            let mut b = BinaryBuilder::with_capacity(n, n * 16);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Bytes(x) => b.append_value(x),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Date => {
+            let mut b = Date32Builder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Date(d) => b.append_value(*d),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Time => {
+            let mut b = Time64MicrosecondBuilder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Time(t) => b.append_value(*t),
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Timestamp | DataType::TimestampTz => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Timestamp(t) | Value::TimestampTz(t) => b.append_value(*t),
+                    other => return Err(bad(other)),
+                }
+            }
+            let array = b.finish();
+            if *t == DataType::TimestampTz {
+                Arc::new(array.with_timezone("UTC"))
+            } else {
+                Arc::new(array)
+            }
+        }
+    })
+}
+
+/// `"-12.5"` at scale 2 → `-1250`. `None` if it is not a decimal or has more
+/// fractional digits than `scale` (nothing is rounded silently).
+pub fn scaled_decimal(text: &str, scale: u8) -> Option<i128> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac_trimmed = frac_part.trim_end_matches('0');
+    if frac_trimmed.len() > scale as usize {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in int_part.bytes() {
+        value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    for i in 0..scale as usize {
+        let digit = frac_part.as_bytes().get(i).map_or(0, |b| b - b'0');
+        value = value.checked_mul(10)?.checked_add(i128::from(digit))?;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Canonical lowercase hyphenated UUID text.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_scale_exactly_or_refuse() {
+        assert_eq!(scaled_decimal("12.34", 2), Some(1234));
+        assert_eq!(scaled_decimal("-0.5", 2), Some(-50));
+        assert_eq!(scaled_decimal("7", 2), Some(700));
+        assert_eq!(scaled_decimal("1.230", 2), Some(123));
+        assert_eq!(scaled_decimal("1.234", 2), None);
+        assert_eq!(scaled_decimal("abc", 2), None);
+        assert_eq!(scaled_decimal(".", 2), None);
+        assert_eq!(
+            scaled_decimal("12345678901234567890123456.78", 2),
+            Some(1234567890123456789012345678)
+        );
+    }
+
+    #[test]
+    fn uuid_text() {
+        let u = [
+            0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17,
+            0x40, 0x00,
+        ];
+        assert_eq!(format_uuid(&u), "123e4567-e89b-12d3-a456-426614174000");
+    }
+}

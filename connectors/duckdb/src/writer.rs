@@ -1,0 +1,468 @@
+//! The blocking DuckDB writer: table creation and evolution, bulk staged
+//! merges, dead letters and the checkpoint, one transaction per batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use duckdb::arrow::datatypes::{DataType as ArrowType, Field};
+use duckdb::{Connection, params};
+use syncline_engine::config::WriteMode;
+use syncline_engine::model::{
+    Batch, Change, DataType, Op, Position, Row, TableId, TableSchema, Value,
+};
+
+use crate::error::DuckDbError;
+use crate::types::{arrow_field, arrow_schema, build_column, duckdb_type, stage_type};
+
+/// Table holding one checkpoint row per (pipeline, source).
+pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
+/// Table holding rejected records with their reason.
+pub const DEAD_LETTER_TABLE: &str = "_syncline_dead_letters";
+
+/// Metadata columns of history-mode tables, before the data columns.
+const HISTORY_COLUMNS: &str = "_op VARCHAR NOT NULL, _seq UBIGINT NOT NULL, _commit_time TIMESTAMPTZ, _synced_at TIMESTAMPTZ NOT NULL";
+
+/// Quotes an identifier for DuckDB.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+struct Target {
+    /// Qualified, quoted target table.
+    table: String,
+    /// Quoted temp staging table.
+    stage: String,
+    /// Bare staging table name (for the appender).
+    stage_name: String,
+    schema: Arc<TableSchema>,
+}
+
+/// Writes batches into one DuckDB database.
+pub struct Writer {
+    conn: Connection,
+    pipeline: String,
+    mode: WriteMode,
+    schema_name: String,
+    targets: HashMap<TableId, Target>,
+    held: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("pipeline", &self.pipeline)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(
+        path: &Path,
+        pipeline: &str,
+        mode: WriteMode,
+        schema_name: &str,
+    ) -> Result<Self, DuckDbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| DuckDbError::Open {
+                path: path.display().to_string(),
+                source: duckdb::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| DuckDbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS main.{CHECKPOINT_TABLE} (
+                 pipeline VARCHAR NOT NULL,
+                 source VARCHAR NOT NULL,
+                 seq UBIGINT NOT NULL,
+                 position JSON NOT NULL,
+                 updated_at TIMESTAMPTZ NOT NULL,
+                 PRIMARY KEY (pipeline, source));
+             CREATE TABLE IF NOT EXISTS main.{DEAD_LETTER_TABLE} (
+                 pipeline VARCHAR NOT NULL,
+                 source VARCHAR NOT NULL,
+                 table_name VARCHAR NOT NULL,
+                 origin VARCHAR NOT NULL,
+                 line UBIGINT,
+                 raw VARCHAR NOT NULL,
+                 reason VARCHAR NOT NULL,
+                 seq UBIGINT NOT NULL,
+                 recorded_at TIMESTAMPTZ NOT NULL);",
+            schema = quote(schema_name)
+        ))
+        .map_err(DuckDbError::sql("creating Syncline's bookkeeping tables"))?;
+        Ok(Writer {
+            conn,
+            pipeline: pipeline.to_owned(),
+            mode,
+            schema_name: schema_name.to_owned(),
+            targets: HashMap::new(),
+            held: BTreeMap::new(),
+        })
+    }
+
+    /// Creates or evolves the target tables and returns the stored
+    /// checkpoints of this pipeline, per source.
+    pub fn prepare(
+        &mut self,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<BTreeMap<String, Position>, DuckDbError> {
+        for t in tables {
+            self.ensure_table(t)?;
+        }
+        let held = read_checkpoints(&self.conn, &self.pipeline)?;
+        self.held = held.iter().map(|(k, p)| (k.clone(), p.seq)).collect();
+        Ok(held)
+    }
+
+    fn ensure_table(&mut self, schema: &Arc<TableSchema>) -> Result<(), DuckDbError> {
+        if self.targets.get(&schema.id).is_some_and(|t| {
+            t.schema.version == schema.version && t.schema.columns == schema.columns
+        }) {
+            return Ok(());
+        }
+        let table = format!("{}.{}", quote(&self.schema_name), quote(&schema.id.name));
+        let columns: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), duckdb_type(&c.data_type)))
+            .collect();
+        let meta = if self.mode == WriteMode::History {
+            format!("{HISTORY_COLUMNS}, ")
+        } else {
+            String::new()
+        };
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} ({meta}{})",
+                columns.join(", ")
+            ))
+            .map_err(DuckDbError::sql(format!("creating {table}")))?;
+
+        // Columns the source gained since the table was created.
+        let existing: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?")
+                .map_err(DuckDbError::sql("reading target columns"))?;
+            let rows = stmt
+                .query_map(params![self.schema_name, schema.id.name], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(DuckDbError::sql("reading target columns"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(DuckDbError::sql("reading target columns"))?
+        };
+        for c in schema
+            .columns
+            .iter()
+            .filter(|c| !existing.contains(&c.name))
+        {
+            tracing::info!(table = %schema.id, column = %c.name, "adding column to target");
+            self.conn
+                .execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {}",
+                    quote(&c.name),
+                    duckdb_type(&c.data_type)
+                ))
+                .map_err(DuckDbError::sql(format!(
+                    "adding column {} to {table}",
+                    c.name
+                )))?;
+        }
+
+        let stage_name = format!("_syncline_stage_{}_{}", schema.id.origin, schema.id.name);
+        let stage_columns: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), stage_type(&c.data_type)))
+            .collect();
+        self.conn
+            .execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, {})",
+                quote(&stage_name),
+                stage_columns.join(", ")
+            ))
+            .map_err(DuckDbError::sql("creating the staging table"))?;
+        self.targets.insert(
+            schema.id.clone(),
+            Target {
+                table,
+                stage: format!("temp.main.{}", quote(&stage_name)),
+                stage_name,
+                schema: schema.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies a batch and its checkpoint in one transaction. A batch at or
+    /// below the stored checkpoint is skipped.
+    pub fn write(&mut self, source: &str, batch: &Batch) -> Result<bool, DuckDbError> {
+        if self
+            .held
+            .get(source)
+            .is_some_and(|&held| batch.position.seq <= held)
+        {
+            return Ok(false);
+        }
+        // Tables first seen (or changed) mid-stream are created outside the
+        // data transaction: DDL is idempotent.
+        for change in &batch.changes {
+            self.ensure_table(&change.table)?;
+        }
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(DuckDbError::sql("BEGIN"))?;
+        match self.apply(source, batch) {
+            Ok(()) => {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(DuckDbError::sql("COMMIT"))?;
+                self.held.insert(source.to_owned(), batch.position.seq);
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
+        // Changes of one table keep their order; tables are independent.
+        let mut order: Vec<TableId> = Vec::new();
+        let mut by_table: HashMap<TableId, Vec<&Change>> = HashMap::new();
+        for change in &batch.changes {
+            let list = by_table.entry(change.table.id.clone()).or_insert_with(|| {
+                order.push(change.table.id.clone());
+                Vec::new()
+            });
+            list.push(change);
+        }
+        for id in &order {
+            let changes = &by_table[id];
+            let mut segment: Vec<&Change> = Vec::new();
+            for change in changes {
+                if change.op == Op::Truncate {
+                    self.apply_segment(id, &segment, batch)?;
+                    segment.clear();
+                    self.truncate(id, batch)?;
+                } else {
+                    segment.push(change);
+                }
+            }
+            self.apply_segment(id, &segment, batch)?;
+        }
+        self.write_dead_letters(source, batch)?;
+        let position =
+            serde_json::to_string(&batch.position.state).map_err(|e| DuckDbError::Checkpoint {
+                source_name: source.to_owned(),
+                detail: e.to_string(),
+            })?;
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO main.{CHECKPOINT_TABLE} VALUES (?, ?, ?, ?, now())
+                     ON CONFLICT (pipeline, source) DO UPDATE SET
+                        seq = excluded.seq, position = excluded.position, updated_at = excluded.updated_at"
+                ),
+                params![self.pipeline, source, batch.position.seq, position],
+            )
+            .map_err(DuckDbError::sql("storing the checkpoint"))?;
+        Ok(())
+    }
+
+    fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
+        let target = &self.targets[id];
+        let sql = match self.mode {
+            WriteMode::Upsert | WriteMode::Append => format!("DELETE FROM {}", target.table),
+            WriteMode::History => format!(
+                "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {}, {}, now())",
+                target.table,
+                batch.position.seq,
+                commit_time_sql(batch)
+            ),
+        };
+        self.conn
+            .execute_batch(&sql)
+            .map_err(DuckDbError::sql(format!("truncating {}", target.table)))
+    }
+
+    fn apply_segment(
+        &mut self,
+        id: &TableId,
+        changes: &[&Change],
+        batch: &Batch,
+    ) -> Result<(), DuckDbError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let target = &self.targets[id];
+        let schema = &target.schema;
+        // Stage the segment in bulk through Arrow.
+        let mut fields = vec![
+            Field::new("_seq", ArrowType::Int64, false),
+            Field::new("_op", ArrowType::Utf8, false),
+        ];
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..changes.len() as i64)),
+            Arc::new(StringArray::from_iter_values(
+                changes.iter().map(|c| c.op.code()),
+            )),
+        ];
+        let null = Value::Null;
+        for (i, column) in schema.columns.iter().enumerate() {
+            fields.push(arrow_field(&column.name, &column.data_type));
+            let values = changes.iter().map(|c| {
+                c.key_row()
+                    .and_then(|row: &Row| row.get(i))
+                    .unwrap_or(&null)
+            });
+            arrays.push(build_column(&column.data_type, &column.name, values)?);
+        }
+        let record =
+            RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
+                column: "*".into(),
+                detail: e.to_string(),
+            })?;
+        {
+            let mut appender = self
+                .conn
+                .appender_to_catalog_and_db(&target.stage_name, "temp", "main")
+                .map_err(DuckDbError::sql("opening the staging appender"))?;
+            appender
+                .append_record_batch(record)
+                .map_err(DuckDbError::sql("staging rows"))?;
+            appender.flush().map_err(DuckDbError::sql("staging rows"))?;
+        }
+
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let select: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| match c.data_type {
+                DataType::Uuid | DataType::Json => {
+                    format!("CAST({} AS {})", quote(&c.name), duckdb_type(&c.data_type))
+                }
+                _ => quote(&c.name),
+            })
+            .collect();
+        let (table, stage) = (&target.table, &target.stage);
+        let sql = match self.mode {
+            WriteMode::Upsert => {
+                let keys: Vec<String> = schema.key.iter().map(|&k| quote(&schema.columns[k].name)).collect();
+                if keys.is_empty() {
+                    return Err(DuckDbError::Schema {
+                        table: id.to_string(),
+                        detail: "upsert mode needs a key; the table has none".into(),
+                    });
+                }
+                let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+                format!(
+                    "DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM {stage}) s WHERE {join};
+                     INSERT INTO {table} ({cols}) SELECT {select} FROM (
+                         SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) AS _rn FROM {stage}
+                     ) WHERE _rn = 1 AND _op <> 'd';
+                     DELETE FROM {stage};",
+                    keys = keys.join(", "),
+                    join = join.join(" AND "),
+                    cols = cols.join(", "),
+                    select = select.join(", "),
+                )
+            }
+            WriteMode::Append => format!(
+                "INSERT INTO {table} ({cols}) SELECT {select} FROM {stage} WHERE _op IN ('i', 'u') ORDER BY _seq;
+                 DELETE FROM {stage};",
+                cols = cols.join(", "),
+                select = select.join(", "),
+            ),
+            WriteMode::History => format!(
+                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
+                 SELECT _op, {seq}, {commit}, now(), {select} FROM {stage} ORDER BY _seq;
+                 DELETE FROM {stage};",
+                seq = batch.position.seq,
+                commit = commit_time_sql(batch),
+                cols = cols.join(", "),
+                select = select.join(", "),
+            ),
+        };
+        self.conn
+            .execute_batch(&sql)
+            .map_err(DuckDbError::sql(format!("merging into {table}")))
+    }
+
+    fn write_dead_letters(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
+        if batch.dead_letters.is_empty() {
+            return Ok(());
+        }
+        let mut appender = self
+            .conn
+            .appender(DEAD_LETTER_TABLE)
+            .map_err(DuckDbError::sql("opening the dead-letter appender"))?;
+        let now = chrono::Utc::now().timestamp_micros();
+        for dl in &batch.dead_letters {
+            appender
+                .append_row(params![
+                    self.pipeline,
+                    source,
+                    dl.table.name,
+                    dl.origin,
+                    dl.line,
+                    dl.raw,
+                    dl.reason,
+                    batch.position.seq,
+                    duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, now),
+                ])
+                .map_err(DuckDbError::sql("writing dead letters"))?;
+        }
+        appender
+            .flush()
+            .map_err(DuckDbError::sql("writing dead letters"))
+    }
+}
+
+fn commit_time_sql(batch: &Batch) -> String {
+    batch.commit_time.map_or_else(
+        || "NULL".to_owned(),
+        |t| format!("make_timestamptz({})", t.timestamp_micros()),
+    )
+}
+
+/// Reads the stored checkpoints of `pipeline`, per source.
+pub fn read_checkpoints(
+    conn: &Connection,
+    pipeline: &str,
+) -> Result<BTreeMap<String, Position>, DuckDbError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT source, seq, CAST(position AS VARCHAR) FROM main.{CHECKPOINT_TABLE} WHERE pipeline = ?"
+        ))
+        .map_err(DuckDbError::sql("reading checkpoints"))?;
+    let rows = stmt
+        .query_map(params![pipeline], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(DuckDbError::sql("reading checkpoints"))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (source, seq, text) = row.map_err(DuckDbError::sql("reading checkpoints"))?;
+        let state = serde_json::from_str(&text).map_err(|e| DuckDbError::Checkpoint {
+            source_name: source.clone(),
+            detail: e.to_string(),
+        })?;
+        out.insert(source, Position { seq, state });
+    }
+    Ok(out)
+}

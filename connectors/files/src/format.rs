@@ -1,0 +1,477 @@
+//! Reading CSV, JSON-lines and Parquet files into rows, keeping every record
+//! that cannot be read as a dead letter with its line, raw text and reason.
+
+use std::path::Path;
+
+use duckdb::types::ValueRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use syncline_engine::model::{Column, DataType, DeadLetter, Row, TableId, TableSchema, Value};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::FilesError;
+use crate::infer::{Inference, parse_value, shorten};
+
+/// File format of a table's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a file name implies.
+    pub fn from_path(path: &Path) -> Option<FileFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" | "txt" => Some(FileFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(FileFormat::Jsonl),
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// CSV dialect.
+#[derive(Debug, Clone, Copy)]
+pub struct CsvDialect {
+    /// Field delimiter byte.
+    pub delimiter: u8,
+}
+
+/// One row read from a file.
+#[derive(Debug, Clone)]
+pub struct ParsedRow {
+    /// Values in schema column order.
+    pub row: Row,
+    /// Hash of the record's content, to tell changed rows from unchanged.
+    pub hash: u64,
+}
+
+/// A whole file, read.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    /// Good rows in file order.
+    pub rows: Vec<ParsedRow>,
+    /// Records that could not be read.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Rows sampled for type inference.
+const SAMPLE_ROWS: usize = 2_000;
+
+/// Infers the columns of a file from its first rows. `overrides` (column →
+/// type) win over inference.
+pub fn infer_columns(
+    path: &Path,
+    bytes: &[u8],
+    format: FileFormat,
+    dialect: CsvDialect,
+    overrides: &dyn Fn(&str) -> Option<DataType>,
+) -> Result<Vec<Column>, FilesError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut inferences: Vec<Inference> = Vec::new();
+    match format {
+        FileFormat::Csv => {
+            let mut reader = csv_reader(bytes, dialect);
+            let headers = reader
+                .headers()
+                .map_err(|e| FilesError::read(path, e.to_string()))?;
+            names = headers.iter().map(|h| h.trim().to_owned()).collect();
+            inferences = vec![Inference::default(); names.len()];
+            for record in reader.records().take(SAMPLE_ROWS).flatten() {
+                if record.len() != names.len() {
+                    continue;
+                }
+                for (i, field) in record.iter().enumerate() {
+                    inferences[i].observe(field);
+                }
+            }
+        }
+        FileFormat::Jsonl => {
+            for line in bytes.split(|b| *b == b'\n').take(SAMPLE_ROWS) {
+                let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(line) else {
+                    continue;
+                };
+                for (k, v) in obj {
+                    let idx = match names.iter().position(|n| *n == k) {
+                        Some(i) => i,
+                        None => {
+                            names.push(k);
+                            inferences.push(Inference::default());
+                            names.len() - 1
+                        }
+                    };
+                    observe_json(&mut inferences[idx], &v);
+                }
+            }
+        }
+        FileFormat::Parquet => return parquet_columns(path, overrides),
+    }
+    if names.is_empty() {
+        return Err(FilesError::read(path, "no columns found".into()));
+    }
+    Ok(names
+        .into_iter()
+        .zip(inferences)
+        .map(|(name, inf)| Column {
+            data_type: overrides(&name).unwrap_or_else(|| inf.data_type()),
+            nullable: true,
+            name,
+        })
+        .collect())
+}
+
+fn observe_json(inf: &mut Inference, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Null => inf.observe(""),
+        serde_json::Value::String(s) => inf.observe(s),
+        serde_json::Value::Bool(b) => inf.observe(if *b { "true" } else { "false" }),
+        serde_json::Value::Number(n) => inf.observe(&n.to_string()),
+        // Nested values are kept as JSON text: force text inference to fail
+        // every narrower type, then `json` is chosen by the caller's override
+        // or the column stays text holding JSON.
+        other => inf.observe(&other.to_string()),
+    }
+}
+
+fn csv_reader(bytes: &[u8], dialect: CsvDialect) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .delimiter(dialect.delimiter)
+        .from_reader(bytes)
+}
+
+/// Reads every record of a file against `schema`.
+pub fn parse_file(
+    path: &Path,
+    origin: &str,
+    bytes: &[u8],
+    format: FileFormat,
+    dialect: CsvDialect,
+    schema: &TableSchema,
+) -> Result<ParsedFile, FilesError> {
+    match format {
+        FileFormat::Csv => parse_csv(path, origin, bytes, dialect, schema),
+        FileFormat::Jsonl => Ok(parse_jsonl(origin, bytes, schema)),
+        FileFormat::Parquet => parse_parquet(path, schema),
+    }
+}
+
+fn dead(table: &TableId, origin: &str, line: u64, raw: &[u8], reason: String) -> DeadLetter {
+    DeadLetter {
+        table: table.clone(),
+        origin: origin.to_owned(),
+        line: Some(line),
+        raw: String::from_utf8_lossy(raw)
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        reason,
+    }
+}
+
+fn check_key(schema: &TableSchema, row: &Row) -> Result<(), String> {
+    for &k in &schema.key {
+        if row[k].is_null() {
+            return Err(format!("key column `{}` is empty", schema.columns[k].name));
+        }
+    }
+    Ok(())
+}
+
+fn parse_csv(
+    path: &Path,
+    origin: &str,
+    bytes: &[u8],
+    dialect: CsvDialect,
+    schema: &TableSchema,
+) -> Result<ParsedFile, FilesError> {
+    let mut reader = csv_reader(bytes, dialect);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| FilesError::read(path, e.to_string()))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
+    // Where each schema column sits in this file.
+    let positions: Vec<Option<usize>> = schema
+        .columns
+        .iter()
+        .map(|c| headers.iter().position(|h| *h == c.name))
+        .collect();
+    for &k in &schema.key {
+        if positions[k].is_none() {
+            return Err(FilesError::read(
+                path,
+                format!("the header has no key column `{}`", schema.columns[k].name),
+            ));
+        }
+    }
+    let mut out = ParsedFile::default();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let start = reader.position().byte() as usize;
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let end = (reader.position().byte() as usize).clamp(start, bytes.len());
+                out.dead_letters.push(dead(
+                    &schema.id,
+                    origin,
+                    line,
+                    &bytes[start..end],
+                    format!("unreadable CSV: {e}"),
+                ));
+                continue;
+            }
+        }
+        let end = (reader.position().byte() as usize).clamp(start, bytes.len());
+        let raw = &bytes[start..end];
+        if record.len() != headers.len() {
+            out.dead_letters.push(dead(
+                &schema.id,
+                origin,
+                line,
+                raw,
+                format!("expected {} fields, found {}", headers.len(), record.len()),
+            ));
+            continue;
+        }
+        let mut row = Vec::with_capacity(schema.columns.len());
+        let mut error = None;
+        for (column, pos) in schema.columns.iter().zip(&positions) {
+            let Some(pos) = pos else {
+                row.push(Value::Null);
+                continue;
+            };
+            let field = &record[*pos];
+            let text = match std::str::from_utf8(field) {
+                Ok(t) => t,
+                Err(_) => {
+                    error = Some(format!("column `{}` is not valid UTF-8", column.name));
+                    break;
+                }
+            };
+            match parse_value(text, &column.data_type) {
+                Ok(v) => row.push(v),
+                Err(reason) => {
+                    error = Some(format!("column `{}`: {reason}", column.name));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = error.or_else(|| check_key(schema, &row).err()) {
+            out.dead_letters
+                .push(dead(&schema.id, origin, line, raw, reason));
+            continue;
+        }
+        let mut hasher = Xxh3::new();
+        for field in record.iter() {
+            hasher.update(field);
+            hasher.update(&[0x1f]);
+        }
+        out.rows.push(ParsedRow {
+            row,
+            hash: hasher.digest(),
+        });
+    }
+    Ok(out)
+}
+
+fn json_to_value(v: &serde_json::Value, t: &DataType) -> Result<Value, String> {
+    match (v, t) {
+        (serde_json::Value::Null, _) => Ok(Value::Null),
+        (v, DataType::Json) => Ok(Value::Json(v.to_string())),
+        (serde_json::Value::String(s), t) => parse_value(s, t),
+        (serde_json::Value::Bool(b), DataType::Boolean) => Ok(Value::Bool(*b)),
+        (serde_json::Value::Number(n), DataType::Float64) => n
+            .as_f64()
+            .map(Value::Float)
+            .ok_or_else(|| format!("`{n}` is not a valid double")),
+        (serde_json::Value::Number(n), t) => parse_value(&n.to_string(), t),
+        (serde_json::Value::Bool(b), DataType::Text) => Ok(Value::Text(b.to_string())),
+        (other @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)), DataType::Text) => {
+            Ok(Value::Text(other.to_string()))
+        }
+        (other, t) => Err(format!(
+            "`{}` is not a valid {t}",
+            shorten(&other.to_string())
+        )),
+    }
+}
+
+fn parse_jsonl(origin: &str, bytes: &[u8], schema: &TableSchema) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let object = match serde_json::from_slice::<serde_json::Value>(trimmed) {
+            Ok(serde_json::Value::Object(o)) => o,
+            Ok(_) => {
+                out.dead_letters.push(dead(
+                    &schema.id,
+                    origin,
+                    line_no,
+                    line,
+                    "the line is not a JSON object".into(),
+                ));
+                continue;
+            }
+            Err(e) => {
+                out.dead_letters.push(dead(
+                    &schema.id,
+                    origin,
+                    line_no,
+                    line,
+                    format!("invalid JSON: {e}"),
+                ));
+                continue;
+            }
+        };
+        let row: Result<Row, String> = schema
+            .columns
+            .iter()
+            .map(|c| {
+                object
+                    .get(&c.name)
+                    .map_or(Ok(Value::Null), |v| json_to_value(v, &c.data_type))
+                    .map_err(|reason| format!("column `{}`: {reason}", c.name))
+            })
+            .collect();
+        match row.and_then(|row| check_key(schema, &row).map(|()| row)) {
+            Ok(row) => out.rows.push(ParsedRow {
+                row,
+                hash: xxhash_rust::xxh3::xxh3_64(trimmed),
+            }),
+            Err(reason) => out
+                .dead_letters
+                .push(dead(&schema.id, origin, line_no, line, reason)),
+        }
+    }
+    out
+}
+
+fn duckdb_err(path: &Path) -> impl Fn(duckdb::Error) -> FilesError + '_ {
+    move |e| FilesError::read(path, format!("reading Parquet: {e}"))
+}
+
+fn parquet_query(path: &Path) -> String {
+    format!(
+        "SELECT * FROM read_parquet('{}')",
+        path.display().to_string().replace('\'', "''")
+    )
+}
+
+fn parquet_columns(
+    path: &Path,
+    overrides: &dyn Fn(&str) -> Option<DataType>,
+) -> Result<Vec<Column>, FilesError> {
+    let conn = duckdb::Connection::open_in_memory().map_err(duckdb_err(path))?;
+    let sql = format!(
+        "SELECT column_name, column_type FROM (DESCRIBE {})",
+        parquet_query(path)
+    );
+    let mut stmt = conn.prepare(&sql).map_err(duckdb_err(path))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(duckdb_err(path))?;
+    let mut columns = Vec::new();
+    for row in rows {
+        let (name, duck_type) = row.map_err(duckdb_err(path))?;
+        let data_type = overrides(&name).unwrap_or_else(|| from_duckdb_type(&duck_type));
+        columns.push(Column {
+            name,
+            data_type,
+            nullable: true,
+        });
+    }
+    Ok(columns)
+}
+
+/// DuckDB's type name (as DESCRIBE prints it) → engine type.
+fn from_duckdb_type(t: &str) -> DataType {
+    let upper = t.to_ascii_uppercase();
+    match upper.as_str() {
+        "BOOLEAN" => DataType::Boolean,
+        "TINYINT" | "SMALLINT" | "INTEGER" | "UTINYINT" | "USMALLINT" => DataType::Int32,
+        "BIGINT" | "UINTEGER" => DataType::Int64,
+        "FLOAT" | "DOUBLE" => DataType::Float64,
+        "DATE" => DataType::Date,
+        "TIME" => DataType::Time,
+        "TIMESTAMP" | "TIMESTAMP_NS" | "TIMESTAMP_MS" | "TIMESTAMP_S" => DataType::Timestamp,
+        "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => DataType::TimestampTz,
+        "BLOB" => DataType::Bytes,
+        "UUID" => DataType::Uuid,
+        "JSON" => DataType::Json,
+        other => DataType::parse(other).unwrap_or(DataType::Text),
+    }
+}
+
+fn parse_parquet(path: &Path, schema: &TableSchema) -> Result<ParsedFile, FilesError> {
+    let conn = duckdb::Connection::open_in_memory().map_err(duckdb_err(path))?;
+    // Let DuckDB render every column as text, then parse with the table's
+    // types: one conversion path for all formats.
+    let select: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("CAST(\"{}\" AS VARCHAR)", c.name.replace('"', "\"\"")))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM read_parquet('{}')",
+        select.join(", "),
+        path.display().to_string().replace('\'', "''")
+    );
+    let mut stmt = conn.prepare(&sql).map_err(duckdb_err(path))?;
+    let mut rows = stmt.query([]).map_err(duckdb_err(path))?;
+    let mut out = ParsedFile::default();
+    let mut n: u64 = 0;
+    while let Some(r) = rows.next().map_err(duckdb_err(path))? {
+        n += 1;
+        let mut row = Vec::with_capacity(schema.columns.len());
+        let mut hasher = Xxh3::new();
+        let mut error = None;
+        for (i, c) in schema.columns.iter().enumerate() {
+            let text = match r.get_ref(i).map_err(duckdb_err(path))? {
+                ValueRef::Null => None,
+                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                other => Some(format!("{other:?}")),
+            };
+            hasher.update(text.as_deref().unwrap_or("\u{0}").as_bytes());
+            hasher.update(&[0x1f]);
+            match text {
+                None => row.push(Value::Null),
+                Some(t) => match parse_value(&t, &c.data_type) {
+                    Ok(v) => row.push(v),
+                    Err(reason) => {
+                        error = Some(format!("column `{}`: {reason}", c.name));
+                        break;
+                    }
+                },
+            }
+        }
+        match error.or_else(|| check_key(schema, &row).err()) {
+            None => out.rows.push(ParsedRow {
+                row,
+                hash: hasher.digest(),
+            }),
+            Some(reason) => out.dead_letters.push(DeadLetter {
+                table: schema.id.clone(),
+                origin: path.display().to_string(),
+                line: Some(n),
+                raw: format!("row {n}"),
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,251 @@
+//! Pipeline files: the typed model, loading with complete validation, and
+//! byte-for-byte write-back.
+//!
+//! A pipeline file is TOML. Loading it checks everything before anything runs
+//! and reports every problem at once, each with the file, line, column and
+//! field path (see [`ConfigErrors`]). Connector sections are typed by the
+//! connector crates; the catalog crate ties `kind = "..."` to those types
+//! through [`ConnectorSet`].
+
+mod document;
+mod errors;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use document::SpannedDocument;
+pub use errors::{ConfigError, ConfigErrors};
+pub use secret::Secret;
+
+/// How a source table is kept in sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Copy the table once, then apply every change from the change log
+    /// (or, for files, from every new, changed and removed file).
+    #[default]
+    Cdc,
+    /// Copy rows whose `cursor` column is greater than the last value seen.
+    /// Deletes are not seen.
+    Incremental,
+    /// Copy the whole table on every run, replacing what the target holds.
+    Full,
+}
+
+impl SyncMode {
+    /// The name used in pipeline files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Cdc => "cdc",
+            SyncMode::Incremental => "incremental",
+            SyncMode::Full => "full",
+        }
+    }
+}
+
+/// How a target writes the changes it receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Keep one row per key: inserts and updates replace, deletes remove.
+    /// Every input table needs a key.
+    #[default]
+    Upsert,
+    /// Append every change as a new row; nothing is updated or removed.
+    Append,
+    /// Keep every version of every row with its operation, source position
+    /// and commit time.
+    History,
+}
+
+impl WriteMode {
+    /// The name used in pipeline files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Upsert => "upsert",
+            WriteMode::Append => "append",
+            WriteMode::History => "history",
+        }
+    }
+}
+
+/// A SQL transform over one input table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// The input table, as `source.table`. The SQL reads it as `source`.
+    pub input: String,
+    /// A `SELECT` over the relation `source`. Its output must keep the input's
+    /// key columns.
+    pub sql: String,
+}
+
+/// A whole pipeline file. `S` and `T` are the source and target connector
+/// configs (tagged by `kind`), supplied by the catalog crate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec<S, T> {
+    /// Pipeline name: letters, digits, `_` and `-`. It names the pipeline's
+    /// checkpoints, state folder and (for databases) replication slots.
+    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"))]
+    pub name: String,
+    /// What the pipeline is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where data comes from, by name.
+    #[schemars(length(min = 1))]
+    pub sources: BTreeMap<String, S>,
+    /// SQL transforms, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transforms: BTreeMap<String, TransformSpec>,
+    /// Where data goes, by name.
+    #[schemars(length(min = 1))]
+    pub targets: BTreeMap<String, T>,
+}
+
+/// A table a source declares, as the engine needs to know it for validation
+/// and planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDecl {
+    /// Table name within its source.
+    pub name: String,
+    /// Key column names (empty: no key).
+    pub key: Vec<String>,
+    /// Sync mode.
+    pub mode: SyncMode,
+    /// Cursor column for incremental mode.
+    pub cursor: Option<String>,
+    /// JSON pointer of the table's declaration, relative to its source
+    /// section (e.g. `/tables/0`), for error messages.
+    pub pointer: String,
+}
+
+/// What the engine asks of a source connector's config.
+pub trait SourceSpec {
+    /// The connector kind (`files`, `postgres`, ...).
+    fn kind(&self) -> &'static str;
+    /// Declared tables.
+    fn tables(&self) -> Vec<TableDecl>;
+    /// Sync modes this connector implements.
+    fn supported_modes(&self) -> &'static [SyncMode];
+}
+
+/// What the engine asks of a target connector's config.
+pub trait TargetSpec {
+    /// The connector kind.
+    fn kind(&self) -> &'static str;
+    /// Inputs: `source` (all its tables), `source.table`, or a transform name.
+    fn inputs(&self) -> &[String];
+    /// How the target writes.
+    fn write_mode(&self) -> WriteMode;
+}
+
+/// A connector kind and the JSON Schema of its section (including `kind`).
+#[derive(Debug, Clone)]
+pub struct KindSchema {
+    /// The `kind` value.
+    pub kind: &'static str,
+    /// Schema of the whole section.
+    pub schema: serde_json::Value,
+}
+
+/// The set of connector configs of one role (sources or targets): an enum
+/// tagged by `kind`, implemented by the catalog crate.
+pub trait ConnectorSet: DeserializeOwned + Serialize + JsonSchema {
+    /// Every kind with its section schema.
+    fn kinds() -> Vec<KindSchema>;
+}
+
+/// The schema of a connector section: `C`'s schema plus `kind = "<kind>"`.
+pub fn kind_schema<C: JsonSchema>(kind: &'static str) -> KindSchema {
+    let mut schema = schemars::schema_for!(C).to_value();
+    if let Some(obj) = schema.as_object_mut() {
+        let props = obj
+            .entry("properties")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(props) = props.as_object_mut() {
+            props.insert(
+                "kind".into(),
+                serde_json::json!({ "const": kind, "description": "Connector kind." }),
+            );
+        }
+        let required = obj
+            .entry("required")
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(required) = required.as_array_mut() {
+            required.insert(0, serde_json::json!("kind"));
+        }
+    }
+    KindSchema { kind, schema }
+}
+
+/// The JSON Schema of a whole pipeline file.
+pub fn pipeline_schema<S: ConnectorSet, T: ConnectorSet>() -> serde_json::Value {
+    schemars::schema_for!(PipelineSpec<S, T>).to_value()
+}
+
+/// A loaded and fully validated pipeline file.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline<S, T> {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The typed pipeline.
+    pub spec: PipelineSpec<S, T>,
+    /// The file as written, with comments and layout, for write-back.
+    pub document: SpannedDocument,
+}
+
+impl<S, T> LoadedPipeline<S, T> {
+    /// The folder relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    /// The file as TOML text: byte-for-byte what was read, unless the
+    /// document was edited.
+    pub fn to_toml(&self) -> String {
+        self.document.to_toml()
+    }
+}
+
+/// Reads and validates a pipeline file; on failure returns every problem found.
+pub fn load<S, T>(path: &Path) -> Result<LoadedPipeline<S, T>, ConfigErrors>
+where
+    S: ConnectorSet + SourceSpec,
+    T: ConnectorSet + TargetSpec,
+{
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::single(
+            path,
+            String::new(),
+            ConfigError::root(format!("cannot read {}: {e}", path.display())),
+        )
+    })?;
+    parse(path, text)
+}
+
+/// Validates pipeline text as if read from `path`.
+pub fn parse<S, T>(path: &Path, text: String) -> Result<LoadedPipeline<S, T>, ConfigErrors>
+where
+    S: ConnectorSet + SourceSpec,
+    T: ConnectorSet + TargetSpec,
+{
+    let document = match SpannedDocument::parse(&text) {
+        Ok(doc) => doc,
+        Err(error) => return Err(ConfigErrors::single(path, text, error)),
+    };
+    match validate::validate::<S, T>(&document) {
+        Ok(spec) => Ok(LoadedPipeline {
+            path: path.to_path_buf(),
+            spec,
+            document,
+        }),
+        Err(errors) => Err(ConfigErrors::new(path, text, errors)),
+    }
+}

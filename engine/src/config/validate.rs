@@ -1,0 +1,580 @@
+//! Complete validation of a pipeline document: literal secrets, the JSON
+//! Schema of the file and of each connector section, then the references
+//! and rules between sections. Every error found is returned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::document::SpannedDocument;
+use super::errors::ConfigError;
+use super::secret::{SECRET_PATTERN, Secret, looks_secret};
+use super::{ConnectorSet, PipelineSpec, SourceSpec, SyncMode, TableDecl, TargetSpec, WriteMode};
+
+/// Any connector section, for the file-level schema: `kind` plus anything.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct AnySection {
+    /// Connector kind.
+    kind: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Json>,
+}
+
+pub(super) fn validate<S, T>(doc: &SpannedDocument) -> Result<PipelineSpec<S, T>, Vec<ConfigError>>
+where
+    S: ConnectorSet + SourceSpec,
+    T: ConnectorSet + TargetSpec,
+{
+    let json = doc.json();
+    let mut errors = Vec::new();
+    scan_literal_secrets(json, "", doc, &mut errors);
+
+    let file_schema = schemars::schema_for!(PipelineSpec<AnySection, AnySection>).to_value();
+    schema_errors(&file_schema, json, "", doc, &mut errors);
+    for (field, role, kinds) in [
+        ("sources", "source", S::kinds()),
+        ("targets", "target", T::kinds()),
+    ] {
+        let Some(sections) = json.get(field).and_then(Json::as_object) else {
+            continue;
+        };
+        for (name, section) in sections {
+            let pointer = format!("/{field}/{}", escape(name));
+            let Some(kind) = section.get("kind").and_then(Json::as_str) else {
+                continue; // the file schema reported the missing `kind`
+            };
+            match kinds.iter().find(|k| k.kind == kind) {
+                Some(k) => schema_errors(&k.schema, section, &pointer, doc, &mut errors),
+                None => {
+                    let known: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+                    let mut e = error_at(
+                        doc,
+                        &format!("{pointer}/kind"),
+                        false,
+                        format!("unknown {role} kind `{kind}`"),
+                    );
+                    e.help = Some(match suggest(kind, known.iter().copied()) {
+                        Some(s) => format!(
+                            "did you mean `{s}`? known {role} kinds: {}",
+                            known.join(", ")
+                        ),
+                        None => format!("known {role} kinds: {}", known.join(", ")),
+                    });
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let spec: PipelineSpec<S, T> = match serde_path_to_error::deserialize(json.clone()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let pointer = path_to_pointer(&e.path().to_string());
+            return Err(vec![error_at(doc, &pointer, false, e.inner().to_string())]);
+        }
+    };
+    check_references(&spec, doc, &mut errors);
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Any string whose key names a secret must be a reference.
+fn scan_literal_secrets(
+    value: &Json,
+    pointer: &str,
+    doc: &SpannedDocument,
+    errors: &mut Vec<ConfigError>,
+) {
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map {
+                let child = format!("{pointer}/{}", escape(k));
+                match v {
+                    Json::String(s) if looks_secret(k) && Secret::parse(s).is_none() => {
+                        errors.push(literal_secret(doc, &child));
+                    }
+                    _ => scan_literal_secrets(v, &child, doc, errors),
+                }
+            }
+        }
+        Json::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                scan_literal_secrets(v, &format!("{pointer}/{i}"), doc, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn literal_secret(doc: &SpannedDocument, pointer: &str) -> ConfigError {
+    let field = field_path(pointer);
+    let leaf = field.rsplit('.').next().unwrap_or("secret").to_owned();
+    let var = format!(
+        "SYNCLINE_{}",
+        field
+            .replace(['.', '[', ']', '-'], "_")
+            .to_ascii_uppercase()
+    )
+    .replace("__", "_");
+    error_at(doc, pointer, false, "a secret is written into the file as a value, which is refused")
+        .with_help(format!(
+            "reference it instead: {leaf} = \"${{env:{}}}\" and set that environment variable (or use ${{keyring:service/account}})",
+            var.trim_end_matches('_')
+        ))
+}
+
+fn schema_errors(
+    schema: &Json,
+    instance: &Json,
+    base: &str,
+    doc: &SpannedDocument,
+    errors: &mut Vec<ConfigError>,
+) {
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(ConfigError::root(format!("internal: invalid schema: {e}")));
+            return;
+        }
+    };
+    for error in validator.iter_errors(instance) {
+        let pointer = format!("{base}{}", error.instance_path().as_str());
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let known = allowed_properties(schema, &error.schema_path().to_string());
+                for key in unexpected {
+                    let mut e = error_at(
+                        doc,
+                        &format!("{pointer}/{}", escape(key)),
+                        true,
+                        format!("unknown field `{key}`"),
+                    );
+                    e.help = match suggest(key, known.iter().map(String::as_str)) {
+                        Some(s) => Some(format!("did you mean `{s}`?")),
+                        None if !known.is_empty() => {
+                            Some(format!("expected one of: {}", known.join(", ")))
+                        }
+                        None => None,
+                    };
+                    errors.push(e);
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                errors.push(error_at(
+                    doc,
+                    &pointer,
+                    true,
+                    format!("missing field `{name}`"),
+                ));
+            }
+            ValidationErrorKind::Type { kind } => {
+                let expected = match kind {
+                    TypeKind::Single(t) => t.to_string(),
+                    TypeKind::Multiple(ts) => ts
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                };
+                let found = json_type(error.instance());
+                errors.push(error_at(
+                    doc,
+                    &pointer,
+                    false,
+                    format!("expected {expected}, found {found}"),
+                ));
+            }
+            ValidationErrorKind::Enum { options } => {
+                let options: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|o| o.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let got = error
+                    .instance()
+                    .as_str()
+                    .map_or_else(|| error.instance().to_string(), str::to_owned);
+                let mut e = error_at(
+                    doc,
+                    &pointer,
+                    false,
+                    format!("`{got}` is not one of: {}", options.join(", ")),
+                );
+                if let Some(s) = suggest(&got, options.iter().map(String::as_str)) {
+                    e.help = Some(format!("did you mean `{s}`?"));
+                }
+                errors.push(e);
+            }
+            ValidationErrorKind::Pattern { pattern } if pattern == SECRET_PATTERN => {
+                errors.push(literal_secret(doc, &pointer));
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let got = error.instance().as_str().unwrap_or_default().to_owned();
+                let mut e = error_at(
+                    doc,
+                    &pointer,
+                    false,
+                    format!("`{got}` is not a valid value here"),
+                );
+                e.help = Some(if pointer == "/name" {
+                    "a pipeline name starts with a letter and has only letters, digits, `_` and `-` (at most 63)"
+                        .to_owned()
+                } else {
+                    format!("it must match {pattern}")
+                });
+                errors.push(e);
+            }
+            ValidationErrorKind::MinItems { .. } | ValidationErrorKind::MinProperties { .. } => {
+                errors.push(error_at(
+                    doc,
+                    &pointer,
+                    false,
+                    "must not be empty".to_owned(),
+                ));
+            }
+            _ => errors.push(error_at(doc, &pointer, false, error.to_string())),
+        }
+    }
+}
+
+/// The property names the schema allows where `additionalProperties` failed.
+fn allowed_properties(schema: &Json, schema_path: &str) -> Vec<String> {
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or(schema_path);
+    let mut node = schema;
+    for segment in parent.split('/').filter(|s| !s.is_empty()) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        node = match node.get(&segment) {
+            Some(n) => n,
+            None => return Vec::new(),
+        };
+        // Follow a local `$ref` as the validator did.
+        while let Some(r) = node.get("$ref").and_then(Json::as_str) {
+            match r.strip_prefix('#').and_then(|p| schema.pointer(p)) {
+                Some(target) => node = target,
+                None => break,
+            }
+        }
+    }
+    node.get("properties")
+        .and_then(Json::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn check_references<S, T>(
+    spec: &PipelineSpec<S, T>,
+    doc: &SpannedDocument,
+    errors: &mut Vec<ConfigError>,
+) where
+    S: SourceSpec,
+    T: TargetSpec,
+{
+    // Every table by `source.table`.
+    let mut tables: BTreeMap<String, TableDecl> = BTreeMap::new();
+    for (source_name, source) in &spec.sources {
+        let base = format!("/sources/{}", escape(source_name));
+        check_name(doc, &base, source_name, "source", errors);
+        let mut seen = BTreeSet::new();
+        for table in source.tables() {
+            let at = format!("{base}{}", table.pointer);
+            if !seen.insert(table.name.clone()) {
+                errors.push(error_at(
+                    doc,
+                    &format!("{at}/name"),
+                    false,
+                    format!(
+                        "table `{}` is declared twice in source `{source_name}`",
+                        table.name
+                    ),
+                ));
+            }
+            if !source.supported_modes().contains(&table.mode) {
+                let modes: Vec<&str> = source
+                    .supported_modes()
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect();
+                errors.push(
+                    error_at(
+                        doc,
+                        &format!("{at}/mode"),
+                        false,
+                        format!(
+                            "a `{}` source does not support mode `{}`",
+                            source.kind(),
+                            table.mode.as_str()
+                        ),
+                    )
+                    .with_help(format!("supported modes: {}", modes.join(", "))),
+                );
+            }
+            if table.mode == SyncMode::Incremental && table.cursor.is_none() {
+                errors.push(
+                    error_at(
+                        doc,
+                        &at,
+                        true,
+                        "incremental mode needs a cursor column".to_owned(),
+                    )
+                    .with_help(
+                        "add cursor = \"updated_at\" (a column that grows with every change)",
+                    ),
+                );
+            }
+            tables.insert(format!("{source_name}.{}", table.name), table);
+        }
+    }
+
+    for (name, transform) in &spec.transforms {
+        let base = format!("/transforms/{}", escape(name));
+        check_name(doc, &base, name, "transform", errors);
+        if spec.sources.contains_key(name) {
+            errors.push(error_at(
+                doc,
+                &base,
+                true,
+                format!("`{name}` names both a source and a transform"),
+            ));
+        }
+        if !tables.contains_key(&transform.input) {
+            errors.push(dangling(
+                doc,
+                &format!("{base}/input"),
+                &transform.input,
+                tables.keys().map(String::as_str),
+                "a source table (`source.table`)",
+            ));
+        }
+    }
+
+    for (name, target) in &spec.targets {
+        let base = format!("/targets/{}", escape(name));
+        check_name(doc, &base, name, "target", errors);
+        if target.inputs().is_empty() {
+            errors.push(error_at(
+                doc,
+                &format!("{base}/inputs"),
+                true,
+                "a target needs at least one input",
+            ));
+        }
+        let candidates: Vec<&str> = spec
+            .sources
+            .keys()
+            .chain(spec.transforms.keys())
+            .chain(tables.keys())
+            .map(String::as_str)
+            .collect();
+        for (i, input) in target.inputs().iter().enumerate() {
+            let pointer = format!("{base}/inputs/{i}");
+            // What the input resolves to: (table name for messages, its declaration).
+            let resolved: Vec<(String, &TableDecl)> = if let Some(t) = tables.get(input) {
+                vec![(input.clone(), t)]
+            } else if spec.sources.contains_key(input) {
+                tables
+                    .iter()
+                    .filter(|(k, _)| k.split_once('.').is_some_and(|(s, _)| s == input))
+                    .map(|(k, t)| (k.clone(), t))
+                    .collect()
+            } else if let Some(tr) = spec.transforms.get(input) {
+                tables
+                    .get(&tr.input)
+                    .map(|t| (input.clone(), t))
+                    .into_iter()
+                    .collect()
+            } else {
+                errors.push(dangling(
+                    doc,
+                    &pointer,
+                    input,
+                    candidates.iter().copied(),
+                    "a source, a `source.table` or a transform",
+                ));
+                continue;
+            };
+            if target.write_mode() == WriteMode::Upsert {
+                for (table_name, decl) in resolved.iter().filter(|(_, d)| d.key.is_empty()) {
+                    let _ = decl;
+                    errors.push(
+                        error_at(
+                            doc,
+                            &pointer,
+                            false,
+                            format!(
+                                "target `{name}` writes in upsert mode, which needs a key, but table `{table_name}` has none"
+                            ),
+                        )
+                        .with_help("add key = [\"id\"] to the table, or set mode = \"append\" or \"history\" on the target"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_name(
+    doc: &SpannedDocument,
+    pointer: &str,
+    name: &str,
+    role: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        errors.push(
+            error_at(
+                doc,
+                pointer,
+                true,
+                format!("`{name}` is not a valid {role} name"),
+            )
+            .with_help("names start with a letter or `_` and have only letters, digits and `_`"),
+        );
+    }
+}
+
+fn dangling<'a>(
+    doc: &SpannedDocument,
+    pointer: &str,
+    reference: &str,
+    candidates: impl Iterator<Item = &'a str> + Clone,
+    what: &str,
+) -> ConfigError {
+    let mut e = error_at(
+        doc,
+        pointer,
+        false,
+        format!("`{reference}` does not name {what} of this pipeline"),
+    );
+    let all: Vec<&str> = candidates.clone().collect();
+    e.help = Some(match suggest(reference, candidates) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if all.is_empty() => "declare it first".to_owned(),
+        None => format!("known: {}", all.join(", ")),
+    });
+    e
+}
+
+pub(super) fn error_at(
+    doc: &SpannedDocument,
+    pointer: &str,
+    prefer_key: bool,
+    message: impl Into<String>,
+) -> ConfigError {
+    ConfigError {
+        field: field_path(pointer),
+        span: doc.span(pointer, prefer_key),
+        message: message.into(),
+        help: None,
+    }
+}
+
+/// `/sources/shop/tables/0/key` → `sources.shop.tables[0].key`.
+pub(super) fn field_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+    }
+    out
+}
+
+/// serde_path_to_error's `a.b[0].c` → `/a/b/0/c`.
+fn path_to_pointer(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    let mut out = String::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            out.push('/');
+            out.push_str(&escape(name));
+        }
+        for index in rest.split('[') {
+            let index = index.trim_end_matches(']');
+            if !index.is_empty() {
+                out.push('/');
+                out.push_str(index);
+            }
+        }
+    }
+    out
+}
+
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+fn json_type(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "nothing",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_f64() => "a float",
+        Json::Number(_) => "an integer",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "a table",
+    }
+}
+
+/// The closest candidate, if it is close enough to be a likely typo.
+fn suggest<'a>(got: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(got, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_and_field_paths() {
+        assert_eq!(
+            field_path("/sources/shop/tables/0/key"),
+            "sources.shop.tables[0].key"
+        );
+        assert_eq!(field_path(""), "");
+        assert_eq!(
+            path_to_pointer("sources.shop.tables[0].key"),
+            "/sources/shop/tables/0/key"
+        );
+        assert_eq!(path_to_pointer("."), "");
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        let known = ["pattern", "format", "key"];
+        assert_eq!(suggest("pattrn", known.iter().copied()), Some("pattern"));
+        assert_eq!(suggest("zzzzzzzz", known.iter().copied()), None);
+    }
+}

@@ -1,0 +1,358 @@
+//! The change model: what travels from a source to its sinks.
+//!
+//! A source emits [`Batch`]es. A batch is one source transaction (or one
+//! snapshot chunk): an ordered list of [`Change`]s that a transactional sink
+//! applies atomically, together with the [`Position`] the source will have
+//! reached once the batch is applied.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A column type, as the engine understands it. Connectors map their native
+/// types onto these; sinks map these onto theirs (each sink documents its map).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum DataType {
+    /// `true` / `false`.
+    Boolean,
+    /// 32-bit signed integer.
+    Int32,
+    /// 64-bit signed integer.
+    Int64,
+    /// IEEE 754 double.
+    Float64,
+    /// Exact decimal with `precision` digits, `scale` of them after the point.
+    Decimal {
+        /// Total digits.
+        precision: u8,
+        /// Digits after the decimal point.
+        scale: u8,
+    },
+    /// UTF-8 text.
+    Text,
+    /// Raw bytes.
+    Bytes,
+    /// Calendar date.
+    Date,
+    /// Time of day, microsecond precision.
+    Time,
+    /// Timestamp without time zone, microsecond precision.
+    Timestamp,
+    /// Instant in time (UTC), microsecond precision.
+    TimestampTz,
+    /// 128-bit UUID.
+    Uuid,
+    /// A JSON document, kept as its text.
+    Json,
+}
+
+impl DataType {
+    /// Parses the names used in pipeline files (`columns = { amount = "decimal(12,2)" }`).
+    pub fn parse(name: &str) -> Option<DataType> {
+        let lower = name.trim().to_ascii_lowercase();
+        let simple = match lower.as_str() {
+            "bool" | "boolean" => Some(DataType::Boolean),
+            "int" | "int4" | "integer" | "int32" => Some(DataType::Int32),
+            "bigint" | "int8" | "int64" | "long" => Some(DataType::Int64),
+            "double" | "float" | "float8" | "float64" | "real" => Some(DataType::Float64),
+            "text" | "string" | "varchar" => Some(DataType::Text),
+            "bytes" | "blob" | "bytea" => Some(DataType::Bytes),
+            "date" => Some(DataType::Date),
+            "time" => Some(DataType::Time),
+            "timestamp" | "datetime" => Some(DataType::Timestamp),
+            "timestamptz" | "timestamp with time zone" => Some(DataType::TimestampTz),
+            "uuid" => Some(DataType::Uuid),
+            "json" | "jsonb" => Some(DataType::Json),
+            _ => None,
+        };
+        if simple.is_some() {
+            return simple;
+        }
+        let args = lower
+            .strip_prefix("decimal(")
+            .or_else(|| lower.strip_prefix("numeric("))?
+            .strip_suffix(')')?;
+        let (p, s) = args.split_once(',')?;
+        let precision: u8 = p.trim().parse().ok()?;
+        let scale: u8 = s.trim().parse().ok()?;
+        (precision > 0 && precision <= 38 && scale <= precision)
+            .then_some(DataType::Decimal { precision, scale })
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataType::Boolean => f.write_str("boolean"),
+            DataType::Int32 => f.write_str("int"),
+            DataType::Int64 => f.write_str("bigint"),
+            DataType::Float64 => f.write_str("double"),
+            DataType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+            DataType::Text => f.write_str("text"),
+            DataType::Bytes => f.write_str("bytes"),
+            DataType::Date => f.write_str("date"),
+            DataType::Time => f.write_str("time"),
+            DataType::Timestamp => f.write_str("timestamp"),
+            DataType::TimestampTz => f.write_str("timestamptz"),
+            DataType::Uuid => f.write_str("uuid"),
+            DataType::Json => f.write_str("json"),
+        }
+    }
+}
+
+/// One value of a row. Decimals are kept as their exact decimal text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "t", content = "v")]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// Any integer type.
+    Int(i64),
+    /// Floating point.
+    Float(f64),
+    /// Exact decimal, as text (`"-12.50"`).
+    Decimal(String),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    /// Microseconds since 1970-01-01 00:00:00 (no time zone).
+    Timestamp(i64),
+    /// Microseconds since the Unix epoch, UTC.
+    TimestampTz(i64),
+    /// UUID bytes.
+    Uuid([u8; 16]),
+    /// JSON document text.
+    Json(String),
+}
+
+impl Value {
+    /// Whether this is SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+}
+
+/// A row: one value per column of its table's schema, in column order.
+pub type Row = Vec<Value>;
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name as the target will see it.
+    pub name: String,
+    /// Engine type.
+    pub data_type: DataType,
+    /// Whether NULL may appear.
+    pub nullable: bool,
+}
+
+/// Identifies a table across the pipeline: the source (or transform) that
+/// produces it, and its name there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableId {
+    /// Name of the source or transform in the pipeline file.
+    pub origin: String,
+    /// Table name.
+    pub name: String,
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.origin, self.name)
+    }
+}
+
+/// The shape of a table at one moment. A schema change yields a new
+/// `TableSchema` with a higher `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Which table.
+    pub id: TableId,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the key, in key order. Empty: no key.
+    pub key: Vec<usize>,
+    /// Increases by one with each schema change of this table.
+    pub version: u32,
+}
+
+impl TableSchema {
+    /// Index of the column named `name`.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Names of the key columns.
+    pub fn key_names(&self) -> Vec<&str> {
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect()
+    }
+
+    /// The key values of `row`.
+    pub fn key_of<'r>(&self, row: &'r Row) -> Vec<&'r Value> {
+        self.key.iter().map(|&i| &row[i]).collect()
+    }
+}
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// A new row (`after` is set).
+    Insert,
+    /// A changed row (`after` is set; `before` where the source knows it).
+    Update,
+    /// A removed row (`before` is set, at least its key columns).
+    Delete,
+    /// Every row of the table is removed.
+    Truncate,
+}
+
+impl Op {
+    /// One-letter code stored by sinks (`i`, `u`, `d`, `t`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Insert => "i",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// One change to one row (or, for truncate, to a whole table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What happened.
+    pub op: Op,
+    /// The table's schema at the time of the change.
+    pub table: Arc<TableSchema>,
+    /// The row before the change, where known (deletes carry at least the key).
+    pub before: Option<Row>,
+    /// The row after the change (inserts and updates).
+    pub after: Option<Row>,
+}
+
+impl Change {
+    /// The row that identifies the change's key: `after`, else `before`.
+    pub fn key_row(&self) -> Option<&Row> {
+        self.after.as_ref().or(self.before.as_ref())
+    }
+}
+
+/// A record the source could not turn into a change (a malformed line, a
+/// value that does not parse). It is written to the sink's dead-letter table
+/// in the same transaction as the batch it came with, so it is neither lost
+/// nor recorded twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The table the record was meant for.
+    pub table: TableId,
+    /// Where it came from (file path, LSN, ...).
+    pub origin: String,
+    /// 1-based line (or record) number within `origin`, where it has one.
+    pub line: Option<u64>,
+    /// The record as it was read.
+    pub raw: String,
+    /// Why it was rejected, in plain words.
+    pub reason: String,
+}
+
+/// A source position: where the source will resume after everything up to
+/// and including the batch that carries it.
+///
+/// `seq` increases strictly with every batch a source emits, across restarts
+/// (the source continues from the `seq` of the position it resumes from), so
+/// sinks can tell a batch they already hold from a new one. `state` is the
+/// source's own description (an LSN, a binlog file and offset, the files done
+/// so far); only the source reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Strictly increasing batch sequence number.
+    pub seq: u64,
+    /// Source-defined resume state.
+    pub state: serde_json::Value,
+}
+
+/// Where a batch comes from in a table's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchKind {
+    /// Part of the initial copy of a table. Its inserts are rows the target
+    /// has not seen yet, unless the source says otherwise.
+    Snapshot,
+    /// Changes read from the source's change log (or a changed file).
+    Stream,
+}
+
+/// An ordered group of changes applied atomically: one source transaction or
+/// one snapshot chunk.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Position reached once this batch is applied.
+    pub position: Position,
+    /// Snapshot chunk or streamed changes.
+    pub kind: BatchKind,
+    /// Source transaction id, where the source has one.
+    pub txid: Option<String>,
+    /// Commit time at the source, where known.
+    pub commit_time: Option<DateTime<Utc>>,
+    /// Changes, in source order.
+    pub changes: Vec<Change>,
+    /// Records rejected while reading, kept with their reason.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Batch {
+    /// Number of changes plus dead letters: the unit of progress counting.
+    pub fn len(&self) -> usize {
+        self.changes.len() + self.dead_letters.len()
+    }
+
+    /// Whether the batch carries nothing but its position.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.dead_letters.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_type_names_round_trip() {
+        for name in [
+            "boolean",
+            "int",
+            "bigint",
+            "double",
+            "decimal(12,2)",
+            "text",
+            "bytes",
+            "date",
+            "time",
+            "timestamp",
+            "timestamptz",
+            "uuid",
+            "json",
+        ] {
+            let parsed = DataType::parse(name).expect(name);
+            assert_eq!(parsed.to_string(), name);
+        }
+        assert_eq!(DataType::parse("decimal(2,3)"), None);
+        assert_eq!(DataType::parse("decimal(39,2)"), None);
+        assert_eq!(DataType::parse("money"), None);
+    }
+}

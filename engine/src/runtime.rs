@@ -1,0 +1,463 @@
+//! The runtime: wires sources to sinks with bounded channels, coordinates
+//! checkpoints, publishes status and shuts down gracefully.
+//!
+//! ```text
+//! source ──batches──▶ router ──┬──▶ sink A ──ack──┐
+//!   ▲                          └──▶ sink B ──ack──┤
+//!   └────────── acknowledged position ◀── coordinator
+//! ```
+//!
+//! Every channel is bounded, so a slow sink slows its source instead of
+//! growing a queue. The coordinator acknowledges a position to a source only
+//! when every sink that receives that source has committed it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::connector::{Sink, Source, SourceContext};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Batch, Position, TableId, TableSchema};
+use crate::status::{PipelineState, StatusHandle};
+
+/// Which tables a sink receives: whole sources or single tables.
+#[derive(Debug, Clone, Default)]
+pub struct TableFilter {
+    entries: Vec<(String, Option<String>)>,
+}
+
+impl TableFilter {
+    /// Builds a filter from target inputs: `source` or `source.table`.
+    pub fn from_inputs<'a>(inputs: impl IntoIterator<Item = &'a str>) -> Self {
+        TableFilter {
+            entries: inputs
+                .into_iter()
+                .map(|i| match i.split_once('.') {
+                    Some((s, t)) => (s.to_owned(), Some(t.to_owned())),
+                    None => (i.to_owned(), None),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `table` passes.
+    pub fn accepts(&self, table: &TableId) -> bool {
+        self.entries
+            .iter()
+            .any(|(s, t)| *s == table.origin && t.as_ref().is_none_or(|t| *t == table.name))
+    }
+
+    /// The part of `batch` that passes; the batch itself when all of it does.
+    /// The position always passes, so the sink's checkpoint moves.
+    pub fn apply(&self, batch: Arc<Batch>) -> Arc<Batch> {
+        let all = batch.changes.iter().all(|c| self.accepts(&c.table.id))
+            && batch.dead_letters.iter().all(|d| self.accepts(&d.table));
+        if all {
+            return batch;
+        }
+        let mut part = (*batch).clone();
+        part.changes.retain(|c| self.accepts(&c.table.id));
+        part.dead_letters.retain(|d| self.accepts(&d.table));
+        Arc::new(part)
+    }
+
+    /// Whether any table of `source` passes.
+    pub fn accepts_source(&self, source: &str) -> bool {
+        self.entries.iter().any(|(s, _)| s == source)
+    }
+}
+
+/// A named source ready to run.
+pub struct SourcePlan {
+    /// Name in the pipeline file.
+    pub name: String,
+    /// The connector.
+    pub source: Box<dyn Source>,
+}
+
+/// A named sink with the tables it receives.
+pub struct SinkPlan {
+    /// Name in the pipeline file.
+    pub name: String,
+    /// The connector.
+    pub sink: Box<dyn Sink>,
+    /// Its inputs.
+    pub filter: TableFilter,
+}
+
+impl std::fmt::Debug for SourcePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcePlan")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SinkPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkPlan")
+            .field("name", &self.name)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+/// A pipeline ready to run.
+#[derive(Debug)]
+pub struct PipelinePlan {
+    /// Pipeline name.
+    pub name: String,
+    /// Sources.
+    pub sources: Vec<SourcePlan>,
+    /// Sinks.
+    pub sinks: Vec<SinkPlan>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Keep streaming after the snapshot until cancelled.
+    pub follow: bool,
+    /// Batches buffered between a source and its sinks (per channel).
+    pub channel_capacity: usize,
+    /// How often status is published.
+    pub status_interval: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            follow: true,
+            channel_capacity: 4,
+            status_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+struct Ack {
+    sink: usize,
+    source: usize,
+    seq: u64,
+}
+
+/// Runs a pipeline until its sources finish (see [`RunOptions::follow`]) or
+/// `cancel` fires; in both cases every batch already read is applied and
+/// checkpointed before this returns.
+pub async fn run(
+    plan: PipelinePlan,
+    options: RunOptions,
+    status: StatusHandle,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let span = info_span!("pipeline", name = %plan.name);
+    let result = run_inner(plan, options, status.clone(), cancel)
+        .instrument(span)
+        .await;
+    match &result {
+        Ok(()) => status.set_state(PipelineState::Stopped),
+        Err(e) => {
+            status.record_error(e.chain());
+            status.set_state(PipelineState::Failed);
+        }
+    }
+    result
+}
+
+async fn run_inner(
+    plan: PipelinePlan,
+    options: RunOptions,
+    status: StatusHandle,
+    cancel: CancellationToken,
+) -> Result<()> {
+    status.set_state(PipelineState::Starting);
+    let PipelinePlan {
+        name: _,
+        sources,
+        mut sinks,
+    } = plan;
+
+    // Discover every source's tables, then open every sink on its share.
+    let mut sources_ready = Vec::new();
+    let mut all_tables: Vec<Arc<TableSchema>> = Vec::new();
+    for mut s in sources {
+        let tables = s.source.discover().await?;
+        info!(source = %s.name, tables = tables.len(), "discovered");
+        all_tables.extend(tables);
+        sources_ready.push(s);
+    }
+    let mut checkpoints: Vec<BTreeMap<String, Position>> = Vec::new();
+    for sink in &mut sinks {
+        let mine: Vec<Arc<TableSchema>> = all_tables
+            .iter()
+            .filter(|t| sink.filter.accepts(&t.id))
+            .cloned()
+            .collect();
+        let held = sink.sink.open(&mine).await?;
+        info!(sink = %sink.name, checkpoints = held.len(), "opened");
+        checkpoints.push(held);
+    }
+
+    // Which sinks receive which source.
+    let consumers: Vec<Vec<usize>> = sources_ready
+        .iter()
+        .map(|s| {
+            sinks
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.filter.accepts_source(&s.name))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect();
+
+    let capacity = options.channel_capacity.max(1);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+    let (pending_tx, pending_rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity * 4);
+    let mut sink_txs = Vec::new();
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let inner_cancel = cancel.child_token();
+
+    // Sinks.
+    let source_names: Arc<Vec<String>> =
+        Arc::new(sources_ready.iter().map(|s| s.name.clone()).collect());
+    for (i, plan) in sinks.into_iter().enumerate() {
+        let (tx, mut rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity);
+        sink_txs.push(tx);
+        let ack_tx = ack_tx.clone();
+        let names = source_names.clone();
+        let SinkPlan {
+            name,
+            mut sink,
+            filter,
+        } = plan;
+        let span = info_span!("sink", sink = %name);
+        tasks.spawn(
+            async move {
+                while let Some((source, batch)) = rx.recv().await {
+                    let seq = batch.position.seq;
+                    sink.write(&names[source], filter.apply(batch)).await?;
+                    let _ = ack_tx.send(Ack {
+                        sink: i,
+                        source,
+                        seq,
+                    });
+                }
+                sink.close().await
+            }
+            .instrument(span),
+        );
+    }
+    drop(ack_tx);
+
+    // Sources and their routers.
+    let mut ack_watches = Vec::new();
+    for (si, s) in sources_ready.into_iter().enumerate() {
+        let resume = resume_point(&s.name, &consumers[si], &checkpoints);
+        if let Some(p) = &resume {
+            info!(source = %s.name, seq = p.seq, "resuming");
+        }
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(capacity);
+        let (acked_tx, acked_rx) = watch::channel(resume.clone());
+        ack_watches.push(acked_tx);
+        let ctx = SourceContext {
+            name: s.name.clone(),
+            resume,
+            batches: batch_tx,
+            acknowledged: acked_rx,
+            status: status.clone(),
+            cancel: inner_cancel.clone(),
+            follow: options.follow,
+        };
+        let span = info_span!("source", source = %s.name);
+        tasks.spawn(s.source.run(ctx).instrument(span));
+
+        let targets: Vec<(mpsc::Sender<(usize, Arc<Batch>)>, usize)> = consumers[si]
+            .iter()
+            .map(|&k| (sink_txs[k].clone(), k))
+            .collect();
+        let pending_tx = pending_tx.clone();
+        tasks.spawn(async move {
+            while let Some(batch) = batch_rx.recv().await {
+                let batch = Arc::new(batch);
+                if pending_tx.send((si, batch.clone())).await.is_err() {
+                    return Err(Error::internal("coordinator stopped early"));
+                }
+                for (tx, _) in &targets {
+                    if tx.send((si, batch.clone())).await.is_err() {
+                        return Err(Error::internal("a sink stopped early"));
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    drop(sink_txs);
+    drop(pending_tx);
+
+    // Coordinator.
+    let coordinator = tokio::spawn(coordinate(
+        consumers,
+        ack_watches,
+        pending_rx,
+        ack_rx,
+        status.clone(),
+        source_names.clone(),
+    ));
+
+    // Status publisher.
+    let publisher_stop = CancellationToken::new();
+    let publisher = {
+        let status = status.clone();
+        let stop = publisher_stop.clone();
+        let interval = options.status_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => status.publish(),
+                    _ = stop.cancelled() => break,
+                }
+            }
+        })
+    };
+    status.set_state(PipelineState::Running);
+
+    let mut first_error: Option<Error> = None;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    warn!(error = %e.chain(), "pipeline task failed");
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                    inner_cancel.cancel();
+                }
+                Some(Err(join)) => {
+                    if first_error.is_none() {
+                        first_error = Some(Error::internal(format!("task panicked: {join}")));
+                    }
+                    inner_cancel.cancel();
+                }
+            },
+            _ = cancel.cancelled(), if !stopping => {
+                stopping = true;
+                info!("stopping: applying what was read, then a final checkpoint");
+                status.set_state(PipelineState::Stopping);
+            }
+        }
+    }
+    let _ = coordinator.await;
+    publisher_stop.cancel();
+    let _ = publisher.await;
+    status.publish();
+    match first_error {
+        Some(e) if e.kind() != ErrorKind::Cancelled => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The lowest position every consumer of `source` holds; `None` if any of
+/// them holds nothing (the source starts over and sinks skip what they have).
+fn resume_point(
+    source: &str,
+    consumers: &[usize],
+    checkpoints: &[BTreeMap<String, Position>],
+) -> Option<Position> {
+    let mut lowest: Option<Position> = None;
+    for &k in consumers {
+        let held = checkpoints[k].get(source)?;
+        if lowest.as_ref().is_none_or(|l| held.seq < l.seq) {
+            lowest = Some(held.clone());
+        }
+    }
+    lowest
+}
+
+async fn coordinate(
+    consumers: Vec<Vec<usize>>,
+    acked: Vec<watch::Sender<Option<Position>>>,
+    mut pending_rx: mpsc::Receiver<(usize, Arc<Batch>)>,
+    mut ack_rx: mpsc::UnboundedReceiver<Ack>,
+    status: StatusHandle,
+    names: Arc<Vec<String>>,
+) {
+    let mut pending: Vec<VecDeque<Arc<Batch>>> = vec![VecDeque::new(); consumers.len()];
+    // Highest committed seq per (source, sink).
+    let mut committed: Vec<BTreeMap<usize, u64>> = consumers
+        .iter()
+        .map(|c| c.iter().map(|&k| (k, 0)).collect())
+        .collect();
+    let mut pending_open = true;
+    let mut acks_open = true;
+    while pending_open || acks_open {
+        tokio::select! {
+            p = pending_rx.recv(), if pending_open => match p {
+                Some((si, batch)) => pending[si].push_back(batch),
+                None => pending_open = false,
+            },
+            a = ack_rx.recv(), if acks_open => match a {
+                Some(ack) => {
+                    committed[ack.source].insert(ack.sink, ack.seq);
+                }
+                None => acks_open = false,
+            },
+        }
+        for si in 0..pending.len() {
+            let floor = committed[si].values().copied().min().unwrap_or(u64::MAX);
+            let mut last = None;
+            while pending[si].front().is_some_and(|b| b.position.seq <= floor) {
+                if let Some(batch) = pending[si].pop_front() {
+                    status.record_committed(&names[si], &batch);
+                    last = Some(batch.position.clone());
+                }
+            }
+            if let Some(position) = last {
+                acked[si].send_replace(Some(position));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_by_source_and_table() {
+        let f = TableFilter::from_inputs(["shop.orders", "crm"]);
+        let t = |o: &str, n: &str| TableId {
+            origin: o.into(),
+            name: n.into(),
+        };
+        assert!(f.accepts(&t("shop", "orders")));
+        assert!(!f.accepts(&t("shop", "customers")));
+        assert!(f.accepts(&t("crm", "anything")));
+        assert!(f.accepts_source("shop"));
+        assert!(!f.accepts_source("billing"));
+    }
+
+    #[test]
+    fn resume_takes_the_lowest_and_needs_every_consumer() {
+        let p = |seq| Position {
+            seq,
+            state: serde_json::Value::Null,
+        };
+        let a: BTreeMap<String, Position> = [("s".to_owned(), p(10))].into();
+        let b: BTreeMap<String, Position> = [("s".to_owned(), p(7))].into();
+        let none = BTreeMap::new();
+        assert_eq!(
+            resume_point("s", &[0, 1], &[a.clone(), b]).map(|p| p.seq),
+            Some(7)
+        );
+        assert_eq!(resume_point("s", &[0, 1], &[a, none]), None);
+    }
+}

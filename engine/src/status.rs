@@ -1,0 +1,268 @@
+//! The status stream: per-table phase, counts, rates and lag, published for
+//! the CLI and the desktop app alike.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::model::{Batch, Op, TableId};
+
+/// Where a table is in its life cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Not started.
+    #[default]
+    Pending,
+    /// Initial copy under way.
+    Snapshot,
+    /// Copy done; applying changes made since it began.
+    CatchUp,
+    /// Following the change log live.
+    Streaming,
+    /// Finished (non-following run or full refresh).
+    Done,
+    /// Stopped for review (e.g. an incompatible schema change).
+    Paused,
+}
+
+/// What the pipeline as a whole is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineState {
+    /// Connecting and opening.
+    #[default]
+    Starting,
+    /// Moving data.
+    Running,
+    /// Shutting down with a final checkpoint.
+    Stopping,
+    /// Stopped cleanly.
+    Stopped,
+    /// Stopped by an error.
+    Failed,
+}
+
+/// One table's progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableStatus {
+    /// Life-cycle phase.
+    pub phase: Phase,
+    /// Rows the snapshot is expected to copy, where known.
+    pub snapshot_total: Option<u64>,
+    /// Rows of the snapshot committed to every target.
+    pub snapshot_done: u64,
+    /// Inserts committed.
+    pub inserts: u64,
+    /// Updates committed.
+    pub updates: u64,
+    /// Deletes committed.
+    pub deletes: u64,
+    /// Records sent to the dead-letter table.
+    pub dead_letters: u64,
+    /// Changes per second over the last few seconds.
+    pub rows_per_sec: f64,
+    /// Seconds between the source commit of the last applied change and now.
+    pub lag_seconds: Option<f64>,
+}
+
+/// A snapshot of the whole pipeline's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Overall state.
+    pub state: PipelineState,
+    /// Per table, keyed `origin.table`.
+    pub tables: BTreeMap<String, TableStatus>,
+    /// Last position committed by every target, per source (source-defined JSON).
+    pub positions: BTreeMap<String, serde_json::Value>,
+    /// Bytes of change log the source retains for this pipeline, where known.
+    pub retained_bytes: BTreeMap<String, u64>,
+    /// Errors, newest last.
+    pub errors: Vec<String>,
+    /// When this snapshot was taken.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl PipelineStatus {
+    /// Total changes committed across tables.
+    pub fn total_changes(&self) -> u64 {
+        self.tables
+            .values()
+            .map(|t| t.inserts + t.updates + t.deletes)
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Rate {
+    window: Vec<(Instant, u64)>,
+}
+
+impl Rate {
+    fn observe(&mut self, now: Instant, total: u64) -> f64 {
+        self.window.push((now, total));
+        let horizon = Duration::from_secs(5);
+        while self.window.len() > 2 && now.duration_since(self.window[0].0) > horizon {
+            self.window.remove(0);
+        }
+        let (t0, n0) = self.window[0];
+        let secs = now.duration_since(t0).as_secs_f64();
+        if secs <= 0.0 {
+            0.0
+        } else {
+            total.saturating_sub(n0) as f64 / secs
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    status: PipelineStatus,
+    rates: BTreeMap<String, Rate>,
+}
+
+/// Shared handle through which the runtime and connectors report status.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    inner: Arc<Mutex<Inner>>,
+    tx: Arc<watch::Sender<PipelineStatus>>,
+}
+
+impl StatusHandle {
+    /// A fresh status for `pipeline`.
+    pub fn new(pipeline: &str) -> Self {
+        let status = PipelineStatus {
+            pipeline: pipeline.to_owned(),
+            ..PipelineStatus::default()
+        };
+        let (tx, _) = watch::channel(status.clone());
+        StatusHandle {
+            inner: Arc::new(Mutex::new(Inner {
+                status,
+                rates: BTreeMap::new(),
+            })),
+            tx: Arc::new(tx),
+        }
+    }
+
+    /// Receives every published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<PipelineStatus> {
+        self.tx.subscribe()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> PipelineStatus {
+        self.with(|s| s.status.clone())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// Publishes the current snapshot to subscribers (the runtime does this
+    /// a few times a second and on every state change).
+    pub fn publish(&self) {
+        let now = Instant::now();
+        let snapshot = self.with(|inner| {
+            let Inner { status, rates } = inner;
+            for (name, table) in status.tables.iter_mut() {
+                let total = table.inserts + table.updates + table.deletes + table.dead_letters;
+                let rate = rates
+                    .entry(name.clone())
+                    .or_insert_with(|| Rate { window: Vec::new() });
+                table.rows_per_sec = rate.observe(now, total);
+            }
+            status.updated_at = Some(Utc::now());
+            status.clone()
+        });
+        self.tx.send_replace(snapshot);
+    }
+
+    /// Sets the pipeline state and publishes.
+    pub fn set_state(&self, state: PipelineState) {
+        self.with(|s| s.status.state = state);
+        self.publish();
+    }
+
+    /// Sets a table's phase and publishes.
+    pub fn set_phase(&self, table: &TableId, phase: Phase) {
+        self.with(|s| {
+            s.status.tables.entry(table.to_string()).or_default().phase = phase;
+        });
+        self.publish();
+    }
+
+    /// Records how many rows a table's snapshot will copy.
+    pub fn set_snapshot_total(&self, table: &TableId, rows: u64) {
+        self.with(|s| {
+            s.status
+                .tables
+                .entry(table.to_string())
+                .or_default()
+                .snapshot_total = Some(rows);
+        });
+    }
+
+    /// Records the change-log bytes a source retains.
+    pub fn set_retained_bytes(&self, source: &str, bytes: u64) {
+        self.with(|s| {
+            s.status.retained_bytes.insert(source.to_owned(), bytes);
+        });
+    }
+
+    /// Records an error message.
+    pub fn record_error(&self, message: String) {
+        self.with(|s| {
+            s.status.errors.push(message);
+            let excess = s.status.errors.len().saturating_sub(50);
+            s.status.errors.drain(..excess);
+        });
+        self.publish();
+    }
+
+    /// Counts a batch that every target has committed.
+    pub fn record_committed(&self, source: &str, batch: &Batch) {
+        let lag = batch
+            .commit_time
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+        self.with(|s| {
+            for change in &batch.changes {
+                let t = s
+                    .status
+                    .tables
+                    .entry(change.table.id.to_string())
+                    .or_default();
+                match change.op {
+                    Op::Insert => t.inserts += 1,
+                    Op::Update => t.updates += 1,
+                    Op::Delete => t.deletes += 1,
+                    Op::Truncate => {}
+                }
+                if batch.kind == crate::model::BatchKind::Snapshot {
+                    t.snapshot_done += 1;
+                }
+                if lag.is_some() {
+                    t.lag_seconds = lag;
+                }
+            }
+            for dl in &batch.dead_letters {
+                s.status
+                    .tables
+                    .entry(dl.table.to_string())
+                    .or_default()
+                    .dead_letters += 1;
+            }
+            s.status
+                .positions
+                .insert(source.to_owned(), batch.position.state.clone());
+        });
+    }
+}
