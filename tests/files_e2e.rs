@@ -1,1 +1,403 @@
-fn main() {}
+//! End to end through the real `syncline` binary: a folder of files into
+//! DuckDB, then files added, changed and removed while it runs.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+/// Sample CSV timestamps as DuckDB prints them.
+fn normalize_ts(v: &str) -> String {
+    v.replace('T', " ").replace('Z', "+00")
+}
+
+fn expected_orders(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut rows = csv_rows(&csv_files(&dir.join("orders")), |f| {
+        f[4].parse::<f64>().is_ok()
+    });
+    for row in rows.values_mut() {
+        row[6] = normalize_ts(&row[6]);
+    }
+    rows
+}
+
+fn expected_customers(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    csv_rows(&[dir.join("customers.csv")], |_| true)
+}
+
+#[test]
+fn sample_shop_syncs_then_follows_added_changed_and_removed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    let (code, _, stderr) = syncline(
+        &[
+            "demo",
+            demo.to_str().unwrap(),
+            "--once",
+            "--orders",
+            "24000",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("could not be read"), "{stderr}");
+    let db = demo.join("shop.duckdb");
+    let shop = demo.join("shop");
+    assert_same(&expected_customers(&shop), &db, "customers");
+    assert_same(&expected_orders(&shop), &db, "orders");
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM products"), 2000);
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM _syncline_dead_letters WHERE table_name = 'orders'"
+        ),
+        2
+    );
+
+    // Follow changes.
+    let pipeline = demo.join("shop.toml");
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("streaming", Duration::from_secs(60), |s| {
+        s["state"] == "running"
+            && s["tables"]
+                .as_object()
+                .is_some_and(|t| t.len() == 3 && t.values().all(|t| t["phase"] == "streaming"))
+    });
+
+    // A new file: 100 inserts.
+    let mut text =
+        String::from("order_id,customer_id,product_id,quantity,amount,status,ordered_at\n");
+    for i in 0..100 {
+        let _ = writeln!(
+            text,
+            "{},{},{},1,{}.50,placed,2026-01-02T03:04:05Z",
+            900_000 + i,
+            1 + i,
+            1 + i,
+            i
+        );
+    }
+    write_atomic(&shop.join("orders/2026-01.csv"), &text);
+
+    // A changed file: 10 updates, 5 deletes, 3 inserts.
+    let jan = shop.join("orders/2025-01.csv");
+    let original = std::fs::read_to_string(&jan).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    for line in lines.iter_mut().skip(1).take(10) {
+        let mut f: Vec<String> = line.split(',').map(str::to_owned).collect();
+        f[5] = "refunded".into();
+        *line = f.join(",");
+    }
+    lines.drain(11..16);
+    for i in 0..3 {
+        lines.push(format!(
+            "{},7,7,1,9.99,placed,2026-02-01T00:00:00Z",
+            800_000 + i
+        ));
+    }
+    write_atomic(&jan, &(lines.join("\n") + "\n"));
+
+    // A removed file: all its rows deleted.
+    let feb = shop.join("orders/2025-02.csv");
+    let feb_rows = std::fs::read_to_string(&feb).unwrap().lines().count() as u64 - 1;
+    std::fs::remove_file(&feb).unwrap();
+
+    run.wait_for("every change applied", Duration::from_secs(60), |s| {
+        total(s, "inserts") >= 103
+            && total(s, "updates") >= 10
+            && total(s, "deletes") >= 5 + feb_rows
+    });
+    let last = run.last.clone().unwrap();
+    assert_eq!(total(&last, "inserts"), 103, "{last}");
+    assert_eq!(total(&last, "updates"), 10, "{last}");
+    assert_eq!(total(&last, "deletes"), 5 + feb_rows, "{last}");
+    assert_eq!(run.interrupt(), 0);
+
+    assert_same(&expected_orders(&shop), &db, "orders");
+    assert_same(&expected_customers(&shop), &db, "customers");
+    assert_eq!(
+        duckdb_count(&db, "SELECT count(*) FROM orders WHERE status = 'refunded'"),
+        10
+    );
+}
+
+#[test]
+fn malformed_rows_go_to_dead_letters_with_reasons_and_good_rows_arrive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("items.csv"),
+        "id,name,price,qty\n\
+         1,apple,1.50,3\n\
+         2,pear,2.00\n\
+         3,plum,abc,4\n\
+         ,nokey,1.00,1\n\
+         5,kiwi,0.75,many\n\
+         6,fig,3.25,2,extra\n\
+         7,lime,0.40,9\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("events.jsonl"),
+        "{\"id\": 1, \"kind\": \"view\"}\n{\"id\": 2, \"kind\": \n{\"id\": 3, \"kind\": \"buy\"}\n[1,2]\n",
+    )
+    .unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        r#"name = "dlq"
+[sources.src]
+kind = "files"
+path = "data"
+[[sources.src.tables]]
+name = "items"
+pattern = "items.csv"
+key = ["id"]
+columns = { price = "decimal(8,2)", qty = "int" }
+[[sources.src.tables]]
+name = "events"
+pattern = "*.jsonl"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["src"]
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{stderr}");
+    let db = tmp.path().join("out.duckdb");
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(items.keys().cloned().collect::<Vec<_>>(), ["1", "7"]);
+    assert_eq!(items["1"], ["1", "apple", "1.50", "3"]);
+    let (events, _) = duckdb_rows(&db, "events");
+    assert_eq!(events.keys().cloned().collect::<Vec<_>>(), ["1", "3"]);
+
+    let conn = duckdb::Connection::open(&db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT table_name, origin, line, raw, reason FROM _syncline_dead_letters ORDER BY table_name, line")
+        .unwrap();
+    let rows: Vec<(String, String, i64, String, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(stmt);
+    drop(conn);
+    let expected = [
+        (
+            "events",
+            "events.jsonl",
+            2,
+            "{\"id\": 2, \"kind\": ",
+            "invalid JSON",
+        ),
+        (
+            "events",
+            "events.jsonl",
+            4,
+            "[1,2]",
+            "the line is not a JSON object",
+        ),
+        (
+            "items",
+            "items.csv",
+            3,
+            "2,pear,2.00",
+            "expected 4 fields, found 3",
+        ),
+        (
+            "items",
+            "items.csv",
+            4,
+            "3,plum,abc,4",
+            "column `price`: `abc` is not a valid decimal(8,2)",
+        ),
+        (
+            "items",
+            "items.csv",
+            5,
+            ",nokey,1.00,1",
+            "key column `id` is empty",
+        ),
+        (
+            "items",
+            "items.csv",
+            6,
+            "5,kiwi,0.75,many",
+            "column `qty`: `many` is not a valid int",
+        ),
+        (
+            "items",
+            "items.csv",
+            7,
+            "6,fig,3.25,2,extra",
+            "expected 4 fields, found 5",
+        ),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{rows:#?}");
+    for (row, exp) in rows.iter().zip(expected) {
+        assert_eq!(row.0, exp.0);
+        assert_eq!(row.1, exp.1);
+        assert_eq!(row.2, exp.2, "{row:?}");
+        assert_eq!(row.3, exp.3, "{row:?}");
+        assert!(
+            row.4.starts_with(exp.4),
+            "{row:?} should start with {}",
+            exp.4
+        );
+    }
+
+    // Appending to the file: only the new bad row is recorded, the old ones
+    // are not recorded twice; the new good row arrives.
+    let mut text = std::fs::read_to_string(data.join("items.csv")).unwrap();
+    text.push_str("8,date,1.10,1\n9,bad,,,\n");
+    std::fs::write(data.join("items.csv"), text).unwrap();
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{stderr}");
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(items.keys().cloned().collect::<Vec<_>>(), ["1", "7", "8"]);
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM _syncline_dead_letters WHERE table_name = 'items'"
+        ),
+        6
+    );
+}
+
+#[test]
+fn parquet_files_and_full_refresh_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("lake");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "COPY (SELECT i AS id, 'n' || i AS name, (i * 1.25)::DECIMAL(10,2) AS score,
+                   DATE '2025-01-01' + i::INTEGER AS day FROM range(1, 1001) t(i))
+             TO '{}' (FORMAT parquet)",
+            data.join("part-1.parquet").display()
+        ))
+        .unwrap();
+    }
+    std::fs::write(data.join("tags.csv"), "tag,weight\nred,1\nblue,2\n").unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        r#"name = "lake"
+[sources.lake]
+kind = "files"
+path = "lake"
+[[sources.lake.tables]]
+name = "scores"
+pattern = "*.parquet"
+key = ["id"]
+[[sources.lake.tables]]
+name = "tags"
+pattern = "tags.csv"
+mode = "full"
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["lake"]
+mode = "append"
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{stderr}");
+    let db = tmp.path().join("out.duckdb");
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM scores"), 1000);
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM scores WHERE id = 40 AND score = 50.00 AND day = DATE '2025-02-10'"
+        ),
+        1
+    );
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM tags"), 2);
+
+    // A full-refresh table is replaced, not appended to, when its file changes.
+    std::fs::write(
+        data.join("tags.csv"),
+        "tag,weight\nred,1\nblue,2\ngreen,3\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM tags"), 3);
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM scores"), 1000);
+}
+
+#[test]
+fn validate_check_discover_and_schema_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("d");
+    let (code, _, stderr) = syncline(
+        &["demo", demo.to_str().unwrap(), "--once", "--orders", "1200"],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let pipeline = demo.join("shop.toml");
+    let p = pipeline.to_str().unwrap();
+
+    let (code, out, _) = syncline(&["validate", p], tmp.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("valid"), "{out}");
+
+    let (code, out, _) = syncline(&["check", p], tmp.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[ok  ] folder is readable"), "{out}");
+    assert!(out.contains("key: order_id"), "{out}");
+
+    let (code, out, _) = syncline(&["discover", "--json", p], tmp.path());
+    assert_eq!(code, 0);
+    let tables: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let orders = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"]["name"] == "orders")
+        .unwrap();
+    let amount = orders["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "amount")
+        .unwrap();
+    assert_eq!(amount["data_type"]["type"], "decimal");
+    assert_eq!(amount["data_type"]["scale"], 2);
+
+    let (code, out, _) = syncline(&["status", "--json", p], tmp.path());
+    assert_eq!(code, 0, "{out}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["status"]["state"], "stopped");
+    assert_eq!(status["status"]["tables"]["shop.products"]["inserts"], 2000);
+
+    let (code, out, _) = syncline(&["schema"], tmp.path());
+    assert_eq!(code, 0);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(schema["properties"]["sources"].is_object(), "{schema}");
+
+    // A broken file: exit code 2 and a message naming file, line and field.
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "name = \"x\"\n[sources.a]\nkind = \"files\"\npth = \"d\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = syncline(&["validate", "bad.toml"], tmp.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.toml:4:1"), "{err}");
+    assert!(err.contains("unknown field `pth`"), "{err}");
+    assert!(err.contains("did you mean `path`?"), "{err}");
+}

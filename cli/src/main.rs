@@ -4,6 +4,10 @@
 //! Exit codes: 0 success (including a stop by Ctrl-C with its final
 //! checkpoint), 1 the run failed, 2 the pipeline file or the command line is
 //! invalid, 3 a pre-flight check failed.
+//!
+//! Environment: `SYNCLINE_LOG` (log filter, e.g. `info` or
+//! `syncline_files=debug`), `SYNCLINE_STATUS_INTERVAL_MS` (how often status
+//! is published; default 250).
 
 mod progress;
 mod sample;
@@ -240,10 +244,16 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     }
 
     let renderer = progress::spawn(status.clone(), json, state_dir.join("status.json"));
-    let options = RunOptions {
+    let mut options = RunOptions {
         follow,
         ..RunOptions::default()
     };
+    if let Some(ms) = std::env::var("SYNCLINE_STATUS_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        options.status_interval = std::time::Duration::from_millis(ms.max(10));
+    }
     let result = syncline_engine::runtime::run(plan, options, status.clone(), cancel).await;
     renderer.finish().await;
     let last = status.snapshot();

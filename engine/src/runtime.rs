@@ -139,6 +139,9 @@ impl Default for RunOptions {
     }
 }
 
+/// Where a router sends a batch: a sink's input, tagged with the source index.
+type Routed = mpsc::Sender<(usize, Arc<Batch>)>;
+
 struct Ack {
     sink: usize,
     source: usize,
@@ -276,10 +279,7 @@ async fn run_inner(
         let span = info_span!("source", source = %s.name);
         tasks.spawn(s.source.run(ctx).instrument(span));
 
-        let targets: Vec<(mpsc::Sender<(usize, Arc<Batch>)>, usize)> = consumers[si]
-            .iter()
-            .map(|&k| (sink_txs[k].clone(), k))
-            .collect();
+        let targets: Vec<Routed> = consumers[si].iter().map(|&k| sink_txs[k].clone()).collect();
         let pending_tx = pending_tx.clone();
         tasks.spawn(async move {
             while let Some(batch) = batch_rx.recv().await {
@@ -287,7 +287,7 @@ async fn run_inner(
                 if pending_tx.send((si, batch.clone())).await.is_err() {
                     return Err(Error::internal("coordinator stopped early"));
                 }
-                for (tx, _) in &targets {
+                for tx in &targets {
                     if tx.send((si, batch.clone())).await.is_err() {
                         return Err(Error::internal("a sink stopped early"));
                     }
