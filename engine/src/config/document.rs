@@ -19,6 +19,14 @@ pub(crate) struct Spans {
 /// A parsed pipeline file.
 #[derive(Debug, Clone)]
 pub struct SpannedDocument {
+    /// The text as read.
+    original: String,
+    /// `editable` as toml_edit renders it right after parsing. toml_edit does
+    /// not reproduce every file exactly (a missing final newline, dotted
+    /// header keys written differently in two headers), so while the
+    /// document renders the same as this it is unedited and the original
+    /// text is written back instead.
+    rendered: String,
     editable: DocumentMut,
     json: Json,
     spans: HashMap<String, Spans>,
@@ -39,6 +47,8 @@ impl SpannedDocument {
             ConfigError::at_span(e.span(), format!("TOML syntax error: {}", e.message()))
         })?;
         Ok(SpannedDocument {
+            original: text.to_owned(),
+            rendered: editable.to_string(),
             editable,
             json,
             spans,
@@ -55,9 +65,14 @@ impl SpannedDocument {
         &mut self.editable
     }
 
-    /// The document as TOML text.
+    /// The document as TOML text: exactly the text read, unless it was edited.
     pub fn to_toml(&self) -> String {
-        self.editable.to_string()
+        let now = self.editable.to_string();
+        if now == self.rendered {
+            self.original.clone()
+        } else {
+            now
+        }
     }
 
     /// The best span for a JSON pointer: its key if `prefer_key`, else its
@@ -154,5 +169,23 @@ fn value_to_json(value: &Value, pointer: &str, spans: &mut HashMap<String, Spans
             }
             Json::Object(map)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unedited_documents_write_back_exactly() {
+        // toml_edit alone would add a final newline and rewrite the second
+        // header's dotted key as the first one spells it.
+        let text = "[ a . \"b\" ]\nx = 1\n[[a.b.c]]\ny = 2 # no newline";
+        let mut doc = SpannedDocument::parse(text).expect("valid TOML");
+        assert_eq!(doc.to_toml(), text);
+
+        doc.editable()["a"]["b"]["x"] = toml_edit::value(5);
+        let edited = doc.to_toml();
+        assert!(edited.contains("x = 5"), "{edited}");
     }
 }

@@ -34,6 +34,25 @@ where
 
     let file_schema = schemars::schema_for!(PipelineSpec<AnySection, AnySection>).to_value();
     schema_errors(&file_schema, json, "", doc, &mut errors);
+    // `#[schemars(length(min = 1))]` on a map emits no `minProperties`, so
+    // the schema lets empty `sources` and `targets` through.
+    for (field, role) in [("sources", "source"), ("targets", "target")] {
+        if json
+            .get(field)
+            .and_then(Json::as_object)
+            .is_some_and(|sections| sections.is_empty())
+        {
+            errors.push(
+                error_at(
+                    doc,
+                    &format!("/{field}"),
+                    false,
+                    format!("a pipeline needs at least one {role}"),
+                )
+                .with_help(format!("add a [{field}.<name>] section with its `kind`")),
+            );
+        }
+    }
     for (field, role, kinds) in [
         ("sources", "source", S::kinds()),
         ("targets", "target", T::kinds()),
@@ -170,19 +189,23 @@ fn schema_errors(
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                errors.push(error_at(
-                    doc,
-                    &pointer,
-                    true,
-                    format!("missing field `{name}`"),
-                ));
+                let message = format!("missing field `{name}`");
+                errors.push(if pointer.is_empty() {
+                    // The top level has no line of its own to point at (its
+                    // "span" would be the first line, often a comment).
+                    ConfigError::root(message).with_help(format!(
+                        "add {name} = ... near the top of the file, before the first [section]"
+                    ))
+                } else {
+                    error_at(doc, &pointer, true, message)
+                });
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
-                    TypeKind::Single(t) => t.to_string(),
+                    TypeKind::Single(t) => type_name(&t.to_string()),
                     TypeKind::Multiple(ts) => ts
                         .iter()
-                        .map(|t| t.to_string())
+                        .map(|t| type_name(&t.to_string()))
                         .collect::<Vec<_>>()
                         .join(" or "),
                 };
@@ -203,20 +226,18 @@ fn schema_errors(
                             .collect()
                     })
                     .unwrap_or_default();
-                let got = error
-                    .instance()
-                    .as_str()
-                    .map_or_else(|| error.instance().to_string(), str::to_owned);
-                let mut e = error_at(
-                    doc,
-                    &pointer,
-                    false,
-                    format!("`{got}` is not one of: {}", options.join(", ")),
-                );
-                if let Some(s) = suggest(&got, options.iter().map(String::as_str)) {
-                    e.help = Some(format!("did you mean `{s}`?"));
-                }
-                errors.push(e);
+                errors.push(not_one_of(doc, &pointer, error.instance(), &options));
+            }
+            // schemars writes an enum whose variants have doc comments as a
+            // `oneOf` of `const`s; report it like an `enum`, not as "not
+            // valid under any of the schemas listed in the 'oneOf' keyword".
+            // An optional such enum is an `anyOf` of that `oneOf` and `null`.
+            ValidationErrorKind::OneOfNotValid { context }
+            | ValidationErrorKind::AnyOf { context }
+                if const_options(context).is_some() =>
+            {
+                let options = const_options(context).unwrap_or_default();
+                errors.push(not_one_of(doc, &pointer, error.instance(), &options));
             }
             ValidationErrorKind::Pattern { pattern } if pattern == SECRET_PATTERN => {
                 errors.push(literal_secret(doc, &pointer));
@@ -248,6 +269,67 @@ fn schema_errors(
             _ => errors.push(error_at(doc, &pointer, false, error.to_string())),
         }
     }
+}
+
+/// "`got` is not one of: ...", with a suggestion for a near miss.
+fn not_one_of(
+    doc: &SpannedDocument,
+    pointer: &str,
+    instance: &Json,
+    options: &[String],
+) -> ConfigError {
+    match instance.as_str() {
+        Some(got) => {
+            let mut e = error_at(
+                doc,
+                pointer,
+                false,
+                format!("`{got}` is not one of: {}", options.join(", ")),
+            );
+            if let Some(s) = suggest(got, options.iter().map(String::as_str)) {
+                e.help = Some(format!("did you mean `{s}`?"));
+            }
+            e
+        }
+        None => error_at(
+            doc,
+            pointer,
+            false,
+            format!("expected a string, found {}", json_type(instance)),
+        )
+        .with_help(format!("one of: {}", options.join(", "))),
+    }
+}
+
+/// The strings a failed `oneOf`/`anyOf` would have accepted, if every
+/// branch is a `const` string (or such a `oneOf`/`anyOf` itself, or the
+/// `null` of an optional field).
+fn const_options(context: &[Vec<jsonschema::ValidationError<'_>>]) -> Option<Vec<String>> {
+    let mut options = Vec::new();
+    for branch in context {
+        let mut found = false;
+        for e in branch {
+            match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => {
+                    options.push(expected_value.as_str()?.to_owned());
+                    found = true;
+                }
+                ValidationErrorKind::OneOfNotValid { context }
+                | ValidationErrorKind::AnyOf { context } => {
+                    options.extend(const_options(context)?);
+                    found = true;
+                }
+                ValidationErrorKind::Type {
+                    kind: TypeKind::Single(t),
+                } if t.to_string() == "null" => found = true,
+                _ => {}
+            }
+        }
+        if !found {
+            return None;
+        }
+    }
+    (!options.is_empty()).then_some(options)
 }
 
 /// The property names the schema allows where `additionalProperties` failed.
@@ -336,7 +418,10 @@ fn check_references<S, T>(
                     ),
                 );
             }
-            tables.insert(format!("{source_name}.{}", table.name), table);
+            // A duplicate is reported above; the first declaration stands.
+            tables
+                .entry(format!("{source_name}.{}", table.name))
+                .or_insert(table);
         }
     }
 
@@ -530,6 +615,16 @@ fn path_to_pointer(path: &str) -> String {
 
 fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// A JSON Schema type as a TOML user would say it, e.g. `object` → `a table`.
+fn type_name(schema_type: &str) -> String {
+    match schema_type {
+        "null" => "nothing".to_owned(),
+        "object" => "a table".to_owned(),
+        "array" | "integer" => format!("an {schema_type}"),
+        other => format!("a {other}"),
+    }
 }
 
 fn json_type(value: &Json) -> &'static str {
