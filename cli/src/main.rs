@@ -85,6 +85,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Drop a pipeline: remove its replication slots and publications, its
+    /// local state and its checkpoints in every target (target data stays).
+    Drop {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
     /// Print the JSON Schema of pipeline files.
     Schema,
     /// Write the sample shop (files and pipeline) into a folder and run it.
@@ -105,7 +111,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_terminal = std::io::stderr().is_terminal();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCLINE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if quiet_terminal { "warn" } else { "info" })
+        tracing_subscriber::EnvFilter::new(if quiet_terminal {
+            "warn"
+        } else {
+            "info,pg_walstream=warn"
+        })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -184,6 +194,13 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             status(&p, json)
+        }
+        Command::Drop { pipeline } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            drop_pipeline(&p).await
         }
         Command::Schema => {
             println!(
@@ -275,6 +292,40 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
             ))
         }
     }
+}
+
+async fn drop_pipeline(p: &Pipeline) -> Result<ExitCode> {
+    for name in p.spec.sources.keys() {
+        let mut s = syncline_catalog::source(p, name)?;
+        match s.release().await {
+            Ok(removed) => {
+                for r in removed {
+                    println!("source {name}: removed {r}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error [{}]: source {name}: {}", e.kind().code(), e.chain());
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+        }
+    }
+    for name in p.spec.targets.keys() {
+        let mut s = syncline_catalog::sink(p, name)?;
+        if let Err(e) = s.forget().await {
+            eprintln!("error [{}]: target {name}: {}", e.kind().code(), e.chain());
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+        println!(
+            "target {name}: checkpoints of `{}` removed (data kept)",
+            p.spec.name
+        );
+    }
+    let state = syncline_catalog::state_dir(p);
+    if state.exists() {
+        std::fs::remove_dir_all(&state).with_context(|| format!("removing {}", state.display()))?;
+        println!("removed {}", state.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]

@@ -136,6 +136,13 @@ pub trait Source: Send {
     /// `position.seq` is greater than the previous one's and than
     /// `ctx.resume`'s.
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()>;
+
+    /// Removes what the source created in the system for this pipeline
+    /// (replication slots, publications) when the pipeline is dropped, and
+    /// says what it removed. The default has nothing to remove.
+    async fn release(&mut self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A system changes are written to.
@@ -152,6 +159,12 @@ pub trait Sink: Send {
     /// and returns only once both are durable. Batches already held (see the
     /// module's redelivery rule) are skipped.
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()>;
+
+    /// Forgets this pipeline's checkpoints, so its next run starts over
+    /// (the pipeline was dropped). Data already written stays.
+    async fn forget(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// Flushes and releases the target. The default does nothing.
     async fn close(&mut self) -> Result<()> {

@@ -47,6 +47,13 @@ pub enum DataType {
     Uuid,
     /// A JSON document, kept as its text.
     Json,
+    /// A span of months, days and microseconds (kept apart, as SQL does).
+    Interval,
+    /// A list of values of one type.
+    List {
+        /// Type of the elements.
+        item: Box<DataType>,
+    },
 }
 
 impl DataType {
@@ -66,10 +73,16 @@ impl DataType {
             "timestamptz" | "timestamp with time zone" => Some(DataType::TimestampTz),
             "uuid" => Some(DataType::Uuid),
             "json" | "jsonb" => Some(DataType::Json),
+            "interval" => Some(DataType::Interval),
             _ => None,
         };
         if simple.is_some() {
             return simple;
+        }
+        if let Some(item) = lower.strip_suffix("[]") {
+            return DataType::parse(item).map(|item| DataType::List {
+                item: Box::new(item),
+            });
         }
         let args = lower
             .strip_prefix("decimal(")
@@ -99,6 +112,8 @@ impl fmt::Display for DataType {
             DataType::TimestampTz => f.write_str("timestamptz"),
             DataType::Uuid => f.write_str("uuid"),
             DataType::Json => f.write_str("json"),
+            DataType::Interval => f.write_str("interval"),
+            DataType::List { item } => write!(f, "{item}[]"),
         }
     }
 }
@@ -133,6 +148,20 @@ pub enum Value {
     Uuid([u8; 16]),
     /// JSON document text.
     Json(String),
+    /// An interval.
+    Interval {
+        /// Months.
+        months: i32,
+        /// Days.
+        days: i32,
+        /// Microseconds.
+        micros: i64,
+    },
+    /// A list.
+    List(Vec<Value>),
+    /// The source did not send this value because it did not change (a
+    /// Postgres TOAST value in an update). Sinks keep the value they hold.
+    Unchanged,
 }
 
 impl Value {
@@ -347,6 +376,9 @@ mod tests {
             "timestamptz",
             "uuid",
             "json",
+            "interval",
+            "bigint[]",
+            "decimal(10,2)[]",
         ] {
             let parsed = DataType::parse(name).expect(name);
             assert_eq!(parsed.to_string(), name);

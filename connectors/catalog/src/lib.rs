@@ -15,6 +15,7 @@ use syncline_engine::connector::{Sink, Source};
 use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
 use syncline_engine::{Error, ErrorKind, Result};
 use syncline_files::{FilesSource, FilesSourceConfig};
+use syncline_postgres::{PostgresSource, PostgresSourceConfig};
 
 /// A source section of a pipeline file, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +23,8 @@ use syncline_files::{FilesSource, FilesSourceConfig};
 pub enum SourceConfig {
     /// A folder of CSV, JSON-lines or Parquet files, watched for changes.
     Files(FilesSourceConfig),
+    /// A PostgreSQL database, through logical replication.
+    Postgres(PostgresSourceConfig),
 }
 
 /// A target section of a pipeline file, by `kind`.
@@ -34,7 +37,10 @@ pub enum TargetConfig {
 
 impl ConnectorSet for SourceConfig {
     fn kinds() -> Vec<KindSchema> {
-        vec![kind_schema::<FilesSourceConfig>("files")]
+        vec![
+            kind_schema::<FilesSourceConfig>("files"),
+            kind_schema::<PostgresSourceConfig>("postgres"),
+        ]
     }
 }
 
@@ -48,18 +54,21 @@ impl SourceSpec for SourceConfig {
     fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Files(_) => "files",
+            SourceConfig::Postgres(_) => "postgres",
         }
     }
 
     fn tables(&self) -> Vec<TableDecl> {
         match self {
             SourceConfig::Files(c) => c.table_decls(),
+            SourceConfig::Postgres(c) => c.table_decls(),
         }
     }
 
     fn supported_modes(&self) -> &'static [SyncMode] {
         match self {
             SourceConfig::Files(_) => FilesSourceConfig::MODES,
+            SourceConfig::Postgres(_) => PostgresSourceConfig::MODES,
         }
     }
 }
@@ -125,6 +134,7 @@ pub fn source(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Source>> {
             pipeline.base_dir(),
             &state_dir(pipeline).join(format!("files-{name}")),
         )?),
+        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(name, &pipeline.spec.name, c)),
     })
 }
 

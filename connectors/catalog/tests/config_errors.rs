@@ -182,13 +182,17 @@ fn messy_good_file_is_read_as_written() {
         spec.description.as_deref(),
         Some(r#"literal string with "quotes" and \backslashes"#)
     );
-    let SourceConfig::Files(shop) = &spec.sources["shop"];
+    let SourceConfig::Files(shop) = &spec.sources["shop"] else {
+        panic!("shop is a files source");
+    };
     assert_eq!(shop.batch_rows, 5_000);
     assert_eq!(shop.debounce_ms, 500);
     assert_eq!(shop.tables[0].key, ["order_id", "line_no"]);
     assert_eq!(shop.tables[0].delimiter, ';');
     assert_eq!(shop.tables[0].columns["created at"], "timestamp");
-    let SourceConfig::Files(feeds) = &spec.sources["feeds"];
+    let SourceConfig::Files(feeds) = &spec.sources["feeds"] else {
+        panic!("feeds is a files source");
+    };
     assert_eq!(feeds.tables.len(), 2);
     assert_eq!(feeds.tables[1].delimiter, '\t');
     let TargetConfig::Duckdb(log) = &spec.targets["log"];

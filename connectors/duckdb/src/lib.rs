@@ -138,6 +138,17 @@ impl Sink for DuckDbSink {
         self.blocking(move |w| w.prepare(&tables)).await
     }
 
+    async fn forget(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let pipeline = self.pipeline.clone();
+        let mode = self.config.mode;
+        let schema = self.config.schema.clone();
+        tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema)?.forget())
+            .await
+            .map_err(|_| Error::from(DuckDbError::Worker))?
+            .map_err(Error::from)
+    }
+
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {
         let source = source.to_owned();
         self.blocking(move |w| w.write(&source, &batch).map(|_| ()))

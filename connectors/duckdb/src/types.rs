@@ -15,6 +15,8 @@
 //! | timestamptz   | TIMESTAMPTZ     | Timestamp(µs, UTC)         |
 //! | uuid          | UUID            | Utf8, cast on merge        |
 //! | json          | JSON            | Utf8, cast on merge        |
+//! | interval      | INTERVAL        | Utf8, cast on merge        |
+//! | T[]           | T[] (LIST)      | Utf8 (JSON), cast on merge |
 
 use std::sync::Arc;
 
@@ -44,13 +46,28 @@ pub fn duckdb_type(t: &DataType) -> String {
         DataType::TimestampTz => "TIMESTAMPTZ".into(),
         DataType::Uuid => "UUID".into(),
         DataType::Json => "JSON".into(),
+        DataType::Interval => "INTERVAL".into(),
+        DataType::List { item } => format!("{}[]", duckdb_type(item)),
+    }
+}
+
+/// The SQL that turns a staged column into its target type.
+pub fn cast_from_stage(column: &str, t: &DataType) -> String {
+    match t {
+        DataType::Uuid | DataType::Json | DataType::Interval => {
+            format!("CAST({column} AS {})", duckdb_type(t))
+        }
+        DataType::List { .. } => format!("CAST(CAST({column} AS JSON) AS {})", duckdb_type(t)),
+        _ => column.to_owned(),
     }
 }
 
 /// The type a column has in the staging table (what Arrow can carry).
 pub fn stage_type(t: &DataType) -> String {
     match t {
-        DataType::Uuid | DataType::Json => "VARCHAR".into(),
+        DataType::Uuid | DataType::Json | DataType::Interval | DataType::List { .. } => {
+            "VARCHAR".into()
+        }
         other => duckdb_type(other),
     }
 }
@@ -62,7 +79,11 @@ fn arrow_type(t: &DataType) -> ArrowType {
         DataType::Int64 => ArrowType::Int64,
         DataType::Float64 => ArrowType::Float64,
         DataType::Decimal { precision, scale } => ArrowType::Decimal128(*precision, *scale as i8),
-        DataType::Text | DataType::Uuid | DataType::Json => ArrowType::Utf8,
+        DataType::Text
+        | DataType::Uuid
+        | DataType::Json
+        | DataType::Interval
+        | DataType::List { .. } => ArrowType::Utf8,
         DataType::Bytes => ArrowType::Binary,
         DataType::Date => ArrowType::Date32,
         DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
@@ -97,7 +118,7 @@ pub fn build_column<'a>(
             let mut b = BooleanBuilder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Bool(x) => b.append_value(*x),
                     other => return Err(bad(other)),
                 }
@@ -108,7 +129,7 @@ pub fn build_column<'a>(
             let mut b = Int32Builder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Int(x) => b.append_value(i32::try_from(*x).map_err(|_| bad(v))?),
                     other => return Err(bad(other)),
                 }
@@ -119,7 +140,7 @@ pub fn build_column<'a>(
             let mut b = Int64Builder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Int(x) => b.append_value(*x),
                     other => return Err(bad(other)),
                 }
@@ -130,7 +151,7 @@ pub fn build_column<'a>(
             let mut b = Float64Builder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Float(x) => b.append_value(*x),
                     Value::Int(x) => b.append_value(*x as f64),
                     other => return Err(bad(other)),
@@ -145,25 +166,44 @@ pub fn build_column<'a>(
                     column: column.to_owned(),
                     detail: e.to_string(),
                 })?;
+            // Values must fit `precision` digits: refused here, naming the
+            // column, rather than by DuckDB (or an overflow) later.
+            let limit = 10u128
+                .checked_pow(u32::from(*precision))
+                .unwrap_or(u128::MAX);
+            let fits = |x: &i128| x.unsigned_abs() < limit;
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
-                    Value::Decimal(text) => {
-                        b.append_value(scaled_decimal(text, *scale).ok_or_else(|| bad(v))?)
-                    }
-                    Value::Int(x) => b.append_value(i128::from(*x) * 10i128.pow(u32::from(*scale))),
+                    Value::Null | Value::Unchanged => b.append_null(),
+                    Value::Decimal(text) => b.append_value(
+                        scaled_decimal(text, *scale)
+                            .filter(fits)
+                            .ok_or_else(|| bad(v))?,
+                    ),
+                    Value::Int(x) => b.append_value(
+                        i128::from(*x)
+                            .checked_mul(10i128.pow(u32::from(*scale)))
+                            .filter(fits)
+                            .ok_or_else(|| bad(v))?,
+                    ),
                     other => return Err(bad(other)),
                 }
             }
             Arc::new(b.finish())
         }
-        DataType::Text | DataType::Uuid | DataType::Json => {
+        DataType::Text
+        | DataType::Uuid
+        | DataType::Json
+        | DataType::Interval
+        | DataType::List { .. } => {
             let mut b = StringBuilder::with_capacity(n, n * 16);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Text(s) | Value::Json(s) => b.append_value(s),
                     Value::Uuid(u) => b.append_value(format_uuid(u)),
+                    Value::Interval { .. } => b.append_value(interval_text(v)),
+                    Value::List(items) => b.append_value(list_json(items)),
                     other => return Err(bad(other)),
                 }
             }
@@ -173,7 +213,7 @@ pub fn build_column<'a>(
             let mut b = BinaryBuilder::with_capacity(n, n * 16);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Bytes(x) => b.append_value(x),
                     other => return Err(bad(other)),
                 }
@@ -184,7 +224,7 @@ pub fn build_column<'a>(
             let mut b = Date32Builder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Date(d) => b.append_value(*d),
                     other => return Err(bad(other)),
                 }
@@ -195,7 +235,7 @@ pub fn build_column<'a>(
             let mut b = Time64MicrosecondBuilder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Time(t) => b.append_value(*t),
                     other => return Err(bad(other)),
                 }
@@ -206,7 +246,7 @@ pub fn build_column<'a>(
             let mut b = TimestampMicrosecondBuilder::with_capacity(n);
             for v in values {
                 match v {
-                    Value::Null => b.append_null(),
+                    Value::Null | Value::Unchanged => b.append_null(),
                     Value::Timestamp(t) | Value::TimestampTz(t) => b.append_value(*t),
                     other => return Err(bad(other)),
                 }
@@ -219,6 +259,62 @@ pub fn build_column<'a>(
             }
         }
     })
+}
+
+/// An interval as DuckDB parses it.
+fn interval_text(v: &Value) -> String {
+    match v {
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => {
+            format!("{months} months {days} days {micros} microseconds")
+        }
+        _ => String::new(),
+    }
+}
+
+/// A list as JSON text that DuckDB casts to a typed list.
+fn list_json(items: &[Value]) -> String {
+    let parts: Vec<String> = items.iter().map(json_item).collect();
+    format!("[{}]", parts.join(","))
+}
+
+fn json_item(v: &Value) -> String {
+    let text = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    match v {
+        Value::Null | Value::Unchanged => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.is_finite() => f.to_string(),
+        Value::Float(f) => text(&f.to_string()),
+        Value::Decimal(d) => d.clone(),
+        Value::Text(s) => text(s),
+        Value::Json(s) => text(s),
+        Value::Bytes(b) => text(&String::from_utf8_lossy(b)),
+        Value::Date(d) => text(
+            &chrono::DateTime::from_timestamp(i64::from(*d) * 86_400, 0)
+                .map(|t| t.date_naive().to_string())
+                .unwrap_or_default(),
+        ),
+        Value::Time(t) => text(
+            &chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+                (t / 1_000_000) as u32,
+                ((t % 1_000_000) * 1000) as u32,
+            )
+            .map(|t| t.format("%H:%M:%S%.6f").to_string())
+            .unwrap_or_default(),
+        ),
+        Value::Timestamp(t) | Value::TimestampTz(t) => text(
+            &chrono::DateTime::from_timestamp_micros(*t)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                .unwrap_or_default(),
+        ),
+        Value::Uuid(u) => text(&format_uuid(u)),
+        Value::Interval { .. } => text(&interval_text(v)),
+        Value::List(items) => list_json(items),
+    }
 }
 
 /// `"-12.5"` at scale 2 → `-1250`. `None` if it is not a decimal or has more

@@ -1,6 +1,7 @@
 //! The blocking DuckDB writer: table creation and evolution, bulk staged
 //! merges, dead letters and the checkpoint, one transaction per batch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field};
 use duckdb::{Connection, params};
 use syncline_engine::config::WriteMode;
-use syncline_engine::model::{
-    Batch, Change, DataType, Op, Position, Row, TableId, TableSchema, Value,
-};
+use syncline_engine::model::{Batch, Change, Op, Position, Row, TableId, TableSchema, Value};
 
 use crate::error::DuckDbError;
-use crate::types::{arrow_field, arrow_schema, build_column, duckdb_type, stage_type};
+use crate::types::{
+    arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type, stage_type,
+};
 
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
@@ -98,13 +99,19 @@ impl Writer {
             schema = quote(schema_name)
         ))
         .map_err(DuckDbError::sql("creating Syncline's bookkeeping tables"))?;
+        // Known from the start, so a redelivered batch is skipped even if
+        // `write` comes before `prepare`.
+        let held = read_checkpoints(&conn, pipeline)?
+            .into_iter()
+            .map(|(k, p)| (k, p.seq))
+            .collect();
         Ok(Writer {
             conn,
             pipeline: pipeline.to_owned(),
             mode,
             schema_name: schema_name.to_owned(),
             targets: HashMap::new(),
-            held: BTreeMap::new(),
+            held,
         })
     }
 
@@ -127,6 +134,12 @@ impl Writer {
             t.schema.version == schema.version && t.schema.columns == schema.columns
         }) {
             return Ok(());
+        }
+        if self.mode == WriteMode::Upsert && schema.key.is_empty() {
+            return Err(DuckDbError::Schema {
+                table: schema.id.to_string(),
+                detail: "has no key, and upsert mode needs one: declare key = [...] for the table, or set mode = \"append\" or \"history\" on the target".into(),
+            });
         }
         let table = format!("{}.{}", quote(&self.schema_name), quote(&schema.id.name));
         let columns: Vec<String> = schema
@@ -178,7 +191,13 @@ impl Writer {
                 )))?;
         }
 
-        let stage_name = format!("_syncline_stage_{}_{}", schema.id.origin, schema.id.name);
+        // The origin's length keeps `a_b`.`c` and `a`.`b_c` apart.
+        let stage_name = format!(
+            "_syncline_stage_{}_{}_{}",
+            schema.id.origin.len(),
+            schema.id.origin,
+            schema.id.name
+        );
         let stage_columns: Vec<String> = schema
             .columns
             .iter()
@@ -186,7 +205,7 @@ impl Writer {
             .collect();
         self.conn
             .execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, {})",
+                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, _unchanged VARCHAR, {})",
                 quote(&stage_name),
                 stage_columns.join(", ")
             ))
@@ -200,6 +219,18 @@ impl Writer {
                 schema: schema.clone(),
             },
         );
+        Ok(())
+    }
+
+    /// Deletes this pipeline's checkpoints.
+    pub fn forget(&mut self) -> Result<(), DuckDbError> {
+        self.conn
+            .execute(
+                &format!("DELETE FROM main.{CHECKPOINT_TABLE} WHERE pipeline = ?"),
+                params![self.pipeline],
+            )
+            .map_err(DuckDbError::sql("forgetting checkpoints"))?;
+        self.held.clear();
         Ok(())
     }
 
@@ -239,13 +270,18 @@ impl Writer {
     fn apply(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
         // Changes of one table keep their order; tables are independent.
         let mut order: Vec<TableId> = Vec::new();
+        let normalized: Vec<Option<Vec<Change>>> =
+            batch.changes.iter().map(|c| self.normalize(c)).collect();
         let mut by_table: HashMap<TableId, Vec<&Change>> = HashMap::new();
-        for change in &batch.changes {
+        for (change, replaced) in batch.changes.iter().zip(&normalized) {
             let list = by_table.entry(change.table.id.clone()).or_insert_with(|| {
                 order.push(change.table.id.clone());
                 Vec::new()
             });
-            list.push(change);
+            match replaced {
+                Some(changes) => list.extend(changes),
+                None => list.push(change),
+            }
         }
         for id in &order {
             let changes = &by_table[id];
@@ -280,6 +316,51 @@ impl Writer {
         Ok(())
     }
 
+    /// `change` as it must be staged, where that differs from the change
+    /// itself (`None`: as it is):
+    /// * rows of an earlier schema version than the one registered for the
+    ///   table (a schema change inside the batch) are mapped to it by column
+    ///   name, not position;
+    /// * in upsert mode, an update that moves a row to another key is
+    ///   preceded by a delete of the old key.
+    fn normalize(&self, change: &Change) -> Option<Vec<Change>> {
+        let schema = &self.targets.get(&change.table.id)?.schema;
+        let change = if Arc::ptr_eq(schema, &change.table) || schema.columns == change.table.columns
+        {
+            Cow::Borrowed(change)
+        } else {
+            let map = |row: &Row| -> Row {
+                schema
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        change
+                            .table
+                            .column_index(&c.name)
+                            .and_then(|i| row.get(i))
+                            .cloned()
+                            .unwrap_or(Value::Null)
+                    })
+                    .collect()
+            };
+            Cow::Owned(Change {
+                op: change.op,
+                table: schema.clone(),
+                before: change.before.as_ref().map(map),
+                after: change.after.as_ref().map(map),
+            })
+        };
+        let moved = if self.mode == WriteMode::Upsert {
+            old_key_delete(&change)
+        } else {
+            None
+        };
+        match (moved, change) {
+            (None, Cow::Borrowed(_)) => None,
+            (moved, change) => Some(moved.into_iter().chain([change.into_owned()]).collect()),
+        }
+    }
+
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
         let target = &self.targets[id];
         let sql = match self.mode {
@@ -307,25 +388,47 @@ impl Writer {
         }
         let target = &self.targets[id];
         let schema = &target.schema;
+        let rows = resolve_unchanged(schema, changes);
         // Stage the segment in bulk through Arrow.
         let mut fields = vec![
             Field::new("_seq", ArrowType::Int64, false),
             Field::new("_op", ArrowType::Utf8, false),
+            Field::new("_unchanged", ArrowType::Utf8, true),
         ];
+        let unchanged: Vec<Option<String>> = rows
+            .iter()
+            .map(|row| {
+                let idx: Vec<String> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| matches!(v, Value::Unchanged))
+                    .map(|(i, _)| i.to_string())
+                    .collect();
+                (!idx.is_empty()).then(|| format!(",{},", idx.join(",")))
+            })
+            .collect();
+        let unchanged_columns: Vec<usize> = {
+            let mut set = std::collections::BTreeSet::new();
+            for row in &rows {
+                for (i, v) in row.iter().enumerate() {
+                    if matches!(v, Value::Unchanged) {
+                        set.insert(i);
+                    }
+                }
+            }
+            set.into_iter().collect()
+        };
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(0..changes.len() as i64)),
             Arc::new(StringArray::from_iter_values(
                 changes.iter().map(|c| c.op.code()),
             )),
+            Arc::new(StringArray::from(unchanged)),
         ];
         let null = Value::Null;
         for (i, column) in schema.columns.iter().enumerate() {
             fields.push(arrow_field(&column.name, &column.data_type));
-            let values = changes.iter().map(|c| {
-                c.key_row()
-                    .and_then(|row: &Row| row.get(i))
-                    .unwrap_or(&null)
-            });
+            let values = rows.iter().map(|row| row.get(i).unwrap_or(&null));
             arrays.push(build_column(&column.data_type, &column.name, values)?);
         }
         let record =
@@ -343,17 +446,46 @@ impl Writer {
                 .map_err(DuckDbError::sql("staging rows"))?;
             appender.flush().map_err(DuckDbError::sql("staging rows"))?;
         }
+        // Values the source did not send (unchanged TOAST) come from the row
+        // the target holds.
+        if !unchanged_columns.is_empty() && !schema.key.is_empty() {
+            let join: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| {
+                    let k = quote(&schema.columns[k].name);
+                    format!("t.{k} = s.{k}")
+                })
+                .collect();
+            let order = if self.mode == WriteMode::History {
+                "t._seq DESC, t.rowid DESC"
+            } else {
+                "t.rowid DESC"
+            };
+            for c in unchanged_columns {
+                let col = quote(&schema.columns[c].name);
+                let sql = format!(
+                    "UPDATE {stage} s SET {col} = (SELECT CAST(t.{col} AS {ty}) FROM {table} t WHERE {join} ORDER BY {order} LIMIT 1)
+                     WHERE s._unchanged LIKE '%,{c},%'",
+                    stage = target.stage,
+                    table = target.table,
+                    ty = stage_type(&schema.columns[c].data_type),
+                    join = join.join(" AND "),
+                );
+                self.conn
+                    .execute_batch(&sql)
+                    .map_err(DuckDbError::sql(format!(
+                        "keeping unchanged values of {}",
+                        target.table
+                    )))?;
+            }
+        }
 
         let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
         let select: Vec<String> = schema
             .columns
             .iter()
-            .map(|c| match c.data_type {
-                DataType::Uuid | DataType::Json => {
-                    format!("CAST({} AS {})", quote(&c.name), duckdb_type(&c.data_type))
-                }
-                _ => quote(&c.name),
-            })
+            .map(|c| cast_from_stage(&quote(&c.name), &c.data_type))
             .collect();
         let (table, stage) = (&target.table, &target.stage);
         let sql = match self.mode {
@@ -427,6 +559,80 @@ impl Writer {
             .flush()
             .map_err(DuckDbError::sql("writing dead letters"))
     }
+}
+
+/// The rows to stage, with values the source marked unchanged filled in from
+/// an earlier change of the same key in the segment where there is one.
+fn resolve_unchanged<'a>(
+    schema: &TableSchema,
+    changes: &[&'a Change],
+) -> Vec<std::borrow::Cow<'a, Row>> {
+    let null_row: Row = Vec::new();
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<std::borrow::Cow<'a, Row>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let row = match change.key_row() {
+            Some(r) => std::borrow::Cow::Borrowed(r),
+            None => std::borrow::Cow::Owned(null_row.clone()),
+        };
+        if schema.key.is_empty() {
+            rows.push(row);
+            continue;
+        }
+        let key = format!("{:?}", schema.key_of(&row));
+        let row = if row.iter().any(|v| matches!(v, Value::Unchanged)) {
+            match latest.get(&key) {
+                Some(&earlier) => {
+                    let earlier: Row = rows[earlier].clone().into_owned();
+                    let mut merged = row.into_owned();
+                    for (i, v) in merged.iter_mut().enumerate() {
+                        if matches!(v, Value::Unchanged)
+                            && let Some(e) = earlier.get(i)
+                        {
+                            *v = e.clone();
+                        }
+                    }
+                    std::borrow::Cow::Owned(merged)
+                }
+                None => row,
+            }
+        } else {
+            row
+        };
+        if change.op != Op::Delete {
+            latest.insert(key, rows.len());
+        } else {
+            latest.remove(&key);
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// For an update whose `before` row has another (known) key than its
+/// `after` row: a delete of the row under the old key.
+fn old_key_delete(change: &Change) -> Option<Change> {
+    let schema = &change.table;
+    if change.op != Op::Update || schema.key.is_empty() {
+        return None;
+    }
+    let (before, after) = (change.before.as_ref()?, change.after.as_ref()?);
+    let old: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| before.get(k))
+        .collect::<Option<_>>()?;
+    let new: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| after.get(k))
+        .collect::<Option<_>>()?;
+    (old.iter().all(|v| !v.is_null()) && old != new).then(|| Change {
+        op: Op::Delete,
+        table: schema.clone(),
+        before: Some(before.clone()),
+        after: None,
+    })
 }
 
 fn commit_time_sql(batch: &Batch) -> String {

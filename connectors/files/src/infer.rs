@@ -199,6 +199,9 @@ pub fn parse_value(text: &str, t: &DataType) -> Result<Value, String> {
         DataType::Json => serde_json::from_str::<serde_json::Value>(trimmed)
             .map(|_| Value::Json(trimmed.to_owned()))
             .map_err(|e| format!("`{}` is not valid JSON: {e}", shorten(text))),
+        DataType::Interval | DataType::List { .. } => {
+            Err(format!("{t} columns cannot be read from files"))
+        }
     }
 }
 

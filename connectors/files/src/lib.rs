@@ -114,6 +114,7 @@ impl FilesSourceConfig {
             .map(|(i, t)| TableDecl {
                 name: t.name.clone(),
                 key: t.key.clone(),
+                key_from_source: false,
                 mode: t.mode,
                 cursor: t.cursor.clone(),
                 pointer: format!("/tables/{i}"),

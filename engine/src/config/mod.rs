@@ -115,8 +115,11 @@ pub struct PipelineSpec<S, T> {
 pub struct TableDecl {
     /// Table name within its source.
     pub name: String,
-    /// Key column names (empty: no key).
+    /// Key column names declared in the file (empty: none declared).
     pub key: Vec<String>,
+    /// The source finds the key itself (a database's primary key) when none
+    /// is declared; checked when the pipeline starts rather than here.
+    pub key_from_source: bool,
     /// Sync mode.
     pub mode: SyncMode,
     /// Cursor column for incremental mode.

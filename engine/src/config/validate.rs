@@ -493,7 +493,10 @@ fn check_references<S, T>(
                 continue;
             };
             if target.write_mode() == WriteMode::Upsert {
-                for (table_name, decl) in resolved.iter().filter(|(_, d)| d.key.is_empty()) {
+                for (table_name, decl) in resolved
+                    .iter()
+                    .filter(|(_, d)| d.key.is_empty() && !d.key_from_source)
+                {
                     let _ = decl;
                     errors.push(
                         error_at(

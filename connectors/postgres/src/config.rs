@@ -1,0 +1,149 @@
+//! Settings of a Postgres source.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use syncline_engine::config::{Secret, SyncMode, TableDecl};
+
+/// A PostgreSQL database read through logical replication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// Host name or address.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// User. It needs the REPLICATION attribute and SELECT on the tables.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Password, as a reference: `${env:NAME}` or `${keyring:service/account}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// TLS: `disable`, `prefer` or `require`.
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// The tables to sync.
+    #[schemars(length(min = 1))]
+    pub tables: Vec<PgTableConfig>,
+    /// Rows per batch during the snapshot (one target transaction each).
+    #[serde(default = "default_batch_rows")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub batch_rows: usize,
+    /// Rows per snapshot chunk: the unit a restarted snapshot resumes from.
+    #[serde(default = "default_chunk_rows")]
+    #[schemars(range(min = 1))]
+    pub chunk_rows: u64,
+    /// Connections copying snapshot chunks in parallel.
+    #[serde(default = "default_workers")]
+    #[schemars(range(min = 1, max = 32))]
+    pub snapshot_workers: usize,
+    /// Seconds between heartbeats that let an idle slot release WAL (0: none).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+/// TLS use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    /// Never.
+    Disable,
+    /// When the server offers it.
+    #[default]
+    Prefer,
+    /// Always; fail otherwise.
+    Require,
+}
+
+impl SslMode {
+    /// libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+        }
+    }
+}
+
+/// One table of the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgTableConfig {
+    /// `table` (in schema `public`) or `schema.table`.
+    pub name: String,
+    /// Key columns, when the table has no primary key (or to use another).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// How the table is kept in sync.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Cursor column for incremental mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_user() -> String {
+    "postgres".into()
+}
+fn default_batch_rows() -> usize {
+    10_000
+}
+fn default_chunk_rows() -> u64 {
+    100_000
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_heartbeat() -> u64 {
+    30
+}
+
+impl PgTableConfig {
+    /// `(schema, table)`.
+    pub fn qualified(&self) -> (String, String) {
+        match self.name.split_once('.') {
+            Some((s, t)) => (s.to_owned(), t.to_owned()),
+            None => ("public".to_owned(), self.name.clone()),
+        }
+    }
+
+    /// The table's name in the pipeline (and the target): the table name for
+    /// `public`, `schema_table` otherwise.
+    pub fn engine_name(&self) -> String {
+        match self.qualified() {
+            (s, t) if s == "public" => t,
+            (s, t) => format!("{s}_{t}"),
+        }
+    }
+}
+
+impl PostgresSourceConfig {
+    /// Tables as the engine validates them.
+    pub fn table_decls(&self) -> Vec<TableDecl> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TableDecl {
+                name: t.engine_name(),
+                key: t.key.clone(),
+                key_from_source: t.key.is_empty(),
+                mode: t.mode,
+                cursor: t.cursor.clone(),
+                pointer: format!("/tables/{i}"),
+            })
+            .collect()
+    }
+
+    /// Modes this source implements.
+    pub const MODES: &'static [SyncMode] = &[SyncMode::Cdc];
+}

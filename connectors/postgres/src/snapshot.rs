@@ -1,0 +1,246 @@
+//! The initial copy: tables split into ctid-range chunks, each read with
+//! binary `COPY` inside a transaction that uses the slot's exported snapshot
+//! (or, after a restart, a fresh one followed by a catch-up).
+
+use bytes::{Buf, BytesMut};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use sqlx::postgres::PgConnection;
+use syncline_engine::model::{Row, Value};
+use tokio::sync::mpsc;
+
+use crate::error::PgError;
+use crate::introspect::TableInfo;
+
+/// A range of heap pages: `[start, end)`, open-ended when `end` is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// First page.
+    pub start: u32,
+    /// Page after the last, or `None` for "to the end".
+    pub end: Option<u32>,
+}
+
+/// Splits a table into chunks of about `chunk_rows` rows.
+pub async fn plan(
+    conn: &mut PgConnection,
+    table: &TableInfo,
+    chunk_rows: u64,
+) -> Result<Vec<Chunk>, PgError> {
+    let row = sqlx::query(
+        "SELECT (pg_relation_size($1::int8::oid) / current_setting('block_size')::int8)::int8,
+                greatest(reltuples, 0)::float8
+         FROM pg_class WHERE oid = $1::int8::oid",
+    )
+    .bind(i64::from(table.oid))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(PgError::query("sizing the table"))?;
+    let pages = row.get::<i64, _>(0).max(0) as u64;
+    let tuples = row.get::<f64, _>(1);
+    let rows_per_page = if tuples > 0.0 && pages > 0 {
+        (tuples / pages as f64).max(1.0)
+    } else {
+        60.0
+    };
+    let per_chunk = ((chunk_rows.max(1) as f64 / rows_per_page).ceil() as u64).max(1);
+    let mut chunks = Vec::new();
+    let mut start = 0u64;
+    while start + per_chunk < pages {
+        chunks.push(Chunk {
+            start: start as u32,
+            end: Some((start + per_chunk) as u32),
+        });
+        start += per_chunk;
+    }
+    chunks.push(Chunk {
+        start: start as u32,
+        end: None,
+    });
+    Ok(chunks)
+}
+
+/// Estimated rows of a table (for progress).
+pub async fn estimate_rows(conn: &mut PgConnection, table: &TableInfo) -> u64 {
+    sqlx::query_scalar::<_, f64>(
+        "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = $1::int8::oid",
+    )
+    .bind(i64::from(table.oid))
+    .fetch_one(conn)
+    .await
+    .map(|t| t as u64)
+    .unwrap_or(0)
+}
+
+/// The `COPY` statement for one chunk.
+pub fn copy_statement(table: &TableInfo, chunk: Chunk) -> String {
+    let cols: Vec<String> = table
+        .schema
+        .columns
+        .iter()
+        .map(|c| crate::introspect::quote(&c.name))
+        .collect();
+    let mut filter = format!("ctid >= '({},0)'::tid", chunk.start);
+    if let Some(end) = chunk.end {
+        filter.push_str(&format!(" AND ctid < '({end},0)'::tid"));
+    }
+    format!(
+        "COPY (SELECT {} FROM ONLY {} WHERE {filter}) TO STDOUT (FORMAT binary)",
+        cols.join(", "),
+        table.quoted()
+    )
+}
+
+/// What snapshot workers hand to the source.
+#[derive(Debug)]
+pub enum Part {
+    /// Rows of a chunk (a chunk may come in several parts).
+    Rows {
+        /// Table index.
+        table: usize,
+        /// The rows.
+        rows: Vec<Row>,
+    },
+    /// Every row of the chunk has been sent.
+    ChunkDone {
+        /// Table index.
+        table: usize,
+        /// Chunk index.
+        chunk: usize,
+    },
+}
+
+/// Reads one chunk, sending rows in groups of at most `batch_rows`.
+pub async fn read_chunk(
+    conn: &mut PgConnection,
+    table: &TableInfo,
+    table_index: usize,
+    chunk: Chunk,
+    batch_rows: usize,
+    tx: &mpsc::Sender<Result<Part, PgError>>,
+) -> Result<u64, PgError> {
+    let send = async |rows: Vec<Row>| {
+        tx.send(Ok(Part::Rows {
+            table: table_index,
+            rows,
+        }))
+        .await
+        .map_err(|_| PgError::State("snapshot cancelled".into()))
+    };
+    let statement = copy_statement(table, chunk);
+    let mut stream = conn
+        .copy_out_raw(&statement)
+        .await
+        .map_err(PgError::query(format!("COPY of {}", table.wire_name())))?;
+    let mut parser = CopyParser::default();
+    let mut rows = Vec::with_capacity(batch_rows.min(65_536));
+    let mut total = 0u64;
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(PgError::query(format!("COPY of {}", table.wire_name())))?;
+        parser.buffer.extend_from_slice(&bytes);
+        while let Some(row) = parser.next_row(table)? {
+            rows.push(row);
+            total += 1;
+            if rows.len() >= batch_rows {
+                send(std::mem::take(&mut rows)).await?;
+            }
+        }
+    }
+    if !rows.is_empty() {
+        send(rows).await?;
+    }
+    Ok(total)
+}
+
+/// Incremental parser of the binary COPY format.
+#[derive(Debug, Default)]
+struct CopyParser {
+    buffer: BytesMut,
+    header_done: bool,
+}
+
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyParser {
+    fn next_row(&mut self, table: &TableInfo) -> Result<Option<Row>, PgError> {
+        let bad = |detail: &str| PgError::Decode {
+            column: table.wire_name(),
+            detail: format!("binary COPY: {detail}"),
+        };
+        if !self.header_done {
+            if self.buffer.len() < SIGNATURE.len() + 8 {
+                return Ok(None);
+            }
+            if &self.buffer[..SIGNATURE.len()] != SIGNATURE {
+                return Err(bad("bad signature"));
+            }
+            let ext_len = u32::from_be_bytes([
+                self.buffer[15],
+                self.buffer[16],
+                self.buffer[17],
+                self.buffer[18],
+            ]) as usize;
+            if self.buffer.len() < 19 + ext_len {
+                return Ok(None);
+            }
+            self.buffer.advance(19 + ext_len);
+            self.header_done = true;
+        }
+        if self.buffer.len() < 2 {
+            return Ok(None);
+        }
+        let fields = i16::from_be_bytes([self.buffer[0], self.buffer[1]]);
+        if fields == -1 {
+            self.buffer.clear();
+            return Ok(None);
+        }
+        // Is the whole tuple here?
+        let mut pos = 2usize;
+        for _ in 0..fields {
+            if self.buffer.len() < pos + 4 {
+                return Ok(None);
+            }
+            let len = i32::from_be_bytes([
+                self.buffer[pos],
+                self.buffer[pos + 1],
+                self.buffer[pos + 2],
+                self.buffer[pos + 3],
+            ]);
+            pos += 4;
+            if len > 0 {
+                pos += len as usize;
+            }
+            if self.buffer.len() < pos {
+                return Ok(None);
+            }
+        }
+        if fields as usize != table.decoders.len() {
+            return Err(bad(&format!(
+                "{fields} fields for {} columns",
+                table.decoders.len()
+            )));
+        }
+        let tuple = self.buffer.split_to(pos);
+        let mut row = Vec::with_capacity(fields as usize);
+        let mut at = 2usize;
+        for (i, decoder) in table.decoders.iter().enumerate() {
+            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            at += 4;
+            if len < 0 {
+                row.push(Value::Null);
+                continue;
+            }
+            let end = at + len as usize;
+            let value = decoder
+                .decode(&tuple[at..end])
+                .map_err(|detail| PgError::Decode {
+                    column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
+                    detail,
+                })?;
+            row.push(value);
+            at = end;
+        }
+        Ok(Some(row))
+    }
+}
