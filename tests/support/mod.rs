@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -104,6 +106,11 @@ impl Running {
         self.child.wait().unwrap();
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Ctrl-C (SIGINT), then waits for the exit code.
     pub fn interrupt(mut self) -> i32 {
         let ok = Command::new("kill")
@@ -129,6 +136,14 @@ impl Running {
     /// Waits for a run that ends by itself; returns its exit code.
     pub fn wait(mut self) -> i32 {
         self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Running {
+    /// A failed test must not leave a running `syncline` behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -17,6 +17,9 @@
 //! | json          | JSON            | Utf8, cast on merge        |
 //! | interval      | INTERVAL        | Utf8, cast on merge        |
 //! | T[]           | T[] (LIST)      | Utf8 (JSON), cast on merge |
+//!
+//! In staged lists, decimals, JSON values and bytes (as hex) are JSON
+//! strings, so they arrive exactly.
 
 use std::sync::Arc;
 
@@ -57,8 +60,34 @@ pub fn cast_from_stage(column: &str, t: &DataType) -> String {
         DataType::Uuid | DataType::Json | DataType::Interval => {
             format!("CAST({column} AS {})", duckdb_type(t))
         }
+        // JSON and bytes items travel as strings (the JSON text, hex).
+        DataType::List { item } if matches!(**item, DataType::Json | DataType::Bytes) => format!(
+            "list_transform(CAST(CAST({column} AS JSON) AS VARCHAR[]), x -> {})",
+            if **item == DataType::Json {
+                "CAST(x AS JSON)"
+            } else {
+                "unhex(x)"
+            }
+        ),
         DataType::List { .. } => format!("CAST(CAST({column} AS JSON) AS {})", duckdb_type(t)),
         _ => column.to_owned(),
+    }
+}
+
+/// The SQL that turns a target column back into its staged form (the
+/// inverse of [`cast_from_stage`]), for values kept from the target.
+pub fn stage_from_target(column: &str, t: &DataType) -> String {
+    match t {
+        // The JSON that `list_json` would have written.
+        DataType::List { item } => {
+            let x = match **item {
+                DataType::Decimal { .. } | DataType::Json => "CAST(x AS VARCHAR)",
+                DataType::Bytes => "hex(x)",
+                _ => "x",
+            };
+            format!("CAST(to_json(list_transform({column}, x -> {x})) AS VARCHAR)")
+        }
+        other => format!("CAST({column} AS {})", stage_type(other)),
     }
 }
 
@@ -289,10 +318,12 @@ fn json_item(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_finite() => f.to_string(),
         Value::Float(f) => text(&f.to_string()),
-        Value::Decimal(d) => d.clone(),
+        // As a string: DuckDB reads JSON numbers as doubles, which would
+        // round wide decimals.
+        Value::Decimal(d) => text(d),
         Value::Text(s) => text(s),
         Value::Json(s) => text(s),
-        Value::Bytes(b) => text(&String::from_utf8_lossy(b)),
+        Value::Bytes(b) => text(&b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
         Value::Date(d) => text(
             &chrono::DateTime::from_timestamp(i64::from(*d) * 86_400, 0)
                 .map(|t| t.date_naive().to_string())
@@ -306,11 +337,21 @@ fn json_item(v: &Value) -> String {
             .map(|t| t.format("%H:%M:%S%.6f").to_string())
             .unwrap_or_default(),
         ),
-        Value::Timestamp(t) | Value::TimestampTz(t) => text(
-            &chrono::DateTime::from_timestamp_micros(*t)
+        Value::Timestamp(i64::MAX) | Value::TimestampTz(i64::MAX) => text("infinity"),
+        Value::Timestamp(i64::MIN) | Value::TimestampTz(i64::MIN) => text("-infinity"),
+        // An explicit offset: without one DuckDB would read the text in the
+        // session's time zone.
+        Value::Timestamp(t) | Value::TimestampTz(t) => text(&format!(
+            "{}{}",
+            chrono::DateTime::from_timestamp_micros(*t)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
                 .unwrap_or_default(),
-        ),
+            if matches!(v, Value::TimestampTz(_)) {
+                "+00"
+            } else {
+                ""
+            }
+        )),
         Value::Uuid(u) => text(&format_uuid(u)),
         Value::Interval { .. } => text(&interval_text(v)),
         Value::List(items) => list_json(items),

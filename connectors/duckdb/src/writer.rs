@@ -14,7 +14,8 @@ use syncline_engine::model::{Batch, Change, Op, Position, Row, TableId, TableSch
 
 use crate::error::DuckDbError;
 use crate::types::{
-    arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type, stage_type,
+    arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type, stage_from_target,
+    stage_type,
 };
 
 /// Table holding one checkpoint row per (pipeline, source).
@@ -465,11 +466,11 @@ impl Writer {
             for c in unchanged_columns {
                 let col = quote(&schema.columns[c].name);
                 let sql = format!(
-                    "UPDATE {stage} s SET {col} = (SELECT CAST(t.{col} AS {ty}) FROM {table} t WHERE {join} ORDER BY {order} LIMIT 1)
+                    "UPDATE {stage} s SET {col} = (SELECT {value} FROM {table} t WHERE {join} ORDER BY {order} LIMIT 1)
                      WHERE s._unchanged LIKE '%,{c},%'",
                     stage = target.stage,
                     table = target.table,
-                    ty = stage_type(&schema.columns[c].data_type),
+                    value = stage_from_target(&format!("t.{col}"), &schema.columns[c].data_type),
                     join = join.join(" AND "),
                 );
                 self.conn

@@ -43,7 +43,7 @@ use syncline_engine::model::{
     Batch, BatchKind, Change, Column, Op, Position, Row, TableSchema, Value,
 };
 use syncline_engine::status::Phase;
-use syncline_engine::{Error, Result};
+use syncline_engine::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -753,38 +753,12 @@ impl Runner {
         ctx: SourceContext,
     ) -> Result<()> {
         let mut ctx = ctx;
-        let feedback = stream.shared_lsn_feedback.clone();
-        feedback.update_flushed_lsn(self.state.lsn);
-        feedback.update_applied_lsn(self.state.lsn);
         let reader_cancel = ctx.cancel.child_token();
-        let (tx, mut rx) = mpsc::channel::<std::result::Result<ChangeEvent, PgError>>(4096);
-        let reader = {
-            let cancel = reader_cancel.clone();
-            tokio::spawn(async move {
-                let mut events = stream.into_stream(cancel);
-                loop {
-                    match events.next_event().await {
-                        Ok(e) => {
-                            if tx.send(Ok(e)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(pg_walstream::ReplicationError::Cancelled(_)) => break,
-                        Err(pg_walstream::ReplicationError::StreamStopped { .. }) => break,
-                        Err(e) => {
-                            let _ = tx
-                                .send(Err(PgError::Replication {
-                                    what: "reading the change stream".into(),
-                                    source: e,
-                                }))
-                                .await;
-                            break;
-                        }
-                    }
-                }
-                let _ = events.shutdown().await;
-            })
-        };
+        // The LSN every sink holds: what the server may forget.
+        let mut acked_lsn = self.state.lsn;
+        let (mut reader, mut rx, mut feedback) =
+            spawn_reader(stream, acked_lsn, reader_cancel.clone());
+        let mut backoff = Duration::from_millis(500);
         for t in &self.src.tables {
             let phase = if self.state.catch_up_until.is_some() {
                 Phase::CatchUp
@@ -800,7 +774,31 @@ impl Runner {
         let mut tx_buf: Option<TxBuf> = None;
         let result: Result<()> = loop {
             tokio::select! {
-                _ = ctx.cancel.cancelled() => break Ok(()),
+                _ = ctx.cancel.cancelled() => {
+                    // Graceful stop: let the sinks commit what was passed on
+                    // (bounded), so the slot's confirmed position is final.
+                    let deadline = tokio::time::sleep(Duration::from_secs(10));
+                    tokio::pin!(deadline);
+                    while acked_lsn < self.state.lsn {
+                        tokio::select! {
+                            changed = ctx.acknowledged.changed() => {
+                                if changed.is_err() {
+                                    break;
+                                }
+                                let acked = ctx.acknowledged.borrow_and_update().clone();
+                                if let Some(p) = acked
+                                    && let Ok(s) = serde_json::from_value::<PgState>(p.state)
+                                {
+                                    acked_lsn = acked_lsn.max(s.lsn);
+                                }
+                            }
+                            _ = &mut deadline => break,
+                        }
+                    }
+                    feedback.update_flushed_lsn(acked_lsn);
+                    feedback.update_applied_lsn(acked_lsn);
+                    break Ok(());
+                }
                 changed = ctx.acknowledged.changed() => {
                     if changed.is_err() {
                         break Ok(());
@@ -809,14 +807,18 @@ impl Runner {
                     if let Some(p) = acked
                         && let Ok(s) = serde_json::from_value::<PgState>(p.state)
                     {
-                        feedback.update_flushed_lsn(s.lsn);
-                        feedback.update_applied_lsn(s.lsn);
+                        acked_lsn = acked_lsn.max(s.lsn);
+                        feedback.update_flushed_lsn(acked_lsn);
+                        feedback.update_applied_lsn(acked_lsn);
                     }
                 }
                 _ = heartbeat.tick(), if heartbeat_secs > 0 => {
                     if let Err(e) = sqlx::query("SELECT pg_logical_emit_message(true, 'syncline_heartbeat', '')")
                         .execute(&mut self.conn).await {
-                        warn!(error = %e, "heartbeat failed");
+                        warn!(error = %e, "heartbeat failed; reconnecting its connection");
+                        if let Ok(conn) = introspect::connect(&self.src.config).await {
+                            self.conn = conn;
+                        }
                     }
                 }
                 _ = retained.tick() => {
@@ -833,8 +835,32 @@ impl Runner {
                         break Ok(());
                     };
                     let event = match event {
-                        Ok(e) => e,
-                        Err(e) => break Err(e.into()),
+                        Ok(e) => {
+                            backoff = Duration::from_millis(500);
+                            e
+                        }
+                        Err(e) if ctx.cancel.is_cancelled() => {
+                            debug!(error = %e, "replication ended while stopping");
+                            break Ok(());
+                        }
+                        Err(e) => {
+                            // Connection lost: reconnect with backoff and resume
+                            // from what every sink holds; transactions already
+                            // passed on are skipped by LSN.
+                            let message = Error::from(e).chain();
+                            warn!(error = %message, retry_in = ?backoff, "replication connection lost; reconnecting");
+                            ctx.status.record_error(format!("replication connection lost, reconnecting: {message}"));
+                            tx_buf = None;
+                            let _ = (&mut reader).await;
+                            match self.reconnect(acked_lsn, &mut backoff, &ctx).await {
+                                Ok(stream) => {
+                                    (reader, rx, feedback) = spawn_reader(stream, acked_lsn, reader_cancel.clone());
+                                    info!(lsn = %lsn_text(acked_lsn), "replication resumed");
+                                    continue;
+                                }
+                                Err(e) => break Err(e),
+                            }
+                        }
                     };
                     if let Err(e) = self.on_event(event, &mut tx_buf, &mut ctx).await {
                         break Err(e);
@@ -853,6 +879,46 @@ impl Runner {
             }
         }
         result
+    }
+
+    /// Opens a new replication stream from `lsn`, retrying with exponential
+    /// backoff until it works or the pipeline stops.
+    async fn reconnect(
+        &mut self,
+        lsn: u64,
+        backoff: &mut Duration,
+        ctx: &SourceContext,
+    ) -> Result<LogicalReplicationStream> {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(*backoff) => {}
+                _ = ctx.cancel.cancelled() => return Err(Error::cancelled()),
+            }
+            *backoff = (*backoff * 2).min(Duration::from_secs(30));
+            let attempt = async {
+                self.conn = introspect::connect(&self.src.config).await?;
+                let mut stream = LogicalReplicationStream::new(
+                    &self.src.replication_url()?,
+                    self.stream_config(),
+                )
+                .await
+                .map_err(PgError::replication("reconnecting for replication"))?;
+                stream
+                    .start(Some(lsn))
+                    .await
+                    .map_err(PgError::replication("restarting replication"))?;
+                Ok::<_, Error>(stream)
+            };
+            match attempt.await {
+                Ok(stream) => return Ok(stream),
+                Err(e)
+                    if e.kind() == ErrorKind::Connection || e.kind() == ErrorKind::Precondition =>
+                {
+                    warn!(error = %e.chain(), retry_in = ?backoff, "reconnect failed");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn on_event(
@@ -1030,6 +1096,23 @@ impl Runner {
         if incoming == known {
             return Ok(());
         }
+        // Changes committed before columns were added (while the pipeline was
+        // stopped) come in the shape of their time, older than the catalog
+        // read at start: their missing columns stay as the target has them.
+        let stream_is_behind = incoming.len() < known.len()
+            && known[..incoming.len()] == incoming[..]
+            && sqlx::query_scalar::<_, String>(
+                "SELECT attname::text FROM pg_attribute
+                 WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            )
+            .bind(i64::from(self.src.tables[ti].oid))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(PgError::query("reading columns"))?
+                == known;
+        if stream_is_behind {
+            return Ok(());
+        }
         let prefix_kept = incoming.len() > known.len() && incoming[..known.len()] == known[..];
         if !prefix_kept {
             ctx.status
@@ -1080,6 +1163,50 @@ fn push(buf: &mut Option<TxBuf>, _table: usize, change: Change) {
     if let Some(b) = buf.as_mut() {
         b.changes.push(change);
     }
+}
+
+type Reader = (
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<std::result::Result<ChangeEvent, PgError>>,
+    Arc<pg_walstream::SharedLsnFeedback>,
+);
+
+/// Reads the replication stream on its own task (so nothing is lost to a
+/// dropped future), passing events through a bounded channel.
+fn spawn_reader(
+    stream: LogicalReplicationStream,
+    acked: u64,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Reader {
+    let feedback = stream.shared_lsn_feedback.clone();
+    feedback.update_flushed_lsn(acked);
+    feedback.update_applied_lsn(acked);
+    let (tx, rx) = mpsc::channel::<std::result::Result<ChangeEvent, PgError>>(4096);
+    let handle = tokio::spawn(async move {
+        let mut events = stream.into_stream(cancel);
+        loop {
+            match events.next_event().await {
+                Ok(e) => {
+                    if tx.send(Ok(e)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(pg_walstream::ReplicationError::Cancelled(_)) => break,
+                Err(pg_walstream::ReplicationError::StreamStopped { .. }) => break,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(PgError::Replication {
+                            what: "reading the change stream".into(),
+                            source: e,
+                        }))
+                        .await;
+                    break;
+                }
+            }
+        }
+        let _ = events.shutdown().await;
+    });
+    (handle, rx, feedback)
 }
 
 /// Starts streaming after `lsn`; with `once`, returns the LSN to stop at:

@@ -164,7 +164,11 @@ impl Decoder {
             }
             Decoder::Float4 => {
                 need(4)?;
-                Value::Float(f64::from(f32::from_bits(be_i32(b) as u32)))
+                // Widened through its shortest decimal form (as Postgres
+                // prints it), so a stored 3.14 arrives as 3.14, not as
+                // 3.140000104904175; it still narrows back to the same real.
+                let f = f32::from_bits(be_i32(b) as u32);
+                Value::Float(f.to_string().parse().unwrap_or(f64::from(f)))
             }
             Decoder::Float8 => {
                 need(8)?;

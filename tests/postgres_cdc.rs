@@ -1,0 +1,301 @@
+//! Postgres change data capture end to end: snapshot and stream while
+//! writers run, and `kill -9` of the real process at random points.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::pg::{TestDb, exec_in};
+use support::*;
+
+const TABLE: &str = "CREATE TABLE accounts (
+    id bigint PRIMARY KEY,
+    owner text NOT NULL,
+    balance numeric(14,2) NOT NULL,
+    version int NOT NULL DEFAULT 0,
+    tags text[],
+    updated timestamptz NOT NULL DEFAULT now())";
+
+fn seed(db: &TestDb, rows: u64) {
+    db.exec(TABLE);
+    db.exec(&format!(
+        "INSERT INTO accounts (id, owner, balance, tags)
+         SELECT i, 'owner ' || i, (i % 1000) * 1.25, ARRAY['t' || (i % 7)] FROM generate_series(1, {rows}) i"
+    ));
+    db.exec("ANALYZE accounts");
+}
+
+/// One writer transaction: inserts, updates and deletes across the key space.
+fn write_once(db: &str, round: u64, max_id: u64) {
+    let a = (round * 7919) % max_id + 1;
+    let b = (round * 104_729) % max_id + 1;
+    exec_in(db, &format!(
+        "BEGIN;
+         UPDATE accounts SET balance = balance + 1, version = version + 1, tags = array_append(tags, 'r{round}') WHERE id BETWEEN {a} AND {a} + 20;
+         DELETE FROM accounts WHERE id BETWEEN {b} AND {b} + 3;
+         INSERT INTO accounts (id, owner, balance) VALUES ({new}, 'new {round}', {round}.50)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, version = accounts.version + 1;
+         COMMIT;",
+        new = max_id + 1 + round
+    ));
+}
+
+/// Runs writer transactions on a thread until stopped.
+fn spawn_writer(
+    db_name: String,
+    max_id: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut round = 0;
+        while !stop.load(Ordering::SeqCst) {
+            round += 1;
+            write_once(&db_name, round, max_id);
+        }
+        round
+    })
+}
+
+fn pg_rows(db: &TestDb) -> Vec<Vec<String>> {
+    db.rows("SELECT id, owner, balance, version, coalesce(array_to_string(tags, '|'), '') FROM accounts ORDER BY id")
+}
+
+fn duck_rows(path: &Path) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(id AS VARCHAR), owner, CAST(balance AS VARCHAR), CAST(version AS VARCHAR),
+                    coalesce(array_to_string(tags, '|'), '') FROM accounts ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| (0..5).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_in_sync(db: &TestDb, duck: &Path) {
+    let expected = pg_rows(db);
+    let actual = duck_rows(duck);
+    assert_eq!(
+        duckdb_count(duck, "SELECT count(*) - count(DISTINCT id) FROM accounts"),
+        0,
+        "duplicate keys in the target"
+    );
+    if expected != actual {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| !actual.contains(r))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = actual
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(3)
+            .collect();
+        panic!(
+            "target differs from source ({} vs {} rows); source-only rows {missing:?}; target-only rows {extra:?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
+/// The LSN the source has reached, from a status line.
+fn position_lsn(status: &serde_json::Value) -> u64 {
+    status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
+}
+
+fn current_lsn(db: &TestDb) -> u64 {
+    db.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn snapshot_and_stream_while_writers_run_end_in_sync() {
+    let db = TestDb::create("cdc");
+    seed(&db, 60_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        db.pipeline(
+            "cdc_sync",
+            &["accounts"],
+            "chunk_rows = 5000\nbatch_rows = 2000",
+            "upsert",
+        ),
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(db.name.clone(), 60_000, stop.clone());
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("streaming", Duration::from_secs(120), |s| {
+        s["tables"]["pg.accounts"]["phase"] == "streaming"
+    });
+    // Let the writers go on for a while during streaming too.
+    run.wait_for("streamed changes", Duration::from_secs(120), |s| {
+        total(s, "updates") >= 2_000
+    });
+    stop.store(true, Ordering::SeqCst);
+    let rounds = writer.join().unwrap();
+    assert!(rounds > 10, "the writer ran only {rounds} transactions");
+    let end = current_lsn(&db);
+    run.wait_for("every change applied", Duration::from_secs(120), |s| {
+        position_lsn(s) >= end
+    });
+    // The slot's confirmed position follows what the targets hold (feedback
+    // goes out every second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let confirmed: u64 = db
+            .scalar(
+                "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots
+                 WHERE database = current_database()",
+            )
+            .parse()
+            .unwrap();
+        if confirmed >= end {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot confirmed {confirmed}, targets hold {end}"
+        );
+        run.last = None;
+        run.wait_for("a newer status", Duration::from_secs(5), |_| true);
+    }
+    assert_eq!(run.interrupt(), 0);
+    assert_in_sync(&db, &tmp.path().join("out.duckdb"));
+}
+
+#[test]
+fn kill_9_at_random_points_across_snapshot_handoff_and_stream() {
+    let seed_value = fastrand::u64(..);
+    eprintln!("kill points seed: {seed_value}");
+    let mut rng = fastrand::Rng::with_seed(seed_value);
+    let db = TestDb::create("crash");
+    const ROWS: u64 = 120_000;
+    seed(&db, ROWS);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        db.pipeline(
+            "cdc_crash",
+            &["accounts"],
+            "chunk_rows = 4000\nbatch_rows = 1000",
+            "upsert",
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(db.name.clone(), ROWS, stop.clone());
+
+    let mut kills = Vec::new();
+    for round in 0..20 {
+        let mut run = Running::start(&pipeline, &[]);
+        let status = match rng.u8(0..3) {
+            // Mid-snapshot (or wherever the run is after a little progress).
+            0 => {
+                let n = rng.u64(1..20_000);
+                run.wait_for("progress", Duration::from_secs(120), |s| {
+                    changes(s) >= n || s["tables"]["pg.accounts"]["phase"] == "streaming"
+                })
+            }
+            // At the handoff from snapshot to stream.
+            1 => run.wait_for("handoff", Duration::from_secs(120), |s| {
+                let phase = &s["tables"]["pg.accounts"]["phase"];
+                *phase == "catch_up" || *phase == "streaming"
+            }),
+            // While streaming.
+            _ => {
+                let streaming = run.wait_for("streaming", Duration::from_secs(120), |s| {
+                    s["tables"]["pg.accounts"]["phase"] == "streaming"
+                });
+                let n = changes(&streaming) + rng.u64(1..500);
+                run.wait_for("streamed changes", Duration::from_secs(120), |s| {
+                    changes(s) >= n
+                })
+            }
+        };
+        kills.push(format!(
+            "{round}: {} after {} changes",
+            status["tables"]["pg.accounts"]["phase"],
+            changes(&status)
+        ));
+        run.kill9();
+    }
+    eprintln!("kill points:\n{}", kills.join("\n"));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let run = Running::start(&pipeline, &["--once"]);
+    assert_eq!(run.wait(), 0);
+    assert_in_sync(&db, &tmp.path().join("out.duckdb"));
+
+    let (code, out, err) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(db.slots().is_empty(), "slots left: {:?}", db.slots());
+    assert!(
+        db.publications().is_empty(),
+        "publications left: {:?}",
+        db.publications()
+    );
+}
+
+#[test]
+fn lost_connections_are_reestablished_and_streaming_resumes() {
+    let db = TestDb::create("reconnect");
+    seed(&db, 1_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        db.pipeline("cdc_reconnect", &["accounts"], "", "upsert"),
+    )
+    .unwrap();
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("streaming", Duration::from_secs(60), |s| {
+        s["tables"]["pg.accounts"]["phase"] == "streaming"
+    });
+    for round in 1..=20 {
+        write_once(&db.name, round, 1_000);
+    }
+    let first = current_lsn(&db);
+    run.wait_for("first changes", Duration::from_secs(60), |s| {
+        position_lsn(s) >= first
+    });
+
+    // The server drops every connection of the pipeline (as on a restart).
+    let killed = db.scalar(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'syncline' AND datname = '{}'",
+        db.name
+    ));
+    assert_ne!(killed, "0", "no connection of the pipeline was found");
+    for round in 21..=40 {
+        write_once(&db.name, round, 1_000);
+    }
+    let second = current_lsn(&db);
+    let status = run.wait_for(
+        "changes after the reconnect",
+        Duration::from_secs(90),
+        |s| position_lsn(s) >= second,
+    );
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"),
+        "1",
+        "the slot is streaming again"
+    );
+    assert_eq!(run.interrupt(), 0);
+    assert_in_sync(&db, &tmp.path().join("out.duckdb"));
+}

@@ -1,0 +1,167 @@
+//! A throwaway Postgres database per test, driven with `psql`.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database created for one test and dropped (with its replication slots)
+/// when the test ends.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+}
+
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-F",
+            "\t",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs SQL in database `db`, failing the calling test on error (for
+/// threads that share a [`TestDb`] by name).
+pub fn exec_in(db: &str, sql: &str) {
+    if let Err(e) = psql(db, sql) {
+        panic!("SQL failed: {e}\n{sql}");
+    }
+}
+
+impl TestDb {
+    /// Creates `sl_<prefix>_<pid>_<n>`.
+    pub fn create(prefix: &str) -> TestDb {
+        let name = format!(
+            "sl_{prefix}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        psql("postgres", &format!("CREATE DATABASE {name}")).unwrap();
+        TestDb { name }
+    }
+
+    /// Runs SQL, failing the test on error.
+    pub fn exec(&self, sql: &str) {
+        if let Err(e) = psql(&self.name, sql) {
+            panic!("SQL failed: {e}\n{sql}");
+        }
+    }
+
+    /// Runs SQL, returning the error text if it fails.
+    pub fn try_exec(&self, sql: &str) -> Result<String, String> {
+        psql(&self.name, sql)
+    }
+
+    /// Rows of a query, each as its tab-separated fields.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = psql(&self.name, sql).unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"));
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
+    /// One value.
+    pub fn scalar(&self, sql: &str) -> String {
+        self.rows(sql)
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replication slots of this database.
+    pub fn slots(&self) -> Vec<String> {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = '{}'",
+                self.name
+            ),
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// Publications of this database.
+    pub fn publications(&self) -> Vec<String> {
+        self.rows("SELECT pubname FROM pg_publication")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
+    }
+
+    /// A pipeline file that syncs `tables` of this database into `out.duckdb`.
+    pub fn pipeline(
+        &self,
+        name: &str,
+        tables: &[&str],
+        extra_source: &str,
+        target_mode: &str,
+    ) -> String {
+        let mut text = format!(
+            "name = \"{name}\"\n[sources.pg]\nkind = \"postgres\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n{extra_source}\n",
+            self.name
+        );
+        for t in tables {
+            text.push_str(&format!("[[sources.pg.tables]]\nname = \"{t}\"\n"));
+        }
+        text.push_str(&format!(
+            "[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"pg\"]\nmode = \"{target_mode}\"\n"
+        ));
+        text
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{0}' AND active_pid IS NOT NULL",
+                self.name
+            ),
+        );
+        for _ in 0..50 {
+            let _ = psql(
+                "postgres",
+                &format!(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{}' AND NOT active",
+                    self.name
+                ),
+            );
+            if psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            )
+            .is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
