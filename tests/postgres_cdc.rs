@@ -299,3 +299,59 @@ fn lost_connections_are_reestablished_and_streaming_resumes() {
     assert_eq!(run.interrupt(), 0);
     assert_in_sync(&db, &tmp.path().join("out.duckdb"));
 }
+
+#[test]
+fn incremental_and_full_modes_work_without_replication() {
+    let db = TestDb::create("poll");
+    db.exec(
+        "CREATE TABLE items (id bigint PRIMARY KEY, label text NOT NULL, updated_at timestamptz NOT NULL);
+         INSERT INTO items SELECT i, 'item ' || i, '2025-01-01'::timestamptz + i * interval '1 second'
+             FROM generate_series(1, 3000) i;
+         CREATE TABLE lookup (code text PRIMARY KEY, name text NOT NULL);
+         INSERT INTO lookup VALUES ('a', 'Alpha'), ('b', 'Beta'), ('c', 'Gamma');",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"poll_modes\"\n[sources.pg]\nkind = \"postgres\"\ndatabase = \"{}\"\nbatch_rows = 700\npoll_secs = 1\n\
+             [[sources.pg.tables]]\nname = \"items\"\nmode = \"incremental\"\ncursor = \"updated_at\"\n\
+             [[sources.pg.tables]]\nname = \"lookup\"\nmode = \"full\"\n\
+             [targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"pg\"]\n",
+            db.name
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out.duckdb");
+    let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(db.slots().is_empty(), "polling must not create a slot");
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 3000);
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM lookup"), 3);
+
+    // Changes with a later cursor arrive; the full table is replaced.
+    db.exec(
+        "UPDATE items SET label = 'changed', updated_at = '2026-01-01' WHERE id <= 10;
+         INSERT INTO items VALUES (5000, 'new', '2026-01-02');
+         DELETE FROM lookup WHERE code = 'b'; UPDATE lookup SET name = 'GAMMA' WHERE code = 'c';",
+    );
+    let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 3001);
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items WHERE label = 'changed'"), 10);
+    assert_eq!(duckdb_count(&out, "SELECT count(*) - count(DISTINCT id) FROM items"), 0);
+    let (lookup, _) = duckdb_rows(&out, "lookup");
+    assert_eq!(lookup.keys().cloned().collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(lookup["c"][1], "GAMMA");
+
+    // Following: new rows are picked up by the next poll.
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("polling", Duration::from_secs(60), |s| {
+        s["tables"]["pg.items"]["phase"] == "streaming"
+    });
+    db.exec("INSERT INTO items SELECT i, 'later', '2027-01-01'::timestamptz + i * interval '1 ms' FROM generate_series(6000, 7999) i");
+    run.wait_for("polled rows", Duration::from_secs(60), |s| total(s, "updates") >= 2000);
+    assert_eq!(run.interrupt(), 0);
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 5001);
+}

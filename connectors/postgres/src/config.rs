@@ -43,6 +43,9 @@ pub struct PostgresSourceConfig {
     /// Seconds between heartbeats that let an idle slot release WAL (0: none).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// Seconds between polls of `incremental` tables.
+    #[serde(default = "default_poll")]
+    pub poll_secs: u64,
 }
 
 /// TLS use.
@@ -107,6 +110,9 @@ fn default_workers() -> usize {
 fn default_heartbeat() -> u64 {
     30
 }
+fn default_poll() -> u64 {
+    5
+}
 
 impl PgTableConfig {
     /// `(schema, table)`.
@@ -144,6 +150,12 @@ impl PostgresSourceConfig {
             .collect()
     }
 
-    /// Modes this source implements.
-    pub const MODES: &'static [SyncMode] = &[SyncMode::Cdc];
+    /// Modes this source implements. One source either follows the change
+    /// log (`cdc`) for all its tables or polls all of them.
+    pub const MODES: &'static [SyncMode] = &[SyncMode::Cdc, SyncMode::Incremental, SyncMode::Full];
+
+    /// Whether every table is polled (no replication slot is used).
+    pub fn polls_only(&self) -> bool {
+        self.tables.iter().all(|t| t.mode != SyncMode::Cdc)
+    }
 }

@@ -23,6 +23,7 @@
 pub mod config;
 mod error;
 pub mod introspect;
+pub mod poll;
 pub mod snapshot;
 pub mod types;
 
@@ -38,6 +39,7 @@ use pg_walstream::{
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row as _};
+use syncline_engine::config::SyncMode;
 use syncline_engine::connector::{Check, Source, SourceContext};
 use syncline_engine::model::{
     Batch, BatchKind, Change, Column, Op, Position, Row, TableSchema, Value,
@@ -318,7 +320,8 @@ impl Source for PostgresSource {
                 .await
                 .ok()
         };
-        match setting(&mut conn, "wal_level").await.as_deref() {
+        if !self.config.polls_only() {
+            match setting(&mut conn, "wal_level").await.as_deref() {
             Some("logical") => checks.push(Check::pass("wal_level", "logical")),
             other => checks.push(Check::fail(
                 "wal_level",
@@ -326,70 +329,70 @@ impl Source for PostgresSource {
                 "run `ALTER SYSTEM SET wal_level = logical;` as a superuser, then restart PostgreSQL",
             )),
         }
-        let role = sqlx::query(
-            "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map(|r| r.get::<bool, _>(0));
-        match role {
-            Ok(true) => checks.push(Check::pass(
-                "replication privilege",
-                format!("{} may replicate", self.config.user),
-            )),
-            _ => checks.push(Check::fail(
-                "replication privilege",
-                format!("user {} lacks the REPLICATION attribute", self.config.user),
-                format!(
-                    "run `ALTER ROLE {} REPLICATION;` as a superuser",
-                    quote(&self.config.user)
-                ),
-            )),
-        }
-        let slots = sqlx::query(
-            "SELECT current_setting('max_replication_slots')::int,
+            let role = sqlx::query(
+                "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .map(|r| r.get::<bool, _>(0));
+            match role {
+                Ok(true) => checks.push(Check::pass(
+                    "replication privilege",
+                    format!("{} may replicate", self.config.user),
+                )),
+                _ => checks.push(Check::fail(
+                    "replication privilege",
+                    format!("user {} lacks the REPLICATION attribute", self.config.user),
+                    format!(
+                        "run `ALTER ROLE {} REPLICATION;` as a superuser",
+                        quote(&self.config.user)
+                    ),
+                )),
+            }
+            let slots = sqlx::query(
+                "SELECT current_setting('max_replication_slots')::int,
                     (SELECT count(*)::int FROM pg_replication_slots),
                     current_setting('max_wal_senders')::int,
                     (SELECT count(*)::int FROM pg_stat_replication)",
-        )
-        .fetch_one(&mut conn)
-        .await;
-        if let Ok(r) = slots {
-            let (max_slots, used_slots, max_senders, used_senders): (i32, i32, i32, i32) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
-            let has_own: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
             )
-            .bind(&self.slot)
             .fetch_one(&mut conn)
-            .await
-            .unwrap_or(false);
-            if used_slots >= max_slots && !has_own {
-                checks.push(Check::fail(
+            .await;
+            if let Ok(r) = slots {
+                let (max_slots, used_slots, max_senders, used_senders): (i32, i32, i32, i32) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                let has_own: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                )
+                .bind(&self.slot)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or(false);
+                if used_slots >= max_slots && !has_own {
+                    checks.push(Check::fail(
                     "replication slots",
                     format!("all {max_slots} replication slots are in use"),
                     "raise max_replication_slots (restart needed) or drop unused slots (pg_drop_replication_slot)",
                 ));
-            } else {
-                checks.push(Check::pass(
-                    "replication slots",
-                    format!("{used_slots} of {max_slots} in use"),
-                ));
+                } else {
+                    checks.push(Check::pass(
+                        "replication slots",
+                        format!("{used_slots} of {max_slots} in use"),
+                    ));
+                }
+                if used_senders >= max_senders {
+                    checks.push(Check::fail(
+                        "WAL senders",
+                        format!("all {max_senders} WAL senders are busy"),
+                        "raise max_wal_senders (restart needed)",
+                    ));
+                } else {
+                    checks.push(Check::pass(
+                        "WAL senders",
+                        format!("{used_senders} of {max_senders} busy"),
+                    ));
+                }
             }
-            if used_senders >= max_senders {
-                checks.push(Check::fail(
-                    "WAL senders",
-                    format!("all {max_senders} WAL senders are busy"),
-                    "raise max_wal_senders (restart needed)",
-                ));
-            } else {
-                checks.push(Check::pass(
-                    "WAL senders",
-                    format!("{used_senders} of {max_senders} busy"),
-                ));
-            }
-        }
-        match setting(&mut conn, "max_slot_wal_keep_size").await.as_deref() {
+            match setting(&mut conn, "max_slot_wal_keep_size").await.as_deref() {
             Some("-1") => checks.push(Check::warn(
                 "max_slot_wal_keep_size",
                 "unlimited: a stopped pipeline's slot keeps WAL until the disk fills",
@@ -397,6 +400,7 @@ impl Source for PostgresSource {
             )),
             Some(v) => checks.push(Check::pass("max_slot_wal_keep_size", v.to_owned())),
             None => {}
+        }
         }
         for t in &self.config.tables {
             let name = format!("table {}", t.name);
@@ -465,6 +469,16 @@ impl Runner {
     async fn start(src: PostgresSource, ctx: &SourceContext) -> Result<Self> {
         let conn = introspect::connect(&src.config).await?;
         let (state, seq) = match &ctx.resume {
+            // Polled sources keep their own position (see `poll`).
+            Some(_) if src.config.polls_only() => (
+                PgState {
+                    slot: src.slot.clone(),
+                    lsn: 0,
+                    snapshot: None,
+                    catch_up_until: None,
+                },
+                0,
+            ),
             Some(p) => {
                 let state: PgState = serde_json::from_value(p.state.clone()).map_err(|e| {
                     PgError::State(format!(
@@ -570,6 +584,26 @@ impl Runner {
     }
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        if self.src.config.polls_only() {
+            return self.poll(&ctx).await;
+        }
+        if let Some(t) = self
+            .src
+            .config
+            .tables
+            .iter()
+            .find(|t| t.mode != SyncMode::Cdc)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "source `{}`: table `{}` uses mode `{}` while others use `cdc`; a Postgres source either follows the change log for all its tables or polls all of them, so declare the polled tables in a second source on the same database",
+                    ctx.name,
+                    t.name,
+                    t.mode.as_str()
+                ),
+            ));
+        }
         self.src.ensure_publication(&mut self.conn).await?;
         let fresh = ctx.resume.is_none();
         let mut stream =
@@ -629,6 +663,50 @@ impl Runner {
         let stop_at =
             stream_start(&mut stream, self.state.lsn, !ctx.follow, &mut self.conn).await?;
         self.stream(stop_at, stream, ctx).await
+    }
+
+    /// Incremental and full tables: no slot, just queries.
+    async fn poll(&mut self, ctx: &SourceContext) -> Result<()> {
+        let mut tables = Vec::new();
+        for (info, cfg) in self.src.tables.iter().zip(&self.src.config.tables) {
+            let order = match (&cfg.mode, &cfg.cursor) {
+                (SyncMode::Incremental, Some(cursor)) => {
+                    poll::order_columns(&mut self.conn, info, cursor).await?
+                }
+                (SyncMode::Incremental, None) => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("table `{}`: incremental mode needs `cursor`", cfg.name),
+                    ));
+                }
+                _ => Vec::new(),
+            };
+            tables.push(poll::PolledTable {
+                info: info.clone(),
+                mode: cfg.mode,
+                order,
+            });
+        }
+        let resume = match &ctx.resume {
+            Some(p) => {
+                let state = p
+                    .state
+                    .get("poll")
+                    .cloned()
+                    .map(serde_json::from_value::<poll::PollState>)
+                    .transpose()
+                    .map_err(|e| PgError::State(format!("the stored position is not a polling position: {e}")))?
+                    .ok_or_else(|| {
+                        PgError::State(
+                            "the stored position comes from change data capture, and this source now polls: run `syncline drop` and run again".into(),
+                        )
+                    })?;
+                Some((p.seq, state))
+            }
+            None => None,
+        };
+        let config = self.src.config.clone();
+        poll::run(&config, &mut self.conn, &tables, ctx, resume).await
     }
 
     fn slot_gone(&self) -> Error {

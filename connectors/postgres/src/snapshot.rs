@@ -244,3 +244,44 @@ impl CopyParser {
         Ok(Some(row))
     }
 }
+
+/// Reads the rows of `table` matching `filter`, ordered, all at once (the
+/// caller bounds the size with its filter).
+pub async fn read_rows(
+    conn: &mut PgConnection,
+    table: &TableInfo,
+    filter: &str,
+    order: &str,
+) -> Result<Vec<Row>, PgError> {
+    let cols: Vec<String> = table
+        .schema
+        .columns
+        .iter()
+        .map(|c| crate::introspect::quote(&c.name))
+        .collect();
+    let statement = format!(
+        "COPY (SELECT {} FROM ONLY {} WHERE {filter} ORDER BY {order}) TO STDOUT (FORMAT binary)",
+        cols.join(", "),
+        table.quoted()
+    );
+    let mut stream = conn
+        .copy_out_raw(&statement)
+        .await
+        .map_err(PgError::query(format!(
+            "reading rows of {}",
+            table.wire_name()
+        )))?;
+    let mut parser = CopyParser::default();
+    let mut rows = Vec::new();
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(PgError::query(format!(
+            "reading rows of {}",
+            table.wire_name()
+        )))?;
+        parser.buffer.extend_from_slice(&bytes);
+        while let Some(row) = parser.next_row(table)? {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
