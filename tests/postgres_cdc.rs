@@ -339,8 +339,14 @@ fn incremental_and_full_modes_work_without_replication() {
     let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
     assert_eq!(code, 0, "{err}");
     assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 3001);
-    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items WHERE label = 'changed'"), 10);
-    assert_eq!(duckdb_count(&out, "SELECT count(*) - count(DISTINCT id) FROM items"), 0);
+    assert_eq!(
+        duckdb_count(&out, "SELECT count(*) FROM items WHERE label = 'changed'"),
+        10
+    );
+    assert_eq!(
+        duckdb_count(&out, "SELECT count(*) - count(DISTINCT id) FROM items"),
+        0
+    );
     let (lookup, _) = duckdb_rows(&out, "lookup");
     assert_eq!(lookup.keys().cloned().collect::<Vec<_>>(), ["a", "c"]);
     assert_eq!(lookup["c"][1], "GAMMA");
@@ -351,7 +357,9 @@ fn incremental_and_full_modes_work_without_replication() {
         s["tables"]["pg.items"]["phase"] == "streaming"
     });
     db.exec("INSERT INTO items SELECT i, 'later', '2027-01-01'::timestamptz + i * interval '1 ms' FROM generate_series(6000, 7999) i");
-    run.wait_for("polled rows", Duration::from_secs(60), |s| total(s, "updates") >= 2000);
+    run.wait_for("polled rows", Duration::from_secs(60), |s| {
+        total(s, "updates") >= 2000
+    });
     assert_eq!(run.interrupt(), 0);
     assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 5001);
 }
