@@ -127,22 +127,38 @@ fn render(mode: &mut Mode, s: &PipelineStatus, last: bool) {
                     bar
                 });
                 let snapshotting = t.phase == Phase::Snapshot;
-                let style = match (snapshotting, t.snapshot_total) {
+                let rate = format!("{:.0} rows/s", t.rows_per_sec);
+                let lag = t
+                    .lag_seconds
+                    .map(|l| format!("  lag {l:.1}s"))
+                    .unwrap_or_default();
+                let dead = if t.dead_letters > 0 {
+                    format!("  {} dead letters", t.dead_letters)
+                } else {
+                    String::new()
+                };
+                let (style, message) = match (snapshotting, t.snapshot_total) {
                     (true, Some(total)) if total > 0 => {
                         bar.set_length(total);
-                        "{prefix:24} {msg:10} [{bar:30}] {pos}/{len} rows  {per_sec}  ETA {eta}"
+                        bar.set_position(t.snapshot_done.min(total));
+                        (
+                            "{prefix:24} {msg:10} [{bar:30}] {pos}/{len} rows  ETA {eta}",
+                            format!("{}  {rate}", phase_name(t.phase)),
+                        )
                     }
-                    _ => "{prefix:24} {msg:10} {pos} changes  {per_sec}",
+                    _ => (
+                        "{prefix:24} {msg}",
+                        format!(
+                            "{:<10} {} changes  {rate}{lag}{dead}",
+                            phase_name(t.phase),
+                            changes(t)
+                        ),
+                    ),
                 };
                 if let Ok(st) = ProgressStyle::with_template(style) {
                     bar.set_style(st.progress_chars("=> "));
                 }
-                bar.set_message(phase_name(t.phase));
-                bar.set_position(if snapshotting {
-                    t.snapshot_done
-                } else {
-                    changes(t)
-                });
+                bar.set_message(message);
                 if last {
                     bar.finish();
                 }

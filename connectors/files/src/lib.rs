@@ -39,7 +39,7 @@ use syncline_engine::model::{
 };
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, ErrorKind, Result};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 pub use error::FilesError;
 pub use format::FileFormat;
@@ -541,8 +541,21 @@ impl Runner {
     }
 
     /// Brings one file's contribution up to date: new, changed, resumed or
-    /// removed.
+    /// removed, inside the table's tracing span.
     async fn sync_file(
+        &mut self,
+        t: usize,
+        rel: &str,
+        kind: BatchKind,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let span = tracing::info_span!("table", table = %self.src.tables[t].cfg.name, file = rel);
+        self.sync_file_in_span(t, rel, kind, ctx)
+            .instrument(span)
+            .await
+    }
+
+    async fn sync_file_in_span(
         &mut self,
         t: usize,
         rel: &str,
