@@ -73,23 +73,83 @@ pub async fn estimate_rows(conn: &mut PgConnection, table: &TableInfo) -> u64 {
     .unwrap_or(0)
 }
 
-/// The `COPY` statement for one chunk.
-pub fn copy_statement(table: &TableInfo, chunk: Chunk) -> String {
+/// `COPY (SELECT <all columns> FROM ONLY <table> WHERE <filter> [ORDER BY ..])`
+/// in binary.
+fn copy_statement(table: &TableInfo, filter: &str, order: Option<&str>) -> String {
     let cols: Vec<String> = table
         .schema
         .columns
         .iter()
         .map(|c| crate::introspect::quote(&c.name))
         .collect();
+    let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
+    format!(
+        "COPY (SELECT {} FROM ONLY {} WHERE {filter}{order}) TO STDOUT (FORMAT binary)",
+        cols.join(", "),
+        table.quoted()
+    )
+}
+
+/// The ctid range of a chunk as a filter.
+fn chunk_filter(chunk: Chunk) -> String {
     let mut filter = format!("ctid >= '({},0)'::tid", chunk.start);
     if let Some(end) = chunk.end {
         filter.push_str(&format!(" AND ctid < '({end},0)'::tid"));
     }
-    format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {filter}) TO STDOUT (FORMAT binary)",
-        cols.join(", "),
-        table.quoted()
-    )
+    filter
+}
+
+/// Rows of one binary `COPY`, read in groups.
+struct CopyReader<'c> {
+    stream: futures_util::stream::BoxStream<'c, sqlx::Result<bytes::Bytes>>,
+    parser: CopyParser,
+    table: &'c TableInfo,
+    done: bool,
+}
+
+impl<'c> CopyReader<'c> {
+    async fn open(
+        conn: &'c mut PgConnection,
+        table: &'c TableInfo,
+        statement: &str,
+    ) -> Result<Self, PgError> {
+        let stream = conn
+            .copy_out_raw(statement)
+            .await
+            .map_err(PgError::query(format!("COPY of {}", table.wire_name())))?;
+        Ok(CopyReader {
+            stream,
+            parser: CopyParser::default(),
+            table,
+            done: false,
+        })
+    }
+
+    /// Up to `max` rows; `None` once the copy is over.
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Row>>, PgError> {
+        let mut rows = Vec::new();
+        loop {
+            while rows.len() < max {
+                match self.parser.next_row(self.table)? {
+                    Some(row) => rows.push(row),
+                    None => break,
+                }
+            }
+            if rows.len() >= max || self.done {
+                return Ok((!rows.is_empty()).then_some(rows));
+            }
+            match self.stream.next().await {
+                Some(bytes) => {
+                    let bytes = bytes.map_err(PgError::query(format!(
+                        "COPY of {}",
+                        self.table.wire_name()
+                    )))?;
+                    self.parser.buffer.extend_from_slice(&bytes);
+                }
+                None => self.done = true,
+            }
+        }
+    }
 }
 
 /// What snapshot workers hand to the source.
@@ -128,26 +188,11 @@ pub async fn read_chunk(
         .await
         .map_err(|_| PgError::State("snapshot cancelled".into()))
     };
-    let statement = copy_statement(table, chunk);
-    let mut stream = conn
-        .copy_out_raw(&statement)
-        .await
-        .map_err(PgError::query(format!("COPY of {}", table.wire_name())))?;
-    let mut parser = CopyParser::default();
-    let mut rows = Vec::with_capacity(batch_rows.min(65_536));
+    let statement = copy_statement(table, &chunk_filter(chunk), None);
+    let mut reader = CopyReader::open(conn, table, &statement).await?;
     let mut total = 0u64;
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(PgError::query(format!("COPY of {}", table.wire_name())))?;
-        parser.buffer.extend_from_slice(&bytes);
-        while let Some(row) = parser.next_row(table)? {
-            rows.push(row);
-            total += 1;
-            if rows.len() >= batch_rows {
-                send(std::mem::take(&mut rows)).await?;
-            }
-        }
-    }
-    if !rows.is_empty() {
+    while let Some(rows) = reader.next_batch(batch_rows.max(1)).await? {
+        total += rows.len() as u64;
         send(rows).await?;
     }
     Ok(total)
@@ -253,35 +298,7 @@ pub async fn read_rows(
     filter: &str,
     order: &str,
 ) -> Result<Vec<Row>, PgError> {
-    let cols: Vec<String> = table
-        .schema
-        .columns
-        .iter()
-        .map(|c| crate::introspect::quote(&c.name))
-        .collect();
-    let statement = format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {filter} ORDER BY {order}) TO STDOUT (FORMAT binary)",
-        cols.join(", "),
-        table.quoted()
-    );
-    let mut stream = conn
-        .copy_out_raw(&statement)
-        .await
-        .map_err(PgError::query(format!(
-            "reading rows of {}",
-            table.wire_name()
-        )))?;
-    let mut parser = CopyParser::default();
-    let mut rows = Vec::new();
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(PgError::query(format!(
-            "reading rows of {}",
-            table.wire_name()
-        )))?;
-        parser.buffer.extend_from_slice(&bytes);
-        while let Some(row) = parser.next_row(table)? {
-            rows.push(row);
-        }
-    }
-    Ok(rows)
+    let statement = copy_statement(table, filter, Some(order));
+    let mut reader = CopyReader::open(conn, table, &statement).await?;
+    Ok(reader.next_batch(usize::MAX).await?.unwrap_or_default())
 }
