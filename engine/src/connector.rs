@@ -120,6 +120,11 @@ pub struct SourceContext {
     /// `true`: after the snapshot, keep streaming changes until cancelled.
     /// `false`: stop once everything present at start is delivered.
     pub follow: bool,
+    /// The highest position any sink holds for this source (at or above
+    /// `resume`). When sinks disagree, batches the source cannot reproduce
+    /// exactly as before (a re-read snapshot, a changed file) must be
+    /// numbered above it, so that no sink skips them as already held.
+    pub highest_held: u64,
 }
 
 /// A system changes are read from.

@@ -264,6 +264,11 @@ async fn run_inner(
         if let Some(p) = &resume {
             info!(source = %s.name, seq = p.seq, "resuming");
         }
+        let highest_held = consumers[si]
+            .iter()
+            .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
+            .max()
+            .unwrap_or(0);
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(capacity);
         let (acked_tx, acked_rx) = watch::channel(resume.clone());
         ack_watches.push(acked_tx);
@@ -275,6 +280,7 @@ async fn run_inner(
             status: status.clone(),
             cancel: inner_cancel.clone(),
             follow: options.follow,
+            highest_held,
         };
         let span = info_span!("source", source = %s.name);
         tasks.spawn(s.source.run(ctx).instrument(span));

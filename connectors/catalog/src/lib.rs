@@ -15,7 +15,7 @@ use syncline_engine::connector::{Sink, Source};
 use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
 use syncline_engine::{Error, ErrorKind, Result};
 use syncline_files::{FilesSource, FilesSourceConfig};
-use syncline_postgres::{PostgresSource, PostgresSourceConfig};
+use syncline_postgres::{PostgresSink, PostgresSource, PostgresSourceConfig, PostgresTargetConfig};
 
 /// A source section of a pipeline file, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -33,6 +33,8 @@ pub enum SourceConfig {
 pub enum TargetConfig {
     /// A DuckDB database file.
     Duckdb(DuckDbTargetConfig),
+    /// A PostgreSQL database.
+    Postgres(PostgresTargetConfig),
 }
 
 impl ConnectorSet for SourceConfig {
@@ -46,7 +48,10 @@ impl ConnectorSet for SourceConfig {
 
 impl ConnectorSet for TargetConfig {
     fn kinds() -> Vec<KindSchema> {
-        vec![kind_schema::<DuckDbTargetConfig>("duckdb")]
+        vec![
+            kind_schema::<DuckDbTargetConfig>("duckdb"),
+            kind_schema::<PostgresTargetConfig>("postgres"),
+        ]
     }
 }
 
@@ -77,18 +82,21 @@ impl TargetSpec for TargetConfig {
     fn kind(&self) -> &'static str {
         match self {
             TargetConfig::Duckdb(_) => "duckdb",
+            TargetConfig::Postgres(_) => "postgres",
         }
     }
 
     fn inputs(&self) -> &[String] {
         match self {
             TargetConfig::Duckdb(c) => &c.inputs,
+            TargetConfig::Postgres(c) => &c.inputs,
         }
     }
 
     fn write_mode(&self) -> WriteMode {
         match self {
             TargetConfig::Duckdb(c) => c.mode,
+            TargetConfig::Postgres(c) => c.mode,
         }
     }
 }
@@ -151,6 +159,7 @@ pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
             pipeline.base_dir(),
             &pipeline.spec.name,
         )),
+        TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), &pipeline.spec.name)),
     })
 }
 

@@ -195,7 +195,9 @@ fn messy_good_file_is_read_as_written() {
     };
     assert_eq!(feeds.tables.len(), 2);
     assert_eq!(feeds.tables[1].delimiter, '\t');
-    let TargetConfig::Duckdb(log) = &spec.targets["log"];
+    let TargetConfig::Duckdb(log) = &spec.targets["log"] else {
+        panic!("log is a duckdb target");
+    };
     assert_eq!(log.inputs, ["shop"]);
     assert!(
         spec.transforms["big_orders"]

@@ -434,9 +434,12 @@ impl Runner {
                         ),
                     )
                 })?;
-                (state, p.seq)
+                // Batches are rebuilt from the files as they are now, which
+                // a sink further ahead may not have seen: number them above
+                // everything any sink holds.
+                (state, p.seq.max(ctx.highest_held))
             }
-            None => (FilesState::default(), 0),
+            None => (FilesState::default(), ctx.highest_held),
         };
         let manifests = ManifestStore::open(&src.state_dir)?;
         let acked_digests = state.digests();

@@ -24,6 +24,7 @@ pub mod config;
 mod error;
 pub mod introspect;
 pub mod poll;
+pub mod sink;
 pub mod snapshot;
 pub mod types;
 
@@ -52,6 +53,7 @@ use tracing::{debug, info, warn};
 pub use config::{PgTableConfig, PostgresSourceConfig, SslMode};
 pub use error::PgError;
 use introspect::{TableInfo, literal, quote};
+pub use sink::{PgSinkError, PostgresSink, PostgresTargetConfig};
 use snapshot::{Chunk, Part};
 
 /// The source's position.
@@ -611,6 +613,7 @@ impl Runner {
                 .await
                 .map_err(PgError::replication("connecting for replication"))?;
         if fresh {
+            self.seq = self.seq.max(ctx.highest_held);
             // A slot of this name without a checkpoint in the targets is left
             // over from an abandoned run: start over.
             if self.slot_exists().await? {
@@ -643,6 +646,9 @@ impl Runner {
                 return Err(self.slot_gone());
             }
             info!("resuming the snapshot from its last finished chunk");
+            // The chunks are read again under a new snapshot: number their
+            // batches above what any sink holds, so none is skipped.
+            self.seq = self.seq.max(ctx.highest_held);
             self.snapshot(None, &ctx).await?;
             self.state.catch_up_until = Some(self.current_lsn().await?);
         } else if !self.slot_exists().await? {

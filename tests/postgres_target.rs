@@ -1,0 +1,731 @@
+//! The Postgres target end to end: a Postgres source synced into another
+//! Postgres database (and DuckDB beside it) while writers run, `kill -9` of
+//! the real process mid-snapshot and mid-stream, and every write mode with
+//! values that are hard to carry (tabs, backslashes, quotes, newlines,
+//! unicode, exact decimals, microseconds, arrays, JSON, unchanged TOAST).
+//!
+//! Each test has its own source and target databases and pipeline name.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::pg::{TestDb, exec_in};
+use support::*;
+
+const ACCOUNTS: &str = "CREATE TABLE accounts (
+    id bigint PRIMARY KEY,
+    owner text NOT NULL,
+    balance numeric(14,2) NOT NULL,
+    version int NOT NULL DEFAULT 0,
+    tags text[],
+    updated timestamptz NOT NULL DEFAULT clock_timestamp(),
+    doc jsonb)";
+
+fn seed(db: &TestDb, rows: u64) {
+    db.exec(ACCOUNTS);
+    db.exec(&format!(
+        "INSERT INTO accounts (id, owner, balance, tags, doc)
+         SELECT i, 'owner ' || i, (i % 1000) * 1.25, ARRAY['t' || (i % 7)],
+                jsonb_build_object('i', i, 'half', i / 2.0)
+         FROM generate_series(1, {rows}) i"
+    ));
+    db.exec("ANALYZE accounts");
+}
+
+/// One writer transaction: inserts, updates and deletes across the key space.
+fn write_once(db: &str, round: u64, max_id: u64) {
+    let a = (round * 7919) % max_id + 1;
+    let b = (round * 104_729) % max_id + 1;
+    exec_in(db, &format!(
+        "BEGIN;
+         UPDATE accounts SET balance = balance + 1, version = version + 1, updated = clock_timestamp(),
+                tags = array_append(tags, 'r{round}'), doc = doc || jsonb_build_object('r', {round})
+             WHERE id BETWEEN {a} AND {a} + 20;
+         DELETE FROM accounts WHERE id BETWEEN {b} AND {b} + 3;
+         INSERT INTO accounts (id, owner, balance) VALUES ({new}, 'new {round}', {round}.50)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, version = accounts.version + 1;
+         COMMIT;",
+        new = max_id + 1 + round
+    ));
+}
+
+/// Runs writer transactions on a thread until stopped.
+fn spawn_writer(
+    db_name: String,
+    max_id: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut round = 0;
+        while !stop.load(Ordering::SeqCst) {
+            round += 1;
+            write_once(&db_name, round, max_id);
+        }
+        round
+    })
+}
+
+/// A pipeline from `src`'s `accounts` into `dst` (schema `sync`), plus a
+/// DuckDB target `out.duckdb` when `with_duckdb`.
+fn pipeline(
+    name: &str,
+    src: &TestDb,
+    dst: &TestDb,
+    extra_source: &str,
+    with_duckdb: bool,
+) -> String {
+    let mut text = format!(
+        "name = \"{name}\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{src}\"
+heartbeat_secs = 1
+{extra_source}
+[[sources.pg.tables]]
+name = \"accounts\"
+
+[targets.warehouse]
+kind = \"postgres\"
+database = \"{dst}\"
+schema = \"sync\"
+inputs = [\"pg\"]
+mode = \"upsert\"
+",
+        src = src.name,
+        dst = dst.name
+    );
+    if with_duckdb {
+        text.push_str(
+            "
+[targets.duck]
+kind = \"duckdb\"
+path = \"out.duckdb\"
+inputs = [\"pg\"]
+",
+        );
+    }
+    text
+}
+
+/// The same query on the source table and the target table (same server,
+/// so every value prints the same way when it is the same).
+fn account_rows(db: &TestDb, table: &str) -> Vec<Vec<String>> {
+    db.rows(&format!(
+        "SELECT id, owner, balance, version, coalesce(array_to_string(tags, '|'), ''),
+                updated, coalesce(doc::text, '') FROM {table} ORDER BY id"
+    ))
+}
+
+fn assert_same_rows(what: &str, expected: &[Vec<String>], actual: &[Vec<String>]) {
+    if expected != actual {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| !actual.contains(r))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = actual
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(3)
+            .collect();
+        panic!(
+            "{what} differs from the source ({} vs {} rows); source-only rows {missing:?}; target-only rows {extra:?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
+fn assert_pg_in_sync(src: &TestDb, dst: &TestDb) {
+    assert_eq!(
+        dst.scalar("SELECT count(*) - count(DISTINCT id) FROM sync.accounts"),
+        "0",
+        "duplicate keys in the Postgres target"
+    );
+    assert_same_rows(
+        "the Postgres target",
+        &account_rows(src, "accounts"),
+        &account_rows(dst, "sync.accounts"),
+    );
+}
+
+fn duck_rows(path: &Path) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(id AS VARCHAR), owner, CAST(balance AS VARCHAR), CAST(version AS VARCHAR),
+                    coalesce(array_to_string(tags, '|'), '') FROM accounts ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| (0..5).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_duck_in_sync(src: &TestDb, duck: &Path) {
+    assert_eq!(
+        duckdb_count(duck, "SELECT count(*) - count(DISTINCT id) FROM accounts"),
+        0,
+        "duplicate keys in the DuckDB target"
+    );
+    let expected = src.rows(
+        "SELECT id, owner, balance, version, coalesce(array_to_string(tags, '|'), '') FROM accounts ORDER BY id",
+    );
+    assert_same_rows("the DuckDB target", &expected, &duck_rows(duck));
+}
+
+/// The LSN every target holds, from a status line.
+fn position_lsn(status: &serde_json::Value) -> u64 {
+    status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
+}
+
+fn current_lsn(db: &TestDb) -> u64 {
+    db.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+        .parse()
+        .unwrap()
+}
+
+fn checkpoints(dst: &TestDb, schema: &str, pipeline: &str) -> Vec<Vec<String>> {
+    dst.rows(&format!(
+        "SELECT source, seq, position ->> 'slot' FROM {schema}._syncline_checkpoints
+         WHERE pipeline = '{pipeline}'"
+    ))
+}
+
+#[test]
+fn postgres_to_postgres_snapshot_and_stream_with_concurrent_writers() {
+    let src = TestDb::create("pgt_src");
+    let dst = TestDb::create("pgt_dst");
+    const ROWS: u64 = 30_000;
+    seed(&src, ROWS);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline_file = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline_file,
+        pipeline(
+            "pgt_sync",
+            &src,
+            &dst,
+            "chunk_rows = 3000\nbatch_rows = 1000",
+            true,
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = syncline(&["check", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("can create tables in schema sync"), "{out}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(src.name.clone(), ROWS, stop.clone());
+    let mut run = Running::start(&pipeline_file, &[]);
+    run.wait_for("streaming", Duration::from_secs(180), |s| {
+        s["tables"]["pg.accounts"]["phase"] == "streaming"
+    });
+    run.wait_for("streamed changes", Duration::from_secs(180), |s| {
+        total(s, "updates") >= 2_000
+    });
+    stop.store(true, Ordering::SeqCst);
+    let rounds = writer.join().unwrap();
+    assert!(rounds > 10, "the writer ran only {rounds} transactions");
+    let end = current_lsn(&src);
+    run.wait_for("every change applied", Duration::from_secs(180), |s| {
+        position_lsn(s) >= end
+    });
+    assert_eq!(run.interrupt(), 0);
+
+    assert_pg_in_sync(&src, &dst);
+    assert_duck_in_sync(&src, &tmp.path().join("out.duckdb"));
+    let rows: u64 = dst
+        .scalar("SELECT count(*) FROM sync.accounts")
+        .parse()
+        .unwrap();
+    assert!(rows > ROWS - 2_000, "only {rows} rows");
+    let cp = checkpoints(&dst, "sync", "pgt_sync");
+    assert_eq!(cp.len(), 1, "{cp:?}");
+    assert_eq!(cp[0][0], "pg");
+    assert!(cp[0][2].starts_with("syncline_pgt_sync"), "{cp:?}");
+    // The key is the target's primary key.
+    assert_eq!(
+        dst.scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = 'sync.accounts'::regclass AND contype = 'p'"
+        ),
+        "PRIMARY KEY (id)"
+    );
+}
+
+#[test]
+fn postgres_target_crash_resume() {
+    crash_resume("pgt_crash", false);
+}
+
+/// The same with a DuckDB target beside the Postgres one. After a kill the
+/// two targets hold different checkpoints; the source resumes from the lower
+/// one and numbers re-copied snapshot batches above the higher one, so the
+/// target further ahead skips none of them.
+#[test]
+fn two_targets_crash_resume() {
+    crash_resume("pgt_crash2", true);
+}
+
+fn crash_resume(name: &str, with_duckdb: bool) {
+    let seed_value = fastrand::u64(..);
+    eprintln!("kill points seed: {seed_value}");
+    let mut rng = fastrand::Rng::with_seed(seed_value);
+    let src = TestDb::create("pgt_crash_src");
+    let dst = TestDb::create("pgt_crash_dst");
+    const ROWS: u64 = 40_000;
+    seed(&src, ROWS);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline_file = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline_file,
+        pipeline(
+            name,
+            &src,
+            &dst,
+            "chunk_rows = 2000\nbatch_rows = 500",
+            with_duckdb,
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(src.name.clone(), ROWS, stop.clone());
+
+    let mut kills = Vec::new();
+    for round in 0..8 {
+        let mut run = Running::start(&pipeline_file, &[]);
+        let status = if round % 2 == 0 {
+            // Mid-snapshot (or wherever the run is after a little progress).
+            let n = rng.u64(1..8_000);
+            run.wait_for("progress", Duration::from_secs(180), |s| {
+                changes(s) >= n || s["tables"]["pg.accounts"]["phase"] == "streaming"
+            })
+        } else {
+            // While streaming.
+            let streaming = run.wait_for("streaming", Duration::from_secs(180), |s| {
+                s["tables"]["pg.accounts"]["phase"] == "streaming"
+            });
+            let n = changes(&streaming) + rng.u64(1..300);
+            run.wait_for("streamed changes", Duration::from_secs(180), |s| {
+                changes(s) >= n
+            })
+        };
+        run.kill9();
+        let held = |cp: Vec<Vec<String>>| cp.first().map(|r| r[1].clone()).unwrap_or_default();
+        let duck = if with_duckdb {
+            format!(
+                ", DuckDB holds seq {}",
+                duckdb_count(
+                    &tmp.path().join("out.duckdb"),
+                    "SELECT coalesce(max(seq), 0) FROM _syncline_checkpoints"
+                )
+            )
+        } else {
+            String::new()
+        };
+        kills.push(format!(
+            "{round}: {} after {} changes; Postgres holds seq {}{duck}",
+            status["tables"]["pg.accounts"]["phase"],
+            changes(&status),
+            held(checkpoints(&dst, "sync", name)),
+        ));
+    }
+    eprintln!("kill points:\n{}", kills.join("\n"));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let run = Running::start(&pipeline_file, &["--once"]);
+    assert_eq!(run.wait(), 0);
+    assert_pg_in_sync(&src, &dst);
+    if with_duckdb {
+        assert_duck_in_sync(&src, &tmp.path().join("out.duckdb"));
+    }
+    let cp = checkpoints(&dst, "sync", name);
+    assert_eq!(cp.len(), 1, "{cp:?}");
+    assert_eq!(cp[0][0], "pg");
+    assert!(cp[0][1].parse::<u64>().unwrap() > 0, "{cp:?}");
+    // No transaction of the killed runs is left behind.
+    assert_eq!(
+        dst.scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+        ),
+        "0"
+    );
+
+    // `drop` forgets the checkpoint and keeps the data.
+    let rows = dst.scalar("SELECT count(*) FROM sync.accounts");
+    let (code, out, err) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(checkpoints(&dst, "sync", name).is_empty());
+    assert_eq!(dst.scalar("SELECT count(*) FROM sync.accounts"), rows);
+    assert!(src.slots().is_empty(), "slots left: {:?}", src.slots());
+}
+
+const VALUES_TABLE: &str = r#"
+    CREATE TABLE vals (
+        id bigint PRIMARY KEY,
+        t text,
+        n numeric(20,6),
+        f double precision,
+        r real,
+        b boolean,
+        d date,
+        tm time,
+        ts timestamp,
+        tstz timestamptz,
+        iv interval,
+        u uuid,
+        j jsonb,
+        bin bytea,
+        ia int[],
+        ta text[],
+        na numeric(10,2)[],
+        nu numeric,
+        big text);
+    -- md5 hex: pglz cannot shrink it below the TOAST threshold.
+    CREATE FUNCTION big(seed text) RETURNS text LANGUAGE sql AS $$
+        SELECT string_agg(md5(seed || i), '' ORDER BY i) FROM generate_series(1, 625) i $$;
+    CREATE TABLE events (id int PRIMARY KEY, v text);
+    INSERT INTO vals VALUES
+    (1,
+     E'tab\there back\\slash "dq" ''sq'' new\nline cr\r ünïcødé ✓ 🚀 \\N NULL',
+     12345678901234.123456,
+     1e-300,
+     3.14,
+     true,
+     '0044-03-15 BC',
+     '23:59:59.999999',
+     '2024-02-29 12:34:56.789012',
+     '2024-02-29 12:34:56.789012+02',
+     '1 year 2 mons -3 days 04:05:06.000007',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+     '{"k": "tab\there \\ \"q\" ✓", "n": [1, 2.50], "nested": {"a": null}}',
+     '\x005c090aff',
+     '{1,NULL,-3}',
+     ARRAY[E'a\tb', 'NULL', NULL, '', 'say "hi"', E'back\\slash', '{x,y}'],
+     '{1.10,NULL,-3.00}',
+     12345678901234567890123456789012345678901234567890.000000000000000000001,
+     big('one')),
+    (2, '', -0.000001, 'NaN', '-Infinity', false, '1970-01-01', '00:00:00', 'infinity', '-infinity',
+     '-1 mons -2 days -00:00:00.000001', '00000000-0000-0000-0000-000000000000', 'null', '\x',
+     '{}', '{}', '{}', 'NaN', NULL),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL),
+    (4, 'plain', 1, 1.5, 2.5, true, '2000-01-01', '12:00:00', '2000-01-01 00:00:00.000001',
+     '1999-12-31 23:59:59.999999+00', '1 day', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '[1, "two"]',
+     '\xdeadbeef', '{7}', '{"x"}', '{0.01}', 0.5, 'small');
+    INSERT INTO events SELECT i, 'old ' || i FROM generate_series(1, 5) i;
+"#;
+
+/// Every value of `vals` as one line of JSON, each value in its text form.
+fn vals_json(db: &TestDb, table: &str) -> String {
+    db.scalar(&format!(
+        "SELECT json_agg(x ORDER BY x.id)::text FROM (
+            SELECT id, t, n::text AS n, f::text AS f, r::text AS r, b, d::text AS d, tm::text AS tm,
+                   ts::text AS ts, tstz::text AS tstz, iv::text AS iv, u::text AS u, j::text AS j,
+                   bin::text AS bin, ia::text AS ia, ta::text AS ta, na::text AS na, nu::text AS nu,
+                   md5(big) AS big
+            FROM {table}) x"
+    ))
+}
+
+fn values_pipeline(name: &str, src: &TestDb, dst: &TestDb) -> String {
+    let mut text = format!(
+        "name = \"{name}\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{}\"
+heartbeat_secs = 1
+[[sources.pg.tables]]
+name = \"vals\"
+[[sources.pg.tables]]
+name = \"events\"
+",
+        src.name
+    );
+    for (target, mode) in [("up", "upsert"), ("app", "append"), ("hist", "history")] {
+        text.push_str(&format!(
+            "
+[targets.{target}]
+kind = \"postgres\"
+database = \"{}\"
+schema = \"{target}\"
+inputs = [\"pg\"]
+mode = \"{mode}\"
+",
+            dst.name
+        ));
+    }
+    text
+}
+
+fn run_once(dir: &Path) {
+    let (code, out, err) = syncline(&["run", "--once", "p.toml"], dir);
+    assert_eq!(
+        code, 0,
+        "syncline run --once failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+}
+
+/// A JSON string value printed by psql, decoded.
+fn json_string(text: &str) -> String {
+    serde_json::from_str::<String>(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn postgres_target_modes_and_types() {
+    let src = TestDb::create("pgt_vals_src");
+    let dst = TestDb::create("pgt_vals_dst");
+    src.exec(VALUES_TABLE);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        values_pipeline("pgt_values", &src, &dst),
+    )
+    .unwrap();
+    run_once(tmp.path());
+    let snapshot = vals_json(&src, "vals");
+    assert_eq!(vals_json(&dst, "up.vals"), snapshot);
+    assert_eq!(vals_json(&dst, "app.vals"), snapshot);
+
+    // Exact values, spelled out.
+    let row = dst.rows(
+        "SELECT to_json(t)::text, to_json(ta)::text, n::text, f::text, r::text, d::text, tm::text,
+                ts::text, to_char(tstz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), iv::text,
+                j::text, bin::text, ia::text, na::text, nu::text, length(big)
+         FROM up.vals WHERE id = 1",
+    );
+    let row = &row[0];
+    assert_eq!(
+        json_string(&row[0]),
+        "tab\there back\\slash \"dq\" 'sq' new\nline cr\r ünïcødé ✓ 🚀 \\N NULL"
+    );
+    assert_eq!(
+        row[1],
+        r#"["a\tb","NULL",null,"","say \"hi\"","back\\slash","{x,y}"]"#
+    );
+    assert_eq!(
+        row[2..],
+        [
+            "12345678901234.123456",
+            "1e-300",
+            "3.14",
+            "0044-03-15 BC",
+            "23:59:59.999999",
+            "2024-02-29 12:34:56.789012",
+            "2024-02-29 10:34:56.789012",
+            "1 year 2 mons -3 days +04:05:06.000007",
+            r#"{"k": "tab\there \\ \"q\" ✓", "n": [1, 2.50], "nested": {"a": null}}"#,
+            "\\x005c090aff",
+            "{1,NULL,-3}",
+            "{1.10,NULL,-3.00}",
+            "12345678901234567890123456789012345678901234567890.000000000000000000001",
+            "20000",
+        ]
+    );
+    assert_eq!(
+        dst.rows("SELECT t IS NULL, n IS NULL, ta IS NULL, big IS NULL FROM up.vals WHERE id = 3"),
+        [["t", "t", "t", "t"]]
+    );
+    assert_eq!(
+        dst.rows(
+            "SELECT t = '', f::text, r::text, ts::text, ta::text, j::text FROM up.vals WHERE id = 2"
+        ),
+        [["t", "NaN", "-Infinity", "infinity", "{}", "null"]]
+    );
+    // The type map, for every mode.
+    for schema in ["up", "app", "hist"] {
+        let types: Vec<String> = dst
+            .rows(&format!(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = '{schema}.vals'::regclass AND attnum > 0 AND NOT attisdropped
+                 ORDER BY attnum"
+            ))
+            .into_iter()
+            .map(|r| format!("{} {}", r[0], r[1]))
+            .collect();
+        let mut expected = if schema == "hist" {
+            vec![
+                "_op text",
+                "_seq bigint",
+                "_commit_time timestamp with time zone",
+                "_synced_at timestamp with time zone",
+            ]
+        } else {
+            vec![]
+        };
+        expected.extend([
+            "id bigint",
+            "t text",
+            "n numeric(20,6)",
+            "f double precision",
+            "r double precision",
+            "b boolean",
+            "d date",
+            "tm time without time zone",
+            "ts timestamp without time zone",
+            "tstz timestamp with time zone",
+            "iv interval",
+            "u uuid",
+            "j jsonb",
+            "bin bytea",
+            "ia integer[]",
+            "ta text[]",
+            "na numeric(10,2)[]",
+            "nu text",
+            "big text",
+        ]);
+        assert_eq!(types, expected, "{schema}");
+    }
+
+    // Changes, one transaction each, then several in one.
+    src.exec("UPDATE vals SET n = n + 1 WHERE id = 1"); // big: unchanged TOAST
+    src.exec(
+        r#"INSERT INTO vals (id, t, n, ta, j, big) VALUES
+           (100, E'new\trow\\ \u00e9', 0.000001, ARRAY[E'x\ny', '"'], '{"a": "\\u00e9"}', big('hundred'))"#,
+    );
+    src.exec("DELETE FROM vals WHERE id = 2");
+    src.exec(r"UPDATE vals SET t = E'changed\\\ttext' WHERE id = 3");
+    src.exec(
+        "BEGIN;
+         UPDATE vals SET n = 42 WHERE id = 100;
+         DELETE FROM vals WHERE id = 4;
+         TRUNCATE events;
+         INSERT INTO events VALUES (10, 'after truncate');
+         COMMIT;",
+    );
+    run_once(tmp.path());
+
+    // Upsert: the target equals the source.
+    assert_eq!(vals_json(&dst, "up.vals"), vals_json(&src, "vals"));
+    assert_eq!(
+        dst.rows("SELECT id, v FROM up.events ORDER BY id"),
+        [["10", "after truncate"]]
+    );
+    // The value pgoutput left out of the update is the one the target held.
+    assert_eq!(
+        dst.scalar("SELECT md5(big) FROM up.vals WHERE id = 1"),
+        src.scalar("SELECT md5(big('one'))")
+    );
+
+    // Append: every insert and update, in order; the unchanged TOAST value
+    // comes from the row appended before.
+    assert_eq!(
+        dst.rows(
+            "SELECT id, coalesce(n::text, '-'), coalesce(md5(big), '-') FROM app.vals ORDER BY ctid"
+        ),
+        [
+            [
+                "1",
+                "12345678901234.123456",
+                &src.scalar("SELECT md5(big('one'))")
+            ],
+            ["2", "-0.000001", "-"],
+            ["3", "-", "-"],
+            ["4", "1.000000", &src.scalar("SELECT md5('small')")],
+            [
+                "1",
+                "12345678901235.123456",
+                &src.scalar("SELECT md5(big('one'))")
+            ],
+            ["100", "0.000001", &src.scalar("SELECT md5(big('hundred'))")],
+            ["3", "-", "-"],
+            [
+                "100",
+                "42.000000",
+                &src.scalar("SELECT md5(big('hundred'))")
+            ],
+        ]
+    );
+    assert_eq!(
+        dst.rows("SELECT id, v FROM app.events ORDER BY id"),
+        [["10", "after truncate"]]
+    );
+
+    // History: every change with its operation, in order.
+    let streamed = dst.rows(
+        "SELECT _op, coalesce(id::text, '-'), coalesce(n::text, '-'), coalesce(to_json(t)::text, '-'),
+                coalesce(md5(big), '-'), (_commit_time IS NOT NULL)::text
+         FROM hist.vals WHERE _seq > (SELECT min(_seq) FROM hist.vals)
+         ORDER BY _seq, ctid",
+    );
+    let md5 = |seed: &str| src.scalar(&format!("SELECT md5(big('{seed}'))"));
+    let tricky = r#""tab\there back\\slash \"dq\" 'sq' new\nline cr\r ünïcødé ✓ 🚀 \\N NULL""#;
+    assert_eq!(
+        streamed,
+        [
+            [
+                "u",
+                "1",
+                "12345678901235.123456",
+                tricky,
+                &md5("one"),
+                "true"
+            ],
+            [
+                "i",
+                "100",
+                "0.000001",
+                r#""new\trow\\ é""#,
+                &md5("hundred"),
+                "true"
+            ],
+            ["d", "2", "-", "-", "-", "true"],
+            ["u", "3", "-", r#""changed\\\ttext""#, "-", "true"],
+            [
+                "u",
+                "100",
+                "42.000000",
+                r#""new\trow\\ é""#,
+                &md5("hundred"),
+                "true"
+            ],
+            ["d", "4", "-", "-", "-", "true"],
+        ]
+    );
+    assert_eq!(
+        dst.scalar("SELECT count(*) FROM hist.vals WHERE _op = 'i' AND id <> 100"),
+        "4",
+        "the snapshot rows"
+    );
+    assert_eq!(
+        dst.rows("SELECT _op, coalesce(id::text, '-'), coalesce(v, '-') FROM hist.events ORDER BY _seq, ctid"),
+        [
+            ["i", "1", "old 1"],
+            ["i", "2", "old 2"],
+            ["i", "3", "old 3"],
+            ["i", "4", "old 4"],
+            ["i", "5", "old 5"],
+            ["t", "-", "-"],
+            ["i", "10", "after truncate"],
+        ]
+    );
+    // One checkpoint per target, none of them behind.
+    for schema in ["up", "app", "hist"] {
+        assert_eq!(checkpoints(&dst, schema, "pgt_values").len(), 1, "{schema}");
+    }
+    assert_eq!(
+        dst.scalar(
+            "SELECT count(DISTINCT seq) FROM (
+                 SELECT seq FROM up._syncline_checkpoints UNION ALL
+                 SELECT seq FROM app._syncline_checkpoints UNION ALL
+                 SELECT seq FROM hist._syncline_checkpoints) s"
+        ),
+        "1"
+    );
+
+    // A run with nothing new changes nothing.
+    let before = dst.scalar("SELECT count(*) FROM hist.vals");
+    run_once(tmp.path());
+    assert_eq!(dst.scalar("SELECT count(*) FROM hist.vals"), before);
+    assert_eq!(vals_json(&dst, "up.vals"), vals_json(&src, "vals"));
+}
