@@ -6,6 +6,7 @@
 //! its traits) and nothing of the desktop app or the terminal (both consume
 //! the [`status`] stream).
 
+pub mod apply;
 pub mod config;
 pub mod connector;
 pub mod error;

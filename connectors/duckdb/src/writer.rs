@@ -1,7 +1,6 @@
 //! The blocking DuckDB writer: table creation and evolution, bulk staged
 //! merges, dead letters and the checkpoint, one transaction per batch.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +8,9 @@ use std::sync::Arc;
 use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field};
 use duckdb::{Connection, params};
+use syncline_engine::apply;
 use syncline_engine::config::WriteMode;
-use syncline_engine::model::{Batch, Change, Op, Position, Row, TableId, TableSchema, Value};
+use syncline_engine::model::{Batch, Change, Op, Position, TableId, TableSchema, Value};
 
 use crate::error::DuckDbError;
 use crate::types::{
@@ -317,49 +317,10 @@ impl Writer {
         Ok(())
     }
 
-    /// `change` as it must be staged, where that differs from the change
-    /// itself (`None`: as it is):
-    /// * rows of an earlier schema version than the one registered for the
-    ///   table (a schema change inside the batch) are mapped to it by column
-    ///   name, not position;
-    /// * in upsert mode, an update that moves a row to another key is
-    ///   preceded by a delete of the old key.
+    /// `change` as it must be staged (see [`apply::conform`]).
     fn normalize(&self, change: &Change) -> Option<Vec<Change>> {
         let schema = &self.targets.get(&change.table.id)?.schema;
-        let change = if Arc::ptr_eq(schema, &change.table) || schema.columns == change.table.columns
-        {
-            Cow::Borrowed(change)
-        } else {
-            let map = |row: &Row| -> Row {
-                schema
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        change
-                            .table
-                            .column_index(&c.name)
-                            .and_then(|i| row.get(i))
-                            .cloned()
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect()
-            };
-            Cow::Owned(Change {
-                op: change.op,
-                table: schema.clone(),
-                before: change.before.as_ref().map(map),
-                after: change.after.as_ref().map(map),
-            })
-        };
-        let moved = if self.mode == WriteMode::Upsert {
-            old_key_delete(&change)
-        } else {
-            None
-        };
-        match (moved, change) {
-            (None, Cow::Borrowed(_)) => None,
-            (moved, change) => Some(moved.into_iter().chain([change.into_owned()]).collect()),
-        }
+        apply::conform(schema, change, self.mode == WriteMode::Upsert)
     }
 
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
@@ -389,7 +350,7 @@ impl Writer {
         }
         let target = &self.targets[id];
         let schema = &target.schema;
-        let rows = resolve_unchanged(schema, changes);
+        let rows = apply::resolve_unchanged(schema, changes);
         // Stage the segment in bulk through Arrow.
         let mut fields = vec![
             Field::new("_seq", ArrowType::Int64, false),
@@ -560,80 +521,6 @@ impl Writer {
             .flush()
             .map_err(DuckDbError::sql("writing dead letters"))
     }
-}
-
-/// The rows to stage, with values the source marked unchanged filled in from
-/// an earlier change of the same key in the segment where there is one.
-fn resolve_unchanged<'a>(
-    schema: &TableSchema,
-    changes: &[&'a Change],
-) -> Vec<std::borrow::Cow<'a, Row>> {
-    let null_row: Row = Vec::new();
-    let mut latest: HashMap<String, usize> = HashMap::new();
-    let mut rows: Vec<std::borrow::Cow<'a, Row>> = Vec::with_capacity(changes.len());
-    for change in changes {
-        let row = match change.key_row() {
-            Some(r) => std::borrow::Cow::Borrowed(r),
-            None => std::borrow::Cow::Owned(null_row.clone()),
-        };
-        if schema.key.is_empty() {
-            rows.push(row);
-            continue;
-        }
-        let key = format!("{:?}", schema.key_of(&row));
-        let row = if row.iter().any(|v| matches!(v, Value::Unchanged)) {
-            match latest.get(&key) {
-                Some(&earlier) => {
-                    let earlier: Row = rows[earlier].clone().into_owned();
-                    let mut merged = row.into_owned();
-                    for (i, v) in merged.iter_mut().enumerate() {
-                        if matches!(v, Value::Unchanged)
-                            && let Some(e) = earlier.get(i)
-                        {
-                            *v = e.clone();
-                        }
-                    }
-                    std::borrow::Cow::Owned(merged)
-                }
-                None => row,
-            }
-        } else {
-            row
-        };
-        if change.op != Op::Delete {
-            latest.insert(key, rows.len());
-        } else {
-            latest.remove(&key);
-        }
-        rows.push(row);
-    }
-    rows
-}
-
-/// For an update whose `before` row has another (known) key than its
-/// `after` row: a delete of the row under the old key.
-fn old_key_delete(change: &Change) -> Option<Change> {
-    let schema = &change.table;
-    if change.op != Op::Update || schema.key.is_empty() {
-        return None;
-    }
-    let (before, after) = (change.before.as_ref()?, change.after.as_ref()?);
-    let old: Vec<&Value> = schema
-        .key
-        .iter()
-        .map(|&k| before.get(k))
-        .collect::<Option<_>>()?;
-    let new: Vec<&Value> = schema
-        .key
-        .iter()
-        .map(|&k| after.get(k))
-        .collect::<Option<_>>()?;
-    (old.iter().all(|v| !v.is_null()) && old != new).then(|| Change {
-        op: Op::Delete,
-        table: schema.clone(),
-        before: Some(before.clone()),
-        after: None,
-    })
 }
 
 fn commit_time_sql(batch: &Batch) -> String {

@@ -71,6 +71,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Row as _};
+use syncline_engine::apply;
 use syncline_engine::config::{Secret, WriteMode};
 use syncline_engine::connector::{Check, Sink};
 use syncline_engine::model::{
@@ -1265,47 +1266,10 @@ impl State {
         self.write_dead_letters(conn, source, batch, seq).await
     }
 
-    /// `change` as it must be staged, where that differs from the change
-    /// itself (`None`: as it is): rows of another schema version than the
-    /// one registered are mapped to it by column name; in upsert mode an
-    /// update that moves a row to another key is preceded by a delete of the
-    /// old key.
+    /// `change` as it must be staged (see [`apply::conform`]).
     fn normalize(&self, change: &Change) -> Option<Vec<Change>> {
         let schema = &self.targets.get(&change.table.id)?.schema;
-        let change = if Arc::ptr_eq(schema, &change.table) || schema.columns == change.table.columns
-        {
-            Cow::Borrowed(change)
-        } else {
-            let map = |row: &Row| -> Row {
-                schema
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        change
-                            .table
-                            .column_index(&c.name)
-                            .and_then(|i| row.get(i))
-                            .cloned()
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect()
-            };
-            Cow::Owned(Change {
-                op: change.op,
-                table: schema.clone(),
-                before: change.before.as_ref().map(map),
-                after: change.after.as_ref().map(map),
-            })
-        };
-        let moved = if self.mode == WriteMode::Upsert {
-            old_key_delete(&change)
-        } else {
-            None
-        };
-        match (moved, change) {
-            (None, Cow::Borrowed(_)) => None,
-            (moved, change) => Some(moved.into_iter().chain([change.into_owned()]).collect()),
-        }
+        apply::conform(schema, change, self.mode == WriteMode::Upsert)
     }
 
     async fn truncate(
@@ -1352,7 +1316,7 @@ impl State {
                 .map_err(PgSinkError::sql("clearing the staging table"))?;
         }
         *staged = true;
-        let rows = resolve_unchanged(schema, changes);
+        let rows = apply::resolve_unchanged(schema, changes);
         let unchanged_columns = copy_rows(conn, target, changes, &rows).await?;
         if rows.len() >= ANALYZE_FROM {
             sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {stage}")))
@@ -1626,7 +1590,7 @@ async fn copy_rows(
         }
         // Where values left out of a moved row are found: its old key.
         data.push(b'\t');
-        match moved_from(change).filter(|_| !unchanged.is_empty()) {
+        match apply::moved_from(change).filter(|_| !unchanged.is_empty()) {
             Some(before) => match old_key_literal(schema, before) {
                 Ok(literal) => push_copy_field(&mut data, &literal),
                 Err(e) => {
@@ -1702,96 +1666,6 @@ fn old_key_literal(schema: &TableSchema, before: &Row) -> Result<String, PgSinkE
         detail,
     })?;
     Ok(literal)
-}
-
-/// The rows to stage, with values the source marked unchanged filled in from
-/// an earlier change of the same row in the segment where there is one (for
-/// an update that moved the row to another key: of the old key).
-fn resolve_unchanged<'a>(schema: &TableSchema, changes: &[&'a Change]) -> Vec<Cow<'a, Row>> {
-    let key_text = |row: &Row, key: &[usize]| -> String {
-        format!("{:?}", key.iter().map(|&k| row.get(k)).collect::<Vec<_>>())
-    };
-    // Latest version per key, and the last version of keys deleted since.
-    let mut latest: HashMap<String, usize> = HashMap::new();
-    let mut gone: HashMap<String, usize> = HashMap::new();
-    let mut rows: Vec<Cow<'a, Row>> = Vec::with_capacity(changes.len());
-    for change in changes {
-        let row = match change.key_row() {
-            Some(r) => Cow::Borrowed(r),
-            None => Cow::Owned(Vec::new()),
-        };
-        if schema.key.is_empty() {
-            rows.push(row);
-            continue;
-        }
-        let key = key_text(&row, &schema.key);
-        let earlier = match moved_from(change) {
-            Some(before) => {
-                let old = key_text(before, &schema.key);
-                latest.get(&old).or_else(|| gone.get(&old)).copied()
-            }
-            None => latest.get(&key).copied(),
-        };
-        let row = match earlier {
-            Some(earlier) if row.iter().any(|v| matches!(v, Value::Unchanged)) => {
-                let mut merged = row.into_owned();
-                for (i, v) in merged.iter_mut().enumerate() {
-                    if matches!(v, Value::Unchanged)
-                        && let Some(e) = rows[earlier].get(i)
-                    {
-                        *v = e.clone();
-                    }
-                }
-                Cow::Owned(merged)
-            }
-            _ => row,
-        };
-        if change.op == Op::Delete {
-            if let Some(last) = latest.remove(&key) {
-                gone.insert(key, last);
-            }
-        } else {
-            gone.remove(&key);
-            latest.insert(key, rows.len());
-        }
-        rows.push(row);
-    }
-    rows
-}
-
-/// For an update that moves a row to another key: its `before` row, which
-/// holds the old key (known and not NULL).
-fn moved_from(change: &Change) -> Option<&Row> {
-    let schema = &change.table;
-    if change.op != Op::Update || schema.key.is_empty() {
-        return None;
-    }
-    let (before, after) = (change.before.as_ref()?, change.after.as_ref()?);
-    let old: Vec<&Value> = schema
-        .key
-        .iter()
-        .map(|&k| before.get(k))
-        .collect::<Option<_>>()?;
-    let new: Vec<&Value> = schema
-        .key
-        .iter()
-        .map(|&k| after.get(k))
-        .collect::<Option<_>>()?;
-    (old.iter()
-        .all(|v| !v.is_null() && !matches!(v, Value::Unchanged))
-        && old != new)
-        .then_some(before)
-}
-
-/// For an update that moves a row to another key: a delete of the row under
-/// the old key.
-fn old_key_delete(change: &Change) -> Option<Change> {
-    moved_from(change).map(|before| Change {
-        op: Op::Delete,
-        table: change.table.clone(),
-        before: Some(before.clone()),
-        after: None,
-    })
 }
 
 fn commit_time_sql(micros: Option<i64>) -> String {

@@ -1,0 +1,147 @@
+//! What every sink does to a batch's changes before it stages them, so each
+//! target applies the same semantics.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::{Change, Op, Row, TableSchema, Value};
+
+/// `change` as a sink whose table is registered with `registered` must
+/// stage it, where that differs from the change itself (`None`: as it is):
+/// * rows of another schema version (a schema change inside a batch) are
+///   mapped to the registered columns by name, not position;
+/// * with `upsert`, an update that moves a row to another key is preceded
+///   by a delete of the old key.
+pub fn conform(
+    registered: &Arc<TableSchema>,
+    change: &Change,
+    upsert: bool,
+) -> Option<Vec<Change>> {
+    let change =
+        if Arc::ptr_eq(registered, &change.table) || registered.columns == change.table.columns {
+            Cow::Borrowed(change)
+        } else {
+            let map = |row: &Row| -> Row {
+                registered
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        change
+                            .table
+                            .column_index(&c.name)
+                            .and_then(|i| row.get(i))
+                            .cloned()
+                            .unwrap_or(Value::Null)
+                    })
+                    .collect()
+            };
+            Cow::Owned(Change {
+                op: change.op,
+                table: registered.clone(),
+                before: change.before.as_ref().map(map),
+                after: change.after.as_ref().map(map),
+            })
+        };
+    let moved = if upsert {
+        old_key_delete(&change)
+    } else {
+        None
+    };
+    match (moved, change) {
+        (None, Cow::Borrowed(_)) => None,
+        (moved, change) => Some(moved.into_iter().chain([change.into_owned()]).collect()),
+    }
+}
+
+/// The rows to stage for a run of changes of one table, with values the
+/// source marked [`Value::Unchanged`] filled in from an earlier change of
+/// the same row in the run where there is one (for an update that moved the
+/// row to another key: of the old key). What stays unchanged must come from
+/// the row the target holds.
+pub fn resolve_unchanged<'a>(schema: &TableSchema, changes: &[&'a Change]) -> Vec<Cow<'a, Row>> {
+    let key_text = |row: &Row, key: &[usize]| -> String {
+        format!("{:?}", key.iter().map(|&k| row.get(k)).collect::<Vec<_>>())
+    };
+    // Latest version per key, and the last version of keys deleted since.
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut gone: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<Cow<'a, Row>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let row = match change.key_row() {
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Owned(Vec::new()),
+        };
+        if schema.key.is_empty() {
+            rows.push(row);
+            continue;
+        }
+        let key = key_text(&row, &schema.key);
+        let earlier = match moved_from(change) {
+            Some(before) => {
+                let old = key_text(before, &schema.key);
+                latest.get(&old).or_else(|| gone.get(&old)).copied()
+            }
+            None => latest.get(&key).copied(),
+        };
+        let row = match earlier {
+            Some(earlier) if row.iter().any(|v| matches!(v, Value::Unchanged)) => {
+                let mut merged = row.into_owned();
+                for (i, v) in merged.iter_mut().enumerate() {
+                    if matches!(v, Value::Unchanged)
+                        && let Some(e) = rows[earlier].get(i)
+                    {
+                        *v = e.clone();
+                    }
+                }
+                Cow::Owned(merged)
+            }
+            _ => row,
+        };
+        if change.op == Op::Delete {
+            if let Some(last) = latest.remove(&key) {
+                gone.insert(key, last);
+            }
+        } else {
+            gone.remove(&key);
+            latest.insert(key, rows.len());
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// For an update that moves a row to another key: its `before` row, which
+/// holds the old key (known and not NULL).
+pub fn moved_from(change: &Change) -> Option<&Row> {
+    let schema = &change.table;
+    if change.op != Op::Update || schema.key.is_empty() {
+        return None;
+    }
+    let (before, after) = (change.before.as_ref()?, change.after.as_ref()?);
+    let old: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| before.get(k))
+        .collect::<Option<_>>()?;
+    let new: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| after.get(k))
+        .collect::<Option<_>>()?;
+    (old.iter()
+        .all(|v| !v.is_null() && !matches!(v, Value::Unchanged))
+        && old != new)
+        .then_some(before)
+}
+
+/// For an update that moves a row to another key: a delete of the row under
+/// the old key.
+pub fn old_key_delete(change: &Change) -> Option<Change> {
+    moved_from(change).map(|before| Change {
+        op: Op::Delete,
+        table: change.table.clone(),
+        before: Some(before.clone()),
+        after: None,
+    })
+}
