@@ -165,6 +165,18 @@ pub trait Sink: Send {
     /// module's redelivery rule) are skipped.
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()>;
 
+    /// Applies consecutive batches of one source, in order, as one unit where
+    /// the target has transactions, with the last batch's position; the same
+    /// durability and redelivery rules as [`Sink::write`] hold for each. The
+    /// runtime calls this when batches queue up behind a busy sink. The
+    /// default writes them one by one.
+    async fn write_group(&mut self, source: &str, batches: Vec<Arc<Batch>>) -> Result<()> {
+        for batch in batches {
+            self.write(source, batch).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets this pipeline's checkpoints, so its next run starts over
     /// (the pipeline was dropped). Data already written stays.
     async fn forget(&mut self) -> Result<()> {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -123,8 +123,11 @@ pub struct PipelinePlan {
 pub struct RunOptions {
     /// Keep streaming after the snapshot until cancelled.
     pub follow: bool,
-    /// Batches buffered between a source and its sinks (per channel).
+    /// Batches buffered between a source and its router.
     pub channel_capacity: usize,
+    /// Rows each sink may have queued. Queued batches of one source are
+    /// applied together, so this also bounds a target transaction.
+    pub max_rows_in_flight: usize,
     /// How often status is published.
     pub status_interval: Duration,
 }
@@ -134,13 +137,18 @@ impl Default for RunOptions {
         RunOptions {
             follow: true,
             channel_capacity: 4,
+            max_rows_in_flight: 50_000,
             status_interval: Duration::from_millis(250),
         }
     }
 }
 
-/// Where a router sends a batch: a sink's input, tagged with the source index.
-type Routed = mpsc::Sender<(usize, Arc<Batch>)>;
+/// A batch on its way to a sink: source index, batch, and the share of the
+/// sink's row budget it holds until applied.
+type Routed = (usize, Arc<Batch>, OwnedSemaphorePermit);
+
+/// A sink's input: its queue and its row budget.
+type SinkInput = (mpsc::UnboundedSender<Routed>, Arc<Semaphore>);
 
 struct Ack {
     sink: usize,
@@ -228,9 +236,11 @@ async fn run_inner(
     // Sinks.
     let source_names: Arc<Vec<String>> =
         Arc::new(sources_ready.iter().map(|s| s.name.clone()).collect());
+    let max_rows = options.max_rows_in_flight.max(1);
     for (i, plan) in sinks.into_iter().enumerate() {
-        let (tx, mut rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity);
-        sink_txs.push(tx);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Routed>();
+        let budget = Arc::new(Semaphore::new(max_rows));
+        sink_txs.push((tx, budget));
         let ack_tx = ack_tx.clone();
         let names = source_names.clone();
         let SinkPlan {
@@ -241,14 +251,40 @@ async fn run_inner(
         let span = info_span!("sink", sink = %name);
         tasks.spawn(
             async move {
-                while let Some((source, batch)) = rx.recv().await {
-                    let seq = batch.position.seq;
-                    sink.write(&names[source], filter.apply(batch)).await?;
+                let mut next = rx.recv().await;
+                while let Some(first) = next.take() {
+                    // A sink that is behind applies the batches queued for it
+                    // from the same source together: one target transaction.
+                    let source = first.0;
+                    let mut group = vec![first];
+                    let mut rows: usize = group[0].1.len();
+                    while rows < max_rows {
+                        match rx.try_recv() {
+                            Ok(item) if item.0 == source => {
+                                rows += item.1.len();
+                                group.push(item);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let seq = group.last().map_or(0, |g| g.1.position.seq);
+                    let batches: Vec<Arc<Batch>> =
+                        group.iter().map(|g| filter.apply(g.1.clone())).collect();
+                    sink.write_group(&names[source], batches).await?;
+                    // Releases the rows' budget.
+                    drop(group);
                     let _ = ack_tx.send(Ack {
                         sink: i,
                         source,
                         seq,
                     });
+                    if next.is_none() {
+                        next = rx.recv().await;
+                    }
                 }
                 sink.close().await
             }
@@ -285,7 +321,7 @@ async fn run_inner(
         let span = info_span!("source", source = %s.name);
         tasks.spawn(s.source.run(ctx).instrument(span));
 
-        let targets: Vec<Routed> = consumers[si].iter().map(|&k| sink_txs[k].clone()).collect();
+        let targets: Vec<SinkInput> = consumers[si].iter().map(|&k| sink_txs[k].clone()).collect();
         let pending_tx = pending_tx.clone();
         tasks.spawn(async move {
             while let Some(batch) = batch_rx.recv().await {
@@ -293,8 +329,16 @@ async fn run_inner(
                 if pending_tx.send((si, batch.clone())).await.is_err() {
                     return Err(Error::internal("coordinator stopped early"));
                 }
-                for tx in &targets {
-                    if tx.send((si, batch.clone())).await.is_err() {
+                // Each sink holds at most `max_rows_in_flight` rows queued:
+                // a slow sink makes this wait (backpressure).
+                let cost = u32::try_from(batch.len().clamp(1, max_rows)).unwrap_or(u32::MAX);
+                for (tx, budget) in &targets {
+                    let permit = budget
+                        .clone()
+                        .acquire_many_owned(cost)
+                        .await
+                        .map_err(|_| Error::internal("a sink stopped early"))?;
+                    if tx.send((si, batch.clone(), permit)).is_err() {
                         return Err(Error::internal("a sink stopped early"));
                     }
                 }

@@ -149,6 +149,15 @@ impl Sink for DuckDbSink {
             .map_err(Error::from)
     }
 
+    async fn write_group(&mut self, source: &str, batches: Vec<Arc<Batch>>) -> Result<()> {
+        let source = source.to_owned();
+        self.blocking(move |w| {
+            let refs: Vec<&Batch> = batches.iter().map(|b| b.as_ref()).collect();
+            w.write_group(&source, &refs).map(|_| ())
+        })
+        .await
+    }
+
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {
         let source = source.to_owned();
         self.blocking(move |w| w.write(&source, &batch).map(|_| ()))

@@ -238,28 +238,53 @@ impl Writer {
     /// Applies a batch and its checkpoint in one transaction. A batch at or
     /// below the stored checkpoint is skipped.
     pub fn write(&mut self, source: &str, batch: &Batch) -> Result<bool, DuckDbError> {
-        if self
-            .held
-            .get(source)
-            .is_some_and(|&held| batch.position.seq <= held)
-        {
-            return Ok(false);
-        }
+        Ok(self.write_group(source, &[batch])? > 0)
+    }
+
+    /// Applies consecutive batches of one source in one transaction, with
+    /// the last one's checkpoint; batches at or below the stored checkpoint
+    /// are skipped. In upsert and append mode their changes are staged and
+    /// merged together (one pass per table); history mode applies them one by
+    /// one so every version keeps its own position and commit time. Returns
+    /// how many batches were applied.
+    pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
+        let held = self.held.get(source).copied();
+        let fresh: Vec<&Batch> = batches
+            .iter()
+            .copied()
+            .filter(|b| held.is_none_or(|h| b.position.seq > h))
+            .collect();
+        let Some(last) = fresh.last().copied() else {
+            return Ok(0);
+        };
         // Tables first seen (or changed) mid-stream are created outside the
         // data transaction: DDL is idempotent.
-        for change in &batch.changes {
+        for change in fresh.iter().flat_map(|b| &b.changes) {
             self.ensure_table(&change.table)?;
         }
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
-        match self.apply(source, batch) {
+        let result = (|| {
+            if self.mode == WriteMode::History {
+                for b in &fresh {
+                    self.apply_changes(b.changes.iter(), b)?;
+                }
+            } else {
+                self.apply_changes(fresh.iter().flat_map(|b| &b.changes), last)?;
+            }
+            for b in &fresh {
+                self.write_dead_letters(source, b)?;
+            }
+            self.store_checkpoint(source, last)
+        })();
+        match result {
             Ok(()) => {
                 self.conn
                     .execute_batch("COMMIT")
                     .map_err(DuckDbError::sql("COMMIT"))?;
-                self.held.insert(source.to_owned(), batch.position.seq);
-                Ok(true)
+                self.held.insert(source.to_owned(), last.position.seq);
+                Ok(fresh.len())
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -268,13 +293,20 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
+    /// Stages and merges `changes`; `batch` gives history mode its position
+    /// and commit time.
+    fn apply_changes<'c>(
+        &mut self,
+        changes: impl Iterator<Item = &'c Change>,
+        batch: &Batch,
+    ) -> Result<(), DuckDbError> {
+        let changes: Vec<&Change> = changes.collect();
         // Changes of one table keep their order; tables are independent.
         let mut order: Vec<TableId> = Vec::new();
         let normalized: Vec<Option<Vec<Change>>> =
-            batch.changes.iter().map(|c| self.normalize(c)).collect();
+            changes.iter().map(|c| self.normalize(c)).collect();
         let mut by_table: HashMap<TableId, Vec<&Change>> = HashMap::new();
-        for (change, replaced) in batch.changes.iter().zip(&normalized) {
+        for (change, replaced) in changes.iter().zip(&normalized) {
             let list = by_table.entry(change.table.id.clone()).or_insert_with(|| {
                 order.push(change.table.id.clone());
                 Vec::new()
@@ -298,7 +330,10 @@ impl Writer {
             }
             self.apply_segment(id, &segment, batch)?;
         }
-        self.write_dead_letters(source, batch)?;
+        Ok(())
+    }
+
+    fn store_checkpoint(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
         let position =
             serde_json::to_string(&batch.position.state).map_err(|e| DuckDbError::Checkpoint {
                 source_name: source.to_owned(),
