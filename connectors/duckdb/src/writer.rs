@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use duckdb::arrow::datatypes::{DataType as ArrowType, Field};
+use duckdb::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
 use syncline_engine::apply;
 use syncline_engine::config::WriteMode;
@@ -206,7 +208,7 @@ impl Writer {
             .collect();
         self.conn
             .execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, _unchanged VARCHAR, {})",
+                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, _unchanged VARCHAR, _bseq BIGINT, _commit TIMESTAMPTZ, {})",
                 quote(&stage_name),
                 stage_columns.join(", ")
             ))
@@ -244,9 +246,9 @@ impl Writer {
     /// Applies consecutive batches of one source in one transaction, with
     /// the last one's checkpoint; batches at or below the stored checkpoint
     /// are skipped. In upsert and append mode their changes are staged and
-    /// merged together (one pass per table); history mode applies them one by
-    /// one so every version keeps its own position and commit time. Returns
-    /// how many batches were applied.
+    /// merged together (one staging pass per table); every staged row keeps
+    /// its own batch's position and commit time for history mode. Returns how
+    /// many batches were applied.
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let held = self.held.get(source).copied();
         let fresh: Vec<&Batch> = batches
@@ -266,13 +268,11 @@ impl Writer {
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
         let result = (|| {
-            if self.mode == WriteMode::History {
-                for b in &fresh {
-                    self.apply_changes(b.changes.iter(), b)?;
-                }
-            } else {
-                self.apply_changes(fresh.iter().flat_map(|b| &b.changes), last)?;
-            }
+            self.apply_changes(
+                fresh
+                    .iter()
+                    .flat_map(|b| b.changes.iter().map(move |c| (c, *b))),
+            )?;
             for b in &fresh {
                 self.write_dead_letters(source, b)?;
             }
@@ -293,42 +293,41 @@ impl Writer {
         }
     }
 
-    /// Stages and merges `changes`; `batch` gives history mode its position
-    /// and commit time.
+    /// Stages and merges `changes`, each with the batch it came in (history
+    /// mode records that batch's position and commit time).
     fn apply_changes<'c>(
         &mut self,
-        changes: impl Iterator<Item = &'c Change>,
-        batch: &Batch,
+        changes: impl Iterator<Item = (&'c Change, &'c Batch)>,
     ) -> Result<(), DuckDbError> {
-        let changes: Vec<&Change> = changes.collect();
+        let changes: Vec<(&Change, &Batch)> = changes.collect();
         // Changes of one table keep their order; tables are independent.
         let mut order: Vec<TableId> = Vec::new();
         let normalized: Vec<Option<Vec<Change>>> =
-            changes.iter().map(|c| self.normalize(c)).collect();
-        let mut by_table: HashMap<TableId, Vec<&Change>> = HashMap::new();
-        for (change, replaced) in changes.iter().zip(&normalized) {
+            changes.iter().map(|(c, _)| self.normalize(c)).collect();
+        let mut by_table: HashMap<TableId, Vec<(&Change, &Batch)>> = HashMap::new();
+        for ((change, batch), replaced) in changes.iter().zip(&normalized) {
             let list = by_table.entry(change.table.id.clone()).or_insert_with(|| {
                 order.push(change.table.id.clone());
                 Vec::new()
             });
             match replaced {
-                Some(changes) => list.extend(changes),
-                None => list.push(change),
+                Some(changes) => list.extend(changes.iter().map(|c| (c, *batch))),
+                None => list.push((*change, *batch)),
             }
         }
         for id in &order {
             let changes = &by_table[id];
-            let mut segment: Vec<&Change> = Vec::new();
-            for change in changes {
+            let mut segment: Vec<(&Change, &Batch)> = Vec::new();
+            for &(change, batch) in changes {
                 if change.op == Op::Truncate {
-                    self.apply_segment(id, &segment, batch)?;
+                    self.apply_segment(id, &segment)?;
                     segment.clear();
                     self.truncate(id, batch)?;
                 } else {
-                    segment.push(change);
+                    segment.push((change, batch));
                 }
             }
-            self.apply_segment(id, &segment, batch)?;
+            self.apply_segment(id, &segment)?;
         }
         Ok(())
     }
@@ -377,12 +376,13 @@ impl Writer {
     fn apply_segment(
         &mut self,
         id: &TableId,
-        changes: &[&Change],
-        batch: &Batch,
+        segment: &[(&Change, &Batch)],
     ) -> Result<(), DuckDbError> {
-        if changes.is_empty() {
+        if segment.is_empty() {
             return Ok(());
         }
+        let changes: Vec<&Change> = segment.iter().map(|(c, _)| *c).collect();
+        let changes = changes.as_slice();
         let target = &self.targets[id];
         let schema = &target.schema;
         let rows = apply::resolve_unchanged(schema, changes);
@@ -391,6 +391,12 @@ impl Writer {
             Field::new("_seq", ArrowType::Int64, false),
             Field::new("_op", ArrowType::Utf8, false),
             Field::new("_unchanged", ArrowType::Utf8, true),
+            Field::new("_bseq", ArrowType::Int64, false),
+            Field::new(
+                "_commit",
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
         ];
         let unchanged: Vec<Option<String>> = rows
             .iter()
@@ -421,6 +427,17 @@ impl Writer {
                 changes.iter().map(|c| c.op.code()),
             )),
             Arc::new(StringArray::from(unchanged)),
+            Arc::new(Int64Array::from_iter_values(
+                segment.iter().map(|(_, b)| b.position.seq as i64),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(
+                    segment
+                        .iter()
+                        .map(|(_, b)| b.commit_time.map(|t| t.timestamp_micros())),
+                )
+                .with_timezone("UTC"),
+            ),
         ];
         let null = Value::Null;
         for (i, column) in schema.columns.iter().enumerate() {
@@ -515,10 +532,8 @@ impl Writer {
             ),
             WriteMode::History => format!(
                 "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
-                 SELECT _op, {seq}, {commit}, now(), {select} FROM {stage} ORDER BY _seq;
+                 SELECT _op, _bseq, _commit, now(), {select} FROM {stage} ORDER BY _seq;
                  DELETE FROM {stage};",
-                seq = batch.position.seq,
-                commit = commit_time_sql(batch),
                 cols = cols.join(", "),
                 select = select.join(", "),
             ),
