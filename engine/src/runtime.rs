@@ -137,7 +137,7 @@ impl Default for RunOptions {
         RunOptions {
             follow: true,
             channel_capacity: 4,
-            max_rows_in_flight: 50_000,
+            max_rows_in_flight: 20_000,
             status_interval: Duration::from_millis(250),
         }
     }

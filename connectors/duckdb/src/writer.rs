@@ -20,6 +20,9 @@ use crate::types::{
     stage_type,
 };
 
+/// The most memory DuckDB may use for its cache in one target.
+const MEMORY_LIMIT: &str = "128MB";
+
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
 /// Table holding rejected records with their reason.
@@ -80,6 +83,10 @@ impl Writer {
             path: path.display().to_string(),
             source,
         })?;
+        // DuckDB's default cache is most of the machine's memory; a sync
+        // target needs little of it (pages are written out, not re-read).
+        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
+            .map_err(DuckDbError::sql("limiting DuckDB's memory"))?;
         conn.execute_batch(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS main.{CHECKPOINT_TABLE} (
