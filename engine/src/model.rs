@@ -171,6 +171,45 @@ impl Value {
     }
 }
 
+/// A plain decimal literal (`-12.50`, `+3`, `.5`) taken apart, with leading
+/// zeros of the integer part and trailing zeros of the fraction removed.
+/// Sinks use it to write [`Value::Decimal`] exactly, never rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalParts<'a> {
+    /// A minus sign was written.
+    pub negative: bool,
+    /// Integer digits (empty for zero).
+    pub int: &'a str,
+    /// Fraction digits (empty for none).
+    pub frac: &'a str,
+}
+
+impl<'a> DecimalParts<'a> {
+    /// `None` unless `text` is digits with an optional sign and point.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let text = text.trim();
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
+            return None;
+        }
+        Some(DecimalParts {
+            negative,
+            int: int.trim_start_matches('0'),
+            frac: frac.trim_end_matches('0'),
+        })
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.int.is_empty() && self.frac.is_empty()
+    }
+}
+
 /// A row: one value per column of its table's schema, in column order.
 pub type Row = Vec<Value>;
 
@@ -359,6 +398,17 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_parts() {
+        let p = DecimalParts::parse(" -0012.5000 ").expect("decimal");
+        assert_eq!((p.negative, p.int, p.frac), (true, "12", "5"));
+        assert!(DecimalParts::parse("+0.000").expect("zero").is_zero());
+        assert_eq!(DecimalParts::parse(".5").map(|p| p.frac), Some("5"));
+        for bad in ["", ".", "-", "1e5", "1.2.3", "abc", "1,5"] {
+            assert_eq!(DecimalParts::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn data_type_names_round_trip() {

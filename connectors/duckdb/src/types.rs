@@ -29,7 +29,7 @@ use duckdb::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
-use syncline_engine::model::{DataType, Value};
+use syncline_engine::model::{DataType, DecimalParts, Value};
 
 use crate::error::DuckDbError;
 
@@ -361,33 +361,19 @@ fn json_item(v: &Value) -> String {
 /// `"-12.5"` at scale 2 → `-1250`. `None` if it is not a decimal or has more
 /// fractional digits than `scale` (nothing is rounded silently).
 pub fn scaled_decimal(text: &str, scale: u8) -> Option<i128> {
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-    if int_part.is_empty() && frac_part.is_empty() {
-        return None;
-    }
-    if !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac_trimmed = frac_part.trim_end_matches('0');
-    if frac_trimmed.len() > scale as usize {
+    let parts = DecimalParts::parse(text)?;
+    if parts.frac.len() > usize::from(scale) {
         return None;
     }
     let mut value: i128 = 0;
-    for b in int_part.bytes() {
+    for b in parts.int.bytes() {
         value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
     }
-    for i in 0..scale as usize {
-        let digit = frac_part.as_bytes().get(i).map_or(0, |b| b - b'0');
+    for i in 0..usize::from(scale) {
+        let digit = parts.frac.as_bytes().get(i).map_or(0, |b| b - b'0');
         value = value.checked_mul(10)?.checked_add(i128::from(digit))?;
     }
-    Some(if negative { -value } else { value })
+    Some(if parts.negative { -value } else { value })
 }
 
 /// Canonical lowercase hyphenated UUID text.

@@ -75,7 +75,7 @@ use syncline_engine::apply;
 use syncline_engine::config::{Secret, WriteMode};
 use syncline_engine::connector::{Check, Sink};
 use syncline_engine::model::{
-    Batch, Change, DataType, Op, Position, Row, TableId, TableSchema, Value,
+    Batch, Change, DataType, DecimalParts, Op, Position, Row, TableId, TableSchema, Value,
 };
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::{info, warn};
@@ -498,22 +498,11 @@ fn push_array(out: &mut String, item: &DataType, items: &[Value]) -> Result<(), 
 /// Exact decimal text that fits `numeric(precision, scale)` without
 /// rounding; `None` if it does not (or is not a plain decimal).
 pub fn exact_decimal(text: &str, precision: u8, scale: u8) -> Option<String> {
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-    if int_part.is_empty() && frac_part.is_empty() {
-        return None;
-    }
-    if !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac = frac_part.trim_end_matches('0');
-    let int = int_part.trim_start_matches('0');
+    let DecimalParts {
+        negative,
+        int,
+        frac,
+    } = DecimalParts::parse(text)?;
     if frac.len() > usize::from(scale) || int.len() > usize::from(precision.saturating_sub(scale)) {
         return None;
     }
