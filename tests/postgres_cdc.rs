@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{TestDb, exec_in};
+use support::pg::{TestDb, exec_in, spawn_writer};
 use support::*;
 
 const TABLE: &str = "CREATE TABLE accounts (
@@ -43,22 +43,6 @@ fn write_once(db: &str, round: u64, max_id: u64) {
          COMMIT;",
         new = max_id + 1 + round
     ));
-}
-
-/// Runs writer transactions on a thread until stopped.
-fn spawn_writer(
-    db_name: String,
-    max_id: u64,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut round = 0;
-        while !stop.load(Ordering::SeqCst) {
-            round += 1;
-            write_once(&db_name, round, max_id);
-        }
-        round
-    })
 }
 
 fn pg_rows(db: &TestDb) -> Vec<Vec<String>> {
@@ -135,7 +119,7 @@ fn snapshot_and_stream_while_writers_run_end_in_sync() {
     .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(db.name.clone(), 60_000, stop.clone());
+    let writer = spawn_writer(db.name.clone(), write_once, 60_000, stop.clone());
     let mut run = Running::start(&pipeline, &[]);
     run.wait_for("streaming", Duration::from_secs(120), |s| {
         s["tables"]["pg.accounts"]["phase"] == "streaming"
@@ -197,7 +181,7 @@ fn kill_9_at_random_points_across_snapshot_handoff_and_stream() {
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(db.name.clone(), ROWS, stop.clone());
+    let writer = spawn_writer(db.name.clone(), write_once, ROWS, stop.clone());
 
     let mut kills = Vec::new();
     for round in 0..20 {

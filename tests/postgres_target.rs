@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{TestDb, exec_in};
+use support::pg::{TestDb, exec_in, spawn_writer};
 use support::*;
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (
@@ -53,22 +53,6 @@ fn write_once(db: &str, round: u64, max_id: u64) {
          COMMIT;",
         new = max_id + 1 + round
     ));
-}
-
-/// Runs writer transactions on a thread until stopped.
-fn spawn_writer(
-    db_name: String,
-    max_id: u64,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut round = 0;
-        while !stop.load(Ordering::SeqCst) {
-            round += 1;
-            write_once(&db_name, round, max_id);
-        }
-        round
-    })
 }
 
 /// A pipeline from `src`'s `accounts` into `dst` (schema `sync`), plus a
@@ -223,7 +207,7 @@ fn postgres_to_postgres_snapshot_and_stream_with_concurrent_writers() {
     assert!(out.contains("can create tables in schema sync"), "{out}");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(src.name.clone(), ROWS, stop.clone());
+    let writer = spawn_writer(src.name.clone(), write_once, ROWS, stop.clone());
     let mut run = Running::start(&pipeline_file, &[]);
     run.wait_for("streaming", Duration::from_secs(180), |s| {
         s["tables"]["pg.accounts"]["phase"] == "streaming"
@@ -297,7 +281,7 @@ fn crash_resume(name: &str, with_duckdb: bool) {
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(src.name.clone(), ROWS, stop.clone());
+    let writer = spawn_writer(src.name.clone(), write_once, ROWS, stop.clone());
 
     let mut kills = Vec::new();
     for round in 0..8 {

@@ -49,6 +49,24 @@ pub fn exec_in(db: &str, sql: &str) {
     }
 }
 
+/// Runs `write(db, round, max_id)` for rounds 1, 2, ... on a thread until
+/// `stop` is set; returns how many rounds ran.
+pub fn spawn_writer(
+    db: String,
+    write: fn(&str, u64, u64),
+    max_id: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut round = 0;
+        while !stop.load(Ordering::SeqCst) {
+            round += 1;
+            write(&db, round, max_id);
+        }
+        round
+    })
+}
+
 impl TestDb {
     /// Creates `sl_<prefix>_<pid>_<n>`.
     pub fn create(prefix: &str) -> TestDb {
