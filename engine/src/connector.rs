@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::model::{Batch, Position, TableSchema};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Batch, Change, DeadLetterStage, KeptChange, Position, Row, TableSchema};
 use crate::status::StatusHandle;
 
 /// Outcome of one pre-flight check.
@@ -97,6 +99,33 @@ impl Check {
     }
 }
 
+/// A row kept in a target's dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeptRow {
+    /// Its number, unique within the pipeline and target.
+    pub id: u64,
+    /// The source it came from.
+    pub source: String,
+    /// The table (or transform output) it was meant for.
+    pub table: String,
+    /// The step that rejected it.
+    pub stage: DeadLetterStage,
+    /// Where it came from (file, transaction, transform).
+    pub origin: String,
+    /// Line or record number within `origin`, where it has one.
+    pub line: Option<u64>,
+    /// The record as read, or the row as JSON.
+    pub raw: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The source position of the batch it came with.
+    pub seq: u64,
+    /// When it was kept.
+    pub recorded_at: DateTime<Utc>,
+    /// The change, for replay (`None`: fix it at its origin instead).
+    pub kept: Option<KeptChange>,
+}
+
 /// The bounded channel a source writes batches into. `send` waits while the
 /// sinks are behind: that wait is the pipeline's backpressure.
 pub type BatchSender = mpsc::Sender<Batch>;
@@ -142,6 +171,26 @@ pub trait Source: Send {
     /// `ctx.resume`'s.
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()>;
 
+    /// Reads rows of `table` for a preview or a lookup: all of them when
+    /// `limit` is `None` or the table holds no more; otherwise a sample of
+    /// `limit` rows chosen by `seed` (the same seed gives the same rows
+    /// while the table is unchanged). Moves no position and creates
+    /// nothing in the system.
+    async fn sample(
+        &mut self,
+        table: &str,
+        limit: Option<usize>,
+        seed: u64,
+    ) -> Result<(Arc<TableSchema>, Vec<Row>)>;
+
+    /// Up to `limit` of the most recent changes of `table` that the
+    /// source's change log still holds, oldest first, without consuming
+    /// them (for a preview). The default has no change log.
+    async fn recent_changes(&mut self, table: &str, limit: usize) -> Result<Vec<Change>> {
+        let _ = (table, limit);
+        Ok(Vec::new())
+    }
+
     /// Removes what the source created in the system for this pipeline
     /// (replication slots, publications) when the pipeline is dropped, and
     /// says what it removed. The default has nothing to remove.
@@ -177,6 +226,33 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// This pipeline's rows in the target's dead-letter queue, oldest
+    /// first. Works without [`Sink::open`]. The default keeps none.
+    async fn dead_letters(&mut self) -> Result<Vec<KeptRow>> {
+        Ok(Vec::new())
+    }
+
+    /// Applies `batches` (dead letters replayed through the current
+    /// transforms, each batch with the position the row was kept at) and
+    /// removes the dead letters `resolved`, as one unit where the target
+    /// has transactions. Checkpoints do not move and held positions do not
+    /// skip anything: replayed rows are outside the source's order. Called
+    /// after [`Sink::open`].
+    async fn replay(&mut self, batches: Vec<Batch>, resolved: Vec<u64>) -> Result<()> {
+        let _ = (batches, resolved);
+        Err(crate::Error::new(
+            crate::ErrorKind::Precondition,
+            "this target keeps no dead letters to replay",
+        ))
+    }
+
+    /// Removes the dead letters `ids` of this pipeline; returns how many
+    /// were removed. Works without [`Sink::open`].
+    async fn discard(&mut self, ids: &[u64]) -> Result<u64> {
+        let _ = ids;
+        Ok(0)
+    }
+
     /// Forgets this pipeline's checkpoints, so its next run starts over
     /// (the pipeline was dropped). Data already written stays.
     async fn forget(&mut self) -> Result<()> {
@@ -187,4 +263,44 @@ pub trait Sink: Send {
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }
+}
+
+/// A step between the sources and the sinks that derives new tables from
+/// source tables (the SQL transforms). It sees every batch of every source,
+/// in each source's order, before any sink does, and adds to the batch the
+/// changes (and dead letters) of the tables it derives; the batch keeps its
+/// position, so derived changes are applied and checkpointed atomically with
+/// the source changes they come from.
+pub trait Transform: Send {
+    /// The tables this step produces, derived from the discovered source
+    /// tables; called once before the sinks are opened.
+    fn derive(&mut self, tables: &[Arc<TableSchema>]) -> Result<Vec<Arc<TableSchema>>>;
+
+    /// Adds to `batch` the changes and dead letters derived from its
+    /// changes. A row the step cannot process becomes a dead letter and the
+    /// rest of the batch goes on; an error stops the pipeline.
+    fn apply(&mut self, batch: &mut Batch) -> Result<()>;
+}
+
+/// Which rows of `total` a deterministic sample of `limit` keeps for
+/// `seed`: the same seed gives the same rows; another seed, others. Rows
+/// keep their order.
+pub fn sample_indexes(total: usize, limit: usize, seed: u64) -> Vec<usize> {
+    if total <= limit {
+        return (0..total).collect();
+    }
+    // splitmix64 of (seed, index): a cheap, well-spread hash.
+    let mix = |i: u64| {
+        let mut z = seed
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(i.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut scored: Vec<(u64, usize)> = (0..total).map(|i| (mix(i as u64), i)).collect();
+    scored.select_nth_unstable(limit - 1);
+    let mut chosen: Vec<usize> = scored[..limit].iter().map(|&(_, i)| i).collect();
+    chosen.sort_unstable();
+    chosen
 }

@@ -96,6 +96,47 @@ impl DataType {
     }
 }
 
+impl DataType {
+    /// Whether `value` can be stored in a column of this type without loss
+    /// (NULL and unchanged values always can).
+    pub fn accepts(&self, value: &Value) -> bool {
+        match (self, value) {
+            (_, Value::Null | Value::Unchanged) => true,
+            (DataType::Boolean, Value::Bool(_)) => true,
+            (DataType::Int32, Value::Int(i)) => i32::try_from(*i).is_ok(),
+            (DataType::Int64, Value::Int(_)) => true,
+            (DataType::Float64, Value::Float(_) | Value::Int(_)) => true,
+            (DataType::Decimal { precision, scale }, Value::Decimal(d)) => DecimalParts::parse(d)
+                .is_some_and(|p| {
+                    p.frac.len() <= usize::from(*scale)
+                        && p.int.len() <= usize::from(precision - scale)
+                }),
+            (DataType::Decimal { precision, scale }, Value::Int(i)) => {
+                i.unsigned_abs().to_string().len() <= usize::from(precision - scale)
+            }
+            // Text-like columns take text-like values (as the sinks stage
+            // them); the target's cast decides the rest.
+            (
+                DataType::Text
+                | DataType::Json
+                | DataType::Uuid
+                | DataType::Interval
+                | DataType::List { .. },
+                Value::Text(_) | Value::Json(_),
+            ) => true,
+            (DataType::Bytes, Value::Bytes(_)) => true,
+            (DataType::Date, Value::Date(_)) => true,
+            (DataType::Time, Value::Time(_)) => true,
+            (DataType::Timestamp, Value::Timestamp(_)) => true,
+            (DataType::TimestampTz, Value::TimestampTz(_)) => true,
+            (DataType::Uuid, Value::Uuid(_)) => true,
+            (DataType::Interval, Value::Interval { .. }) => true,
+            (DataType::List { item }, Value::List(items)) => items.iter().all(|v| item.accepts(v)),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -212,6 +253,66 @@ impl<'a> DecimalParts<'a> {
 
 /// A row: one value per column of its table's schema, in column order.
 pub type Row = Vec<Value>;
+
+impl Value {
+    /// The value as plain JSON, for people to read (decimals as strings,
+    /// so they stay exact; bytes as hex).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Unchanged => J::String("(unchanged)".into()),
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Decimal(d) => J::String(d.clone()),
+            Value::Text(t) | Value::Json(t) => J::String(t.clone()),
+            Value::Bytes(b) => J::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+            Value::Date(d) => chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163)
+                .map_or(J::Null, |d| J::String(d.to_string())),
+            Value::Time(us) => chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+                u32::try_from(us.div_euclid(1_000_000)).unwrap_or(0),
+                u32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+            )
+            .map_or(J::Null, |t| J::String(t.to_string())),
+            Value::Timestamp(us) => DateTime::from_timestamp_micros(*us)
+                .map_or(J::Null, |t| J::String(t.naive_utc().to_string())),
+            Value::TimestampTz(us) => {
+                DateTime::from_timestamp_micros(*us).map_or(J::Null, |t| J::String(t.to_rfc3339()))
+            }
+            Value::Uuid(u) => J::String(
+                u.iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let dash = if matches!(i, 4 | 6 | 8 | 10) { "-" } else { "" };
+                        format!("{dash}{b:02x}")
+                    })
+                    .collect(),
+            ),
+            Value::Interval {
+                months,
+                days,
+                micros,
+            } => J::String(format!("{months} months {days} days {micros} microseconds")),
+            Value::List(items) => J::Array(items.iter().map(Value::to_json).collect()),
+        }
+    }
+}
+
+/// A row as a JSON object `{column: value}`, for people to read (dead
+/// letters, previews). Missing rows are `null`.
+pub fn row_json(schema: &TableSchema, row: Option<&Row>) -> String {
+    let Some(row) = row else {
+        return "null".into();
+    };
+    let object: serde_json::Map<String, serde_json::Value> = schema
+        .columns
+        .iter()
+        .zip(row)
+        .map(|(c, v)| (c.name.clone(), v.to_json()))
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +437,142 @@ pub struct DeadLetter {
     pub raw: String,
     /// Why it was rejected, in plain words.
     pub reason: String,
+    /// Which step rejected it.
+    pub stage: DeadLetterStage,
+    /// The change as it entered the step that rejected it, for replay
+    /// (`None`: the record cannot be replayed, only fixed at its origin).
+    pub kept: Option<KeptChange>,
+}
+
+/// The step that rejected a [`DeadLetter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterStage {
+    /// Reading the source (a malformed line, a value that does not parse).
+    #[default]
+    Read,
+    /// A SQL transform failed on the row.
+    Transform,
+    /// A value does not fit the column type the target was created with.
+    Target,
+}
+
+impl DeadLetterStage {
+    /// The name stored by sinks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStage::Read => "read",
+            DeadLetterStage::Transform => "transform",
+            DeadLetterStage::Target => "target",
+        }
+    }
+
+    /// Parses [`DeadLetterStage::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(DeadLetterStage::Read),
+            "transform" => Some(DeadLetterStage::Transform),
+            "target" => Some(DeadLetterStage::Target),
+            _ => None,
+        }
+    }
+}
+
+/// A change kept with a dead letter so it can be replayed once the cause is
+/// fixed: the table it belonged to, by name, and its rows with their column
+/// names (the table may have gained columns by the time it is replayed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptChange {
+    /// The transform that rejected it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    /// The table the change is a change of.
+    pub table: TableId,
+    /// What happened.
+    pub op: Op,
+    /// Column names of `before` and `after`.
+    pub columns: Vec<String>,
+    /// Row before the change, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Row>,
+    /// Row after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Row>,
+    /// The key values, as JSON text: what a later change of the same row
+    /// is recognised by (see [`KeptChange::key_text`]).
+    pub key: String,
+}
+
+impl KeptChange {
+    /// Keeps `change`, which a step identified by `transform` rejected.
+    pub fn of(change: &Change, transform: Option<&str>) -> Self {
+        let key = change
+            .key_row()
+            .map(|row| KeptChange::key_text(&change.table.key_of(row)))
+            .unwrap_or_default();
+        KeptChange {
+            transform: transform.map(str::to_owned),
+            table: change.table.id.clone(),
+            op: change.op,
+            columns: change
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+            before: change.before.clone(),
+            after: change.after.clone(),
+            key,
+        }
+    }
+
+    /// The change again, its rows mapped by name onto `schema` (columns it
+    /// did not have are NULL).
+    pub fn to_change(&self, schema: &Arc<TableSchema>) -> Change {
+        let map = |row: &Row| -> Row {
+            schema
+                .columns
+                .iter()
+                .map(|c| {
+                    self.columns
+                        .iter()
+                        .position(|n| *n == c.name)
+                        .and_then(|i| row.get(i))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                })
+                .collect()
+        };
+        Change {
+            op: self.op,
+            table: schema.clone(),
+            before: self.before.as_ref().map(map),
+            after: self.after.as_ref().map(map),
+        }
+    }
+
+    /// Canonical text of key values: equal keys give equal text whatever
+    /// their decimal spelling (`1.50` and `1.5`).
+    pub fn key_text(values: &[&Value]) -> String {
+        let canon: Vec<Value> = values
+            .iter()
+            .map(|v| match v {
+                Value::Decimal(d) => match DecimalParts::parse(d) {
+                    Some(p) if p.is_zero() => Value::Decimal("0".into()),
+                    Some(p) => Value::Decimal(format!(
+                        "{}{}{}{}",
+                        if p.negative { "-" } else { "" },
+                        if p.int.is_empty() { "0" } else { p.int },
+                        if p.frac.is_empty() { "" } else { "." },
+                        p.frac
+                    )),
+                    None => (*v).clone(),
+                },
+                other => (*other).clone(),
+            })
+            .collect();
+        serde_json::to_string(&canon).unwrap_or_default()
+    }
 }
 
 /// A source position: where the source will resume after everything up to

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -20,15 +21,20 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::connector::{Sink, Source, SourceContext};
+use crate::connector::{Sink, Source, SourceContext, Transform};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Batch, Position, TableId, TableSchema};
+use crate::model::{
+    Batch, DeadLetter, DeadLetterStage, KeptChange, Position, TableId, TableSchema,
+};
 use crate::status::{PipelineState, StatusHandle};
 
-/// Which tables a sink receives: whole sources or single tables.
+/// Which tables a sink receives: whole sources, single tables, or the
+/// output of transforms.
 #[derive(Debug, Clone, Default)]
 pub struct TableFilter {
     entries: Vec<(String, Option<String>)>,
+    /// Sources whose batches carry transform outputs this sink takes.
+    through: Vec<String>,
 }
 
 impl TableFilter {
@@ -42,7 +48,15 @@ impl TableFilter {
                     None => (i.to_owned(), None),
                 })
                 .collect(),
+            through: Vec::new(),
         }
+    }
+
+    /// Also receives batches of `source`, which carry the output of a
+    /// transform this sink takes.
+    pub fn through(mut self, source: impl Into<String>) -> Self {
+        self.through.push(source.into());
+        self
     }
 
     /// Whether `table` passes.
@@ -68,7 +82,7 @@ impl TableFilter {
 
     /// Whether any table of `source` passes.
     pub fn accepts_source(&self, source: &str) -> bool {
-        self.entries.iter().any(|(s, _)| s == source)
+        self.entries.iter().any(|(s, _)| s == source) || self.through.iter().any(|s| s == source)
     }
 }
 
@@ -108,14 +122,28 @@ impl std::fmt::Debug for SinkPlan {
 }
 
 /// A pipeline ready to run.
-#[derive(Debug)]
 pub struct PipelinePlan {
     /// Pipeline name.
     pub name: String,
     /// Sources.
     pub sources: Vec<SourcePlan>,
+    /// The transforms between sources and sinks, if any.
+    pub transform: Option<Box<dyn Transform>>,
     /// Sinks.
     pub sinks: Vec<SinkPlan>,
+    /// Stop once more rows than this are in the dead-letter queue.
+    pub max_dead_letters: Option<u64>,
+}
+
+impl std::fmt::Debug for PipelinePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelinePlan")
+            .field("name", &self.name)
+            .field("sources", &self.sources)
+            .field("transform", &self.transform.is_some())
+            .field("sinks", &self.sinks)
+            .finish()
+    }
 }
 
 /// How to run.
@@ -189,7 +217,9 @@ async fn run_inner(
     let PipelinePlan {
         name: _,
         sources,
+        mut transform,
         mut sinks,
+        max_dead_letters,
     } = plan;
 
     // Discover every source's tables, then open every sink on its share.
@@ -201,7 +231,14 @@ async fn run_inner(
         all_tables.extend(tables);
         sources_ready.push(s);
     }
+    if let Some(t) = transform.as_mut() {
+        let derived = t.derive(&all_tables)?;
+        info!(tables = derived.len(), "transforms derived");
+        all_tables.extend(derived);
+    }
+    let transform = transform.map(|t| Arc::new(std::sync::Mutex::new(t)));
     let mut checkpoints: Vec<BTreeMap<String, Position>> = Vec::new();
+    let mut kept_dead_letters: u64 = 0;
     for sink in &mut sinks {
         let mine: Vec<Arc<TableSchema>> = all_tables
             .iter()
@@ -210,6 +247,10 @@ async fn run_inner(
             .collect();
         let held = sink.sink.open(&mine).await?;
         info!(sink = %sink.name, checkpoints = held.len(), "opened");
+        if max_dead_letters.is_some() {
+            let kept = sink.sink.dead_letters().await?.len() as u64;
+            kept_dead_letters = kept_dead_letters.max(kept);
+        }
         checkpoints.push(held);
     }
 
@@ -294,6 +335,7 @@ async fn run_inner(
     drop(ack_tx);
 
     // Sources and their routers.
+    let dead_letter_count = Arc::new(AtomicU64::new(kept_dead_letters));
     let mut ack_watches = Vec::new();
     for (si, s) in sources_ready.into_iter().enumerate() {
         let resume = resume_point(&s.name, &consumers[si], &checkpoints);
@@ -323,8 +365,34 @@ async fn run_inner(
 
         let targets: Vec<SinkInput> = consumers[si].iter().map(|&k| sink_txs[k].clone()).collect();
         let pending_tx = pending_tx.clone();
+        let transform = transform.clone();
+        let dead_letters = dead_letter_count.clone();
         tasks.spawn(async move {
-            while let Some(batch) = batch_rx.recv().await {
+            while let Some(mut batch) = batch_rx.recv().await {
+                if let Some(t) = &transform {
+                    let t = t.clone();
+                    batch = tokio::task::spawn_blocking(move || {
+                        let mut guard = t
+                            .lock()
+                            .map_err(|_| Error::internal("a transform panicked"))?;
+                        guard.apply(&mut batch).map(|()| batch)
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("transform task failed: {e}")))??;
+                }
+                quarantine_misfits(&mut batch);
+                if !batch.dead_letters.is_empty() {
+                    let n = batch.dead_letters.len() as u64;
+                    let total = dead_letters.fetch_add(n, Ordering::Relaxed) + n;
+                    if let Some(max) = max_dead_letters.filter(|&m| total > m) {
+                        return Err(Error::new(
+                            ErrorKind::Precondition,
+                            format!(
+                                "stopped: {total} rows would be in the dead-letter queue, more than max_dead_letters = {max}; the batch that crossed it was not written. See them with `syncline dlq list`, fix the cause, then `syncline dlq replay` (or discard them) and run again"
+                            ),
+                        ));
+                    }
+                }
                 let batch = Arc::new(batch);
                 if pending_tx.send((si, batch.clone())).await.is_err() {
                     return Err(Error::internal("coordinator stopped early"));
@@ -412,6 +480,59 @@ async fn run_inner(
     match first_error {
         Some(e) if e.kind() != ErrorKind::Cancelled => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Moves every change with a value that does not fit its column's type
+/// into the batch's dead letters, so that one bad value costs one row, not
+/// the pipeline (the sinks would refuse the whole batch).
+fn quarantine_misfits(batch: &mut Batch) {
+    let misfit = |change: &crate::model::Change| -> Option<String> {
+        let row = change.after.as_ref()?;
+        change
+            .table
+            .columns
+            .iter()
+            .zip(row)
+            .find(|(c, v)| !c.data_type.accepts(v))
+            .map(|(c, v)| {
+                format!(
+                    "value {} does not fit column `{}` of type {}",
+                    short_value(v),
+                    c.name,
+                    c.data_type
+                )
+            })
+    };
+    if !batch.changes.iter().any(|c| misfit(c).is_some()) {
+        return;
+    }
+    let changes = std::mem::take(&mut batch.changes);
+    for change in changes {
+        match misfit(&change) {
+            None => batch.changes.push(change),
+            Some(reason) => batch.dead_letters.push(DeadLetter {
+                table: change.table.id.clone(),
+                origin: batch.txid.as_ref().map_or_else(
+                    || format!("batch {}", batch.position.seq),
+                    |t| format!("transaction {t}"),
+                ),
+                line: None,
+                raw: crate::model::row_json(&change.table, change.key_row()),
+                reason,
+                stage: DeadLetterStage::Target,
+                kept: Some(KeptChange::of(&change, None)),
+            }),
+        }
+    }
+}
+
+fn short_value(v: &crate::model::Value) -> String {
+    let text = format!("{v:?}");
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
     }
 }
 

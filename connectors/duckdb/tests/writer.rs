@@ -972,6 +972,8 @@ fn dead_letter(raw: &str, reason: &str) -> DeadLetter {
         line: Some(7),
         raw: raw.into(),
         reason: reason.into(),
+        stage: Default::default(),
+        kept: None,
     }
 }
 
@@ -994,6 +996,8 @@ fn dead_letters_are_written_with_the_batch() {
         line: None,
         raw: "{\"broken\": ".into(),
         reason: "invalid JSON: EOF while parsing — ünïcödé".into(),
+        stage: Default::default(),
+        kept: None,
     });
     let before = Utc::now().timestamp_micros();
     assert!(w.write("src", &b).unwrap());

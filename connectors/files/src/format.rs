@@ -6,7 +6,9 @@ use std::path::Path;
 use duckdb::types::ValueRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use syncline_engine::model::{Column, DataType, DeadLetter, Row, TableId, TableSchema, Value};
+use syncline_engine::model::{
+    Column, DataType, DeadLetter, DeadLetterStage, Row, TableId, TableSchema, Value,
+};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::FilesError;
@@ -172,6 +174,8 @@ fn dead(table: &TableId, origin: &str, line: u64, raw: &[u8], reason: String) ->
             .trim_end_matches(['\r', '\n'])
             .to_owned(),
         reason,
+        stage: DeadLetterStage::Read,
+        kept: None,
     }
 }
 
@@ -470,6 +474,8 @@ fn parse_parquet(path: &Path, schema: &TableSchema) -> Result<ParsedFile, FilesE
                 line: Some(n),
                 raw: format!("row {n}"),
                 reason,
+                stage: DeadLetterStage::Read,
+                kept: None,
             }),
         }
     }

@@ -33,7 +33,7 @@ use globset::{Glob, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::config::{SyncMode, TableDecl};
-use syncline_engine::connector::{Check, Source, SourceContext};
+use syncline_engine::connector::{Check, Source, SourceContext, sample_indexes};
 use syncline_engine::model::{
     Batch, BatchKind, Change, DataType, DeadLetter, Op, Position, Row, TableId, TableSchema, Value,
 };
@@ -389,6 +389,58 @@ impl Source for FilesSource {
             out.push(schema);
         }
         Ok(out)
+    }
+
+    async fn sample(
+        &mut self,
+        table: &str,
+        limit: Option<usize>,
+        seed: u64,
+    ) -> Result<(Arc<TableSchema>, Vec<Row>)> {
+        let i = self
+            .tables
+            .iter()
+            .position(|t| t.cfg.name == table)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })?;
+        let schema = self.infer_schema(&self.tables[i])?;
+        let t = &self.tables[i];
+        // Every file's rows, in file order; then a deterministic sample.
+        let mut rows = Vec::new();
+        for rel in self.list(t)? {
+            let abs = self.root.join(&rel);
+            let Some(format) = t.format_of(&abs) else {
+                continue;
+            };
+            let bytes = if format == FileFormat::Parquet {
+                Vec::new()
+            } else {
+                std::fs::read(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?
+            };
+            let parsed = format::parse_file(&abs, &rel, &bytes, format, t.dialect(), &schema)?;
+            rows.extend(parsed.rows.into_iter().map(|r| r.row));
+        }
+        let rows = match limit {
+            Some(limit) if rows.len() > limit => {
+                let keep = sample_indexes(rows.len(), limit, seed);
+                let mut keep = keep.into_iter().peekable();
+                rows.into_iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| {
+                        (keep.peek() == Some(&i)).then(|| {
+                            keep.next();
+                            r
+                        })
+                    })
+                    .collect()
+            }
+            _ => rows,
+        };
+        Ok((schema, rows))
     }
 
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {

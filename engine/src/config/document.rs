@@ -55,6 +55,11 @@ impl SpannedDocument {
         })
     }
 
+    /// The text as read.
+    pub(crate) fn original(&self) -> &str {
+        &self.original
+    }
+
     /// The document as JSON (TOML datetimes become strings).
     pub fn json(&self) -> &Json {
         &self.json

@@ -75,15 +75,24 @@ impl WriteMode {
     }
 }
 
-/// A SQL transform over one input table.
+/// A SQL transform over one input table, run by an embedded DuckDB on every
+/// batch. Its output is a table named after the transform; targets take it
+/// by listing the transform's name in `inputs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformSpec {
     /// The input table, as `source.table`. The SQL reads it as `source`.
     pub input: String,
     /// A `SELECT` over the relation `source`. Its output must keep the input's
-    /// key columns.
+    /// key columns, unchanged. It may join lookup files by path relative to
+    /// the pipeline file (`read_csv('regions.csv')`) and the lookup tables
+    /// listed in `lookups`.
     pub sql: String,
+    /// Other source tables (`source.table`) the SQL joins, read by their
+    /// table name. They are loaded when the pipeline starts and kept up to
+    /// date from their changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookups: Vec<String>,
 }
 
 /// A whole pipeline file. `S` and `T` are the source and target connector
@@ -107,6 +116,11 @@ pub struct PipelineSpec<S, T> {
     /// Where data goes, by name.
     #[schemars(length(min = 1))]
     pub targets: BTreeMap<String, T>,
+    /// Stop the pipeline once more than this many rows are kept in the
+    /// dead-letter queue (rows a transform or a target type rejected, or
+    /// records a source could not read). Unset: keep going, however many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dead_letters: Option<u64>,
 }
 
 /// A table a source declares, as the engine needs to know it for validation
@@ -214,6 +228,55 @@ impl<S, T> LoadedPipeline<S, T> {
     /// document was edited.
     pub fn to_toml(&self) -> String {
         self.document.to_toml()
+    }
+
+    /// A problem found after loading (e.g. by a connector or a transform),
+    /// reported like a validation error: at the value of `pointer` (a JSON
+    /// pointer such as `/transforms/clean/sql`), and `offset` bytes into a
+    /// string value when given (for a position inside SQL text).
+    pub fn problem(
+        &self,
+        pointer: &str,
+        field: &str,
+        offset: Option<usize>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ConfigErrors {
+        let original = self.document.original();
+        let span = self.document.span(pointer, false).map(|value| {
+            let Some(offset) = offset else {
+                return value;
+            };
+            // Skip the string's opening quotes (and the newline a
+            // multi-line string starts with, which TOML drops).
+            let raw = &original[value.clone()];
+            let mut start = value.start;
+            let quotes = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+                3
+            } else {
+                usize::from(raw.starts_with('"') || raw.starts_with('\''))
+            };
+            start += quotes;
+            if quotes == 3 {
+                if original[start..].starts_with("\r\n") {
+                    start += 2;
+                } else if original[start..].starts_with('\n') {
+                    start += 1;
+                }
+            }
+            let at = (start + offset).min(value.end.saturating_sub(1).max(start));
+            at..(at + 1).min(value.end)
+        });
+        ConfigErrors::new(
+            &self.path,
+            original.to_owned(),
+            vec![ConfigError {
+                field: field.to_owned(),
+                span,
+                message: message.into(),
+                help,
+            }],
+        )
     }
 }
 

@@ -436,14 +436,45 @@ fn check_references<S, T>(
                 format!("`{name}` names both a source and a transform"),
             ));
         }
-        if !tables.contains_key(&transform.input) {
-            errors.push(dangling(
+        match tables.get(&transform.input) {
+            None => errors.push(dangling(
                 doc,
                 &format!("{base}/input"),
                 &transform.input,
                 tables.keys().map(String::as_str),
                 "a source table (`source.table`)",
-            ));
+            )),
+            Some(decl) if decl.key.is_empty() && !decl.key_from_source => errors.push(
+                error_at(
+                    doc,
+                    &format!("{base}/input"),
+                    false,
+                    format!(
+                        "transform `{name}` reads `{}`, which has no key: a transform passes deletes and updates on by key",
+                        transform.input
+                    ),
+                )
+                .with_help("declare key = [\"id\"] on the table"),
+            ),
+            Some(_) => {}
+        }
+        for (i, lookup) in transform.lookups.iter().enumerate() {
+            if !tables.contains_key(lookup) {
+                errors.push(dangling(
+                    doc,
+                    &format!("{base}/lookups/{i}"),
+                    lookup,
+                    tables.keys().map(String::as_str),
+                    "a source table (`source.table`)",
+                ));
+            } else if *lookup == transform.input {
+                errors.push(error_at(
+                    doc,
+                    &format!("{base}/lookups/{i}"),
+                    false,
+                    format!("`{lookup}` is the transform's own input; read it as `source`"),
+                ));
+            }
         }
     }
 
