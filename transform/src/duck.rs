@@ -1,0 +1,349 @@
+//! Between engine values and the embedded DuckDB a transform runs in:
+//! loading rows as the relation `source`, mapping result types back onto
+//! engine types, and reading result rows.
+//!
+//! | DuckDB result type                       | engine type            |
+//! |------------------------------------------|------------------------|
+//! | BOOLEAN                                  | boolean                |
+//! | TINYINT, SMALLINT, INTEGER, UTINYINT, USMALLINT | int             |
+//! | BIGINT, UINTEGER                         | bigint                 |
+//! | UBIGINT, HUGEINT, UHUGEINT               | decimal(38,0)          |
+//! | FLOAT, DOUBLE                            | double                 |
+//! | DECIMAL(p,s)                             | decimal(p,s) (exact)   |
+//! | VARCHAR, ENUM                            | text                   |
+//! | BLOB                                     | bytes                  |
+//! | DATE, TIME                               | date, time             |
+//! | TIMESTAMP (and _S, _MS, _NS)             | timestamp (µs)         |
+//! | TIMESTAMP WITH TIME ZONE                 | timestamptz (µs)       |
+//! | UUID, JSON, INTERVAL                     | uuid, json, interval   |
+//! | T[]                                      | T[]                    |
+//!
+//! Other types (STRUCT, MAP, UNION, BIT, TIME WITH TIME ZONE) are refused
+//! when the transform is checked, with the cast to use instead.
+
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::types::{TimeUnit, ValueRef};
+use duckdb::{Connection, params};
+use syncline_duckdb::quote;
+use syncline_duckdb::types::{
+    arrow_field, arrow_schema, build_column, cast_from_stage, stage_type,
+};
+use syncline_engine::model::{Column, DataType, Row, TableSchema, Value};
+
+use crate::error::TransformError;
+
+/// The temp table rows are loaded into; `source` is a view over it.
+pub(crate) const INPUT_TABLE: &str = "_syncline_input";
+
+/// Creates (or re-creates) the input table for `schema` and the view
+/// `source` over it, on `conn` (temp objects are per connection).
+pub(crate) fn create_input(conn: &Connection, schema: &TableSchema) -> Result<(), TransformError> {
+    let staged: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", quote(&c.name), stage_type(&c.data_type)))
+        .collect();
+    let cast: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} AS {}",
+                cast_from_stage(&quote(&c.name), &c.data_type),
+                quote(&c.name)
+            )
+        })
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE {INPUT_TABLE} ({});
+         CREATE OR REPLACE TEMP VIEW source AS SELECT {} FROM temp.main.{INPUT_TABLE};",
+        staged.join(", "),
+        cast.join(", ")
+    ))
+    .map_err(|e| TransformError::engine("preparing the relation `source`", e))
+}
+
+/// Replaces the rows of the input table with `rows`.
+pub(crate) fn load_rows(
+    conn: &Connection,
+    schema: &TableSchema,
+    rows: &[&Row],
+) -> Result<(), TransformError> {
+    conn.execute_batch(&format!("DELETE FROM temp.main.{INPUT_TABLE}"))
+        .map_err(|e| TransformError::engine("clearing the relation `source`", e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let null = Value::Null;
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    let mut arrays = Vec::with_capacity(schema.columns.len());
+    for (i, column) in schema.columns.iter().enumerate() {
+        fields.push(arrow_field(&column.name, &column.data_type));
+        let values = rows.iter().map(|row| row.get(i).unwrap_or(&null));
+        arrays.push(
+            build_column(&column.data_type, &column.name, values)
+                .map_err(|e| TransformError::Load(e.to_string()))?,
+        );
+    }
+    let record = RecordBatch::try_new(arrow_schema(fields), arrays)
+        .map_err(|e| TransformError::Load(e.to_string()))?;
+    let mut appender = conn
+        .appender_to_catalog_and_db(INPUT_TABLE, "temp", "main")
+        .map_err(|e| TransformError::engine("loading the relation `source`", e))?;
+    appender
+        .append_record_batch(record)
+        .map_err(|e| TransformError::engine("loading the relation `source`", e))?;
+    appender
+        .flush()
+        .map_err(|e| TransformError::engine("loading the relation `source`", e))
+}
+
+/// One output column as DuckDB describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Described {
+    pub name: String,
+    pub duck_type: String,
+    pub nullable: bool,
+}
+
+/// Describes the result of `sql` (which must be a query) without running it
+/// on any data.
+pub(crate) fn describe(conn: &Connection, sql: &str) -> Result<Vec<Described>, duckdb::Error> {
+    let mut stmt = conn.prepare(&format!("DESCRIBE {sql}"))?;
+    let rows = stmt.query_map(params![], |r| {
+        Ok(Described {
+            name: r.get(0)?,
+            duck_type: r.get(1)?,
+            nullable: r.get::<_, Option<String>>(2)?.as_deref() != Some("NO"),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The engine type of a DuckDB result type, or why there is none.
+pub(crate) fn engine_type(duck: &str) -> Result<DataType, String> {
+    let t = duck.trim();
+    if let Some(item) = t.strip_suffix("[]") {
+        return engine_type(item).map(|item| DataType::List {
+            item: Box::new(item),
+        });
+    }
+    let upper = t.to_ascii_uppercase();
+    if let Some(args) = upper
+        .strip_prefix("DECIMAL(")
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        let (p, s) = args.split_once(',').ok_or_else(|| duck.to_owned())?;
+        let precision: u8 = p.trim().parse().map_err(|_| duck.to_owned())?;
+        let scale: u8 = s.trim().parse().map_err(|_| duck.to_owned())?;
+        return Ok(DataType::Decimal { precision, scale });
+    }
+    if upper.starts_with("ENUM(") {
+        return Ok(DataType::Text);
+    }
+    Ok(match upper.as_str() {
+        "BOOLEAN" => DataType::Boolean,
+        "TINYINT" | "SMALLINT" | "INTEGER" | "UTINYINT" | "USMALLINT" => DataType::Int32,
+        "BIGINT" | "UINTEGER" => DataType::Int64,
+        "UBIGINT" | "HUGEINT" | "UHUGEINT" => DataType::Decimal {
+            precision: 38,
+            scale: 0,
+        },
+        "FLOAT" | "DOUBLE" => DataType::Float64,
+        "VARCHAR" => DataType::Text,
+        "BLOB" => DataType::Bytes,
+        "DATE" => DataType::Date,
+        "TIME" => DataType::Time,
+        "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => DataType::Timestamp,
+        "TIMESTAMP WITH TIME ZONE" => DataType::TimestampTz,
+        "UUID" => DataType::Uuid,
+        "JSON" => DataType::Json,
+        "INTERVAL" => DataType::Interval,
+        // NULL literals: text, the most forgiving column.
+        "\"NULL\"" | "NULL" => DataType::Text,
+        _ => return Err(duck.to_owned()),
+    })
+}
+
+/// The expression that reads output column `name` of type `t` in a form
+/// [`read_value`] turns into an engine value exactly.
+pub(crate) fn read_expr(name: &str, t: &DataType) -> String {
+    let col = quote(name);
+    match t {
+        DataType::Decimal { .. } | DataType::Uuid | DataType::Json => {
+            format!("CAST({col} AS VARCHAR)")
+        }
+        DataType::List { .. } => format!("CAST(to_json({col}) AS VARCHAR)"),
+        DataType::Timestamp => format!("CAST({col} AS TIMESTAMP)"),
+        _ => col,
+    }
+}
+
+/// Reads one value of a row read through [`read_expr`].
+pub(crate) fn read_value(v: ValueRef<'_>, t: &DataType) -> Result<Value, String> {
+    let micros = |unit: TimeUnit, x: i64| match unit {
+        TimeUnit::Second => x.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => x.saturating_mul(1_000),
+        TimeUnit::Microsecond => x,
+        TimeUnit::Nanosecond => x / 1_000,
+    };
+    let text = |v: ValueRef<'_>| -> Result<String, String> {
+        match v {
+            ValueRef::Text(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+            other => Err(format!("expected text, got {other:?}")),
+        }
+    };
+    if matches!(v, ValueRef::Null) {
+        return Ok(Value::Null);
+    }
+    Ok(match t {
+        DataType::Boolean => match v {
+            ValueRef::Boolean(b) => Value::Bool(b),
+            other => return Err(format!("{other:?} is not a boolean")),
+        },
+        DataType::Int32 | DataType::Int64 => Value::Int(match v {
+            ValueRef::TinyInt(x) => i64::from(x),
+            ValueRef::SmallInt(x) => i64::from(x),
+            ValueRef::Int(x) => i64::from(x),
+            ValueRef::BigInt(x) => x,
+            ValueRef::UTinyInt(x) => i64::from(x),
+            ValueRef::USmallInt(x) => i64::from(x),
+            ValueRef::UInt(x) => i64::from(x),
+            other => return Err(format!("{other:?} is not an integer")),
+        }),
+        DataType::Float64 => Value::Float(match v {
+            ValueRef::Float(x) => f64::from(x),
+            ValueRef::Double(x) => x,
+            other => return Err(format!("{other:?} is not a number")),
+        }),
+        DataType::Decimal { .. } => Value::Decimal(text(v)?),
+        DataType::Text => Value::Text(text(v)?),
+        DataType::Json => Value::Json(text(v)?),
+        DataType::Uuid => {
+            let s = text(v)?;
+            Value::Uuid(parse_uuid(&s).ok_or_else(|| format!("{s} is not a UUID"))?)
+        }
+        DataType::Bytes => match v {
+            ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            other => return Err(format!("{other:?} is not bytes")),
+        },
+        DataType::Date => match v {
+            ValueRef::Date32(d) => Value::Date(d),
+            other => return Err(format!("{other:?} is not a date")),
+        },
+        DataType::Time => match v {
+            ValueRef::Time64(unit, x) => Value::Time(micros(unit, x)),
+            other => return Err(format!("{other:?} is not a time")),
+        },
+        DataType::Timestamp => match v {
+            ValueRef::Timestamp(unit, x) => Value::Timestamp(micros(unit, x)),
+            other => return Err(format!("{other:?} is not a timestamp")),
+        },
+        DataType::TimestampTz => match v {
+            ValueRef::Timestamp(unit, x) => Value::TimestampTz(micros(unit, x)),
+            other => return Err(format!("{other:?} is not a timestamp")),
+        },
+        DataType::Interval => match v {
+            ValueRef::Interval {
+                months,
+                days,
+                nanos,
+            } => Value::Interval {
+                months,
+                days,
+                micros: nanos / 1_000,
+            },
+            other => return Err(format!("{other:?} is not an interval")),
+        },
+        DataType::List { item } => {
+            let s = text(v)?;
+            let json: serde_json::Value =
+                serde_json::from_str(&s).map_err(|e| format!("list {s}: {e}"))?;
+            json_value(&json, &DataType::List { item: item.clone() })?
+        }
+    })
+}
+
+/// A value of type `t` from its JSON form (list items).
+fn json_value(json: &serde_json::Value, t: &DataType) -> Result<Value, String> {
+    use serde_json::Value as J;
+    Ok(match (t, json) {
+        (_, J::Null) => Value::Null,
+        (DataType::List { item }, J::Array(items)) => Value::List(
+            items
+                .iter()
+                .map(|i| json_value(i, item))
+                .collect::<Result<_, _>>()?,
+        ),
+        (DataType::Boolean, J::Bool(b)) => Value::Bool(*b),
+        (DataType::Int32 | DataType::Int64, J::Number(n)) => {
+            Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?)
+        }
+        (DataType::Float64, J::Number(n)) => {
+            Value::Float(n.as_f64().ok_or_else(|| format!("{n} is not a number"))?)
+        }
+        (DataType::Decimal { .. }, J::Number(n)) => Value::Decimal(n.to_string()),
+        (DataType::Decimal { .. }, J::String(s)) => Value::Decimal(s.clone()),
+        (DataType::Json, other) => Value::Json(other.to_string()),
+        (DataType::Uuid, J::String(s)) => {
+            Value::Uuid(parse_uuid(s).ok_or_else(|| format!("{s} is not a UUID"))?)
+        }
+        (_, J::String(s)) => Value::Text(s.clone()),
+        (_, other) => Value::Text(other.to_string()),
+    })
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Runs `select` (built by the caller from [`read_expr`]s) and reads every
+/// row as engine values of `columns`' types.
+pub(crate) fn query_rows(
+    conn: &Connection,
+    select: &str,
+    columns: &[Column],
+) -> Result<Vec<Row>, TransformError> {
+    // Planned anew each time: DuckDB folds filters using the table's
+    // statistics when a statement is prepared, so a cached statement can
+    // skip a filter the next batch's rows need.
+    let mut stmt = conn.prepare(select).map_err(TransformError::Sql)?;
+    let mut rows = stmt.query(params![]).map_err(TransformError::Sql)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(TransformError::Sql)? {
+        let mut row = Vec::with_capacity(columns.len());
+        for (i, c) in columns.iter().enumerate() {
+            let v = r.get_ref(i).map_err(TransformError::Sql)?;
+            row.push(
+                read_value(v, &c.data_type).map_err(|detail| TransformError::Read {
+                    column: c.name.clone(),
+                    detail,
+                })?,
+            );
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// An in-memory DuckDB for transforms: little memory, one thread per query
+/// (batches are small; the pipeline runs its own parallelism), lookup files
+/// resolved against `base_dir`.
+pub(crate) fn open_engine(base_dir: &std::path::Path) -> Result<Connection, TransformError> {
+    let conn = Connection::open_in_memory()
+        .map_err(|e| TransformError::engine("starting the embedded DuckDB", e))?;
+    let dir = base_dir.display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!(
+        "SET memory_limit = '256MB'; SET threads = 1; SET file_search_path = '{dir}';"
+    ))
+    .map_err(|e| TransformError::engine("configuring the embedded DuckDB", e))?;
+    Ok(conn)
+}
