@@ -9,6 +9,7 @@
 //! `syncline_files=debug`), `SYNCLINE_STATUS_INTERVAL_MS` (how often status
 //! is published; default 250).
 
+mod dlq;
 mod progress;
 mod sample;
 
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use syncline_catalog::Pipeline;
+use syncline_catalog::transforms::{SampleOptions, TransformCheckError};
 use syncline_engine::connector::{Check, CheckOutcome};
 use syncline_engine::runtime::RunOptions;
 use syncline_engine::status::StatusHandle;
@@ -91,6 +93,34 @@ enum Command {
         /// The pipeline file.
         pipeline: PathBuf,
     },
+    /// Run a transform's SQL on sample rows of its source (and recent
+    /// changes, for change-log sources). Writes nothing anywhere.
+    Preview {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The transform to preview.
+        transform: String,
+        /// Rows to sample from the source.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Which sample: another seed gives other rows.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Run this SQL (a file, or `-` for stdin) instead of the file's.
+        #[arg(long)]
+        sql: Option<PathBuf>,
+        /// Output rows to print.
+        #[arg(long, default_value_t = 20)]
+        show: usize,
+        /// Print the result as JSON (schema, counts, rows, changes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect, replay or discard rows kept in the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Print the JSON Schema of pipeline files.
     Schema,
     /// Write the sample shop (files and pipeline) into a folder and run it.
@@ -104,6 +134,56 @@ enum Command {
         /// Orders to generate.
         #[arg(long, default_value_t = sample::SampleSize::DEFAULT.orders)]
         orders: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List kept rows, per target.
+    List {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show kept rows in full.
+    Show {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Row ids (from `dlq list`).
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Send kept rows through the current transforms into the targets;
+    /// rows that succeed leave the queue.
+    Replay {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Row ids; all rows when none are given.
+        ids: Vec<u64>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Remove kept rows without applying them.
+    Discard {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Row ids.
+        ids: Vec<u64>,
+        /// Remove every kept row.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
@@ -162,18 +242,50 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             };
             run(&p, !once, json).await
         }
-        Command::Validate { pipeline } => Ok(match load(&pipeline) {
-            Ok(p) => {
-                println!(
-                    "{}: valid ({} source(s), {} target(s))",
-                    pipeline.display(),
-                    p.spec.sources.len(),
-                    p.spec.targets.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        }),
+        Command::Validate { pipeline } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let transforms = match syncline_catalog::transforms::check(&p).await {
+                Ok(checked) if checked.is_empty() => String::new(),
+                Ok(checked) => format!(
+                    ", {} transform(s) checked against their sources",
+                    checked.len()
+                ),
+                Err(TransformCheckError::Invalid(errors)) => {
+                    eprint!("{}", errors.render());
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+                Err(TransformCheckError::Source(e)) => format!(
+                    "; transforms not checked: cannot read their source ({})",
+                    e.chain()
+                ),
+            };
+            println!(
+                "{}: valid ({} source(s), {} target(s){transforms})",
+                pipeline.display(),
+                p.spec.sources.len(),
+                p.spec.targets.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview {
+            pipeline,
+            transform,
+            limit,
+            seed,
+            sql,
+            show,
+            json,
+        } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            preview(&p, &transform, limit, seed, sql.as_deref(), show, json).await
+        }
+        Command::Dlq { command } => dlq::run(command).await,
         Command::Check { pipeline, json } => {
             let p = match load(&pipeline) {
                 Ok(p) => p,
@@ -236,7 +348,19 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
-    let plan = syncline_catalog::plan(p)?;
+    let plan = match syncline_catalog::plan(p).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
+            return Ok(ExitCode::from(
+                if e.kind() == syncline_engine::ErrorKind::Config {
+                    EXIT_INVALID
+                } else {
+                    EXIT_FAILED
+                },
+            ));
+        }
+    };
     let status = StatusHandle::new(&p.spec.name);
     let cancel = CancellationToken::new();
     let state_dir = syncline_catalog::state_dir(p);
@@ -446,4 +570,110 @@ fn status(p: &Pipeline, json: bool) -> Result<ExitCode> {
         print!("{}", progress::table_lines(&file.status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn preview(
+    p: &Pipeline,
+    transform: &str,
+    limit: usize,
+    seed: u64,
+    sql_file: Option<&Path>,
+    show: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let sql = match sql_file {
+        None => match p.spec.transforms.get(transform) {
+            Some(t) => t.sql.clone(),
+            None => String::new(),
+        },
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            text
+        }
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let options = SampleOptions {
+        limit,
+        seed,
+        ..SampleOptions::default()
+    };
+    let mut session = match syncline_catalog::transforms::preview(p, transform, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
+            return Ok(ExitCode::from(
+                if e.kind() == syncline_engine::ErrorKind::Config {
+                    EXIT_INVALID
+                } else {
+                    EXIT_FAILED
+                },
+            ));
+        }
+    };
+    let result = tokio::task::spawn_blocking(move || session.run(&sql)).await?;
+    match result {
+        Ok(out) => {
+            if json {
+                let mut value = serde_json::to_value(&out)?;
+                value["rows"] = serde_json::Value::Array(syncline_transform::preview::rows_json(
+                    &out.batches,
+                    show,
+                ));
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!(
+                    "{} sample row(s) in, {} row(s) out ({:.1} ms)",
+                    out.input_rows, out.output_rows, out.elapsed_ms
+                );
+                println!("output columns (key: {}):", out.key.join(", "));
+                for c in &out.columns {
+                    println!("  {:<24} {}", c.name, c.data_type);
+                }
+                println!("{}", out.table_text(show));
+                if !out.changes.is_empty() {
+                    println!("recent changes ({}):", out.changes.len());
+                    for c in &out.changes {
+                        let result = match &c.error {
+                            Some(e) => format!("dead letter: {e}"),
+                            None => c
+                                .output
+                                .iter()
+                                .map(|o| format!("{:?} {}", o.op, o.row))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        };
+                        println!(
+                            "  {:?} {} -> {}",
+                            c.op,
+                            if c.after.is_null() {
+                                &c.before
+                            } else {
+                                &c.after
+                            },
+                            if result.is_empty() {
+                                "(nothing)".to_owned()
+                            } else {
+                                result
+                            }
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "error": problem }))?
+                );
+            } else {
+                eprintln!("error: {problem}");
+            }
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
 }

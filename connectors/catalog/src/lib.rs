@@ -2,6 +2,9 @@
 //! a connector's config type and implementation. Adding a connector means
 //! adding a variant here and nowhere else.
 
+pub mod dlq;
+pub mod transforms;
+
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
@@ -163,16 +166,15 @@ pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
     })
 }
 
-/// Builds every connector of a pipeline, ready to run.
-pub fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
-    if let Some(name) = pipeline.spec.transforms.keys().next() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "transform `{name}`: this version of syncline validates transforms but cannot run them yet; remove the [transforms] section to run the pipeline"
-            ),
-        ));
-    }
+/// Builds every connector of a pipeline, ready to run. Lookup tables the
+/// transforms join are read here.
+pub async fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
+    let transform = if pipeline.spec.transforms.is_empty() {
+        None
+    } else {
+        let transforms = transforms::build(pipeline).await?;
+        Some(Box::new(transforms) as Box<dyn syncline_engine::connector::Transform>)
+    };
     let mut sources = Vec::new();
     for name in pipeline.spec.sources.keys() {
         sources.push(SourcePlan {
@@ -185,12 +187,28 @@ pub fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
         sinks.push(SinkPlan {
             name: name.clone(),
             sink: sink(pipeline, name)?,
-            filter: TableFilter::from_inputs(target.inputs().iter().map(String::as_str)),
+            filter: filter(pipeline, target.inputs()),
         });
     }
     Ok(PipelinePlan {
         name: pipeline.spec.name.clone(),
         sources,
+        transform,
         sinks,
+        max_dead_letters: pipeline.spec.max_dead_letters,
     })
+}
+
+/// What a target with `inputs` receives: sources, tables, and transform
+/// outputs (which travel in their input source's batches).
+fn filter(pipeline: &Pipeline, inputs: &[String]) -> TableFilter {
+    let mut filter = TableFilter::from_inputs(inputs.iter().map(String::as_str));
+    for input in inputs {
+        if let Some(t) = pipeline.spec.transforms.get(input)
+            && let Some((source, _)) = t.input.split_once('.')
+        {
+            filter = filter.through(source);
+        }
+    }
+    filter
 }

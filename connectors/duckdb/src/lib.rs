@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::config::WriteMode;
-use syncline_engine::connector::{Check, Sink};
+use syncline_engine::connector::{Check, KeptRow, Sink};
 use syncline_engine::model::{Batch, Position, TableSchema};
 use syncline_engine::{Error, Result};
 
@@ -156,6 +156,33 @@ impl Sink for DuckDbSink {
             w.write_group(&source, &refs).map(|_| ())
         })
         .await
+    }
+
+    async fn dead_letters(&mut self) -> Result<Vec<KeptRow>> {
+        if self.writer.is_none() {
+            let path = self.path.clone();
+            let pipeline = self.pipeline.clone();
+            let mode = self.config.mode;
+            let schema = self.config.schema.clone();
+            let writer =
+                tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema))
+                    .await
+                    .map_err(|_| Error::from(DuckDbError::Worker))??;
+            self.writer = Some(writer);
+        }
+        self.blocking(|w| w.dead_letters()).await
+    }
+
+    async fn replay(&mut self, batches: Vec<Batch>, resolved: Vec<u64>) -> Result<()> {
+        self.blocking(move |w| w.replay(&batches, &resolved)).await
+    }
+
+    async fn discard(&mut self, ids: &[u64]) -> Result<u64> {
+        if self.writer.is_none() {
+            self.dead_letters().await?;
+        }
+        let ids = ids.to_vec();
+        self.blocking(move |w| w.discard(&ids)).await
     }
 
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {

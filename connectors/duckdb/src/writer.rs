@@ -12,7 +12,10 @@ use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
 use syncline_engine::apply;
 use syncline_engine::config::WriteMode;
-use syncline_engine::model::{Batch, Change, Op, Position, TableId, TableSchema, Value};
+use syncline_engine::connector::KeptRow;
+use syncline_engine::model::{
+    Batch, Change, DeadLetterStage, Op, Position, TableId, TableSchema, Value,
+};
 
 use crate::error::DuckDbError;
 use crate::types::{
@@ -54,6 +57,8 @@ pub struct Writer {
     schema_name: String,
     targets: HashMap<TableId, Target>,
     held: BTreeMap<String, u64>,
+    /// Id of the next dead letter of this pipeline.
+    next_dead_letter: u64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -105,10 +110,20 @@ impl Writer {
                  raw VARCHAR NOT NULL,
                  reason VARCHAR NOT NULL,
                  seq UBIGINT NOT NULL,
-                 recorded_at TIMESTAMPTZ NOT NULL);",
+                 recorded_at TIMESTAMPTZ NOT NULL);
+             ALTER TABLE main.{DEAD_LETTER_TABLE} ADD COLUMN IF NOT EXISTS id UBIGINT;
+             ALTER TABLE main.{DEAD_LETTER_TABLE} ADD COLUMN IF NOT EXISTS stage VARCHAR;
+             ALTER TABLE main.{DEAD_LETTER_TABLE} ADD COLUMN IF NOT EXISTS kept JSON;",
             schema = quote(schema_name)
         ))
         .map_err(DuckDbError::sql("creating Syncline's bookkeeping tables"))?;
+        let last_id: Option<u64> = conn
+            .query_row(
+                &format!("SELECT max(id) FROM main.{DEAD_LETTER_TABLE} WHERE pipeline = ?"),
+                params![pipeline],
+                |r| r.get(0),
+            )
+            .map_err(DuckDbError::sql("reading dead letters"))?;
         // Known from the start, so a redelivered batch is skipped even if
         // `write` comes before `prepare`.
         let held = read_checkpoints(&conn, pipeline)?
@@ -122,6 +137,7 @@ impl Writer {
             schema_name: schema_name.to_owned(),
             targets: HashMap::new(),
             held,
+            next_dead_letter: last_id.unwrap_or(0) + 1,
         })
     }
 
@@ -230,6 +246,102 @@ impl Writer {
             },
         );
         Ok(())
+    }
+
+    /// This pipeline's dead letters, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<KeptRow>, DuckDbError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT coalesce(id, 0), source, table_name, coalesce(stage, 'read'), origin, line, raw, reason, seq,
+                        epoch_us(recorded_at), CAST(kept AS VARCHAR)
+                 FROM main.{DEAD_LETTER_TABLE} WHERE pipeline = ? ORDER BY id, seq"
+            ))
+            .map_err(DuckDbError::sql("reading dead letters"))?;
+        let rows = stmt
+            .query_map(params![self.pipeline], |r| {
+                Ok((
+                    r.get::<_, u64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<u64>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, u64>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })
+            .map_err(DuckDbError::sql("reading dead letters"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, source, table, stage, origin, line, raw, reason, seq, at, kept) =
+                row.map_err(DuckDbError::sql("reading dead letters"))?;
+            out.push(KeptRow {
+                id,
+                source,
+                table,
+                stage: DeadLetterStage::parse(&stage).unwrap_or_default(),
+                origin,
+                line,
+                raw,
+                reason,
+                seq,
+                recorded_at: chrono::DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                kept: kept.and_then(|k| serde_json::from_str(&k).ok()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes dead letters `ids` of this pipeline; returns how many.
+    pub fn discard(&mut self, ids: &[u64]) -> Result<u64, DuckDbError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "DELETE FROM main.{DEAD_LETTER_TABLE} WHERE pipeline = ? AND id IN ({})",
+                    list.join(", ")
+                ),
+                params![self.pipeline],
+            )
+            .map_err(DuckDbError::sql("discarding dead letters"))?;
+        Ok(n as u64)
+    }
+
+    /// Applies replayed batches and removes the dead letters `resolved`, in
+    /// one transaction; checkpoints stay as they are.
+    pub fn replay(&mut self, batches: &[Batch], resolved: &[u64]) -> Result<(), DuckDbError> {
+        for change in batches.iter().flat_map(|b| &b.changes) {
+            self.ensure_table(&change.table)?;
+        }
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(DuckDbError::sql("BEGIN"))?;
+        let result = (|| {
+            self.apply_changes(
+                batches
+                    .iter()
+                    .flat_map(|b| b.changes.iter().map(move |c| (c, b))),
+            )?;
+            self.discard(resolved).map(|_| ())
+        })();
+        match result {
+            Ok(()) => self
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(DuckDbError::sql("COMMIT")),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Deletes this pipeline's checkpoints.
@@ -560,6 +672,7 @@ impl Writer {
             .map_err(DuckDbError::sql("opening the dead-letter appender"))?;
         let now = chrono::Utc::now().timestamp_micros();
         for dl in &batch.dead_letters {
+            let kept = dl.kept.as_ref().and_then(|k| serde_json::to_string(k).ok());
             appender
                 .append_row(params![
                     self.pipeline,
@@ -571,8 +684,12 @@ impl Writer {
                     dl.reason,
                     batch.position.seq,
                     duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, now),
+                    self.next_dead_letter,
+                    dl.stage.as_str(),
+                    kept,
                 ])
                 .map_err(DuckDbError::sql("writing dead letters"))?;
+            self.next_dead_letter += 1;
         }
         appender
             .flush()

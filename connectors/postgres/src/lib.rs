@@ -23,6 +23,7 @@
 pub mod config;
 mod error;
 pub mod introspect;
+mod peek;
 pub mod poll;
 pub mod sink;
 pub mod snapshot;
@@ -446,6 +447,53 @@ impl Source for PostgresSource {
         self.describe_all(&mut conn).await?;
         let _ = conn.close().await;
         Ok(self.tables.iter().map(|t| t.schema.clone()).collect())
+    }
+
+    async fn sample(
+        &mut self,
+        table: &str,
+        limit: Option<usize>,
+        seed: u64,
+    ) -> Result<(Arc<TableSchema>, Vec<Row>)> {
+        let mut conn = introspect::connect(&self.config).await?;
+        self.describe_all(&mut conn).await?;
+        let info = self
+            .tables
+            .iter()
+            .find(|t| t.schema.id.name == table)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })?;
+        let rows = snapshot::sample_rows(&mut conn, info, limit, seed).await?;
+        let schema = info.schema.clone();
+        let _ = conn.close().await;
+        Ok((schema, rows))
+    }
+
+    async fn recent_changes(&mut self, table: &str, limit: usize) -> Result<Vec<Change>> {
+        if self.config.polls_only() {
+            return Ok(Vec::new());
+        }
+        let mut conn = introspect::connect(&self.config).await?;
+        self.describe_all(&mut conn).await?;
+        let Some(info) = self.tables.iter().find(|t| t.schema.id.name == table) else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("source `{}` has no table `{table}`", self.name),
+            ));
+        };
+        let found = peek::recent_changes(&mut conn, &self.slot, info, limit).await?;
+        let _ = conn.close().await;
+        Ok(match found {
+            Ok(changes) => changes,
+            Err(why) => {
+                info!(slot = %self.slot, ?why, "no recent changes to show");
+                Vec::new()
+            }
+        })
     }
 
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {

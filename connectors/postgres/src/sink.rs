@@ -73,9 +73,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Row as _};
 use syncline_engine::apply;
 use syncline_engine::config::{Secret, WriteMode};
-use syncline_engine::connector::{Check, Sink};
+use syncline_engine::connector::{Check, KeptRow, Sink};
 use syncline_engine::model::{
-    Batch, Change, DataType, DecimalParts, Op, Position, Row, TableId, TableSchema, Value,
+    Batch, Change, DataType, DeadLetterStage, DecimalParts, Op, Position, Row, TableId,
+    TableSchema, Value,
 };
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::{info, warn};
@@ -790,6 +791,107 @@ impl Sink for PostgresSink {
         }
     }
 
+    async fn dead_letters(&mut self) -> Result<Vec<KeptRow>> {
+        let (conn, state) = self.connection().await?;
+        let table = state.qualified(DEAD_LETTER_TABLE);
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PgSinkError::sql("looking for the dead-letter table"))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, source, table_name, coalesce(stage, 'read'), origin, line, raw, reason, seq,
+                    (extract(epoch FROM recorded_at) * 1000000)::bigint, kept::text
+             FROM {table} WHERE pipeline = $1 ORDER BY id"
+        )))
+        .bind(&state.pipeline)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(PgSinkError::sql("reading dead letters"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let read = PgSinkError::sql("reading dead letters");
+            let get = |row: &sqlx::postgres::PgRow| -> Result<KeptRow, sqlx::Error> {
+                let stage: String = row.try_get(3)?;
+                let kept: Option<String> = row.try_get(10)?;
+                Ok(KeptRow {
+                    id: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+                    source: row.try_get(1)?,
+                    table: row.try_get(2)?,
+                    stage: DeadLetterStage::parse(&stage).unwrap_or_default(),
+                    origin: row.try_get(4)?,
+                    line: row
+                        .try_get::<Option<i64>, _>(5)?
+                        .and_then(|l| u64::try_from(l).ok()),
+                    raw: row.try_get(6)?,
+                    reason: row.try_get(7)?,
+                    seq: u64::try_from(row.try_get::<i64, _>(8)?).unwrap_or(0),
+                    recorded_at: chrono::DateTime::from_timestamp_micros(row.try_get(9)?)
+                        .unwrap_or_default(),
+                    kept: kept.and_then(|k| serde_json::from_str(&k).ok()),
+                })
+            };
+            out.push(get(&row).map_err(read)?);
+        }
+        Ok(out)
+    }
+
+    async fn replay(&mut self, batches: Vec<Batch>, resolved: Vec<u64>) -> Result<()> {
+        if !self.opened {
+            return Err(PgSinkError::NotOpen.into());
+        }
+        let (conn, state) = self.connection().await?;
+        for change in batches.iter().flat_map(|b| &b.changes) {
+            state.ensure_table(conn, &change.table).await?;
+        }
+        let mut tx = conn.begin().await.map_err(PgSinkError::sql("BEGIN"))?;
+        for batch in &batches {
+            let seq = i64::try_from(batch.position.seq).unwrap_or(i64::MAX);
+            state.apply(&mut tx, "", batch, seq).await?;
+        }
+        let ids: Vec<i64> = resolved
+            .iter()
+            .filter_map(|&i| i64::try_from(i).ok())
+            .collect();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE pipeline = $1 AND id = ANY($2)",
+            state.qualified(DEAD_LETTER_TABLE)
+        )))
+        .bind(&state.pipeline)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(PgSinkError::sql("removing replayed dead letters"))?;
+        tx.commit().await.map_err(PgSinkError::sql("COMMIT"))?;
+        Ok(())
+    }
+
+    async fn discard(&mut self, ids: &[u64]) -> Result<u64> {
+        let (conn, state) = self.connection().await?;
+        let table = state.qualified(DEAD_LETTER_TABLE);
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PgSinkError::sql("looking for the dead-letter table"))?;
+        if !exists {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = ids.iter().filter_map(|&i| i64::try_from(i).ok()).collect();
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE pipeline = $1 AND id = ANY($2)"
+        )))
+        .bind(&state.pipeline)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await
+        .map_err(PgSinkError::sql("discarding dead letters"))?;
+        Ok(done.rows_affected())
+    }
+
     async fn forget(&mut self) -> Result<()> {
         let (conn, state) = self.connection().await?;
         let table = state.qualified(CHECKPOINT_TABLE);
@@ -927,7 +1029,10 @@ impl State {
                  raw text NOT NULL,
                  reason text NOT NULL,
                  seq bigint NOT NULL,
-                 recorded_at timestamptz NOT NULL DEFAULT now());",
+                 recorded_at timestamptz NOT NULL DEFAULT now());
+             ALTER TABLE {dl} ADD COLUMN IF NOT EXISTS id bigint GENERATED BY DEFAULT AS IDENTITY;
+             ALTER TABLE {dl} ADD COLUMN IF NOT EXISTS stage text;
+             ALTER TABLE {dl} ADD COLUMN IF NOT EXISTS kept jsonb;",
             cp = self.qualified(CHECKPOINT_TABLE),
             dl = self.qualified(DEAD_LETTER_TABLE),
         )))
@@ -1457,7 +1562,8 @@ impl State {
             // NUL cannot be stored; a rejected record must not be lost for it.
             let clean = |s: &str| s.replace('\0', "\u{fffd}");
             let line = dl.line.map(|l| l.to_string());
-            let fields: [Option<&str>; 8] = [
+            let kept = dl.kept.as_ref().and_then(|k| serde_json::to_string(k).ok());
+            let fields: [Option<&str>; 10] = [
                 Some(&self.pipeline),
                 Some(source),
                 Some(&dl.table.name),
@@ -1466,6 +1572,8 @@ impl State {
                 Some(&dl.raw),
                 Some(&dl.reason),
                 Some(&seq),
+                Some(dl.stage.as_str()),
+                kept.as_deref(),
             ];
             for (i, f) in fields.iter().enumerate() {
                 if i > 0 {
@@ -1480,7 +1588,7 @@ impl State {
         }
         let mut copy = conn
             .copy_in_raw(&format!(
-                "COPY {} (pipeline, source, table_name, origin, line, raw, reason, seq) FROM STDIN",
+                "COPY {} (pipeline, source, table_name, origin, line, raw, reason, seq, stage, kept) FROM STDIN",
                 self.qualified(DEAD_LETTER_TABLE)
             ))
             .await
@@ -2193,6 +2301,8 @@ pub(crate) mod live {
             line: Some(7),
             raw: "a\tb\\c\nd\0e".into(),
             reason: "unreadable".into(),
+            stage: Default::default(),
+            kept: None,
         });
         sink.write("src", Arc::new(first)).await.unwrap();
         for (seq, bad, needle) in [

@@ -302,3 +302,52 @@ pub async fn read_rows(
     let mut reader = CopyReader::open(conn, table, &statement).await?;
     Ok(reader.next_batch(usize::MAX).await?.unwrap_or_default())
 }
+
+/// Reads up to `limit` rows of `table` (all when `None`): a Bernoulli
+/// sample sized from the planner's row estimate, repeatable for `seed`
+/// while the table is unchanged, in key order.
+pub async fn sample_rows(
+    conn: &mut PgConnection,
+    table: &TableInfo,
+    limit: Option<usize>,
+    seed: u64,
+) -> Result<Vec<Row>, PgError> {
+    let order = if table.schema.key.is_empty() {
+        "ctid".to_owned()
+    } else {
+        table
+            .schema
+            .key_names()
+            .iter()
+            .map(|k| crate::introspect::quote(k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let estimate = estimate_rows(conn, table).await;
+    let cols: Vec<String> = table
+        .schema
+        .columns
+        .iter()
+        .map(|c| crate::introspect::quote(&c.name))
+        .collect();
+    let statement = match limit {
+        // Twice the share needed, so a sample rarely comes out short.
+        Some(limit) if estimate > limit as u64 => {
+            let percent = (limit as f64 * 200.0 / estimate as f64).min(100.0);
+            format!(
+                "COPY (SELECT {cols} FROM (SELECT * FROM ONLY {t} TABLESAMPLE BERNOULLI ({percent}) REPEATABLE ({seed})) AS s ORDER BY {order} LIMIT {limit}) TO STDOUT (FORMAT binary)",
+                cols = cols.join(", "),
+                t = table.quoted(),
+                seed = seed % (i64::MAX as u64),
+            )
+        }
+        Some(limit) => format!(
+            "COPY (SELECT {cols} FROM ONLY {t} ORDER BY {order} LIMIT {limit}) TO STDOUT (FORMAT binary)",
+            cols = cols.join(", "),
+            t = table.quoted(),
+        ),
+        None => copy_statement(table, "true", Some(&order)),
+    };
+    let mut reader = CopyReader::open(conn, table, &statement).await?;
+    Ok(reader.next_batch(usize::MAX).await?.unwrap_or_default())
+}
