@@ -22,3 +22,25 @@ ensure_libduckdb() {
   mv "$tmp/package/libduckdb.so" "$DUCKDB_LIB_DIR/libduckdb.so"
   rm -rf "$tmp"
 }
+
+# The shared build serves every clone, but Cargo names the artifacts of this
+# workspace's own crates the same in every clone and trusts them if the files
+# of the clone that built them are unchanged. So when another clone built
+# here last, this clone's crates are rebuilt (dependencies stay).
+claim_target_dir() {
+  local marker="$CARGO_TARGET_DIR/.syncline-checkout" here
+  here=$(pwd -P)
+  mkdir -p "$CARGO_TARGET_DIR"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" != "$here" ]; then
+    echo "env: the build cache was last used by $(cat "$marker"); rebuilding this checkout's crates" >&2
+    local pkgs=()
+    local manifest
+    for manifest in ./*/Cargo.toml ./connectors/*/Cargo.toml; do
+      [ -f "$manifest" ] || continue
+      pkgs+=(-p "$(awk -F'"' '/^\[package\]/{p=1} p && /^name = /{print $2; exit}' "$manifest")")
+    done
+    cargo clean --quiet "${pkgs[@]}" --profile dev 2>/dev/null || true
+    cargo clean --quiet "${pkgs[@]}" --release 2>/dev/null || true
+  fi
+  echo "$here" > "$marker"
+}
