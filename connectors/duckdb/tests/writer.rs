@@ -140,6 +140,7 @@ fn batch(seq: u64, changes: Vec<Change>) -> Batch {
         commit_time: None,
         changes,
         dead_letters: vec![],
+        inserts_are_new: false,
     }
 }
 
