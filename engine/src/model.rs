@@ -595,8 +595,9 @@ pub struct Position {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchKind {
-    /// Part of the initial copy of a table. Its inserts are rows the target
-    /// has not seen yet, unless the source says otherwise.
+    /// Part of the initial copy of a table. Its inserts may still be rows a
+    /// target already holds (a snapshot resumed after a crash, a re-read
+    /// file); only [`Batch::inserts_are_new`] promises they are not.
     Snapshot,
     /// Changes read from the source's change log (or a changed file).
     Stream,
@@ -618,6 +619,18 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// Records rejected while reading, kept with their reason.
     pub dead_letters: Vec<DeadLetter>,
+    /// The source promises that every insert of this batch has a key (a
+    /// unique key of the source table, never NULL) that no other change of
+    /// this batch has, and that no insert of an earlier batch with this flag
+    /// set, emitted by this source in the same run, had. The first copy of a
+    /// table under one consistent snapshot is such a run.
+    ///
+    /// A sink may then add these inserts without looking up their keys, as
+    /// long as the target table was empty when the run started and has
+    /// received nothing since but flagged inserts of this source: the sink
+    /// checks that itself. `false` promises nothing and is always correct
+    /// (resumed or re-read snapshots, changed files, streamed transactions).
+    pub inserts_are_new: bool,
 }
 
 impl Batch {

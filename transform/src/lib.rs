@@ -455,6 +455,11 @@ impl Transforms {
                 start = end;
             }
         }
+        if !added.is_empty() {
+            // A transform may output several rows for one key (a join
+            // fanning out): its inserts carry no promise of new keys.
+            batch.inserts_are_new = false;
+        }
         batch.changes.extend(added);
         batch.dead_letters.extend(dead);
         Ok(())

@@ -71,6 +71,7 @@ fn batch(changes: Vec<Change>) -> Batch {
         commit_time: None,
         changes,
         dead_letters: Vec::new(),
+        inserts_are_new: false,
     }
 }
 

@@ -208,6 +208,7 @@ pub async fn replay(
                         commit_time: None,
                         changes,
                         dead_letters: Vec::new(),
+                        inserts_are_new: false,
                     });
                 }
                 Err(reason) => report.failed.push((row.id, reason)),

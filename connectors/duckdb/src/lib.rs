@@ -7,6 +7,12 @@
 //! with set-based SQL, never inserted row by row. Rejected records land in
 //! `_syncline_dead_letters` in the same transaction.
 //!
+//! In upsert mode, inserts a source promises are new rows
+//! ([`Batch::inserts_are_new`], a first snapshot) go straight into a table
+//! that was empty when the writer opened it and has received nothing else
+//! since: no key can match, so the merge is skipped. Anything else on that
+//! table ends the shortcut until a truncate empties it.
+//!
 //! Target tables are named after the source table, in `schema` (default
 //! `main`). The type map is documented in [`types`].
 
@@ -27,7 +33,9 @@ use syncline_engine::model::{Batch, Position, TableSchema};
 use syncline_engine::{Error, Result};
 
 pub use error::DuckDbError;
-pub use writer::{CHECKPOINT_TABLE, DEAD_LETTER_TABLE, Writer, quote, read_checkpoints};
+pub use writer::{
+    CHECKPOINT_TABLE, DEAD_LETTER_TABLE, WriteStats, Writer, quote, read_checkpoints,
+};
 
 /// A DuckDB database file as a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -183,6 +191,19 @@ impl Sink for DuckDbSink {
         }
         let ids = ids.to_vec();
         self.blocking(move |w| w.discard(&ids)).await
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if let Some(w) = &self.writer {
+            let stats = w.stats();
+            tracing::info!(
+                path = %self.path.display(),
+                appended = stats.appended,
+                merged = stats.merged,
+                "DuckDB target done"
+            );
+        }
+        Ok(())
     }
 
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {

@@ -14,13 +14,13 @@ use syncline_engine::apply;
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{
-    Batch, Change, DeadLetterStage, Op, Position, TableId, TableSchema, Value,
+    Batch, Change, DataType, DeadLetterStage, Op, Position, Row, TableId, TableSchema, Value,
 };
 
 use crate::error::DuckDbError;
 use crate::types::{
-    arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type, stage_from_target,
-    stage_type,
+    appends_as_staged, arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type,
+    json_is_valid, stage_from_target, stage_type,
 };
 
 /// The most memory DuckDB may use for its cache in one target.
@@ -42,11 +42,36 @@ pub fn quote(ident: &str) -> String {
 struct Target {
     /// Qualified, quoted target table.
     table: String,
+    /// Bare target table name (for the appender).
+    table_name: String,
     /// Quoted temp staging table.
     stage: String,
     /// Bare staging table name (for the appender).
     stage_name: String,
     schema: Arc<TableSchema>,
+}
+
+/// What a target table is known to hold, since this writer opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fill {
+    /// No rows.
+    Empty,
+    /// Nothing but inserts of batches of this source that promised new rows
+    /// ([`Batch::inserts_are_new`]).
+    NewRowsOf(String),
+    /// Anything.
+    Unknown,
+}
+
+/// Rows written into target tables by each path, since the writer opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Inserts of new rows (see [`Batch::inserts_are_new`]) into a table
+    /// that holds nothing else: added without looking up their keys.
+    pub appended: u64,
+    /// Every other change: staged, then merged by key (upsert) or copied
+    /// (append, history).
+    pub merged: u64,
 }
 
 /// Writes batches into one DuckDB database.
@@ -56,9 +81,12 @@ pub struct Writer {
     mode: WriteMode,
     schema_name: String,
     targets: HashMap<TableId, Target>,
+    /// Per target table (qualified name).
+    fills: HashMap<String, Fill>,
     held: BTreeMap<String, u64>,
     /// Id of the next dead letter of this pipeline.
     next_dead_letter: u64,
+    stats: WriteStats,
 }
 
 impl std::fmt::Debug for Writer {
@@ -92,6 +120,7 @@ impl Writer {
         // target needs little of it (pages are written out, not re-read).
         conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
             .map_err(DuckDbError::sql("limiting DuckDB's memory"))?;
+
         conn.execute_batch(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS main.{CHECKPOINT_TABLE} (
@@ -136,8 +165,10 @@ impl Writer {
             mode,
             schema_name: schema_name.to_owned(),
             targets: HashMap::new(),
+            fills: HashMap::new(),
             held,
             next_dead_letter: last_id.unwrap_or(0) + 1,
+            stats: WriteStats::default(),
         })
     }
 
@@ -153,6 +184,11 @@ impl Writer {
         let held = read_checkpoints(&self.conn, &self.pipeline)?;
         self.held = held.iter().map(|(k, p)| (k.clone(), p.seq)).collect();
         Ok(held)
+    }
+
+    /// Rows written by each path so far.
+    pub fn stats(&self) -> WriteStats {
+        self.stats
     }
 
     fn ensure_table(&mut self, schema: &Arc<TableSchema>) -> Result<(), DuckDbError> {
@@ -216,6 +252,22 @@ impl Writer {
                     c.name
                 )))?;
         }
+        if !self.fills.contains_key(&table) {
+            let empty: bool = self
+                .conn
+                .query_row(
+                    &format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(DuckDbError::sql(format!(
+                    "reading whether {table} is empty"
+                )))?;
+            self.fills.insert(
+                table.clone(),
+                if empty { Fill::Empty } else { Fill::Unknown },
+            );
+        }
 
         // The origin's length keeps `a_b`.`c` and `a`.`b_c` apart.
         let stage_name = format!(
@@ -240,6 +292,7 @@ impl Writer {
             schema.id.clone(),
             Target {
                 table,
+                table_name: schema.id.name.clone(),
                 stage: format!("temp.main.{}", quote(&stage_name)),
                 stage_name,
                 schema: schema.clone(),
@@ -325,7 +378,10 @@ impl Writer {
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
         let result = (|| {
+            // Replayed rows promise nothing new: the table is no longer
+            // one that only a first snapshot filled.
             self.apply_changes(
+                "(replay)",
                 batches
                     .iter()
                     .flat_map(|b| b.changes.iter().map(move |c| (c, b))),
@@ -386,8 +442,11 @@ impl Writer {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
+        // What the tables hold, and the counts, are as before if this rolls back.
+        let (fills, stats) = (self.fills.clone(), self.stats);
         let result = (|| {
             self.apply_changes(
+                source,
                 fresh
                     .iter()
                     .flat_map(|b| b.changes.iter().map(move |c| (c, *b))),
@@ -407,6 +466,8 @@ impl Writer {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.fills = fills;
+                self.stats = stats;
                 Err(e)
             }
         }
@@ -416,6 +477,7 @@ impl Writer {
     /// mode records that batch's position and commit time).
     fn apply_changes<'c>(
         &mut self,
+        source: &str,
         changes: impl Iterator<Item = (&'c Change, &'c Batch)>,
     ) -> Result<(), DuckDbError> {
         let changes: Vec<(&Change, &Batch)> = changes.collect();
@@ -439,14 +501,14 @@ impl Writer {
             let mut segment: Vec<(&Change, &Batch)> = Vec::new();
             for &(change, batch) in changes {
                 if change.op == Op::Truncate {
-                    self.apply_segment(id, &segment)?;
+                    self.apply_segment(source, id, &segment)?;
                     segment.clear();
                     self.truncate(id, batch)?;
                 } else {
                     segment.push((change, batch));
                 }
             }
-            self.apply_segment(id, &segment)?;
+            self.apply_segment(source, id, &segment)?;
         }
         Ok(())
     }
@@ -478,22 +540,32 @@ impl Writer {
 
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
         let target = &self.targets[id];
-        let sql = match self.mode {
-            WriteMode::Upsert | WriteMode::Append => format!("DELETE FROM {}", target.table),
-            WriteMode::History => format!(
-                "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {}, {}, now())",
-                target.table,
-                batch.position.seq,
-                commit_time_sql(batch)
+        let (sql, fill) = match self.mode {
+            WriteMode::Upsert | WriteMode::Append => {
+                (format!("DELETE FROM {}", target.table), Fill::Empty)
+            }
+            WriteMode::History => (
+                format!(
+                    "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {}, {}, now())",
+                    target.table,
+                    batch.position.seq,
+                    commit_time_sql(batch)
+                ),
+                Fill::Unknown,
             ),
         };
         self.conn
             .execute_batch(&sql)
-            .map_err(DuckDbError::sql(format!("truncating {}", target.table)))
+            .map_err(DuckDbError::sql(format!("truncating {}", target.table)))?;
+        self.fills.insert(target.table.clone(), fill);
+        Ok(())
     }
 
+    /// Writes one run of changes of one table (no truncate inside) from
+    /// `source`.
     fn apply_segment(
         &mut self,
+        source: &str,
         id: &TableId,
         segment: &[(&Change, &Batch)],
     ) -> Result<(), DuckDbError> {
@@ -505,6 +577,33 @@ impl Writer {
         let target = &self.targets[id];
         let schema = &target.schema;
         let rows = apply::resolve_unchanged(schema, changes);
+        let count = rows.len() as u64;
+        // New rows into a table that holds nothing but earlier new rows of
+        // the same source: no key of the segment is in the table, so the
+        // merge would only insert them.
+        let new_rows = self.mode == WriteMode::Upsert
+            && match self.fills.get(&target.table) {
+                Some(Fill::Empty) => true,
+                Some(Fill::NewRowsOf(s)) => s == source,
+                Some(Fill::Unknown) | None => false,
+            }
+            && segment
+                .iter()
+                .all(|(c, b)| c.op == Op::Insert && b.inserts_are_new)
+            && !rows
+                .iter()
+                .any(|row| row.iter().any(|v| matches!(v, Value::Unchanged)));
+        let fill = if new_rows {
+            Fill::NewRowsOf(source.to_owned())
+        } else {
+            Fill::Unknown
+        };
+        if new_rows && appends_directly(schema, &rows) {
+            append_rows(&self.conn, &self.schema_name, target, &rows)?;
+            self.fills.insert(target.table.clone(), fill);
+            self.stats.appended += count;
+            return Ok(());
+        }
         // Stage the segment in bulk through Arrow.
         let mut fields = vec![
             Field::new("_seq", ArrowType::Int64, false),
@@ -622,6 +721,13 @@ impl Writer {
             .collect();
         let (table, stage) = (&target.table, &target.stage);
         let sql = match self.mode {
+            // Staged only for the casts some types need on the way in.
+            WriteMode::Upsert if new_rows => format!(
+                "INSERT INTO {table} ({cols}) SELECT {select} FROM {stage} ORDER BY _seq;
+                 DELETE FROM {stage};",
+                cols = cols.join(", "),
+                select = select.join(", "),
+            ),
             WriteMode::Upsert => {
                 let keys: Vec<String> = schema.key.iter().map(|&k| quote(&schema.columns[k].name)).collect();
                 if keys.is_empty() {
@@ -659,7 +765,14 @@ impl Writer {
         };
         self.conn
             .execute_batch(&sql)
-            .map_err(DuckDbError::sql(format!("merging into {table}")))
+            .map_err(DuckDbError::sql(format!("merging into {table}")))?;
+        self.fills.insert(table.clone(), fill);
+        if new_rows {
+            self.stats.appended += count;
+        } else {
+            self.stats.merged += count;
+        }
+        Ok(())
     }
 
     fn write_dead_letters(&mut self, source: &str, batch: &Batch) -> Result<(), DuckDbError> {
@@ -695,6 +808,59 @@ impl Writer {
             .flush()
             .map_err(DuckDbError::sql("writing dead letters"))
     }
+}
+
+/// Whether `rows` can go to the target table through the appender, with
+/// no staging table for casts (see [`appends_as_staged`]).
+fn appends_directly(schema: &TableSchema, rows: &[std::borrow::Cow<'_, Row>]) -> bool {
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .all(|(i, c)| match c.data_type {
+            DataType::Json => rows.iter().all(|row| match row.get(i) {
+                Some(Value::Json(text) | Value::Text(text)) => json_is_valid(text),
+                _ => true,
+            }),
+            ref t => appends_as_staged(t),
+        })
+}
+
+/// Appends `rows` to the target table through Arrow, in order.
+fn append_rows(
+    conn: &Connection,
+    schema_name: &str,
+    target: &Target,
+    rows: &[std::borrow::Cow<'_, Row>],
+) -> Result<(), DuckDbError> {
+    let schema = &target.schema;
+    let null = Value::Null;
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.columns.len());
+    for (i, column) in schema.columns.iter().enumerate() {
+        fields.push(arrow_field(&column.name, &column.data_type));
+        let values = rows.iter().map(|row| row.get(i).unwrap_or(&null));
+        arrays.push(build_column(&column.data_type, &column.name, values)?);
+    }
+    let record =
+        RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
+            column: "*".into(),
+            detail: e.to_string(),
+        })?;
+    // By name: the table may have columns the source no longer sends.
+    let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut appender = conn
+        .appender_with_columns_to_db(&target.table_name, schema_name, &names)
+        .map_err(DuckDbError::sql(format!(
+            "opening the appender of {}",
+            target.table
+        )))?;
+    appender
+        .append_record_batch(record)
+        .map_err(DuckDbError::sql(format!("appending to {}", target.table)))?;
+    appender
+        .flush()
+        .map_err(DuckDbError::sql(format!("appending to {}", target.table)))
 }
 
 fn commit_time_sql(batch: &Batch) -> String {

@@ -140,6 +140,7 @@ fn batch(seq: u64, changes: Vec<Change>) -> Batch {
         commit_time: None,
         changes,
         dead_letters: vec![],
+        inserts_are_new: false,
     }
 }
 
@@ -1826,4 +1827,349 @@ fn tables_whose_names_join_alike_are_staged_apart() {
     drop(w);
     assert_eq!(rows(&path, "SELECT id FROM c"), vec![r(&["1"])]);
     assert_eq!(rows(&path, "SELECT id, x FROM b_c"), vec![r(&["2", "x"])]);
+}
+
+// ---------------------------------------------------------------------------
+// New rows (`Batch::inserts_are_new`): appended without the key merge
+// ---------------------------------------------------------------------------
+
+/// A batch whose inserts the source promises are new rows.
+fn new_rows(seq: u64, changes: Vec<Change>) -> Batch {
+    Batch {
+        kind: BatchKind::Snapshot,
+        inserts_are_new: true,
+        ..batch(seq, changes)
+    }
+}
+
+fn stats(w: &Writer) -> (u64, u64) {
+    let s = w.stats();
+    (s.appended, s.merged)
+}
+
+#[test]
+fn new_rows_are_appended_while_the_table_holds_only_new_rows() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write(
+        "src",
+        &new_rows(
+            1,
+            vec![
+                ins(&t, vec![i(1), s("a"), i(1)]),
+                ins(&t, vec![i(2), s("b"), i(2)]),
+            ],
+        ),
+    )
+    .unwrap();
+    w.write_group(
+        "src",
+        &[
+            &new_rows(2, vec![ins(&t, vec![i(3), s("c"), i(3)])]),
+            &new_rows(3, vec![ins(&t, vec![i(4), s("d"), i(4)])]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (4, 0));
+    // A streamed change is merged by key; from then on the table may hold
+    // anything, so even rows promised new are merged.
+    w.write("src", &batch(4, vec![upd(&t, vec![i(1), s("a2"), i(10)])]))
+        .unwrap();
+    assert_eq!(stats(&w), (4, 1));
+    w.write(
+        "src",
+        &new_rows(5, vec![ins(&t, vec![i(2), s("b2"), i(20)])]),
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (4, 2));
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, name, qty FROM items ORDER BY id"),
+        vec![
+            r(&["1", "a2", "10"]),
+            r(&["2", "b2", "20"]),
+            r(&["3", "c", "3"]),
+            r(&["4", "d", "4"]),
+        ]
+    );
+    assert_eq!(checkpoints(&path)[0][2], "5");
+}
+
+/// After `syncline drop` the target keeps its rows, and a new snapshot
+/// (whose rows are new to the source's run, not to the table) must still
+/// replace them by key.
+#[test]
+fn new_rows_into_a_table_that_already_holds_rows_are_merged() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "old", WriteMode::Upsert, &[&t]);
+    w.write(
+        "src",
+        &new_rows(1, vec![ins(&t, vec![i(1), s("old"), i(1)])]),
+    )
+    .unwrap();
+    drop(w);
+    let (mut w, _) = open(&path, "new", WriteMode::Upsert, &[&t]);
+    w.write(
+        "src",
+        &new_rows(
+            1,
+            vec![
+                ins(&t, vec![i(1), s("new"), i(1)]),
+                ins(&t, vec![i(2), s("b"), i(2)]),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (0, 2));
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, name FROM items ORDER BY id"),
+        vec![r(&["1", "new"]), r(&["2", "b"])]
+    );
+}
+
+/// Two sources writing one table: each one's rows are new only to itself.
+#[test]
+fn new_rows_of_a_second_source_are_merged() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write("a", &new_rows(1, vec![ins(&t, vec![i(1), s("a"), i(1)])]))
+        .unwrap();
+    w.write("b", &new_rows(1, vec![ins(&t, vec![i(1), s("b"), i(2)])]))
+        .unwrap();
+    assert_eq!(stats(&w), (1, 1));
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, name FROM items"),
+        vec![r(&["1", "b"])]
+    );
+}
+
+/// A truncate empties the table (new rows are appended again); a failed
+/// batch leaves what the writer knows about the table as it was.
+#[test]
+fn truncate_empties_and_a_rolled_back_batch_restores_what_the_table_holds() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write("src", &batch(1, vec![ins(&t, vec![i(1), s("a"), i(1)])]))
+        .unwrap();
+    // Truncate, then a value of the wrong type: all of it rolls back, and
+    // the table still holds row 1.
+    let err = w
+        .write(
+            "src",
+            &batch(
+                2,
+                vec![trunc(&t), ins(&t, vec![i(2), s("b"), s("not a number")])],
+            ),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("qty"), "{err}");
+    w.write(
+        "src",
+        &new_rows(3, vec![ins(&t, vec![i(1), s("again"), i(3)])]),
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (0, 2));
+    w.write("src", &batch(4, vec![trunc(&t)])).unwrap();
+    w.write(
+        "src",
+        &new_rows(5, vec![ins(&t, vec![i(1), s("fresh"), i(5)])]),
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (1, 2));
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, name FROM items"),
+        vec![r(&["1", "fresh"])]
+    );
+}
+
+/// Deletes, updates, TOAST-unchanged values or an append/history target
+/// never take the shortcut, whatever the batch promises.
+#[test]
+fn only_inserts_into_an_upsert_target_are_appended() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write(
+        "src",
+        &new_rows(
+            1,
+            vec![
+                ins(&t, vec![i(1), s("a"), i(1)]),
+                del(&t, vec![i(1), s("a"), i(1)]),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(stats(&w), (0, 2));
+    drop(w);
+    assert!(rows(&path, "SELECT id FROM items").is_empty());
+
+    for mode in [WriteMode::Append, WriteMode::History] {
+        let (_dir, path) = db();
+        let (mut w, _) = open(&path, "p", mode, &[&t]);
+        w.write("src", &new_rows(1, vec![ins(&t, vec![i(1), s("a"), i(1)])]))
+            .unwrap();
+        assert_eq!(stats(&w), (0, 1), "{mode:?}");
+    }
+}
+
+/// The table may have columns the source no longer sends: they stay NULL.
+#[test]
+fn new_rows_leave_columns_the_source_no_longer_sends_null() {
+    let (_dir, path) = db();
+    let wide = table(
+        "items",
+        &[
+            ("id", DataType::Int64),
+            ("gone", DataType::Text),
+            ("name", DataType::Text),
+            ("qty", DataType::Int32),
+        ],
+        &[0],
+    );
+    let (w, _) = open(&path, "p", WriteMode::Upsert, &[&wide]);
+    drop(w);
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write("src", &new_rows(1, vec![ins(&t, vec![i(1), s("a"), i(7)])]))
+        .unwrap();
+    assert_eq!(stats(&w), (1, 0));
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, gone, name, qty FROM items"),
+        vec![r(&["1", "NULL", "a", "7"])]
+    );
+}
+
+/// Every type, lists and intervals included, reads back the same whether
+/// its rows were appended as new or merged (with lists the new rows still
+/// go through the staging table; without them, straight to the table).
+#[test]
+fn new_rows_of_every_type_read_back_as_merged_rows() {
+    let base = every_type();
+    let extra = [
+        ("c_interval", DataType::Interval),
+        (
+            "c_ints",
+            DataType::List {
+                item: Box::new(DataType::Int64),
+            },
+        ),
+        (
+            "c_texts",
+            DataType::List {
+                item: Box::new(DataType::Text),
+            },
+        ),
+        (
+            "c_jsons",
+            DataType::List {
+                item: Box::new(DataType::Json),
+            },
+        ),
+    ];
+    let extra_values = [
+        Value::Interval {
+            months: 14,
+            days: -3,
+            micros: 4_000_001,
+        },
+        Value::List(vec![i(1), Value::Null, i(-3)]),
+        Value::List(vec![s(TEXT), s("a\nb\\c"), s("")]),
+        Value::List(vec![Value::Json(JSON_DOC.into())]),
+    ];
+    for with_lists in [true, false] {
+        let take = if with_lists { extra.len() } else { 1 };
+        let mut columns = base.columns.clone();
+        for (name, data_type) in extra.iter().take(take) {
+            columns.push(Column {
+                name: (*name).into(),
+                data_type: data_type.clone(),
+                nullable: true,
+            });
+        }
+        let t = Arc::new(TableSchema {
+            columns,
+            ..(*base).clone()
+        });
+        let mut full = every_value_row();
+        full.extend(extra_values.iter().take(take).cloned());
+        let mut nulls = vec![Value::Null; t.columns.len()];
+        nulls[0] = i(2);
+        let changes = vec![ins(&t, full), ins(&t, nulls)];
+        let select: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "typeof({0}) || ': ' || coalesce(CAST({0} AS VARCHAR), 'NULL')",
+                    c.name
+                )
+            })
+            .collect();
+        let sql = format!("SELECT {} FROM every_type ORDER BY id", select.join(", "));
+        let mut results = Vec::new();
+        for promised in [true, false] {
+            let (_dir, path) = db();
+            let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+            let b = Batch {
+                inserts_are_new: promised,
+                ..batch(1, changes.clone())
+            };
+            w.write("src", &b).unwrap();
+            assert_eq!(stats(&w), if promised { (2, 0) } else { (0, 2) });
+            drop(w);
+            results.push(rows(&path, &sql));
+        }
+        assert_eq!(results[0], results[1], "with lists: {with_lists}");
+        assert!(
+            results[0][0].iter().any(|v| v.contains("f81d4fae-7dec")),
+            "{:?}",
+            results[0]
+        );
+    }
+}
+
+/// JSON text is checked on the way in either way: a document DuckDB
+/// refuses fails the batch whether it was promised new or not.
+#[test]
+fn new_rows_with_invalid_json_fail_as_merged_rows_do() {
+    let t = table(
+        "docs",
+        &[("id", DataType::Int64), ("doc", DataType::Json)],
+        &[0],
+    );
+    for promised in [true, false] {
+        let (_dir, path) = db();
+        let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+        let bad = Batch {
+            inserts_are_new: promised,
+            ..batch(
+                1,
+                vec![
+                    ins(&t, vec![i(1), Value::Json("{\"ok\": 1}".into())]),
+                    ins(&t, vec![i(2), Value::Json("{not json".into())]),
+                ],
+            )
+        };
+        assert!(w.write("src", &bad).is_err(), "promised: {promised}");
+        let good = Batch {
+            inserts_are_new: promised,
+            ..batch(2, vec![ins(&t, vec![i(3), Value::Json("[1, {}]".into())])])
+        };
+        w.write("src", &good).unwrap();
+        drop(w);
+        assert_eq!(
+            rows(&path, "SELECT id, CAST(doc AS VARCHAR) FROM docs"),
+            vec![r(&["3", "[1, {}]"])],
+            "promised: {promised}"
+        );
+    }
 }

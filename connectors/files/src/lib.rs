@@ -814,6 +814,8 @@ impl Runner {
             commit_time,
             changes,
             dead_letters,
+            // A file read again (changed, or after a restart) repeats rows.
+            inserts_are_new: false,
         };
         tokio::select! {
             sent = ctx.batches.send(batch) => sent.map_err(|_| Error::cancelled()),

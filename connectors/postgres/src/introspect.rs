@@ -58,6 +58,9 @@ pub struct TableInfo {
     pub oid: u32,
     /// `d` default, `f` full, `i` index, `n` nothing.
     pub replica_identity: char,
+    /// Whether the key is the primary key or the replica identity index, so
+    /// no two rows of one snapshot share it (a declared `key` may repeat).
+    pub key_is_unique: bool,
 }
 
 impl TableInfo {
@@ -242,10 +245,19 @@ pub async fn describe(
     let key_names: Vec<String> = if !table.key.is_empty() {
         table.key.clone()
     } else if !primary.is_empty() {
-        primary
+        primary.clone()
     } else {
-        identity_index
+        identity_index.clone()
     };
+    // A unique index (both of these are) on the same columns, in any order.
+    let same_columns = |index: &[String]| {
+        let mut a: Vec<&String> = index.iter().collect();
+        let mut b: Vec<&String> = key_names.iter().collect();
+        a.sort();
+        b.sort();
+        !a.is_empty() && a == b
+    };
+    let key_is_unique = same_columns(&primary) || same_columns(&identity_index);
     let mut key = Vec::new();
     for k in &key_names {
         match columns.iter().position(|c| c.name == *k) {
@@ -277,6 +289,7 @@ pub async fn describe(
             pg_table,
             oid,
             replica_identity,
+            key_is_unique,
         },
         unsupported,
     ))

@@ -592,13 +592,26 @@ impl Runner {
         txid: Option<String>,
         ctx: &SourceContext,
     ) -> Result<()> {
+        let batch = self.next_batch(changes, kind, seq, commit, txid)?;
+        self.send(batch, ctx).await
+    }
+
+    /// The next batch: its position carries the current state.
+    fn next_batch(
+        &mut self,
+        changes: Vec<Change>,
+        kind: BatchKind,
+        seq: Option<u64>,
+        commit: Option<chrono::DateTime<chrono::Utc>>,
+        txid: Option<String>,
+    ) -> Result<Batch> {
         self.seq = match seq {
             Some(s) if s > self.seq => s,
             _ => self.seq + 1,
         };
         let state =
             serde_json::to_value(&self.state).map_err(|e| Error::internal(e.to_string()))?;
-        let batch = Batch {
+        Ok(Batch {
             position: Position {
                 seq: self.seq,
                 state,
@@ -608,7 +621,11 @@ impl Runner {
             commit_time: commit,
             changes,
             dead_letters: Vec::new(),
-        };
+            inserts_are_new: false,
+        })
+    }
+
+    async fn send(&mut self, batch: Batch, ctx: &SourceContext) -> Result<()> {
         tokio::select! {
             sent = ctx.batches.send(batch) => sent.map_err(|_| Error::cancelled()),
             _ = ctx.cancel.cancelled() => Err(Error::cancelled()),
@@ -834,7 +851,14 @@ impl Runner {
         while let Some(part) = rx.recv().await {
             match part? {
                 Part::Rows { table, rows } => {
-                    let schema = self.src.tables[table].schema.clone();
+                    let info = &self.src.tables[table];
+                    let schema = info.schema.clone();
+                    // Under the slot's exported snapshot every chunk is read
+                    // once and the ctid ranges do not overlap, so a unique
+                    // key appears at most once in the whole copy. A resumed
+                    // copy (fresh snapshot) may repeat rows: rows updated
+                    // since the first snapshot moved to other pages.
+                    let inserts_are_new = exported.is_some() && info.key_is_unique;
                     let changes = rows
                         .into_iter()
                         .map(|row| Change {
@@ -844,8 +868,10 @@ impl Runner {
                             after: Some(row),
                         })
                         .collect();
-                    self.emit(changes, BatchKind::Snapshot, None, None, None, ctx)
-                        .await?;
+                    let mut batch =
+                        self.next_batch(changes, BatchKind::Snapshot, None, None, None)?;
+                    batch.inserts_are_new = inserts_are_new;
+                    self.send(batch, ctx).await?;
                 }
                 Part::ChunkDone { table, chunk } => {
                     let name = self.src.tables[table].schema.id.name.clone();

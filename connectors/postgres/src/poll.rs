@@ -171,6 +171,8 @@ impl Emitter<'_> {
             commit_time: Some(chrono::Utc::now()),
             changes,
             dead_letters: Vec::new(),
+            // Polled pages may repeat rows the target holds.
+            inserts_are_new: false,
         };
         tokio::select! {
             sent = self.ctx.batches.send(batch) => sent.map_err(|_| Error::cancelled()),

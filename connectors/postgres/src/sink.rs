@@ -2136,6 +2136,7 @@ pub(crate) mod live {
             commit_time: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456),
             changes,
             dead_letters: Vec::new(),
+            inserts_are_new: false,
         })
     }
 
