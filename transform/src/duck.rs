@@ -342,7 +342,7 @@ pub(crate) fn open_engine(base_dir: &std::path::Path) -> Result<Connection, Tran
         .map_err(|e| TransformError::engine("starting the embedded DuckDB", e))?;
     let dir = base_dir.display().to_string().replace('\'', "''");
     conn.execute_batch(&format!(
-        "SET memory_limit = '256MB'; SET threads = 1; SET file_search_path = '{dir}';"
+        "SET memory_limit = '256MB'; SET threads = 1; SET GLOBAL file_search_path = '{dir}';"
     ))
     .map_err(|e| TransformError::engine("configuring the embedded DuckDB", e))?;
     Ok(conn)

@@ -401,3 +401,38 @@ fn types_targets_cannot_store_are_refused_with_a_fix() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_lookup_file_is_read_relative_to_the_pipeline_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        "code,label\nplaced,Placed\npaid,Paid\n",
+    )
+    .unwrap();
+    let sql = "SELECT o.id, l.label FROM source o LEFT JOIN read_csv('labels.csv') l ON l.code = o.status";
+    let mut t = Transforms::new(
+        vec![TransformDef {
+            name: "open_orders".into(),
+            input: orders().id.clone(),
+            sql: sql.into(),
+            lookups: Vec::new(),
+        }],
+        dir.path(),
+    )
+    .unwrap();
+    t.derive_all(&[orders()]).unwrap();
+    let mut b = batch(vec![
+        change(Op::Insert, None, Some(row(1, "paid", "1.00", Value::Null))),
+        change(
+            Op::Insert,
+            None,
+            Some(row(2, "shipped", "1.00", Value::Null)),
+        ),
+    ]);
+    t.apply_batch(&mut b).unwrap();
+    insta::assert_snapshot!(render(&b), @r#"
+    Insert before=null after={"id":1,"label":"Paid"}
+    Insert before=null after={"id":2,"label":null}
+    "#);
+}
