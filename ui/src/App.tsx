@@ -1,0 +1,105 @@
+import { useState } from "react";
+import { RunsProvider, useRuns } from "./runs";
+import { DataView } from "./screens/DataView";
+import { DeadLetters } from "./screens/DeadLetters";
+import { OpenExport } from "./screens/OpenExport";
+import { PipelineView } from "./screens/PipelineView";
+import { Wizard } from "./screens/Wizard";
+import { errorText } from "./errors";
+
+type View = "wizard" | "pipelines" | "data" | "dlq" | "files";
+
+const NAV: { view: View; label: string }[] = [
+  { view: "wizard", label: "New pipeline" },
+  { view: "pipelines", label: "Pipelines" },
+  { view: "data", label: "Data" },
+  { view: "dlq", label: "Dead letters" },
+  { view: "files", label: "Open / Export" },
+];
+
+function Shell() {
+  const [view, setView] = useState<View>("wizard");
+  const [pipeline, setPipeline] = useState<string | null>(null);
+  const [database, setDatabase] = useState("");
+  const [dlqPath, setDlqPath] = useState("");
+  const [wizardKey, setWizardKey] = useState(0);
+  const [error, setError] = useState<string | null>(null);
+  const { start } = useRuns();
+
+  return (
+    <div className="app">
+      <nav className="sidebar" aria-label="Main">
+        <div className="brand">Syncline Studio</div>
+        {NAV.map((n) => (
+          <button
+            key={n.view}
+            type="button"
+            className={view === n.view ? "nav current" : "nav"}
+            aria-current={view === n.view ? "page" : undefined}
+            onClick={() => {
+              if (n.view === "wizard" && view === "wizard") setWizardKey((k) => k + 1);
+              setView(n.view);
+            }}
+            data-testid={`nav-${n.view}`}
+          >
+            {n.label}
+          </button>
+        ))}
+      </nav>
+      <main className="content">
+        {error && (
+          <p className="error banner" role="alert">
+            {error}
+          </p>
+        )}
+        <div hidden={view !== "wizard"}>
+          <Wizard
+            key={wizardKey}
+            onRun={async (path) => {
+              setError(null);
+              setPipeline(path);
+              setView("pipelines");
+              try {
+                await start(path);
+              } catch (e) {
+                setError(errorText(e));
+              }
+            }}
+          />
+        </div>
+        {view === "pipelines" && (
+          <PipelineView
+            selected={pipeline}
+            onSelect={setPipeline}
+            onOpenData={(db) => {
+              setDatabase(db);
+              setView("data");
+            }}
+            onOpenDeadLetters={(p) => {
+              setDlqPath(p);
+              setView("dlq");
+            }}
+          />
+        )}
+        {view === "data" && <DataView database={database} onDatabase={setDatabase} />}
+        {view === "dlq" && <DeadLetters path={dlqPath} onPath={setDlqPath} />}
+        {view === "files" && (
+          <OpenExport
+            onShowPipeline={(p) => {
+              setPipeline(p);
+              setView("pipelines");
+            }}
+          />
+        )}
+      </main>
+    </div>
+  );
+}
+
+export function App() {
+  return (
+    <RunsProvider>
+      <Shell />
+    </RunsProvider>
+  );
+}

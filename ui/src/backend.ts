@@ -1,0 +1,122 @@
+// The one module that speaks to the Tauri shell. Every command of
+// src-tauri/CONTRACT.md has a typed function here; nothing else in the UI
+// imports @tauri-apps/*.
+import { Channel, invoke } from "@tauri-apps/api/core";
+import { documentDir, join } from "@tauri-apps/api/path";
+import { open, save } from "@tauri-apps/plugin-dialog";
+import type {
+  CheckItem,
+  DiscoveredTable,
+  KindInfo,
+  OpenedPipeline,
+  PipelineDraft,
+  PipelineStatus,
+  PreviewResult,
+  Problem,
+  QueryResult,
+  Rendered,
+  ReplayReport,
+  RunningPipeline,
+  SampleInfo,
+  TableInfo,
+  TargetDeadLetters,
+} from "./types";
+
+/** A pipeline file as the commands take it: where it is (or will be) and its text. */
+export type PipelineRef = { path: string; text: string };
+
+export const connectorKinds = () => invoke<KindInfo[]>("connector_kinds");
+
+export const createSample = (dir: string) => invoke<SampleInfo>("create_sample", { dir });
+
+export const testConnection = (p: PipelineRef, source: string) =>
+  invoke<CheckItem[]>("test_connection", { path: p.path, text: p.text, source });
+
+export const discover = (p: PipelineRef, source: string) =>
+  invoke<DiscoveredTable[]>("discover", { path: p.path, text: p.text, source });
+
+export const renderPipeline = (draft: PipelineDraft) => invoke<Rendered>("render_pipeline", { draft });
+
+export const validatePipeline = (p: PipelineRef) =>
+  invoke<Problem[]>("validate_pipeline", { path: p.path, text: p.text });
+
+export const openPipeline = (path: string) => invoke<OpenedPipeline>("open_pipeline", { path });
+
+export const savePipeline = (p: PipelineRef) =>
+  invoke<void>("save_pipeline", { path: p.path, text: p.text });
+
+export const storeSecret = (name: string, value: string) =>
+  invoke<string>("store_secret", { name, value });
+
+export const previewTransform = (
+  p: PipelineRef,
+  transform: string,
+  sql: string,
+  limit: number,
+  seed: number,
+) =>
+  invoke<PreviewResult>("preview_transform", {
+    path: p.path,
+    text: p.text,
+    transform,
+    sql,
+    limit,
+    seed,
+  });
+
+function statusChannel(onStatus: (s: PipelineStatus) => void): Channel<PipelineStatus> {
+  const channel = new Channel<PipelineStatus>();
+  channel.onmessage = onStatus;
+  return channel;
+}
+
+export const startPipeline = (path: string, onStatus: (s: PipelineStatus) => void) =>
+  invoke<void>("start_pipeline", { path, onStatus: statusChannel(onStatus) });
+
+export const watchPipeline = (path: string, onStatus: (s: PipelineStatus) => void) =>
+  invoke<void>("watch_pipeline", { path, onStatus: statusChannel(onStatus) });
+
+export const stopPipeline = (path: string) => invoke<void>("stop_pipeline", { path });
+export const pausePipeline = (path: string) => invoke<void>("pause_pipeline", { path });
+export const resumePipeline = (path: string) => invoke<void>("resume_pipeline", { path });
+export const dropPipeline = (path: string) => invoke<void>("drop_pipeline", { path });
+
+export const runningPipelines = () => invoke<RunningPipeline[]>("running_pipelines");
+
+export const listTables = (database: string) => invoke<TableInfo[]>("list_tables", { database });
+
+export const runQuery = (database: string, sql: string, limit: number) =>
+  invoke<QueryResult>("run_query", { database, sql, limit });
+
+export const dlqList = (p: PipelineRef) =>
+  invoke<TargetDeadLetters[]>("dlq_list", { path: p.path, text: p.text });
+
+export const dlqReplay = (p: PipelineRef, target: string) =>
+  invoke<ReplayReport[]>("dlq_replay", { path: p.path, text: p.text, target });
+
+export const dlqDiscard = (p: PipelineRef, target: string, ids: number[]) =>
+  invoke<void>("dlq_discard", { path: p.path, text: p.text, target, ids });
+
+const tomlFilter = [{ name: "Pipeline", extensions: ["toml"] }];
+const duckdbFilter = [{ name: "DuckDB", extensions: ["duckdb", "db"] }];
+
+/** Native "open file" dialog for a pipeline TOML; null when cancelled. */
+export const pickPipelineFile = () =>
+  open({ multiple: false, directory: false, filters: tomlFilter }) as Promise<string | null>;
+
+/** Native "save file" dialog for a pipeline TOML; null when cancelled. */
+export const pickSavePath = (defaultPath?: string) =>
+  save({ defaultPath, filters: tomlFilter });
+
+/** Native folder picker; null when cancelled. */
+export const pickFolder = () =>
+  open({ multiple: false, directory: true }) as Promise<string | null>;
+
+/** Native "open file" dialog for a DuckDB database; null when cancelled. */
+export const pickDatabase = () =>
+  open({ multiple: false, directory: false, filters: duckdbFilter }) as Promise<string | null>;
+
+/** Where new pipelines go unless the user picks another folder. */
+export async function defaultWorkspaceDir(): Promise<string> {
+  return join(await documentDir(), "Syncline");
+}

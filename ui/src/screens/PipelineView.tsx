@@ -1,0 +1,312 @@
+// A pipeline at work: its graph, each table's phase and progress, a live
+// chart of throughput and lag, errors, and the controls.
+import { useEffect, useState } from "react";
+import * as backend from "../backend";
+import { LiveChart } from "../components/LiveChart";
+import { PipelineGraph } from "../components/PipelineGraph";
+import { errorText } from "../errors";
+import { fmtBytes, fmtInt, fmtRate, fmtSeconds } from "../format";
+import { basename, resolveFrom } from "../paths";
+import { useRuns } from "../runs";
+import type { OpenedPipeline, TableStatus } from "../types";
+
+type Props = {
+  selected: string | null;
+  onSelect: (path: string | null) => void;
+  onOpenData: (database: string) => void;
+  onOpenDeadLetters: (path: string) => void;
+};
+
+const PHASE_LABEL: Record<string, string> = {
+  pending: "Pending",
+  snapshot: "Snapshot",
+  catch_up: "Catching up",
+  streaming: "Streaming",
+  done: "Done",
+  paused: "Paused",
+};
+
+export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters }: Props) {
+  const { runs, start, watch, resume, setPaused, forget } = useRuns();
+  const [pathInput, setPathInput] = useState(selected ?? "");
+  const [opened, setOpened] = useState<OpenedPipeline | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [confirmDrop, setConfirmDrop] = useState(false);
+  const [busy, setBusy] = useState(false);
+
+  // Pipelines the background engine runs (they go on while the window is closed).
+  useEffect(() => {
+    backend.runningPipelines().then(
+      (list) => {
+        for (const p of list) void watch(p.path, p.paused);
+        if (!selected && list.length > 0) onSelect(list[0].path);
+      },
+      (e) => setError(errorText(e)),
+    );
+    // Once per visit.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  useEffect(() => {
+    setOpened(null);
+    setConfirmDrop(false);
+    if (!selected) return;
+    setPathInput(selected);
+    backend.openPipeline(selected).then(setOpened, (e) => setError(errorText(e)));
+  }, [selected]);
+
+  const act = async (f: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await f();
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const run = selected ? runs[selected] : undefined;
+  const status = run?.status ?? null;
+  const state = run?.paused ? "paused" : status?.state ?? "not running";
+  const active = status && (status.state === "starting" || status.state === "running") && !run?.paused;
+  const list = Object.values(runs);
+
+  return (
+    <section className="screen" data-testid="pipeline-view">
+      <header className="screen-header">
+        <h1>Pipelines</h1>
+      </header>
+      <div className="row">
+        <input
+          aria-label="Pipeline file"
+          className="grow"
+          value={pathInput}
+          onChange={(e) => setPathInput(e.target.value)}
+          placeholder="/path/to/pipeline.toml"
+          data-testid="pipeline-path"
+          spellCheck={false}
+        />
+        <button
+          type="button"
+          className="secondary"
+          onClick={async () => {
+            const p = await backend.pickPipelineFile();
+            if (p) setPathInput(p);
+          }}
+        >
+          Browse…
+        </button>
+        <button type="button" className="secondary" onClick={() => onSelect(pathInput.trim() || null)} data-testid="pipeline-show">
+          Show
+        </button>
+      </div>
+      {list.length > 0 && (
+        <nav className="tabs" aria-label="Pipelines">
+          {list.map((r) => (
+            <button
+              key={r.path}
+              type="button"
+              className={r.path === selected ? "tab current" : "tab"}
+              onClick={() => onSelect(r.path)}
+              data-testid={`pipeline-item-${basename(r.path)}`}
+              title={r.path}
+            >
+              {r.status?.pipeline ?? basename(r.path)}
+              <span className={`dot ${r.paused ? "paused" : r.status?.state ?? "stopped"}`} />
+            </button>
+          ))}
+        </nav>
+      )}
+      {error && (
+        <p className="error banner" role="alert" data-testid="pipeline-error">
+          {error}
+        </p>
+      )}
+      {!selected && <p className="muted">Open a pipeline file, or create one with New pipeline.</p>}
+      {selected && (
+        <>
+          <div className="row spread">
+            <h2>
+              {opened?.draft.name ?? basename(selected)}{" "}
+              <span className={`badge state ${state.replace(" ", "-")}`} data-testid="pipeline-state">
+                {state}
+              </span>
+            </h2>
+            <div className="row controls">
+              <button type="button" disabled={busy || !!active} onClick={() => act(() => start(selected))} data-testid="pipeline-start">
+                Start
+              </button>
+              <button
+                type="button"
+                className="secondary"
+                disabled={busy || !active}
+                onClick={() => act(async () => {
+                  await backend.pausePipeline(selected);
+                  setPaused(selected, true);
+                })}
+                data-testid="pipeline-pause"
+              >
+                Pause
+              </button>
+              <button
+                type="button"
+                className="secondary"
+                disabled={busy || !run?.paused}
+                onClick={() => act(() => resume(selected))}
+                data-testid="pipeline-resume"
+              >
+                Resume
+              </button>
+              <button
+                type="button"
+                className="secondary"
+                disabled={busy || !active}
+                onClick={() => act(() => backend.stopPipeline(selected))}
+                data-testid="pipeline-stop"
+              >
+                Stop
+              </button>
+              {!confirmDrop ? (
+                <button type="button" className="danger" disabled={busy} onClick={() => setConfirmDrop(true)} data-testid="pipeline-drop">
+                  Drop…
+                </button>
+              ) : (
+                <button
+                  type="button"
+                  className="danger"
+                  disabled={busy}
+                  onClick={() =>
+                    act(async () => {
+                      await backend.dropPipeline(selected);
+                      forget(selected);
+                      setConfirmDrop(false);
+                    })
+                  }
+                  data-testid="pipeline-drop-confirm"
+                >
+                  Drop: remove its slots, publications and state
+                </button>
+              )}
+            </div>
+          </div>
+          <p className="muted path">{selected}</p>
+          {opened && <PipelineGraph draft={opened.draft} />}
+          <h3>Tables</h3>
+          {status && Object.keys(status.tables).length > 0 ? (
+            <table className="status-table" data-testid="pipeline-tables">
+              <thead>
+                <tr>
+                  <th>Table</th>
+                  <th>Phase</th>
+                  <th className="progress-col">Snapshot</th>
+                  <th className="num">Rows/s</th>
+                  <th className="num">Lag</th>
+                  <th className="num">Inserts</th>
+                  <th className="num">Updates</th>
+                  <th className="num">Deletes</th>
+                  <th className="num">Dead letters</th>
+                </tr>
+              </thead>
+              <tbody>
+                {Object.entries(status.tables).map(([name, t]) => (
+                  <TableRow key={name} name={name} t={t} />
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <p className="muted">{run ? "Waiting for the first status…" : "Not running. Start it to see its progress."}</p>
+          )}
+          {status && Object.keys(status.retained_bytes).length > 0 && (
+            <p data-testid="pipeline-retained">
+              Retained change log:{" "}
+              {Object.entries(status.retained_bytes)
+                .map(([src, b]) => `${src} ${fmtBytes(b)}`)
+                .join(", ")}
+            </p>
+          )}
+          <h3>Throughput and lag</h3>
+          <LiveChart history={run?.history ?? []} />
+          {status && status.errors.length > 0 && (
+            <div className="errors" data-testid="pipeline-errors">
+              <h3>Errors</h3>
+              <ul>
+                {status.errors
+                  .slice()
+                  .reverse()
+                  .map((e, i) => (
+                    <li key={i} className="error">
+                      {e}
+                    </li>
+                  ))}
+              </ul>
+            </div>
+          )}
+          {opened && (
+            <div className="row wrap">
+              {Object.entries(opened.draft.targets)
+                .filter(([, t]) => t.kind === "duckdb" && typeof t.path === "string")
+                .map(([name, t]) => (
+                  <button
+                    key={name}
+                    type="button"
+                    className="secondary"
+                    onClick={() => onOpenData(resolveFrom(selected, String(t.path)))}
+                    data-testid={`pipeline-open-data-${name}`}
+                  >
+                    Browse data in {name}
+                  </button>
+                ))}
+              <button type="button" className="secondary" onClick={() => onOpenDeadLetters(selected)} data-testid="pipeline-open-dlq">
+                Dead letters
+              </button>
+            </div>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function TableRow({ name, t }: { name: string; t: TableStatus }) {
+  const total = t.snapshot_total;
+  const pct = total && total > 0 ? Math.min(100, (t.snapshot_done / total) * 100) : t.phase === "snapshot" ? null : 100;
+  return (
+    <tr data-testid={`pipeline-table-${name}`}>
+      <td>{name}</td>
+      <td>
+        <span className={`badge phase ${t.phase}`} data-testid={`pipeline-phase-${name}`}>
+          {PHASE_LABEL[t.phase] ?? t.phase}
+        </span>
+      </td>
+      <td className="progress-col">
+        {t.phase === "pending" ? (
+          <span className="muted">—</span>
+        ) : (
+          <div className="progress" title={`${fmtInt(t.snapshot_done)} of ${fmtInt(total)}`}>
+            <div
+              className={`bar${pct === null ? " indeterminate" : ""}`}
+              style={{ width: `${pct ?? 30}%` }}
+              role="progressbar"
+              aria-valuemin={0}
+              aria-valuemax={total ?? undefined}
+              aria-valuenow={t.snapshot_done}
+              data-testid={`pipeline-progress-${name}`}
+            />
+            <span className="progress-label">
+              {fmtInt(t.snapshot_done)}
+              {total !== null && ` / ${fmtInt(total)}`}
+            </span>
+          </div>
+        )}
+      </td>
+      <td className="num">{fmtRate(t.rows_per_sec)}</td>
+      <td className="num">{fmtSeconds(t.lag_seconds)}</td>
+      <td className="num">{fmtInt(t.inserts)}</td>
+      <td className="num">{fmtInt(t.updates)}</td>
+      <td className="num">{fmtInt(t.deletes)}</td>
+      <td className="num">{fmtInt(t.dead_letters)}</td>
+    </tr>
+  );
+}
