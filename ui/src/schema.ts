@@ -133,7 +133,7 @@ function check(
   const field = classify(s, root);
   if (isEmpty(value)) {
     if (required && field.kind !== "object" && field.kind !== "const") {
-      errors[path] = "Required.";
+      errors[path] = field.kind === "list" || field.kind === "stringList" ? "Add at least one." : "Required.";
       return;
     }
     if (field.kind !== "object") return;
