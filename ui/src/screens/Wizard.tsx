@@ -28,6 +28,7 @@ type TransformState = { enabled: boolean; name: string; input: string; sql: stri
 
 export type WizardState = {
   name: string;
+  description: string;
   kind: string | null;
   folder: string;
   sourceName: string;
@@ -43,6 +44,7 @@ export type WizardState = {
 
 const initial: WizardState = {
   name: "shop",
+  description: "",
   kind: null,
   folder: "",
   sourceName: "",
@@ -62,6 +64,7 @@ export function pipelinePath(s: WizardState): string {
 export function buildDraft(s: WizardState): PipelineDraft {
   const draft: PipelineDraft = {
     name: s.name,
+    ...(s.description ? { description: s.description } : {}),
     sources: { [s.sourceName]: { kind: s.sourceKind, ...s.source } },
     targets: s.targets,
   };
@@ -140,6 +143,7 @@ export function Wizard({ onRun }: Props) {
           setState((s) => ({
             ...s,
             prepared,
+            description: typeof draft.description === "string" ? draft.description : "",
             sourceName,
             sourceKind: String(kind),
             source,
@@ -161,6 +165,7 @@ export function Wizard({ onRun }: Props) {
             ...s,
             prepared,
             sourceKind: s.kind!,
+            description: "",
             sourceName: s.kind!,
             source: {},
             tables: null,
@@ -323,6 +328,16 @@ function SourceStep({ state, update, kinds, kindsError }: StepProps & { kinds: K
           spellCheck={false}
         />
         <p className="help">Letters, digits, _ and -. It names the pipeline's file, checkpoints and state.</p>
+      </div>
+      <div className="field">
+        <label htmlFor="wizard-description">Description</label>
+        <input
+          id="wizard-description"
+          data-testid="wizard-description"
+          value={state.description}
+          onChange={(e) => update({ description: e.target.value })}
+          placeholder="What the pipeline is for (optional)"
+        />
       </div>
       <div className="field">
         <label htmlFor="wizard-folder">Folder</label>
