@@ -13,7 +13,11 @@ export function LiveChart({ history, width = 720, height = 180 }: { history: Sam
     const opts: uPlot.Options = {
       width,
       height,
-      scales: { x: { time: true }, rows: { auto: true }, lag: { auto: true } },
+      scales: {
+        x: { time: true },
+        rows: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+        lag: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       axes: [
         {},
         { scale: "rows", label: "rows/s", size: 60 },

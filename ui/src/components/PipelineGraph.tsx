@@ -1,5 +1,5 @@
 // Sources -> transforms -> targets, as a read-only node graph.
-import { Background, ReactFlow, type Edge, type Node } from "@xyflow/react";
+import { Background, Position, ReactFlow, type Edge, type Node } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
 import type { PipelineDraft } from "../types";
 
@@ -9,18 +9,21 @@ export function graphOf(draft: PipelineDraft): { nodes: Node[]; edges: Edge[] } 
   const sources = Object.entries(draft.sources);
   const transforms = Object.entries(draft.transforms ?? {});
   const targets = Object.entries(draft.targets);
-  const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output") =>
+  const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) =>
     items.forEach(([name, cfg], i) =>
       nodes.push({
         id: `${prefix}:${name}`,
         type,
-        position: { x, y: 20 + i * 90 },
+        position: { x, y: 20 + dy + i * 90 },
+        sourcePosition: Position.Right,
+        targetPosition: Position.Left,
         data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}` },
         className: `node-${prefix}`,
       }),
     );
   column(0, sources, "source", "input");
-  column(260, transforms as [string, Record<string, unknown>][], "transform", "default");
+  // Transforms sit lower, so a source's direct edge to a target stays in sight.
+  column(260, transforms as [string, Record<string, unknown>][], "transform", "default", 70);
   column(520, targets, "target", "output");
   const sourceOf = (ref: string) => `source:${ref.split(".")[0]}`;
   for (const [name, t] of transforms) {

@@ -320,6 +320,11 @@ function StringList({
   );
 }
 
+function itemTitle(listName: string, entry: unknown, i: number): string {
+  const name = entry && typeof entry === "object" ? (entry as Record<string, unknown>).name : undefined;
+  return typeof name === "string" && name ? name : `${labelOf(listName)} ${i + 1}`;
+}
+
 function ListEditor(props: FieldProps & { item: JsonSchema; tid: string }) {
   const { ctx, path, item, value, onChange, tid } = props;
   const list = Array.isArray(value) ? (value as unknown[]) : [];
@@ -332,7 +337,7 @@ function ListEditor(props: FieldProps & { item: JsonSchema; tid: string }) {
             ctx={ctx}
             name={`${labelOf(props.name)} ${i + 1}`}
             path={`${path}.${i}`}
-            schema={{ ...itemSchema, title: `${labelOf(props.name)} ${i + 1}`, description: undefined }}
+            schema={{ ...itemSchema, title: itemTitle(props.name, entry, i), description: undefined }}
             required
             value={entry}
             onChange={(v) => onChange(list.map((x, j) => (j === i ? v : x)))}

@@ -602,7 +602,14 @@ function TransformStep({ path, draft, state, update }: StepProps & { path: strin
                 value={t.input}
                 onChange={(e) => {
                   const table = tables.find((x) => `${state.sourceName}.${x.name}` === e.target.value);
-                  setT({ input: e.target.value, sql: defaultSql(state.choices[table?.name ?? ""]?.columns ?? []) });
+                  const previous = t.input.split(".").slice(1).join(".");
+                  const renamed = !t.name || t.name === `${tableShortName(previous)}_view`;
+                  setT({
+                    input: e.target.value,
+                    name: renamed && table ? `${tableShortName(table.name)}_view` : t.name,
+                    sql: defaultSql(state.choices[table?.name ?? ""]?.columns ?? []),
+                    lookups: t.lookups.filter((l) => l !== e.target.value),
+                  });
                 }}
               >
                 {inputs.map((i) => (
