@@ -1,4 +1,5 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
+import * as backend from "./backend";
 import { RunsProvider, useRuns } from "./runs";
 import { DataView } from "./screens/DataView";
 import { DeadLetters } from "./screens/DeadLetters";
@@ -25,6 +26,20 @@ function Shell() {
   const [wizardKey, setWizardKey] = useState(0);
   const [error, setError] = useState<string | null>(null);
   const { start } = useRuns();
+
+  // Pipelines go on in the background engine while the window is closed:
+  // show them when it opens again.
+  useEffect(() => {
+    backend.runningPipelines().then(
+      (list) => {
+        if (list.length > 0) {
+          setPipeline((p) => p ?? list[0].path);
+          setView((v) => (v === "wizard" ? "pipelines" : v));
+        }
+      },
+      () => undefined,
+    );
+  }, []);
 
   return (
     <div className="app">

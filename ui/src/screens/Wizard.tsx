@@ -393,7 +393,7 @@ function SettingsStep({ state, update, info, showAll }: StepProps & { info?: Kin
       <SchemaForm
         schema={info.schema}
         value={state.source}
-        onChange={(source) => update({ source })}
+        onChange={(source) => update({ source, tables: null })}
         hide={["kind"]}
         showAll={showAll}
         testid="source"

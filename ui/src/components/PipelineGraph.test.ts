@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import { summarize } from "../runs";
+import type { PipelineStatus, TableStatus } from "../types";
+import { graphOf } from "./PipelineGraph";
+
+describe("pipeline graph", () => {
+  it("links sources to transforms and targets by their inputs", () => {
+    const { nodes, edges } = graphOf({
+      name: "shop",
+      sources: { shop: { kind: "files" } },
+      transforms: { open_orders: { input: "shop.orders", sql: "SELECT * FROM source" } },
+      targets: { warehouse: { kind: "duckdb", inputs: ["shop.customers", "open_orders"] } },
+    });
+    expect(nodes.map((n) => n.id)).toEqual(["source:shop", "transform:open_orders", "target:warehouse"]);
+    expect(edges.map((e) => [e.source, e.target, e.label])).toEqual([
+      ["source:shop", "transform:open_orders", "orders"],
+      ["source:shop", "target:warehouse", "customers"],
+      ["transform:open_orders", "target:warehouse", undefined],
+    ]);
+  });
+});
+
+describe("status summary", () => {
+  const table = (rows_per_sec: number, lag_seconds: number | null): TableStatus => ({
+    phase: "streaming",
+    snapshot_total: null,
+    snapshot_done: 0,
+    inserts: 0,
+    updates: 0,
+    deletes: 0,
+    dead_letters: 0,
+    rows_per_sec,
+    lag_seconds,
+  });
+  it("adds throughput over tables and keeps the worst lag", () => {
+    const status: PipelineStatus = {
+      pipeline: "shop",
+      state: "running",
+      tables: { a: table(100, 0.5), b: table(50, 2), c: table(1, null) },
+      positions: {},
+      retained_bytes: {},
+      errors: [],
+      updated_at: "2026-11-25T15:00:00Z",
+    };
+    expect(summarize(status)).toEqual({ t: Date.parse("2026-11-25T15:00:00Z") / 1000, throughput: 151, lag: 2 });
+    expect(summarize({ ...status, tables: { c: table(0, null) } }).lag).toBeNull();
+  });
+});
