@@ -1,11 +1,13 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import * as backend from "./backend";
 import { RunsProvider, useRuns } from "./runs";
-import { DataView } from "./screens/DataView";
-import { DeadLetters } from "./screens/DeadLetters";
-import { OpenExport } from "./screens/OpenExport";
-import { PipelineView } from "./screens/PipelineView";
 import { Wizard } from "./screens/Wizard";
+
+// The first screen is the wizard; the others load when first shown.
+const PipelineView = lazy(() => import("./screens/PipelineView").then((m) => ({ default: m.PipelineView })));
+const DataView = lazy(() => import("./screens/DataView").then((m) => ({ default: m.DataView })));
+const DeadLetters = lazy(() => import("./screens/DeadLetters").then((m) => ({ default: m.DeadLetters })));
+const OpenExport = lazy(() => import("./screens/OpenExport").then((m) => ({ default: m.OpenExport })));
 import { errorText } from "./errors";
 
 type View = "wizard" | "pipelines" | "data" | "dlq" | "files";
@@ -82,6 +84,7 @@ function Shell() {
             }}
           />
         </div>
+        <Suspense fallback={<p className="muted">Loading…</p>}>
         {view === "pipelines" && (
           <PipelineView
             selected={pipeline}
@@ -106,6 +109,7 @@ function Shell() {
             }}
           />
         )}
+        </Suspense>
       </main>
     </div>
   );

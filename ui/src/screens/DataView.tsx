@@ -1,7 +1,7 @@
 // Browse a DuckDB file's tables and run ad-hoc SQL over it.
 import { useEffect, useState } from "react";
 import * as backend from "../backend";
-import { SqlEditor } from "../components/SqlEditor";
+import { SqlEditor } from "../components/LazySqlEditor";
 import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
 import { fmtInt } from "../format";

@@ -149,7 +149,7 @@ describe("Wizard", () => {
     expect(currentStep()).toBe("Transform");
     expect((screen.getByTestId("transform-name") as HTMLInputElement).value).toBe("customers_view");
     expect((screen.getByTestId("transform-input") as HTMLSelectElement).value).toBe("shop.customers");
-    expect(screen.getByTestId("sql-editor").textContent).toContain("SELECT customer_id, email");
+    expect((await screen.findByTestId("sql-editor")).textContent).toContain("SELECT customer_id, email");
     await act(async () => {
       fireEvent.click(screen.getByTestId("preview-run"));
     });

@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from "react";
 import * as backend from "../backend";
 import { SchemaForm } from "../components/SchemaForm";
-import { SqlEditor } from "../components/SqlEditor";
+import { SqlEditor } from "../components/LazySqlEditor";
 import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
 import { join } from "../paths";
