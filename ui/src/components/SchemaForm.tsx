@@ -118,7 +118,7 @@ function FieldView(props: FieldProps) {
       );
       if (field.secret) {
         control = (
-          <SecretAware ctx={ctx} name={name} onStored={(ref) => changed(ref)}>
+          <SecretAware ctx={ctx} name={name} current={value} onStored={(ref) => changed(ref)}>
             {control}
           </SecretAware>
         );
@@ -225,11 +225,14 @@ function FieldView(props: FieldProps) {
 function SecretAware({
   ctx,
   name,
+  current,
   onStored,
   children,
 }: {
   ctx: Ctx;
   name: string;
+  /** The field's text: a literal typed there is offered for the keyring. */
+  current: unknown;
   onStored: (reference: string) => void;
   children: React.ReactNode;
 }) {
@@ -242,7 +245,14 @@ function SecretAware({
     <div className="secret">
       <div className="row">
         {children}
-        <button type="button" className="secondary" onClick={() => setOpen((o) => !o)}>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            if (!open && typeof current === "string" && !current.startsWith("${")) setSecretValue(current);
+            setOpen((o) => !o);
+          }}
+        >
           Keep in keyring…
         </button>
       </div>
@@ -250,6 +260,8 @@ function SecretAware({
         <div className="row">
           <input
             type="password"
+            className="secret-value"
+            placeholder="the secret itself"
             aria-label={`${name} value`}
             value={secretValue}
             onChange={(e) => setSecretValue(e.target.value)}
