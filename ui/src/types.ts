@@ -85,7 +85,16 @@ export type ColumnInfo = { name: string; dataType: string };
 
 export type SqlProblem = { message: string; line: number | null; column: number | null };
 
-export type RecentChange = Record<string, unknown>;
+export type Op = "insert" | "update" | "delete" | "truncate" | string;
+
+/** A recent change of the input table and what the transform makes of it. */
+export type RecentChange = {
+  op: Op;
+  before: unknown;
+  after: unknown;
+  output: { op: Op; row: unknown }[];
+  error: string | null;
+};
 
 export type PreviewResult = {
   columns: ColumnInfo[];

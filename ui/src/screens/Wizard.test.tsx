@@ -73,7 +73,10 @@ beforeEach(() => {
       [1, "a@example.com"],
       [2, null],
     ],
-    recentChanges: [],
+    recentChanges: [
+      { op: "update", before: null, after: { customer_id: 2, email: "b@example.com" }, output: [{ op: "update", row: { customer_id: 2, email: "b@example.com" } }], error: null },
+      { op: "insert", before: null, after: { customer_id: 3, email: 7 }, output: [], error: "Conversion Error: 7 is no email" },
+    ],
     error: null,
     elapsedMs: 12,
   });
@@ -164,6 +167,8 @@ describe("Wizard", () => {
     expect(screen.getByTestId("preview-counts").textContent).toMatch(/1,000 input rows sampled → 2 output rows/);
     expect(screen.getByTestId("preview-schema").textContent).toContain("email");
     expect(screen.getByText("a@example.com")).toBeTruthy();
+    // Recent changes show what the target would get, and which would be kept as dead letters.
+    expect(screen.getByTestId("preview-changes").textContent).toContain("Dead letter: Conversion Error: 7 is no email");
     await next();
 
     expect(currentStep()).toBe("Targets");

@@ -16,6 +16,7 @@ import type {
   PipelineDraft,
   PreviewResult,
   Problem,
+  RecentChange,
 } from "../types";
 
 export const STEPS = ["Source", "Settings", "Connection", "Tables", "Transform", "Targets", "Review", "Save & run"];
@@ -708,6 +709,51 @@ export function PreviewPanel({ result }: { result: PreviewResult }) {
           </div>
         </div>
       )}
+      {!result.error && result.recentChanges.length > 0 && <RecentChanges changes={result.recentChanges} />}
+    </div>
+  );
+}
+
+const json = (v: unknown) => (v === null || v === undefined ? "" : JSON.stringify(v));
+
+function RecentChanges({ changes }: { changes: RecentChange[] }) {
+  return (
+    <div className="recent-changes" data-testid="preview-changes">
+      <h3>Recent changes and what the target gets</h3>
+      <table className="status-table">
+        <thead>
+          <tr>
+            <th>Change</th>
+            <th>Row</th>
+            <th>Target gets</th>
+          </tr>
+        </thead>
+        <tbody>
+          {changes.map((c, i) => (
+            <tr key={i}>
+              <td>
+                <span className={`badge op ${c.op}`}>{c.op}</span>
+              </td>
+              <td>
+                <code className="raw">{json(c.after ?? c.before)}</code>
+              </td>
+              <td>
+                {c.error ? (
+                  <span className="error">Dead letter: {c.error}</span>
+                ) : c.output.length === 0 ? (
+                  <span className="muted">nothing (filtered out)</span>
+                ) : (
+                  c.output.map((o, j) => (
+                    <div key={j}>
+                      <span className={`badge op ${o.op}`}>{o.op}</span> <code className="raw">{json(o.row)}</code>
+                    </div>
+                  ))
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </div>
   );
 }
