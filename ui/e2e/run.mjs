@@ -112,9 +112,42 @@ async function next(expected) {
   await eventually(`step "${expected}"`, async () => (await currentStep()) === expected, 60_000);
 }
 
-async function walk() {
+/** RSS of the app and every process under it (the WebKit web and network processes), in KiB. */
+function treeRss() {
+  const rows = execFileSync("ps", ["-eo", "pid=,ppid=,rss=,args="], { encoding: "utf8" })
+    .split("\n")
+    .map((l) => /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(.*)$/.exec(l))
+    .filter(Boolean)
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), rss: Number(m[3]), args: m[4] }));
+  const roots = rows.filter((r) => r.args.split(" ")[0] === APP_BINARY);
+  const seen = new Set(roots.map((r) => r.pid));
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const r of rows) {
+      if (!seen.has(r.pid) && seen.has(r.ppid)) {
+        seen.add(r.pid);
+        grew = true;
+      }
+    }
+  }
+  const procs = rows.filter((r) => seen.has(r.pid));
+  return { kib: procs.reduce((a, r) => a + r.rss, 0), processes: procs.map((r) => r.args.split(" ")[0]) };
+}
+
+const metrics = {};
+
+async function walk(sessionStarted) {
   step = "opening the wizard";
-  await find("wizard", 60_000);
+  // Interactive: the source kinds (from the engine) are listed and clickable.
+  await find("kind-files", 60_000);
+  metrics.coldStartMs = Date.now() - sessionStarted;
+  log(`cold start to an interactive first screen: ${metrics.coldStartMs} ms (from the WebDriver session request)`);
+  await driver.sleep(5000);
+  const idle = treeRss();
+  metrics.idleRssMiB = Math.round(idle.kib / 1024);
+  metrics.idleProcesses = idle.processes;
+  log(`idle memory: ${metrics.idleRssMiB} MiB RSS in ${idle.processes.length} processes (${idle.processes.join(", ")})`);
 
   step = "wizard: source";
   await type("wizard-name", "shop");
@@ -313,13 +346,14 @@ async function compare() {
   log(`the same ${Object.keys(a).length} tables: ${Object.entries(a).map(([t, v]) => `${t} ${v.rows}`).join(", ")}`);
 }
 
+const requested = Date.now();
 try {
   driver = await new Builder()
     .usingServer(SERVER)
     .withCapabilities({ browserName: "wry", "tauri:options": { application: APP_BINARY } })
     .build();
   const started = Date.now();
-  await walk();
+  await walk(requested);
   log(`walk done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (e) {
   if (driver) {
@@ -338,4 +372,5 @@ try {
 } catch (e) {
   fail(`${step}: ${e?.message ?? e}`);
 }
+writeFileSync(join(SCREENSHOT_DIR, "metrics.json"), `${JSON.stringify(metrics, null, 2)}\n`);
 console.log("E2E passed");
