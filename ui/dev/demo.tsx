@@ -24,6 +24,7 @@ const orderCols = [
 
 let files: Record<string, string> = {};
 let started = 0;
+let stopped = false;
 
 function status(): PipelineStatus {
   const t = (Date.now() - started) / 1000;
@@ -44,7 +45,7 @@ function status(): PipelineStatus {
   };
   return {
     pipeline: "shop",
-    state: "running",
+    state: stopped ? "stopped" : "running",
     tables: { "shop.customers": table(50000, 40000), "shop.orders": table(300000, 60000), "shop.products": table(2000, 20000) },
     positions: {},
     retained_bytes: {},
@@ -94,10 +95,20 @@ mockIPC((cmd, args) => {
     case "watch_pipeline":
     case "resume_pipeline": {
       if (!started) started = Date.now();
+      stopped = false;
       const ch = a.onStatus;
-      if (ch) setInterval(() => ch.onmessage?.(status()), 500);
+      if (ch) {
+        const timer = setInterval(() => {
+          ch.onmessage?.(status());
+          if (stopped) clearInterval(timer);
+        }, 500);
+      }
       return null;
     }
+    case "stop_pipeline":
+    case "pause_pipeline":
+      stopped = true;
+      return null;
     case "running_pipelines":
       return [];
     case "list_tables":
@@ -108,6 +119,13 @@ mockIPC((cmd, args) => {
         { schema: "main", name: "products", rows: 2000, columns: [] },
       ];
     case "run_query":
+      if (/group by/i.test(a.sql))
+        return {
+          columns: [{ name: "category", dataType: "VARCHAR" }, { name: "orders", dataType: "BIGINT" }, { name: "revenue", dataType: "DECIMAL(38,2)" }],
+          rows: categories.map((c, i) => [c, 40000 - i * 713, `${(9123456.78 - i * 100000).toFixed(2)}`]),
+          truncated: false,
+          elapsedMs: 18,
+        };
       return { columns: orderCols, rows: orders(Math.min(a.limit, 120000)), truncated: true, elapsedMs: 210 };
     case "dlq_list":
       return [{ target: "warehouse", rows: [

@@ -170,7 +170,11 @@ async function walk(sessionStarted) {
 
   step = "wizard: tables";
   await next("Tables");
-  for (const t of ["customers", "products", "orders"]) await find(`table-${t}`, 60_000);
+  for (const t of ["customers", "products", "orders"]) {
+    await find(`table-${t}`, 60_000);
+    const include = await find(`table-include-${t}`);
+    if (!(await include.isSelected())) await include.click();
+  }
   await shot("wizard-tables");
 
   step = "wizard: transform";
