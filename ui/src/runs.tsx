@@ -60,9 +60,12 @@ export function RunsProvider({ children }: { children: React.ReactNode }) {
   const resume = useCallback(
     async (path: string) => {
       ensure(path, false);
-      subscribed.current.add(path);
       await backend.resumePipeline(path);
-      await backend.watchPipeline(path, onStatus(path));
+      // A paused run's subscribers keep their channel; subscribe only if this window has none.
+      if (!subscribed.current.has(path)) {
+        subscribed.current.add(path);
+        await backend.watchPipeline(path, onStatus(path));
+      }
     },
     [onStatus],
   );
