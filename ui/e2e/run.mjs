@@ -252,8 +252,8 @@ async function walk(sessionStarted) {
       }
       return true;
     },
-    300_000,
-    500,
+    900_000,
+    1000,
   );
   const ordersRow = await text("pipeline-table-shop.orders");
   log(`orders: ${ordersRow}`);
@@ -335,7 +335,7 @@ async function compare() {
   step = "syncline run --once of the exported file";
   cpSync(join(STUDIO_DIR, "shop"), join(EXPORT_DIR, "shop"), { recursive: true });
   log(`${SYNCLINE_BIN} run --once ${EXPORTED}`);
-  execFileSync(SYNCLINE_BIN, ["run", "--once", EXPORTED], { stdio: "inherit", timeout: 600_000 });
+  execFileSync(SYNCLINE_BIN, ["run", "--once", EXPORTED], { stdio: "inherit", timeout: 1_200_000 });
 
   step = "comparing target tables";
   const a = await tableFingerprints(join(STUDIO_DIR, "shop.duckdb"));
