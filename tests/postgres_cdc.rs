@@ -451,3 +451,118 @@ fn incremental_and_full_modes_work_without_replication() {
     assert_eq!(run.interrupt(), 0);
     assert_eq!(duckdb_count(&out, "SELECT count(*) FROM items"), 5001);
 }
+
+/// Incremental mode with a key scan: rows deleted at the source leave every
+/// target (DuckDB upsert, Postgres upsert and history), across pages of a
+/// composite key whose text part sorts differently by locale and by byte.
+#[test]
+fn key_scans_remove_rows_deleted_at_the_source() {
+    let db = TestDb::create("keyscan");
+    let dst = TestDb::create("keyscan_dst");
+    // Mixed case and accents: en_US and C order them differently.
+    db.exec(
+        "CREATE TABLE stock (region text NOT NULL, id int NOT NULL, qty int NOT NULL,
+             updated_at timestamptz NOT NULL, PRIMARY KEY (region, id));
+         INSERT INTO stock
+             SELECT r, i, i % 17, '2025-01-01'::timestamptz + i * interval '1 second'
+             FROM unnest(ARRAY['a', 'B', 'c', 'Ä', 'b']) r, generate_series(1, 600) i;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    let text = format!(
+        "name = \"key_scan\"\n[sources.pg]\nkind = \"postgres\"\ndatabase = \"{src}\"\nbatch_rows = 700\n\
+         [[sources.pg.tables]]\nname = \"stock\"\nmode = \"incremental\"\ncursor = \"updated_at\"\nkey_scan_secs = 1\n\
+         [targets.duck]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"pg\"]\n\
+         [targets.pgup]\nkind = \"postgres\"\ndatabase = \"{dst}\"\nschema = \"up\"\ninputs = [\"pg\"]\n\
+         [targets.pghist]\nkind = \"postgres\"\ndatabase = \"{dst}\"\nschema = \"hist\"\ninputs = [\"pg\"]\nmode = \"history\"\n",
+        src = db.name,
+        dst = dst.name
+    );
+    std::fs::write(&pipeline, text).unwrap();
+    let out = tmp.path().join("out.duckdb");
+    let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(duckdb_count(&out, "SELECT count(*) FROM stock"), 3000);
+
+    // Deletes at the first key, the last key, inside a page, a whole page's
+    // worth, and a row updated then deleted between runs.
+    db.exec(
+        "DELETE FROM stock WHERE region = 'B' AND id = 1;
+         DELETE FROM stock WHERE region = 'Ä' AND id = 600;
+         DELETE FROM stock WHERE region = 'a' AND id BETWEEN 100 AND 110;
+         DELETE FROM stock WHERE region = 'b' AND id BETWEEN 1 AND 700;
+         UPDATE stock SET qty = -1, updated_at = '2026-01-01' WHERE region = 'c' AND id <= 5;
+         INSERT INTO stock VALUES ('d', 1, 1, '2026-01-02'), ('C', 1, 1, '2026-01-02');",
+    );
+    let expected = db.rows("SELECT region, id, qty FROM stock ORDER BY region COLLATE \"C\", id");
+    assert_eq!(expected.len(), 3000 - 1 - 1 - 11 - 600 + 2);
+    let duck = |out: &Path| -> Vec<Vec<String>> {
+        let conn = duckdb::Connection::open(out).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT region, CAST(id AS VARCHAR), CAST(qty AS VARCHAR) FROM stock ORDER BY region, id")
+            .unwrap();
+        stmt.query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let upsert =
+        || dst.rows("SELECT region, id, qty FROM up.stock ORDER BY region COLLATE \"C\", id");
+    // The history's latest version of each key, deletes removed.
+    let history = || {
+        dst.rows(
+            "SELECT region, id, qty FROM (
+                 SELECT DISTINCT ON (region, id) region, id, qty, _op FROM hist.stock
+                 ORDER BY region, id, _seq DESC, ctid DESC) h
+             WHERE _op <> 'd' ORDER BY region COLLATE \"C\", id",
+        )
+    };
+    // A scan runs when a second has passed since the last one began.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+        assert_eq!(code, 0, "{err}");
+        if duck(&out) == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key scan did not remove deleted rows in time: {} rows in DuckDB, {} at the source",
+            duck(&out).len(),
+            expected.len()
+        );
+    }
+    assert_eq!(upsert(), expected);
+    assert_eq!(history(), expected);
+    assert_eq!(
+        dst.scalar("SELECT count(*) FROM hist.stock WHERE _op = 'd'"),
+        "613",
+        "one delete recorded per row gone, and none twice"
+    );
+
+    // An emptied table empties its targets; cdc tables refuse the setting.
+    db.exec("DELETE FROM stock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while duckdb_count(&out, "SELECT count(*) FROM stock") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emptied table was not pruned"
+        );
+        let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(dst.scalar("SELECT count(*) FROM up.stock"), "0");
+    std::fs::write(
+        &pipeline,
+        std::fs::read_to_string(&pipeline)
+            .unwrap()
+            .replace("mode = \"incremental\"\ncursor = \"updated_at\"\n", ""),
+    )
+    .unwrap();
+    let (code, _, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("key_scan_secs applies to incremental tables only"),
+        "{err}"
+    );
+}

@@ -387,18 +387,47 @@ pub enum Op {
     Delete,
     /// Every row of the table is removed.
     Truncate,
+    /// Rows gone at the source, found by a periodic scan of its keys (for
+    /// tables read without a change log, where deletes are not seen). One
+    /// prune covers a range of keys in the source's key order and lists
+    /// every key the source holds in it; a sink removes the rows it holds in
+    /// that range whose key is not listed, as if each were deleted.
+    ///
+    /// * `after`: the keys present, column-wise: each key column holds a
+    ///   [`Value::List`] of that column's values, in key order (other
+    ///   columns `Null`). The range's upper bound (inclusive) is the last
+    ///   listed key; with no key listed, the range has no upper bound.
+    /// * `before`: the range's lower bound (exclusive), a row with the key
+    ///   columns set; `None` for a range from the first key.
+    ///
+    /// Key order is the source's ordering of the key columns' values, with
+    /// text compared byte by byte (the C collation), which is how sinks
+    /// compare them too.
+    Prune,
 }
 
 impl Op {
-    /// One-letter code stored by sinks (`i`, `u`, `d`, `t`).
+    /// One-letter code stored by sinks (`i`, `u`, `d`, `t`, `p`).
     pub fn code(self) -> &'static str {
         match self {
             Op::Insert => "i",
             Op::Update => "u",
             Op::Delete => "d",
             Op::Truncate => "t",
+            Op::Prune => "p",
         }
     }
+}
+
+/// The range and keys of an [`Op::Prune`] change, row-wise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneRange {
+    /// Exclusive lower bound (key values in key-column order), if any.
+    pub after_key: Option<Vec<Value>>,
+    /// Inclusive upper bound: the last present key, if any.
+    pub up_to: Option<Vec<Value>>,
+    /// The keys present at the source in the range, in key order.
+    pub present: Vec<Vec<Value>>,
 }
 
 /// One change to one row (or, for truncate, to a whole table).
@@ -418,6 +447,73 @@ impl Change {
     /// The row that identifies the change's key: `after`, else `before`.
     pub fn key_row(&self) -> Option<&Row> {
         self.after.as_ref().or(self.before.as_ref())
+    }
+
+    /// A prune of `table`'s keys in `(after_key, last of present]` (see
+    /// [`Op::Prune`]); `present` are key tuples in key-column order.
+    pub fn prune(
+        table: Arc<TableSchema>,
+        after_key: Option<Vec<Value>>,
+        present: Vec<Vec<Value>>,
+    ) -> Change {
+        let width = table.columns.len();
+        let spread = |key: Vec<Value>| -> Row {
+            let mut row = vec![Value::Null; width];
+            for (&i, v) in table.key.iter().zip(key) {
+                row[i] = v;
+            }
+            row
+        };
+        let mut columns: Vec<Vec<Value>> = vec![Vec::with_capacity(present.len()); table.key.len()];
+        for key in present {
+            for (column, v) in columns.iter_mut().zip(key) {
+                column.push(v);
+            }
+        }
+        let listed = spread(columns.into_iter().map(Value::List).collect());
+        Change {
+            op: Op::Prune,
+            before: after_key.map(spread),
+            after: Some(listed),
+            table,
+        }
+    }
+
+    /// The range and keys of a prune, or `None` for another op or a
+    /// malformed prune.
+    pub fn prune_range(&self) -> Option<PruneRange> {
+        if self.op != Op::Prune {
+            return None;
+        }
+        let key = &self.table.key;
+        let after_key = match &self.before {
+            Some(row) => Some(
+                key.iter()
+                    .map(|&i| row.get(i).cloned())
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let listed = self.after.as_ref()?;
+        let columns: Vec<&Vec<Value>> = key
+            .iter()
+            .map(|&i| match listed.get(i) {
+                Some(Value::List(values)) => Some(values),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let n = columns.first().map_or(0, |c| c.len());
+        if columns.iter().any(|c| c.len() != n) {
+            return None;
+        }
+        let present: Vec<Vec<Value>> = (0..n)
+            .map(|r| columns.iter().map(|c| c[r].clone()).collect())
+            .collect();
+        Some(PruneRange {
+            after_key,
+            up_to: present.last().cloned(),
+            present,
+        })
     }
 }
 

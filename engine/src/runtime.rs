@@ -488,6 +488,10 @@ async fn run_inner(
 /// the pipeline (the sinks would refuse the whole batch).
 fn quarantine_misfits(batch: &mut Batch) {
     let misfit = |change: &crate::model::Change| -> Option<String> {
+        // A prune lists keys column-wise, not a row.
+        if change.op == crate::model::Op::Prune {
+            return None;
+        }
         let row = change.after.as_ref()?;
         change
             .table

@@ -244,7 +244,7 @@ impl StatusHandle {
                     Op::Insert => t.inserts += 1,
                     Op::Update => t.updates += 1,
                     Op::Delete => t.deletes += 1,
-                    Op::Truncate => {}
+                    Op::Truncate | Op::Prune => {}
                 }
                 if batch.kind == crate::model::BatchKind::Snapshot {
                     t.snapshot_done += 1;

@@ -369,6 +369,11 @@ impl Transforms {
                         .map_err(|e| TransformError::engine("truncating a lookup table", e))?;
                     continue;
                 }
+                // A lookup is read whole at start; rows a key scan finds
+                // gone stay in it until the next start.
+                if change.op == Op::Prune {
+                    continue;
+                }
                 if let Some(before) = &change.before {
                     deleted.push(before);
                 }
@@ -661,6 +666,12 @@ impl Running {
         for (i, c) in changes.iter().enumerate() {
             match c.op {
                 Op::Truncate => result.push(change_of(Op::Truncate, None, None)),
+                // Outputs keep their input's key, so the same keys are gone.
+                Op::Prune => result.push(change_of(
+                    Op::Prune,
+                    c.before.as_ref().map(key_only),
+                    c.after.as_ref().map(key_only),
+                )),
                 Op::Delete => {
                     if let Some(before) = &c.before {
                         result.push(change_of(Op::Delete, Some(key_only(before)), None));

@@ -504,6 +504,10 @@ impl Writer {
                     self.apply_segment(source, id, &segment)?;
                     segment.clear();
                     self.truncate(id, batch)?;
+                } else if change.op == Op::Prune {
+                    self.apply_segment(source, id, &segment)?;
+                    segment.clear();
+                    self.prune(id, change, batch)?;
                 } else {
                     segment.push((change, batch));
                 }
@@ -558,6 +562,152 @@ impl Writer {
             .execute_batch(&sql)
             .map_err(DuckDbError::sql(format!("truncating {}", target.table)))?;
         self.fills.insert(target.table.clone(), fill);
+        Ok(())
+    }
+
+    /// Removes the rows of a key range the source no longer holds (see
+    /// [`Op::Prune`]): deleted in `upsert`, recorded as deletes in
+    /// `history`; `append` keeps every row it was given.
+    fn prune(&mut self, id: &TableId, change: &Change, batch: &Batch) -> Result<(), DuckDbError> {
+        if self.mode == WriteMode::Append {
+            return Ok(());
+        }
+        let target = &self.targets[id];
+        let schema = &target.schema;
+        let range = change.prune_range().ok_or_else(|| DuckDbError::Value {
+            column: "*".into(),
+            detail: format!("a key scan of {id} arrived without its keys"),
+        })?;
+        if schema.key.is_empty() {
+            return Err(DuckDbError::Schema {
+                table: id.to_string(),
+                detail: "a key scan needs a key; the table has none".into(),
+            });
+        }
+        // Bounds and present keys go through the staging table, tagged in
+        // `_op`: `lo`, `hi` and `k`.
+        let mut tagged: Vec<(&str, &Vec<Value>)> = Vec::new();
+        tagged.extend(range.after_key.iter().map(|k| ("lo", k)));
+        tagged.extend(range.up_to.iter().map(|k| ("hi", k)));
+        tagged.extend(range.present.iter().map(|k| ("k", k)));
+        let mut fields = vec![
+            Field::new("_seq", ArrowType::Int64, false),
+            Field::new("_op", ArrowType::Utf8, false),
+            Field::new("_unchanged", ArrowType::Utf8, true),
+            Field::new("_bseq", ArrowType::Int64, false),
+            Field::new(
+                "_commit",
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ];
+        let n = tagged.len();
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(StringArray::from_iter_values(
+                tagged.iter().map(|(t, _)| *t),
+            )),
+            Arc::new(StringArray::from(vec![None::<String>; n])),
+            Arc::new(Int64Array::from_iter_values(std::iter::repeat_n(
+                batch.position.seq as i64,
+                n,
+            ))),
+            Arc::new(TimestampMicrosecondArray::from(vec![None; n]).with_timezone("UTC")),
+        ];
+        let null = Value::Null;
+        for (i, column) in schema.columns.iter().enumerate() {
+            fields.push(arrow_field(&column.name, &column.data_type));
+            let at = schema.key.iter().position(|&k| k == i);
+            let values = tagged
+                .iter()
+                .map(|(_, key)| at.and_then(|a| key.get(a)).unwrap_or(&null));
+            arrays.push(build_column(&column.data_type, &column.name, values)?);
+        }
+        let record =
+            RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
+                column: "*".into(),
+                detail: e.to_string(),
+            })?;
+        {
+            let mut appender = self
+                .conn
+                .appender_to_catalog_and_db(&target.stage_name, "temp", "main")
+                .map_err(DuckDbError::sql("opening the staging appender"))?;
+            appender
+                .append_record_batch(record)
+                .map_err(DuckDbError::sql("staging a key scan"))?;
+            appender
+                .flush()
+                .map_err(DuckDbError::sql("staging a key scan"))?;
+        }
+        let keys: Vec<(String, String)> = schema
+            .key
+            .iter()
+            .map(|&k| {
+                let c = &schema.columns[k];
+                let name = quote(&c.name);
+                let staged = cast_from_stage(&format!("p.{name}"), &c.data_type);
+                (format!("h.{name}"), staged)
+            })
+            .collect();
+        // `h` after `p` in key order (text compares byte-wise in DuckDB).
+        let after = {
+            let mut terms = Vec::new();
+            for i in 0..keys.len() {
+                let mut term: Vec<String> = keys[..i]
+                    .iter()
+                    .map(|(h, p)| format!("{h} = {p}"))
+                    .collect();
+                term.push(format!("{} > {}", keys[i].0, keys[i].1));
+                terms.push(format!("({})", term.join(" AND ")));
+            }
+            format!("({})", terms.join(" OR "))
+        };
+        let stage = &target.stage;
+        let mut filter = Vec::new();
+        if range.after_key.is_some() {
+            filter.push(format!(
+                "EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'lo' AND {after})"
+            ));
+        }
+        if range.up_to.is_some() {
+            filter.push(format!(
+                "EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'hi' AND NOT {after})"
+            ));
+        }
+        let same: Vec<String> = keys.iter().map(|(h, p)| format!("{h} = {p}")).collect();
+        filter.push(format!(
+            "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'k' AND {})",
+            same.join(" AND ")
+        ));
+        let filter = filter.join(" AND ");
+        let table = &target.table;
+        let sql = if self.mode == WriteMode::History {
+            let cols: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| quote(&schema.columns[k].name))
+                .collect();
+            let cols = cols.join(", ");
+            format!(
+                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
+                 SELECT 'd', {seq}, {commit}, now(), {cols} FROM (
+                     SELECT {cols}, _op, row_number() OVER (PARTITION BY {cols} ORDER BY _seq DESC, rowid DESC) AS _rn
+                     FROM {table}
+                     WHERE rowid > (SELECT coalesce(max(rowid), -1) FROM {table} WHERE _op = 't')
+                 ) h WHERE h._rn = 1 AND h._op <> 'd' AND {filter};
+                 DELETE FROM {stage};",
+                seq = batch.position.seq,
+                commit = commit_time_sql(batch),
+            )
+        } else {
+            format!("DELETE FROM {table} h WHERE {filter}; DELETE FROM {stage};")
+        };
+        self.conn
+            .execute_batch(&sql)
+            .map_err(DuckDbError::sql(format!(
+                "removing rows of {table} gone at the source"
+            )))?;
         Ok(())
     }
 

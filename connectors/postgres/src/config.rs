@@ -87,6 +87,13 @@ pub struct PgTableConfig {
     /// Cursor column for incremental mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Incremental mode only: seconds between scans of the table's keys
+    /// that remove from the targets rows deleted at the source (a cursor
+    /// does not see deletes). Each scan reads every key once, in pages of
+    /// `batch_rows`. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub key_scan_secs: Option<u64>,
 }
 
 fn default_host() -> String {

@@ -497,6 +497,20 @@ impl Source for PostgresSource {
     }
 
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {
+        if let Some(t) = self
+            .config
+            .tables
+            .iter()
+            .find(|t| t.key_scan_secs.is_some() && t.mode != SyncMode::Incremental)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "table `{}`: key_scan_secs applies to incremental tables only (cdc sees deletes in the change log; full copies the whole table again)",
+                    t.name
+                ),
+            ));
+        }
         let mut runner = Runner::start(*self, &ctx).await?;
         runner.run(ctx).await
     }
@@ -756,6 +770,7 @@ impl Runner {
                 info: info.clone(),
                 mode: cfg.mode,
                 order,
+                key_scan: cfg.key_scan_secs.map(Duration::from_secs),
             });
         }
         let resume = match &ctx.resume {

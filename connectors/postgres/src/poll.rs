@@ -3,7 +3,11 @@
 //! * `incremental`: rows whose `(cursor, key)` is greater than the last one
 //!   delivered are read in order, in batches, and upserted. The cursor must
 //!   grow with every change (an `updated_at` set by the application or a
-//!   trigger, or a sequence). Deletes are not seen.
+//!   trigger, or a sequence). Deletes are not seen, unless the table asks
+//!   for a periodic key scan (`key_scan_secs`): every so often its keys are
+//!   read in key order, a page at a time, and each page goes out as an
+//!   [`Op::Prune`] that removes from the targets the rows of that key range
+//!   the source no longer holds.
 //! * `full`: the whole table is copied on every run, after a truncate of the
 //!   target table.
 //!
@@ -40,6 +44,10 @@ pub struct PollState {
     pub full_done: Vec<String>,
     /// The run counter the `full_done` list belongs to.
     pub run: u64,
+    /// Per table with a key scan: when the last complete scan started
+    /// (seconds since the Unix epoch). A scan cut short runs again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scanned: BTreeMap<String, i64>,
 }
 
 /// One polled table with what the queries need.
@@ -51,6 +59,8 @@ pub struct PolledTable {
     pub mode: SyncMode,
     /// `(cursor, key...)` column names and Postgres types, incremental only.
     pub order: Vec<(String, String)>,
+    /// How often to scan the keys for rows deleted at the source.
+    pub key_scan: Option<Duration>,
 }
 
 /// The `(cursor, key...)` columns of an incremental table with their types.
@@ -74,6 +84,15 @@ pub async fn order_columns(
             .map(str::to_owned)
             .filter(|k| k != cursor),
     );
+    column_types(conn, info, names).await
+}
+
+/// `names` with their Postgres types (`format_type`).
+async fn column_types(
+    conn: &mut PgConnection,
+    info: &TableInfo,
+    names: Vec<String>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for n in names {
         let ty: Option<String> = sqlx::query_scalar(
@@ -130,6 +149,18 @@ pub async fn run(
     loop {
         for t in &incremental {
             poll_table(config, conn, t, &mut emitter).await?;
+            if let Some(every) = t.key_scan {
+                let name = &t.info.schema.id.name;
+                let now = chrono::Utc::now().timestamp();
+                let due = emitter
+                    .state
+                    .scanned
+                    .get(name)
+                    .is_none_or(|&last| now.saturating_sub(last) >= every.as_secs() as i64);
+                if due {
+                    key_scan(config, conn, t, now, &mut emitter).await?;
+                }
+            }
             if first {
                 let phase = if ctx.follow {
                     Phase::Streaming
@@ -232,6 +263,124 @@ async fn full_copy(
             break;
         }
     }
+    Ok(())
+}
+
+/// Reads the table's keys in key order, a page at a time, and sends each
+/// page as a prune of its key range; the last prune reaches past the last
+/// key. Text keys are ordered byte-wise (`COLLATE "C"`), as targets compare
+/// them. Records the scan in the position with its last page.
+async fn key_scan(
+    config: &PostgresSourceConfig,
+    conn: &mut PgConnection,
+    t: &PolledTable,
+    started: i64,
+    out: &mut Emitter<'_>,
+) -> Result<()> {
+    let schema = &t.info.schema;
+    let names: Vec<String> = schema.key_names().into_iter().map(str::to_owned).collect();
+    let typed = column_types(conn, &t.info, names).await?;
+    // The table seen through its key columns only, for the binary reader.
+    let keys_only = {
+        let mut info = t.info.clone();
+        let mut projected = (**schema).clone();
+        projected.columns = schema
+            .key
+            .iter()
+            .map(|&k| schema.columns[k].clone())
+            .collect();
+        projected.key = (0..schema.key.len()).collect();
+        info.decoders = schema
+            .key
+            .iter()
+            .map(|&k| t.info.decoders[k].clone())
+            .collect();
+        info.schema = std::sync::Arc::new(projected);
+        info
+    };
+    let ordered: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&k| {
+            let c = &schema.columns[k];
+            if c.data_type == syncline_engine::model::DataType::Text {
+                format!("{} COLLATE \"C\"", quote(&c.name))
+            } else {
+                quote(&c.name)
+            }
+        })
+        .collect();
+    let plain: Vec<String> = typed.iter().map(|(c, _)| quote(c)).collect();
+    let tuple = format!("({})", ordered.join(", "));
+    let order = ordered.join(", ");
+    let literals = |values: &[String]| -> String {
+        values
+            .iter()
+            .zip(&typed)
+            .map(|(v, (_, ty))| format!("{}::{ty}", literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lower: Option<(Vec<String>, Vec<syncline_engine::model::Value>)> = None;
+    let mut pages = 0u64;
+    let mut keys_seen = 0u64;
+    loop {
+        let filter = match &lower {
+            Some((text, _)) => format!("{tuple} > ({})", literals(text)),
+            None => "true".to_owned(),
+        };
+        let last_sql = format!(
+            "SELECT {} FROM (SELECT {} FROM ONLY {} WHERE {filter} ORDER BY {order} LIMIT {}) AS page ORDER BY {} LIMIT 1",
+            plain
+                .iter()
+                .map(|c| format!("{c}::text"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plain.join(", "),
+            t.info.quoted(),
+            config.batch_rows,
+            ordered
+                .iter()
+                .map(|c| format!("{c} DESC"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(last_sql))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(PgError::query(format!(
+                "scanning the keys of {}",
+                t.info.wire_name()
+            )))?;
+        let after_key = lower.as_ref().map(|(_, values)| values.clone());
+        let Some(row) = row else {
+            // Past the last key: whatever the targets hold there is gone.
+            out.state.scanned.insert(schema.id.name.clone(), started);
+            out.emit(
+                vec![Change::prune(schema.clone(), after_key, Vec::new())],
+                BatchKind::Stream,
+            )
+            .await?;
+            break;
+        };
+        let last: Vec<String> = (0..typed.len()).map(|i| row.get::<String, _>(i)).collect();
+        let page = format!("{filter} AND {tuple} <= ({})", literals(&last));
+        let rows = snapshot::read_rows(conn, &keys_only, &page, &order).await?;
+        if rows.is_empty() {
+            // The page's rows were deleted in between: read it again.
+            continue;
+        }
+        pages += 1;
+        keys_seen += rows.len() as u64;
+        let upper = rows.last().cloned();
+        out.emit(
+            vec![Change::prune(schema.clone(), after_key, rows)],
+            BatchKind::Stream,
+        )
+        .await?;
+        lower = upper.map(|values| (last, values));
+    }
+    info!(table = %schema.id.name, keys = keys_seen, pages, "key scan done");
     Ok(())
 }
 

@@ -1350,6 +1350,12 @@ impl State {
                         .await?;
                     segment.clear();
                     self.truncate(conn, target, seq, commit_micros).await?;
+                } else if change.op == Op::Prune {
+                    self.apply_segment(conn, target, &segment, seq, commit_micros, &mut staged)
+                        .await?;
+                    segment.clear();
+                    self.prune(conn, target, change, seq, commit_micros, &mut staged)
+                        .await?;
                 } else {
                     segment.push(change);
                 }
@@ -1388,6 +1394,151 @@ impl State {
         Ok(())
     }
 
+    /// Removes the rows of a key range the source no longer holds (see
+    /// [`Op::Prune`]): deleted in `upsert`, recorded as deletes in
+    /// `history`; `append` keeps every row it was given.
+    async fn prune(
+        &self,
+        conn: &mut PgConnection,
+        target: &Target,
+        change: &Change,
+        seq: i64,
+        commit_micros: Option<i64>,
+        staged: &mut bool,
+    ) -> Result<(), PgSinkError> {
+        if self.mode == WriteMode::Append {
+            return Ok(());
+        }
+        let schema = &target.schema;
+        let range = change.prune_range().ok_or_else(|| PgSinkError::Value {
+            column: "*".into(),
+            detail: format!("a key scan of {} arrived without its keys", schema.id),
+        })?;
+        if schema.key.is_empty() {
+            return Err(PgSinkError::Schema {
+                table: schema.id.to_string(),
+                detail: "a key scan needs a key; the table has none".into(),
+            });
+        }
+        let stage = &target.stage;
+        if *staged {
+            sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {stage}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(PgSinkError::sql("clearing the staging table"))?;
+        }
+        *staged = true;
+        // Bounds and present keys go through the staging table, tagged in
+        // `_syncline_op`: `lo`, `hi` and `k`.
+        let mut tags: Vec<&str> = Vec::new();
+        let mut keys: Vec<&Vec<Value>> = Vec::new();
+        for (tag, key) in range
+            .after_key
+            .iter()
+            .map(|k| ("lo", k))
+            .chain(range.up_to.iter().map(|k| ("hi", k)))
+            .chain(range.present.iter().map(|k| ("k", k)))
+        {
+            tags.push(tag);
+            keys.push(key);
+        }
+        let width = schema.columns.len();
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|key| {
+                let mut row = vec![Value::Null; width];
+                for (&i, v) in schema.key.iter().zip(key.iter()) {
+                    row[i] = v.clone();
+                }
+                row
+            })
+            .collect();
+        let changes: Vec<Change> = rows
+            .iter()
+            .map(|row| Change {
+                op: Op::Insert,
+                table: schema.clone(),
+                before: None,
+                after: Some(row.clone()),
+            })
+            .collect();
+        let refs: Vec<&Change> = changes.iter().collect();
+        let cows: Vec<Cow<'_, Row>> = rows.iter().map(Cow::Borrowed).collect();
+        copy_rows(conn, target, &refs, &cows, Some(&tags)).await?;
+
+        // Text compares byte-wise, as the source ordered the keys.
+        let key_sql: Vec<(String, String)> = schema
+            .key
+            .iter()
+            .map(|&k| {
+                let c = &schema.columns[k];
+                let name = quote(&c.name);
+                if c.data_type == DataType::Text {
+                    (format!("(h.{name} COLLATE \"C\")"), format!("p.{name}"))
+                } else {
+                    (format!("h.{name}"), format!("p.{name}"))
+                }
+            })
+            .collect();
+        let after = {
+            let mut terms = Vec::new();
+            for i in 0..key_sql.len() {
+                let mut term: Vec<String> = key_sql[..i]
+                    .iter()
+                    .map(|(h, p)| format!("{h} = {p}"))
+                    .collect();
+                term.push(format!("{} > {}", key_sql[i].0, key_sql[i].1));
+                terms.push(format!("({})", term.join(" AND ")));
+            }
+            format!("({})", terms.join(" OR "))
+        };
+        let mut filter = Vec::new();
+        if range.after_key.is_some() {
+            filter.push(format!(
+                "EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'lo' AND {after})"
+            ));
+        }
+        if range.up_to.is_some() {
+            filter.push(format!(
+                "EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'hi' AND NOT {after})"
+            ));
+        }
+        let same: Vec<String> = key_sql.iter().map(|(h, p)| format!("{h} = {p}")).collect();
+        filter.push(format!(
+            "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'k' AND {})",
+            same.join(" AND ")
+        ));
+        let filter = filter.join(" AND ");
+        let table = &target.table;
+        let sql = if self.mode == WriteMode::History {
+            let cols: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| quote(&schema.columns[k].name))
+                .collect();
+            let cols = cols.join(", ");
+            format!(
+                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
+                 SELECT 'd', {seq}, {commit}, now(), {cols} FROM (
+                     SELECT DISTINCT ON ({cols}) {cols}, _op FROM {table}
+                     WHERE _seq >= coalesce((SELECT max(_seq) FROM {table} WHERE _op = 't'), 0)
+                       AND _op <> 't'
+                     ORDER BY {cols}, _seq DESC, ctid DESC
+                 ) h WHERE h._op <> 'd' AND {filter}",
+                commit = commit_time_sql(commit_micros),
+            )
+        } else {
+            format!("DELETE FROM {table} h WHERE {filter}")
+        };
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map_err(PgSinkError::sql(format!(
+                "removing rows of {table} gone at the source"
+            )))?;
+        Ok(())
+    }
+
     async fn apply_segment(
         &self,
         conn: &mut PgConnection,
@@ -1411,7 +1562,7 @@ impl State {
         }
         *staged = true;
         let rows = apply::resolve_unchanged(schema, changes);
-        let unchanged_columns = copy_rows(conn, target, changes, &rows).await?;
+        let unchanged_columns = copy_rows(conn, target, changes, &rows, None).await?;
         if rows.len() >= ANALYZE_FROM {
             sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {stage}")))
                 .execute(&mut *conn)
@@ -1628,13 +1779,15 @@ async fn create_stage(
     Ok(())
 }
 
-/// Bulk-loads one segment into its staging table with `COPY ... FROM STDIN`.
+/// Bulk-loads one segment into its staging table with `COPY ... FROM STDIN`,
+/// each row tagged with its change's op code or, where given, `tags[i]`.
 /// Returns the columns that have values the source did not send.
 async fn copy_rows(
     conn: &mut PgConnection,
     target: &Target,
     changes: &[&Change],
     rows: &[Cow<'_, Row>],
+    tags: Option<&[&str]>,
 ) -> Result<BTreeSet<usize>, PgSinkError> {
     let schema = &target.schema;
     let mut columns = vec![
@@ -1665,7 +1818,8 @@ async fn copy_rows(
         data.extend_from_slice(text.as_bytes());
         text.clear();
         data.push(b'\t');
-        data.extend_from_slice(change.op.code().as_bytes());
+        let tag = tags.and_then(|t| t.get(i).copied());
+        data.extend_from_slice(tag.unwrap_or(change.op.code()).as_bytes());
         data.push(b'\t');
         let unchanged: Vec<String> = row
             .iter()
