@@ -44,3 +44,24 @@ claim_target_dir() {
   fi
   echo "$here" > "$marker"
 }
+
+# Tools installed for this machine (tauri-driver for the desktop E2E).
+: "${SYNCLINE_TOOLS:=$SYNCLINE_CACHE/tools}"
+export SYNCLINE_TOOLS
+
+# Installs the UI's npm packages when ui/package-lock.json changed since the
+# last install, and builds ui/dist when a UI source is newer than it.
+ensure_ui_build() {
+  [ -f ui/package-lock.json ] || return 0
+  local stamp=ui/node_modules/.syncline-lock-sha want
+  want=$(sha256sum ui/package-lock.json | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "env: installing the UI's npm packages (npm ci)" >&2
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$want" > "$stamp"
+  fi
+  if [ ! -f ui/dist/index.html ] || [ -n "$(find ui/src ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json -newer ui/dist/index.html 2>/dev/null | head -n1)" ]; then
+    echo "env: building the UI (ui/dist)" >&2
+    (cd ui && npm run build --silent >&2)
+  fi
+}

@@ -11,7 +11,6 @@
 
 mod dlq;
 mod progress;
-mod sample;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -23,8 +22,8 @@ use serde::Serialize;
 use syncline_catalog::Pipeline;
 use syncline_catalog::transforms::{SampleOptions, TransformCheckError};
 use syncline_engine::connector::{Check, CheckOutcome};
-use syncline_engine::runtime::RunOptions;
 use syncline_engine::status::StatusHandle;
+use syncline_sample as sample;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code: the run failed.
@@ -348,7 +347,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
-    let plan = match syncline_catalog::plan(p).await {
+    let plan = match syncline_catalog::lifecycle::prepare(p).await {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error [{}]: {}", e.kind().code(), e.chain());
@@ -364,8 +363,6 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     let status = StatusHandle::new(&p.spec.name);
     let cancel = CancellationToken::new();
     let state_dir = syncline_catalog::state_dir(p);
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
 
     // First Ctrl-C: graceful stop with a final checkpoint. Second: exit now
     // (safe: every target holds its checkpoint with its data).
@@ -385,16 +382,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     }
 
     let renderer = progress::spawn(status.clone(), json, state_dir.join("status.json"));
-    let mut options = RunOptions {
-        follow,
-        ..RunOptions::default()
-    };
-    if let Some(ms) = std::env::var("SYNCLINE_STATUS_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        options.status_interval = std::time::Duration::from_millis(ms.max(10));
-    }
+    let options = syncline_catalog::lifecycle::run_options(follow);
     let result = syncline_engine::runtime::run(plan, options, status.clone(), cancel).await;
     renderer.finish().await;
     let last = status.snapshot();
@@ -419,37 +407,13 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
 }
 
 async fn drop_pipeline(p: &Pipeline) -> Result<ExitCode> {
-    for name in p.spec.sources.keys() {
-        let mut s = syncline_catalog::source(p, name)?;
-        match s.release().await {
-            Ok(removed) => {
-                for r in removed {
-                    println!("source {name}: removed {r}");
-                }
-            }
-            Err(e) => {
-                eprintln!("error [{}]: source {name}: {}", e.kind().code(), e.chain());
-                return Ok(ExitCode::from(EXIT_FAILED));
-            }
+    match syncline_catalog::lifecycle::drop_pipeline(p, |line| println!("{line}")).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
+            Ok(ExitCode::from(EXIT_FAILED))
         }
     }
-    for name in p.spec.targets.keys() {
-        let mut s = syncline_catalog::sink(p, name)?;
-        if let Err(e) = s.forget().await {
-            eprintln!("error [{}]: target {name}: {}", e.kind().code(), e.chain());
-            return Ok(ExitCode::from(EXIT_FAILED));
-        }
-        println!(
-            "target {name}: checkpoints of `{}` removed (data kept)",
-            p.spec.name
-        );
-    }
-    let state = syncline_catalog::state_dir(p);
-    if state.exists() {
-        std::fs::remove_dir_all(&state).with_context(|| format!("removing {}", state.display()))?;
-        println!("removed {}", state.display());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]

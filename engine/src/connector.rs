@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use ts_rs::TS;
 
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -35,7 +36,7 @@ use crate::model::{Batch, Change, DeadLetterStage, KeptChange, Position, Row, Ta
 use crate::status::StatusHandle;
 
 /// Outcome of one pre-flight check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct Check {
     /// What was checked, e.g. "folder is readable".
     pub name: String,
@@ -48,7 +49,7 @@ pub struct Check {
 }
 
 /// Result of a [`Check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckOutcome {
     /// Fine.
@@ -100,7 +101,7 @@ impl Check {
 }
 
 /// A row kept in a target's dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct KeptRow {
     /// Its number, unique within the pipeline and target.
     pub id: u64,

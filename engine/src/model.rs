@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 /// A column type, as the engine understands it. Connectors map their native
 /// types onto these; sinks map these onto theirs (each sink documents its map).
@@ -327,7 +328,7 @@ pub struct Column {
 
 /// Identifies a table across the pipeline: the source (or transform) that
 /// produces it, and its name there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS)]
 pub struct TableId {
     /// Name of the source or transform in the pipeline file.
     pub origin: String,
@@ -376,7 +377,7 @@ impl TableSchema {
 }
 
 /// What a change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A new row (`after` is set).
@@ -541,7 +542,7 @@ pub struct DeadLetter {
 }
 
 /// The step that rejected a [`DeadLetter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterStage {
     /// Reading the source (a malformed line, a value that does not parse).
@@ -577,7 +578,7 @@ impl DeadLetterStage {
 /// A change kept with a dead letter so it can be replayed once the cause is
 /// fixed: the table it belonged to, by name, and its rows with their column
 /// names (the table may have gained columns by the time it is replayed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct KeptChange {
     /// The transform that rejected it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -590,9 +591,11 @@ pub struct KeptChange {
     pub columns: Vec<String>,
     /// Row before the change, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "Array<unknown>")]
     pub before: Option<Row>,
     /// Row after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(type = "Array<unknown>")]
     pub after: Option<Row>,
     /// The key values, as JSON text: what a later change of the same row
     /// is recognised by (see [`KeptChange::key_text`]).

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use ts_rs::TS;
 
 use crate::model::{Batch, Op, TableId};
 
 /// Where a table is in its life cycle.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Not started.
@@ -31,7 +32,7 @@ pub enum Phase {
 }
 
 /// What the pipeline as a whole is doing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineState {
     /// Connecting and opening.
@@ -48,7 +49,7 @@ pub enum PipelineState {
 }
 
 /// One table's progress.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct TableStatus {
     /// Life-cycle phase.
     pub phase: Phase,
@@ -71,7 +72,7 @@ pub struct TableStatus {
 }
 
 /// A snapshot of the whole pipeline's status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct PipelineStatus {
     /// Pipeline name.
     pub pipeline: String,

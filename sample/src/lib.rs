@@ -1,6 +1,7 @@
 //! The bundled sample: an online shop's customers, products and orders as a
 //! folder of files, generated deterministically, with a pipeline file that
-//! syncs it into a local DuckDB database.
+//! syncs it into a local DuckDB database. `syncline demo` and the desktop
+//! studio's "bundled sample shop" both write it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -74,14 +75,22 @@ impl SampleSize {
 /// Writes the sample folder (`<dir>/shop/...`) and pipeline (`<dir>/shop.toml`).
 /// Existing files are left alone. Returns the pipeline path.
 pub fn write(dir: &Path, size: SampleSize) -> Result<std::path::PathBuf> {
-    let data = dir.join("shop");
-    std::fs::create_dir_all(data.join("orders"))
-        .with_context(|| format!("creating {}", data.display()))?;
+    write_data(dir, size)?;
     let pipeline = dir.join("shop.toml");
     if !pipeline.exists() {
         std::fs::write(&pipeline, PIPELINE)
             .with_context(|| format!("writing {}", pipeline.display()))?;
     }
+    Ok(pipeline)
+}
+
+/// Writes only the sample folder (`<dir>/shop/...`), the same files
+/// [`write`] writes; [`PIPELINE`] syncs it when saved in `dir`. Existing
+/// files are left alone. Returns the folder.
+pub fn write_data(dir: &Path, size: SampleSize) -> Result<std::path::PathBuf> {
+    let data = dir.join("shop");
+    std::fs::create_dir_all(data.join("orders"))
+        .with_context(|| format!("creating {}", data.display()))?;
     let mut rng = fastrand::Rng::with_seed(20_261_125);
 
     let customers = data.join("customers.csv");
@@ -170,11 +179,76 @@ pub fn write(dir: &Path, size: SampleSize) -> Result<std::path::PathBuf> {
             atomic_write(&path, &out)?;
         }
     }
-    Ok(pipeline)
+    Ok(data)
 }
 
 fn atomic_write(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("readable") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let text = std::fs::read_to_string(&path).expect("text");
+                    out.push((
+                        path.strip_prefix(dir)
+                            .expect("inside")
+                            .display()
+                            .to_string(),
+                        text,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_sample_is_deterministic_and_complete() {
+        let size = SampleSize {
+            customers: 20,
+            products: 5,
+            orders: 120,
+        };
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let path = write(a.path(), size).expect("written");
+        assert_eq!(std::fs::read_to_string(path).expect("pipeline"), PIPELINE);
+        write_data(b.path(), size).expect("written");
+        let files_a: Vec<_> = read_all(a.path())
+            .into_iter()
+            .filter(|(name, _)| name != "shop.toml")
+            .collect();
+        let files_b = read_all(b.path());
+        assert_eq!(files_a, files_b);
+        let names: Vec<&str> = files_b.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"shop/customers.csv"), "{names:?}");
+        assert!(names.contains(&"shop/products.jsonl"), "{names:?}");
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("shop/orders/"))
+                .count(),
+            12
+        );
+        let customers = &files_b
+            .iter()
+            .find(|(n, _)| n == "shop/customers.csv")
+            .expect("there")
+            .1;
+        assert_eq!(customers.lines().count(), 21);
+    }
 }

@@ -18,11 +18,12 @@ use syncline_engine::config::{TargetSpec, WriteMode};
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{Batch, BatchKind, Position, TableId, TableSchema};
 use syncline_engine::{Error, ErrorKind, Result};
+use ts_rs::TS;
 
 use crate::{Pipeline, filter, sink, source, transforms};
 
 /// One target's kept rows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, TS)]
 pub struct TargetDeadLetters {
     /// Target name.
     pub target: String,
@@ -84,7 +85,7 @@ pub async fn discard(
 }
 
 /// What a replay did in one target.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, TS)]
 pub struct ReplayReport {
     /// Target name.
     pub target: String,

@@ -2,7 +2,10 @@
 //! a connector's config type and implementation. Adding a connector means
 //! adding a variant here and nowhere else.
 
+pub mod desktop;
 pub mod dlq;
+pub mod lifecycle;
+pub mod secrets;
 pub mod transforms;
 
 use std::path::{Path, PathBuf};
@@ -109,12 +112,21 @@ pub type Pipeline = LoadedPipeline<SourceConfig, TargetConfig>;
 
 /// Reads and validates a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
     config::load(path)
 }
 
 /// Validates pipeline text as if read from `path`.
 pub fn parse(path: &Path, text: String) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
     config::parse(path, text)
+}
+
+/// Validates a pipeline being written as if read from `path`: like
+/// [`parse`], but it may have no targets yet.
+pub fn parse_draft(path: &Path, text: String) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
+    config::parse_draft(path, text)
 }
 
 /// The JSON Schema of pipeline files.
@@ -138,14 +150,32 @@ pub fn source(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Source>> {
         .sources
         .get(name)
         .ok_or_else(|| Error::new(ErrorKind::Config, format!("no source named `{name}`")))?;
+    build_source(
+        name,
+        config,
+        &pipeline.spec.name,
+        pipeline.base_dir(),
+        &state_dir(pipeline),
+    )
+}
+
+/// Builds a source connector from its section: `base_dir` is the pipeline
+/// file's folder, `state` the pipeline's state folder.
+pub(crate) fn build_source(
+    name: &str,
+    config: &SourceConfig,
+    pipeline: &str,
+    base_dir: &Path,
+    state: &Path,
+) -> Result<Box<dyn Source>> {
     Ok(match config {
         SourceConfig::Files(c) => Box::new(FilesSource::new(
             name,
             c,
-            pipeline.base_dir(),
-            &state_dir(pipeline).join(format!("files-{name}")),
+            base_dir,
+            &state.join(format!("files-{name}")),
         )?),
-        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(name, &pipeline.spec.name, c)),
+        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(name, pipeline, c)),
     })
 }
 
@@ -156,14 +186,15 @@ pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
         .targets
         .get(name)
         .ok_or_else(|| Error::new(ErrorKind::Config, format!("no target named `{name}`")))?;
-    Ok(match config {
-        TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(
-            c.clone(),
-            pipeline.base_dir(),
-            &pipeline.spec.name,
-        )),
-        TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), &pipeline.spec.name)),
-    })
+    Ok(build_sink(config, &pipeline.spec.name, pipeline.base_dir()))
+}
+
+/// Builds a sink connector from its section.
+pub(crate) fn build_sink(config: &TargetConfig, pipeline: &str, base_dir: &Path) -> Box<dyn Sink> {
+    match config {
+        TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(c.clone(), base_dir, pipeline)),
+        TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), pipeline)),
+    }
 }
 
 /// Builds every connector of a pipeline, ready to run. Lookup tables the

@@ -16,7 +16,9 @@
 //! Target tables are named after the source table, in `schema` (default
 //! `main`). The type map is documented in [`types`].
 
+pub mod browse;
 mod error;
+pub mod shared;
 pub mod types;
 mod writer;
 

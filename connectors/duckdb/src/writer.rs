@@ -76,7 +76,7 @@ pub struct WriteStats {
 
 /// Writes batches into one DuckDB database.
 pub struct Writer {
-    conn: Connection,
+    conn: crate::shared::SharedConnection,
     pipeline: String,
     mode: WriteMode,
     schema_name: String,
@@ -112,7 +112,7 @@ impl Writer {
                 source: duckdb::Error::ToSqlConversionFailure(Box::new(e)),
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| DuckDbError::Open {
+        let conn = crate::shared::connect(path).map_err(|source| DuckDbError::Open {
             path: path.display().to_string(),
             source,
         })?;

@@ -8,6 +8,7 @@
 //! through [`ConnectorSet`].
 
 mod document;
+mod draft;
 mod errors;
 mod secret;
 mod validate;
@@ -20,8 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use document::SpannedDocument;
+pub use draft::render_draft;
 pub use errors::{ConfigError, ConfigErrors};
-pub use secret::Secret;
+pub use secret::{Secret, SecretRef, set_keyring_lookup};
 
 /// How a source table is kept in sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -314,4 +316,48 @@ where
         }),
         Err(errors) => Err(ConfigErrors::new(path, text, errors)),
     }
+}
+
+/// Validates a pipeline being written (the desktop studio's draft) as if
+/// read from `path`: like [`parse`], but it may have no targets yet.
+pub fn parse_draft<S, T>(path: &Path, text: String) -> Result<LoadedPipeline<S, T>, ConfigErrors>
+where
+    S: ConnectorSet + SourceSpec,
+    T: ConnectorSet + TargetSpec,
+{
+    let document = match SpannedDocument::parse(&text) {
+        Ok(doc) => doc,
+        Err(error) => return Err(ConfigErrors::single(path, text, error)),
+    };
+    match validate::validate_as::<S, T>(&document, true) {
+        Ok(spec) => Ok(LoadedPipeline {
+            path: path.to_path_buf(),
+            spec,
+            document,
+        }),
+        Err(errors) => Err(ConfigErrors::new(path, text, errors)),
+    }
+}
+
+/// The document's structure as JSON (what [`render_draft`] takes back),
+/// checking only the TOML syntax.
+pub fn document_json(path: &Path, text: &str) -> Result<serde_json::Value, ConfigErrors> {
+    SpannedDocument::parse(text)
+        .map(|doc| doc.json().clone())
+        .map_err(|error| ConfigErrors::single(path, text.to_owned(), error))
+}
+
+/// One connector section of pipeline text, validated on its own:
+/// `field` is `sources` or `targets`. The rest of the file may be
+/// unfinished. Errors point into `text`.
+pub fn parse_section<C: ConnectorSet>(
+    path: &Path,
+    text: &str,
+    field: &str,
+    name: &str,
+) -> Result<C, ConfigErrors> {
+    let document = SpannedDocument::parse(text)
+        .map_err(|error| ConfigErrors::single(path, text.to_owned(), error))?;
+    validate::section::<C>(&document, field, name)
+        .map_err(|errors| ConfigErrors::new(path, text.to_owned(), errors))
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -15,6 +16,20 @@ pub(crate) const SECRET_PATTERN: &str = r"^\$\{(env|keyring):[^}]+\}$";
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     reference: String,
+}
+
+/// How `${keyring:...}` references are looked up in this process: set once
+/// by a front end that reaches the OS keyring.
+static KEYRING_LOOKUP: OnceLock<KeyringLookup> = OnceLock::new();
+
+/// Looks a keyring entry up by name; the error says why it is not there.
+pub type KeyringLookup = fn(&str) -> Result<String, String>;
+
+/// Lets [`Secret::resolve`] look `${keyring:name}` references up with
+/// `lookup` (given `name`; its error says why the entry is not there).
+/// The first call wins.
+pub fn set_keyring_lookup(lookup: KeyringLookup) {
+    let _ = KEYRING_LOOKUP.set(lookup);
 }
 
 /// Where a secret lives.
@@ -64,9 +79,12 @@ impl Secret {
                     self.reference
                 )
             }),
-            SecretRef::Keyring(name) => Err(format!(
-                "keyring entry {name}: the OS keyring is reached through the desktop app; set an environment variable and use ${{env:NAME}} for headless runs"
-            )),
+            SecretRef::Keyring(name) => match KEYRING_LOOKUP.get() {
+                Some(lookup) => lookup(name).map_err(|e| format!("keyring entry {name}: {e}")),
+                None => Err(format!(
+                    "keyring entry {name}: the OS keyring is reached through the desktop app; set an environment variable and use ${{env:NAME}} for headless runs"
+                )),
+            },
         }
     }
 }

@@ -28,7 +28,28 @@ where
     S: ConnectorSet + SourceSpec,
     T: ConnectorSet + TargetSpec,
 {
-    let json = doc.json();
+    validate_as::<S, T>(doc, false)
+}
+
+/// Like [`validate`]; a `draft` (a pipeline being written in the desktop
+/// studio) may have no targets yet.
+pub(super) fn validate_as<S, T>(
+    doc: &SpannedDocument,
+    draft: bool,
+) -> Result<PipelineSpec<S, T>, Vec<ConfigError>>
+where
+    S: ConnectorSet + SourceSpec,
+    T: ConnectorSet + TargetSpec,
+{
+    let json: std::borrow::Cow<'_, Json> = match doc.json().as_object() {
+        Some(map) if draft && !map.contains_key("targets") => {
+            let mut map = map.clone();
+            map.insert("targets".to_owned(), Json::Object(Default::default()));
+            std::borrow::Cow::Owned(Json::Object(map))
+        }
+        _ => std::borrow::Cow::Borrowed(doc.json()),
+    };
+    let json = json.as_ref();
     let mut errors = Vec::new();
     scan_literal_secrets(json, "", doc, &mut errors);
 
@@ -37,6 +58,9 @@ where
     // `#[schemars(length(min = 1))]` on a map emits no `minProperties`, so
     // the schema lets empty `sources` and `targets` through.
     for (field, role) in [("sources", "source"), ("targets", "target")] {
+        if draft && field == "targets" {
+            continue;
+        }
         if json
             .get(field)
             .and_then(Json::as_object)
@@ -106,8 +130,62 @@ where
     }
 }
 
+/// Validates one connector section (`/sources/<name>` or `/targets/<name>`)
+/// on its own: literal secrets, its kind's schema, then its type.
+pub(super) fn section<C: ConnectorSet>(
+    doc: &SpannedDocument,
+    field: &str,
+    name: &str,
+) -> Result<C, Vec<ConfigError>> {
+    let pointer = format!("/{field}/{}", escape(name));
+    let role = field.trim_end_matches('s');
+    let Some(section) = doc.json().pointer(&pointer) else {
+        return Err(vec![ConfigError::root(format!(
+            "the pipeline has no {role} named `{name}`"
+        ))]);
+    };
+    let mut errors = Vec::new();
+    scan_literal_secrets(section, &pointer, doc, &mut errors);
+    let kinds = C::kinds();
+    match section.get("kind").and_then(Json::as_str) {
+        Some(kind) => match kinds.iter().find(|k| k.kind == kind) {
+            Some(k) => schema_errors(&k.schema, section, &pointer, doc, &mut errors),
+            None => {
+                let known: Vec<&str> = kinds.iter().map(|k| k.kind).collect();
+                errors.push(
+                    error_at(
+                        doc,
+                        &format!("{pointer}/kind"),
+                        false,
+                        format!("unknown {role} kind `{kind}`"),
+                    )
+                    .with_help(format!("known {role} kinds: {}", known.join(", "))),
+                );
+            }
+        },
+        None => errors.push(error_at(
+            doc,
+            &pointer,
+            true,
+            "missing field `kind`".to_owned(),
+        )),
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_path_to_error::deserialize(section.clone()).map_err(|e| {
+        let inner = path_to_pointer(&e.path().to_string());
+        vec![error_at(
+            doc,
+            &format!("{pointer}{inner}"),
+            false,
+            e.inner().to_string(),
+        )]
+    })
+}
+
 /// Any string whose key names a secret must be a reference.
-fn scan_literal_secrets(
+pub(super) fn scan_literal_secrets(
     value: &Json,
     pointer: &str,
     doc: &SpannedDocument,
