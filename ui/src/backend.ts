@@ -2,7 +2,7 @@
 // src-tauri/CONTRACT.md has a typed function here; nothing else in the UI
 // imports @tauri-apps/*.
 import { Channel, invoke } from "@tauri-apps/api/core";
-import { documentDir, join } from "@tauri-apps/api/path";
+import { documentDir, homeDir, join } from "@tauri-apps/api/path";
 import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
   CheckItem,
@@ -118,5 +118,7 @@ export const pickDatabase = () =>
 
 /** Where new pipelines go unless the user picks another folder. */
 export async function defaultWorkspaceDir(): Promise<string> {
-  return join(await documentDir(), "Syncline");
+  // Machines without XDG user folders have no documents folder: use home.
+  const base = await documentDir().catch(() => homeDir());
+  return join(base, "Syncline");
 }
