@@ -11,6 +11,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } fr
 import { join } from "node:path";
 import { Builder, By, Key, until } from "selenium-webdriver";
 import { DuckDBInstance } from "@duckdb/node-api";
+import { screenshotPng, xwdAvailable } from "./xshot.mjs";
 
 function need(name) {
   const v = process.env[name];
@@ -43,11 +44,30 @@ for (const d of [STUDIO_DIR, EXPORT_DIR]) {
   mkdirSync(d, { recursive: true });
 }
 
+// Pictures of the X display (xwd) where there is one: WebKitWebDriver's own
+// screenshot command can wait forever for a repaint under Xvfb.
+const X_SHOTS = Boolean(process.env.DISPLAY) && xwdAvailable();
+
 let driver;
 let step = "starting the app";
 let shots = 0;
 
-const log = (m) => console.log(`[e2e] ${m}`);
+const log = (m) => console.log(`[e2e] ${new Date().toISOString().slice(11, 23)} ${m}`);
+function setStep(name) {
+  step = name;
+  log(`step: ${name}`);
+}
+
+/** A WebDriver call that does not answer in time fails instead of hanging. */
+function bounded(what, promise, ms = 60_000) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer from WebDriver in ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
 const sel = (id) => By.css(`[data-testid="${id}"]`);
 
 async function find(id, timeout = 20_000) {
@@ -60,18 +80,47 @@ async function find(id, timeout = 20_000) {
   }
 }
 
+// Clicks go through the page (element.click()): WebKitWebDriver's native
+// click can wait forever on a page whose IPC requests are in flight.
 async function click(id) {
   const el = await find(id);
   await driver.wait(until.elementIsEnabled(el), 20_000, `${id} stays disabled`);
-  await el.click();
+  await bounded(`click ${id}`, driver.executeScript("arguments[0].click();", el));
+}
+
+async function focus(el, what) {
+  await bounded(`focus ${what}`, driver.executeScript("arguments[0].focus();", el));
+}
+
+/** Ticks a checkbox or radio button (through the page, as `click`). */
+async function tick(el, what) {
+  await bounded(`tick ${what}`, driver.executeScript("arguments[0].click();", el));
+}
+
+/** Chooses an option of a <select> the way a user's choice reaches React. */
+async function choose(id, value) {
+  const el = await find(id);
+  const ok = await bounded(
+    `choose ${value} in ${id}`,
+    driver.executeScript(
+      `const [el, value] = arguments;
+       if (![...el.options].some((o) => o.value === value)) return false;
+       Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(el, value);
+       el.dispatchEvent(new Event("change", { bubbles: true }));
+       return true;`,
+      el,
+      value,
+    ),
+  );
+  if (!ok) throw new Error(`${id} has no option ${value}`);
 }
 
 /** Replaces an input's text (select all, then type: React sees every key). */
 async function type(id, text) {
   const el = await find(id);
-  await el.click();
-  await el.sendKeys(Key.chord(Key.CONTROL, "a"), Key.BACK_SPACE);
-  await el.sendKeys(text);
+  await focus(el, id);
+  await bounded(`clear ${id}`, el.sendKeys(Key.chord(Key.CONTROL, "a"), Key.BACK_SPACE));
+  await bounded(`type into ${id}`, el.sendKeys(text));
   const now = await el.getAttribute("value");
   if (now !== text) throw new Error(`typed "${text}" into ${id}, it holds "${now}"`);
 }
@@ -99,7 +148,9 @@ async function eventually(what, f, timeout = 60_000, every = 250) {
 async function shot(name) {
   shots += 1;
   const file = join(SCREENSHOT_DIR, `${String(shots).padStart(2, "0")}-${name}.png`);
-  writeFileSync(file, Buffer.from(await driver.takeScreenshot(), "base64"));
+  await driver.sleep(300);
+  if (X_SHOTS) writeFileSync(file, screenshotPng(process.env.DISPLAY));
+  else writeFileSync(file, Buffer.from(await bounded("screenshot", driver.takeScreenshot()), "base64"));
   log(`screenshot ${file}`);
 }
 
@@ -138,7 +189,7 @@ function treeRss() {
 const metrics = {};
 
 async function walk(sessionStarted) {
-  step = "opening the wizard";
+  setStep("opening the wizard");
   // Interactive: the source kinds (from the engine) are listed and clickable.
   await find("kind-files", 60_000);
   metrics.coldStartMs = Date.now() - sessionStarted;
@@ -149,48 +200,48 @@ async function walk(sessionStarted) {
   metrics.idleProcesses = idle.processes;
   log(`idle memory: ${metrics.idleRssMiB} MiB RSS in ${idle.processes.length} processes (${idle.processes.join(", ")})`);
 
-  step = "wizard: source";
+  setStep("wizard: source");
   await type("wizard-name", "shop");
   await type("wizard-folder", STUDIO_DIR);
-  await (await find("kind-sample")).click();
+  await tick(await (await find("kind-sample")).findElement(By.css("input")), "the sample shop");
   await shot("wizard-source");
 
-  step = "wizard: settings";
+  setStep("wizard: settings");
   await next("Settings");
   const path = await (await find("source-path")).getAttribute("value");
   if (path !== "shop") throw new Error(`the sample source's folder is "${path}", expected "shop"`);
   await shot("wizard-settings");
 
-  step = "wizard: connection test";
+  setStep("wizard: connection test");
   await next("Connection");
   await find("checks", 60_000);
   const failed = await driver.findElements(sel("check-fail"));
   if (failed.length) throw new Error(`connection test failed: ${await (await find("checks")).getText()}`);
   await shot("wizard-connection");
 
-  step = "wizard: tables";
+  setStep("wizard: tables");
   await next("Tables");
   for (const t of ["customers", "products", "orders"]) {
     await find(`table-${t}`, 60_000);
     const include = await find(`table-include-${t}`);
-    if (!(await include.isSelected())) await include.click();
+    if (!(await include.isSelected())) await tick(include, `table ${t}`);
   }
   await shot("wizard-tables");
 
-  step = "wizard: transform";
+  setStep("wizard: transform");
   await next("Transform");
   await type("transform-name", TRANSFORM);
-  await (await find("transform-input")).findElement(By.css('option[value="shop.orders"]')).click();
-  await click("transform-lookup-shop.products");
+  await choose("transform-input", "shop.orders");
+  await tick(await find("transform-lookup-shop.products"), "the products lookup");
   const content = await (await find("sql-editor")).findElement(By.css(".cm-content"));
-  await content.click();
+  await focus(content, "the SQL editor");
   await content.sendKeys(Key.chord(Key.CONTROL, "a"), Key.BACK_SPACE);
   await content.sendKeys(SQL);
   await content.sendKeys(Key.ESCAPE);
   const written = await content.getText();
   if (written.replace(/\s+/g, " ").trim() !== SQL) throw new Error(`the SQL editor holds:\n${written}`);
 
-  step = "wizard: preview";
+  setStep("wizard: preview");
   await click("preview-run");
   await eventually("preview rows", async () => (await driver.findElements(sel("preview-grid"))).length > 0 || (await driver.findElements(sel("preview-error"))).length > 0 || (await driver.findElements(sel("preview-failed"))).length > 0, 120_000);
   for (const id of ["preview-error", "preview-failed"]) {
@@ -209,14 +260,14 @@ async function walk(sessionStarted) {
   log(`preview: ${counts}`);
   await shot("wizard-preview");
 
-  step = "wizard: targets";
+  setStep("wizard: targets");
   await next("Targets");
   await find("target-warehouse");
   const input = await find(`target-warehouse-input-${TRANSFORM}`);
   if (!(await input.isSelected())) throw new Error("the transform is not an input of the DuckDB target");
   await shot("wizard-targets");
 
-  step = "wizard: review";
+  setStep("wizard: review");
   await next("Review");
   const toml = await text("review-toml", 60_000);
   if (!toml.includes(`[transforms.${TRANSFORM}]`)) throw new Error(`the reviewed TOML has no transform:\n${toml}`);
@@ -225,7 +276,7 @@ async function walk(sessionStarted) {
   if (problems.length) throw new Error(`the pipeline has problems: ${await problems[0].getText()}`);
   await shot("wizard-review");
 
-  step = "wizard: save";
+  setStep("wizard: save");
   await next("Save & run");
   await type("save-path", PIPELINE);
   await click("save-button");
@@ -233,7 +284,7 @@ async function walk(sessionStarted) {
   if (!existsSync(PIPELINE)) throw new Error(`${PIPELINE} was not written`);
   await shot("wizard-save");
 
-  step = "pipeline: run";
+  setStep("pipeline: run");
   await click("run-button");
   await find("pipeline-view");
   await find("pipeline-tables", 120_000);
@@ -259,7 +310,7 @@ async function walk(sessionStarted) {
   log(`orders: ${ordersRow}`);
   await shot("pipeline-streaming");
 
-  step = "data view";
+  setStep("data view");
   await click("pipeline-open-data-warehouse");
   await find("data-view");
   await click(`data-table-${TRANSFORM}`, 30_000);
@@ -269,9 +320,9 @@ async function walk(sessionStarted) {
   log(`data: ${meta}`);
   await shot("data-table");
 
-  step = "data view: ad-hoc SQL";
+  setStep("data view: ad-hoc SQL");
   const editor = await (await find("data-sql")).findElement(By.css(".cm-content"));
-  await editor.click();
+  await focus(editor, "the SQL editor");
   await editor.sendKeys(Key.chord(Key.CONTROL, "a"), Key.BACK_SPACE);
   await editor.sendKeys(`SELECT category, count(*) AS orders, sum(amount) AS revenue FROM ${TRANSFORM} GROUP BY category ORDER BY category`);
   await editor.sendKeys(Key.ESCAPE);
@@ -279,13 +330,13 @@ async function walk(sessionStarted) {
   await eventually("the grouped result", async () => /^[1-9] rows/.test(await text("data-result-meta")), 60_000);
   await shot("data-sql");
 
-  step = "pipeline: stop";
+  setStep("pipeline: stop");
   await click("nav-pipelines");
   await click("pipeline-stop");
   await eventually("the pipeline stopped", async () => (await text("pipeline-state")) === "stopped", 120_000);
   await shot("pipeline-stopped");
 
-  step = "open and export";
+  setStep("open and export");
   await click("nav-files");
   await type("open-path", PIPELINE);
   await click("open-button");
@@ -327,17 +378,17 @@ async function tableFingerprints(database) {
 }
 
 async function compare() {
-  step = "exported file unchanged";
+  setStep("exported file unchanged");
   const saved = readFileSync(PIPELINE);
   const exported = readFileSync(EXPORTED);
   if (!saved.equals(exported)) fail(`${EXPORTED} differs from ${PIPELINE}`);
 
-  step = "syncline run --once of the exported file";
+  setStep("syncline run --once of the exported file");
   cpSync(join(STUDIO_DIR, "shop"), join(EXPORT_DIR, "shop"), { recursive: true });
   log(`${SYNCLINE_BIN} run --once ${EXPORTED}`);
   execFileSync(SYNCLINE_BIN, ["run", "--once", EXPORTED], { stdio: "inherit", timeout: 1_200_000 });
 
-  step = "comparing target tables";
+  setStep("comparing target tables");
   const a = await tableFingerprints(join(STUDIO_DIR, "shop.duckdb"));
   const b = await tableFingerprints(join(EXPORT_DIR, "shop.duckdb"));
   log(`studio: ${JSON.stringify(a)}`);
@@ -366,11 +417,11 @@ try {
     } catch {
       // no screenshot possible
     }
-    await driver.quit().catch(() => undefined);
+    await bounded("quit", driver.quit(), 20_000).catch(() => undefined);
   }
   fail(`${step}: ${e?.message ?? e}`);
 }
-await driver.quit().catch(() => undefined);
+await bounded("quit", driver.quit(), 20_000).catch(() => undefined);
 try {
   await compare();
 } catch (e) {

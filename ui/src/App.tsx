@@ -1,5 +1,6 @@
 import { lazy, Suspense, useEffect, useState } from "react";
 import * as backend from "./backend";
+import { ErrorBoundary } from "./components/ErrorBoundary";
 import { RunsProvider, useRuns } from "./runs";
 import { Wizard } from "./screens/Wizard";
 
@@ -70,6 +71,7 @@ function Shell() {
           </p>
         )}
         <div hidden={view !== "wizard"}>
+          <ErrorBoundary resetKey={wizardKey}>
           <Wizard
             key={wizardKey}
             onRun={async (path) => {
@@ -83,7 +85,9 @@ function Shell() {
               }
             }}
           />
+          </ErrorBoundary>
         </div>
+        <ErrorBoundary resetKey={view}>
         <Suspense fallback={<p className="muted">Loading…</p>}>
         {view === "pipelines" && (
           <PipelineView
@@ -110,6 +114,7 @@ function Shell() {
           />
         )}
         </Suspense>
+        </ErrorBoundary>
       </main>
     </div>
   );

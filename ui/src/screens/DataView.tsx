@@ -135,7 +135,7 @@ export function DataView({ database, onDatabase }: { database: string; onDatabas
             </label>
             {result && (
               <span className="muted" data-testid="data-result-meta">
-                {fmtInt(result.rows.length)} rows{result.truncated ? " (limit reached)" : ""} in {result.elapsedMs} ms
+                {fmtInt(result.rows.length)} rows{result.truncated ? " (limit reached)" : ""} in {Math.round(result.elapsedMs)} ms
               </span>
             )}
           </div>

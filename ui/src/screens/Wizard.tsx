@@ -6,6 +6,7 @@ import { SchemaForm } from "../components/SchemaForm";
 import { SqlEditor } from "../components/LazySqlEditor";
 import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
+import { fmtInt } from "../format";
 import { join } from "../paths";
 import { validate } from "../schema";
 import { draftFromToml } from "../toml";
@@ -685,8 +686,8 @@ export function PreviewPanel({ result }: { result: PreviewResult }) {
         </p>
       )}
       <p className="muted" data-testid="preview-counts">
-        {result.inputRows.toLocaleString()} input rows sampled → {result.outputRows.toLocaleString()} output rows, in{" "}
-        {result.elapsedMs} ms
+        {fmtInt(result.inputRows)} input rows sampled → {fmtInt(result.outputRows)} output rows, in{" "}
+        {Math.round(result.elapsedMs)} ms
       </p>
       {!result.error && (
         <div className="preview-body">
