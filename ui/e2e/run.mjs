@@ -306,6 +306,19 @@ async function walk(sessionStarted) {
     900_000,
     1000,
   );
+  // Caught up: every table's counts stay the same over a few seconds.
+  let previous = "";
+  await eventually(
+    "the counts to settle",
+    async () => {
+      const now = await text("pipeline-tables");
+      const settled = now === previous;
+      previous = now;
+      return settled;
+    },
+    600_000,
+    4000,
+  );
   const ordersRow = await text("pipeline-table-shop.orders");
   log(`orders: ${ordersRow}`);
   await shot("pipeline-streaming");
