@@ -16,6 +16,7 @@ vi.mock("../backend", () => ({
 }));
 
 import * as backend from "../backend";
+import type { KeptRow } from "../types";
 import { DataView } from "./DataView";
 import { DeadLetters } from "./DeadLetters";
 import { OpenExport } from "./OpenExport";
@@ -81,11 +82,11 @@ describe("Data view", () => {
 
 describe("Dead letters", () => {
   it("lists kept rows per target, discards the chosen ones and replays", async () => {
-    const row = (id: number, kept: unknown) => ({
+    const row = (id: number, kept: KeptRow["kept"]): KeptRow => ({
       id,
       source: "shop",
       table: "orders",
-      stage: "source",
+      stage: "read",
       origin: "orders/2025-03.csv",
       line: 8,
       raw: "7,1,oops",
@@ -94,7 +95,7 @@ describe("Dead letters", () => {
       recorded_at: "2026-11-25T15:00:00Z",
       kept,
     });
-    b.dlqList.mockResolvedValue([{ target: "warehouse", rows: [row(1, null), row(2, {})] }]);
+    b.dlqList.mockResolvedValue([{ target: "warehouse", rows: [row(1, null), row(2, {} as KeptRow["kept"])] }]);
     b.dlqReplay.mockResolvedValue([{ target: "warehouse", replayed: [2], superseded: [], failed: [], not_replayable: [1] }]);
     b.dlqDiscard.mockResolvedValue(undefined);
     render(<DeadLetters path="/w/shop.toml" onPath={() => undefined} />);
