@@ -60,6 +60,21 @@ pub fn conform(
 /// row to another key: of the old key). What stays unchanged must come from
 /// the row the target holds.
 pub fn resolve_unchanged<'a>(schema: &TableSchema, changes: &[&'a Change]) -> Vec<Cow<'a, Row>> {
+    // Nothing to fill: every row as it is (the snapshot's case).
+    let unchanged =
+        |row: Option<&Row>| row.is_some_and(|r| r.iter().any(|v| matches!(v, Value::Unchanged)));
+    if !changes
+        .iter()
+        .any(|c| unchanged(c.after.as_ref()) || unchanged(c.before.as_ref()))
+    {
+        return changes
+            .iter()
+            .map(|c| {
+                c.key_row()
+                    .map_or_else(|| Cow::Owned(Vec::new()), Cow::Borrowed)
+            })
+            .collect();
+    }
     let key_text = |row: &Row, key: &[usize]| -> String {
         format!("{:?}", key.iter().map(|&k| row.get(k)).collect::<Vec<_>>())
     };

