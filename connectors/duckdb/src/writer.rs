@@ -24,7 +24,7 @@ use crate::types::{
 };
 
 /// The most memory DuckDB may use for its cache in one target.
-const MEMORY_LIMIT: &str = "128MB";
+const MEMORY_LIMIT: &str = "96MB";
 
 /// WAL size at which DuckDB checkpoints (its default is 16 MB).
 const CHECKPOINT_THRESHOLD: &str = "64MB";
