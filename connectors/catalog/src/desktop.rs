@@ -6,7 +6,6 @@
 //! of a few lines; the types here are its DTOs (camelCase, with TypeScript
 //! bindings). Errors are a [`Failure`]: a contract code and a plain message.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -557,12 +556,16 @@ pub struct PreviewResult {
 }
 
 type PreviewKey = (PathBuf, String, u64, u64);
+type Session = Arc<Mutex<Preview>>;
+
+/// Samples kept loaded at most; the least recently used goes first.
+const KEPT_PREVIEWS: usize = 4;
 
 /// Loaded preview samples, kept so editing the SQL and running it again is
-/// fast. Cheap to clone.
+/// fast (the last few, each an in-memory DuckDB database). Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Previews {
-    loaded: Arc<Mutex<HashMap<PreviewKey, Arc<Mutex<Preview>>>>>,
+    loaded: Arc<Mutex<Vec<(PreviewKey, Session)>>>,
 }
 
 impl Previews {
@@ -604,12 +607,17 @@ impl Previews {
             spec.lookups.join(",")
         );
         let key: PreviewKey = (pipeline.path.clone(), identity, limit as u64, seed);
-        let cached = self
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
+        let cached = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = loaded.iter().position(|(k, _)| *k == key);
+            found.map(|i| {
+                // Most recently used last.
+                let entry = loaded.remove(i);
+                let session = entry.1.clone();
+                loaded.push(entry);
+                session
+            })
+        };
         let session = match cached {
             Some(s) => s,
             None => {
@@ -620,10 +628,12 @@ impl Previews {
                 };
                 let loaded = crate::transforms::preview(&pipeline, transform, options).await?;
                 let loaded = Arc::new(Mutex::new(loaded));
-                self.loaded
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key, loaded.clone());
+                let mut kept = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+                kept.retain(|(k, _)| *k != key);
+                if kept.len() >= KEPT_PREVIEWS {
+                    kept.remove(0);
+                }
+                kept.push((key, loaded.clone()));
                 loaded
             }
         };
