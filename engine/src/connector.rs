@@ -32,7 +32,9 @@ use ts_rs::TS;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Batch, Change, DeadLetterStage, KeptChange, Position, Row, TableSchema};
+use crate::model::{
+    Batch, Change, DeadLetterStage, KeptChange, Position, Row, TableId, TableSchema,
+};
 use crate::status::StatusHandle;
 
 /// Outcome of one pre-flight check.
@@ -276,6 +278,12 @@ pub trait Transform: Send {
     /// The tables this step produces, derived from the discovered source
     /// tables; called once before the sinks are opened.
     fn derive(&mut self, tables: &[Arc<TableSchema>]) -> Result<Vec<Arc<TableSchema>>>;
+
+    /// The source table a derived table is computed from (after
+    /// [`Transform::derive`]); its phase is shown as the derived table's.
+    fn input_of(&self, _derived: &TableId) -> Option<TableId> {
+        None
+    }
 
     /// Adds to `batch` the changes and dead letters derived from its
     /// changes. A row the step cannot process becomes a dead letter and the

@@ -234,6 +234,11 @@ async fn run_inner(
     if let Some(t) = transform.as_mut() {
         let derived = t.derive(&all_tables)?;
         info!(tables = derived.len(), "transforms derived");
+        for d in &derived {
+            if let Some(input) = t.input_of(&d.id) {
+                status.mirror_phase(&input, &d.id);
+            }
+        }
         all_tables.extend(derived);
     }
     let transform = transform.map(|t| Arc::new(std::sync::Mutex::new(t)));

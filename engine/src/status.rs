@@ -126,6 +126,8 @@ impl Rate {
 struct Inner {
     status: PipelineStatus,
     rates: BTreeMap<String, Rate>,
+    /// Derived tables that show the phase of their input: input -> derived.
+    mirrors: BTreeMap<String, Vec<String>>,
 }
 
 /// Shared handle through which the runtime and connectors report status.
@@ -148,6 +150,7 @@ impl StatusHandle {
             inner: Arc::new(Mutex::new(Inner {
                 status,
                 rates: BTreeMap::new(),
+                mirrors: BTreeMap::new(),
             })),
             tx: Arc::new(tx),
         }
@@ -173,7 +176,7 @@ impl StatusHandle {
     pub fn publish(&self) {
         let now = Instant::now();
         let snapshot = self.with(|inner| {
-            let Inner { status, rates } = inner;
+            let Inner { status, rates, .. } = inner;
             for (name, table) in status.tables.iter_mut() {
                 let total = table.inserts + table.updates + table.deletes + table.dead_letters;
                 let rate = rates
@@ -193,10 +196,38 @@ impl StatusHandle {
         self.publish();
     }
 
-    /// Sets a table's phase and publishes.
+    /// Shows `derived` (a transform's output) in the phase of `input` from
+    /// now on.
+    pub fn mirror_phase(&self, input: &TableId, derived: &TableId) {
+        self.with(|s| {
+            let phase = s
+                .status
+                .tables
+                .get(&input.to_string())
+                .map(|t| t.phase)
+                .unwrap_or_default();
+            s.status
+                .tables
+                .entry(derived.to_string())
+                .or_default()
+                .phase = phase;
+            s.mirrors
+                .entry(input.to_string())
+                .or_default()
+                .push(derived.to_string());
+        });
+        self.publish();
+    }
+
+    /// Sets a table's phase (and that of tables derived from it) and
+    /// publishes.
     pub fn set_phase(&self, table: &TableId, phase: Phase) {
         self.with(|s| {
-            s.status.tables.entry(table.to_string()).or_default().phase = phase;
+            let name = table.to_string();
+            s.status.tables.entry(name.clone()).or_default().phase = phase;
+            for derived in s.mirrors.get(&name).cloned().unwrap_or_default() {
+                s.status.tables.entry(derived).or_default().phase = phase;
+            }
         });
         self.publish();
     }
@@ -265,5 +296,31 @@ impl StatusHandle {
                 .positions
                 .insert(source.to_owned(), batch.position.state.clone());
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(origin: &str, name: &str) -> TableId {
+        TableId {
+            origin: origin.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_derived_table_shows_its_inputs_phase() {
+        let status = StatusHandle::new("p");
+        let (input, derived, other) = (id("shop", "orders"), id("open", "open"), id("shop", "x"));
+        status.set_phase(&input, Phase::Snapshot);
+        status.mirror_phase(&input, &derived);
+        assert_eq!(status.snapshot().tables["open.open"].phase, Phase::Snapshot);
+        status.set_phase(&input, Phase::Streaming);
+        status.set_phase(&other, Phase::Done);
+        let now = status.snapshot();
+        assert_eq!(now.tables["open.open"].phase, Phase::Streaming);
+        assert_eq!(now.tables["shop.x"].phase, Phase::Done);
     }
 }

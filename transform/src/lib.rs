@@ -502,6 +502,13 @@ impl Transforms {
 }
 
 impl Transform for Transforms {
+    fn input_of(&self, derived: &TableId) -> Option<TableId> {
+        self.running
+            .iter()
+            .find(|r| r.derived.as_ref().is_some_and(|d| &d.output.id == derived))
+            .map(|r| r.def.input.clone())
+    }
+
     fn derive(
         &mut self,
         tables: &[Arc<TableSchema>],
