@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Change, Op, Row, TableSchema, Value};
+use crate::model::{Change, Op, PruneRange, Row, TableSchema, Value};
 
 /// `change` as a sink whose table is registered with `registered` must
 /// stage it, where that differs from the change itself (`None`: as it is):
@@ -159,4 +159,49 @@ pub fn old_key_delete(change: &Change) -> Option<Change> {
         before: Some(before.clone()),
         after: None,
     })
+}
+
+/// The condition, for SQL targets, that selects the rows a prune removes
+/// (see [`Op::Prune`]): a target row `h` whose key lies in the range and is
+/// not among the present keys. The range bounds and keys are staged in
+/// `stage` as rows `p`, tagged in the column `tag` as `lo`, `hi` and `k`.
+/// `keys` pairs each key column as read from `h` and from `p` (with any
+/// cast or collation the target needs), in key order.
+pub fn prune_condition(
+    keys: &[(String, String)],
+    stage: &str,
+    tag: &str,
+    range: &PruneRange,
+) -> String {
+    // `h` after `p` in key order, column by column.
+    let after = {
+        let terms: Vec<String> = (0..keys.len())
+            .map(|i| {
+                let mut term: Vec<String> = keys[..i]
+                    .iter()
+                    .map(|(h, p)| format!("{h} = {p}"))
+                    .collect();
+                term.push(format!("{} > {}", keys[i].0, keys[i].1));
+                format!("({})", term.join(" AND "))
+            })
+            .collect();
+        format!("({})", terms.join(" OR "))
+    };
+    let mut filter = Vec::new();
+    if range.after_key.is_some() {
+        filter.push(format!(
+            "EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'lo' AND {after})"
+        ));
+    }
+    if range.up_to.is_some() {
+        filter.push(format!(
+            "EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'hi' AND NOT {after})"
+        ));
+    }
+    let same: Vec<String> = keys.iter().map(|(h, p)| format!("{h} = {p}")).collect();
+    filter.push(format!(
+        "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'k' AND {})",
+        same.join(" AND ")
+    ));
+    filter.join(" AND ")
 }

@@ -610,17 +610,7 @@ impl Writer {
         tagged.extend(range.after_key.iter().map(|k| ("lo", k)));
         tagged.extend(range.up_to.iter().map(|k| ("hi", k)));
         tagged.extend(range.present.iter().map(|k| ("k", k)));
-        let mut fields = vec![
-            Field::new("_seq", ArrowType::Int64, false),
-            Field::new("_op", ArrowType::Utf8, false),
-            Field::new("_unchanged", ArrowType::Utf8, true),
-            Field::new("_bseq", ArrowType::Int64, false),
-            Field::new(
-                "_commit",
-                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
-        ];
+        let mut fields = stage_fields();
         let n = tagged.len();
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(0..n as i64)),
@@ -643,23 +633,7 @@ impl Writer {
                 .map(|(_, key)| at.and_then(|a| key.get(a)).unwrap_or(&null));
             arrays.push(build_column(&column.data_type, &column.name, values)?);
         }
-        let record =
-            RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
-                column: "*".into(),
-                detail: e.to_string(),
-            })?;
-        {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(&target.stage_name, "temp", "main")
-                .map_err(DuckDbError::sql("opening the staging appender"))?;
-            appender
-                .append_record_batch(record)
-                .map_err(DuckDbError::sql("staging a key scan"))?;
-            appender
-                .flush()
-                .map_err(DuckDbError::sql("staging a key scan"))?;
-        }
+        stage_append(&self.conn, target, fields, arrays, "staging a key scan")?;
         let keys: Vec<(String, String)> = schema
             .key
             .iter()
@@ -670,37 +644,9 @@ impl Writer {
                 (format!("h.{name}"), staged)
             })
             .collect();
-        // `h` after `p` in key order (text compares byte-wise in DuckDB).
-        let after = {
-            let mut terms = Vec::new();
-            for i in 0..keys.len() {
-                let mut term: Vec<String> = keys[..i]
-                    .iter()
-                    .map(|(h, p)| format!("{h} = {p}"))
-                    .collect();
-                term.push(format!("{} > {}", keys[i].0, keys[i].1));
-                terms.push(format!("({})", term.join(" AND ")));
-            }
-            format!("({})", terms.join(" OR "))
-        };
+        // Text compares byte-wise in DuckDB, as the source ordered the keys.
         let stage = &target.stage;
-        let mut filter = Vec::new();
-        if range.after_key.is_some() {
-            filter.push(format!(
-                "EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'lo' AND {after})"
-            ));
-        }
-        if range.up_to.is_some() {
-            filter.push(format!(
-                "EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'hi' AND NOT {after})"
-            ));
-        }
-        let same: Vec<String> = keys.iter().map(|(h, p)| format!("{h} = {p}")).collect();
-        filter.push(format!(
-            "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p._op = 'k' AND {})",
-            same.join(" AND ")
-        ));
-        let filter = filter.join(" AND ");
+        let filter = apply::prune_condition(&keys, stage, "_op", &range);
         let table = &target.table;
         let sql = if self.mode == WriteMode::History {
             let cols: Vec<String> = schema
@@ -775,17 +721,7 @@ impl Writer {
             return Ok(());
         }
         // Stage the segment in bulk through Arrow.
-        let mut fields = vec![
-            Field::new("_seq", ArrowType::Int64, false),
-            Field::new("_op", ArrowType::Utf8, false),
-            Field::new("_unchanged", ArrowType::Utf8, true),
-            Field::new("_bseq", ArrowType::Int64, false),
-            Field::new(
-                "_commit",
-                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
-        ];
+        let mut fields = stage_fields();
         let unchanged: Vec<Option<String>> = rows
             .iter()
             .map(|row| {
@@ -833,21 +769,7 @@ impl Writer {
             let values = rows.iter().map(|row| row.get(i).unwrap_or(&null));
             arrays.push(build_column(&column.data_type, &column.name, values)?);
         }
-        let record =
-            RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
-                column: "*".into(),
-                detail: e.to_string(),
-            })?;
-        {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(&target.stage_name, "temp", "main")
-                .map_err(DuckDbError::sql("opening the staging appender"))?;
-            appender
-                .append_record_batch(record)
-                .map_err(DuckDbError::sql("staging rows"))?;
-            appender.flush().map_err(DuckDbError::sql("staging rows"))?;
-        }
+        stage_append(&self.conn, target, fields, arrays, "staging rows")?;
         // Values the source did not send (unchanged TOAST) come from the row
         // the target holds.
         if !unchanged_columns.is_empty() && !schema.key.is_empty() {
@@ -994,6 +916,45 @@ fn appends_directly(schema: &TableSchema, rows: &[std::borrow::Cow<'_, Row>]) ->
             }),
             ref t => appends_as_staged(t),
         })
+}
+
+/// The staging table's leading columns: order in the segment, op code,
+/// columns left unchanged, the batch's position and commit time.
+fn stage_fields() -> Vec<Field> {
+    vec![
+        Field::new("_seq", ArrowType::Int64, false),
+        Field::new("_op", ArrowType::Utf8, false),
+        Field::new("_unchanged", ArrowType::Utf8, true),
+        Field::new("_bseq", ArrowType::Int64, false),
+        Field::new(
+            "_commit",
+            ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]
+}
+
+/// Appends `arrays` (the staging table's columns, in order) to `target`'s
+/// staging table.
+fn stage_append(
+    conn: &Connection,
+    target: &Target,
+    fields: Vec<Field>,
+    arrays: Vec<ArrayRef>,
+    what: &str,
+) -> Result<(), DuckDbError> {
+    let record =
+        RecordBatch::try_new(arrow_schema(fields), arrays).map_err(|e| DuckDbError::Value {
+            column: "*".into(),
+            detail: e.to_string(),
+        })?;
+    let mut appender = conn
+        .appender_to_catalog_and_db(&target.stage_name, "temp", "main")
+        .map_err(DuckDbError::sql("opening the staging appender"))?;
+    appender
+        .append_record_batch(record)
+        .map_err(DuckDbError::sql(what.to_owned()))?;
+    appender.flush().map_err(DuckDbError::sql(what.to_owned()))
 }
 
 /// Appends `rows` to the target table through Arrow, in order.

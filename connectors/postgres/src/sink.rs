@@ -1480,35 +1480,7 @@ impl State {
                 }
             })
             .collect();
-        let after = {
-            let mut terms = Vec::new();
-            for i in 0..key_sql.len() {
-                let mut term: Vec<String> = key_sql[..i]
-                    .iter()
-                    .map(|(h, p)| format!("{h} = {p}"))
-                    .collect();
-                term.push(format!("{} > {}", key_sql[i].0, key_sql[i].1));
-                terms.push(format!("({})", term.join(" AND ")));
-            }
-            format!("({})", terms.join(" OR "))
-        };
-        let mut filter = Vec::new();
-        if range.after_key.is_some() {
-            filter.push(format!(
-                "EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'lo' AND {after})"
-            ));
-        }
-        if range.up_to.is_some() {
-            filter.push(format!(
-                "EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'hi' AND NOT {after})"
-            ));
-        }
-        let same: Vec<String> = key_sql.iter().map(|(h, p)| format!("{h} = {p}")).collect();
-        filter.push(format!(
-            "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p._syncline_op = 'k' AND {})",
-            same.join(" AND ")
-        ));
-        let filter = filter.join(" AND ");
+        let filter = apply::prune_condition(&key_sql, stage, "_syncline_op", &range);
         let table = &target.table;
         let sql = if self.mode == WriteMode::History {
             let cols: Vec<String> = schema
