@@ -1,6 +1,7 @@
 // Rows the targets kept, with why; replay after a fix, or discard.
 import { useEffect, useState } from "react";
 import * as backend from "../backend";
+import { PipelineFileRow } from "../components/PipelineFileRow";
 import { errorText } from "../errors";
 import type { ReplayReport, TargetDeadLetters } from "../types";
 
@@ -54,30 +55,11 @@ export function DeadLetters({ path, onPath }: { path: string; onPath: (p: string
       <header className="screen-header">
         <h1>Dead letters</h1>
       </header>
-      <div className="row">
-        <input
-          aria-label="Pipeline file"
-          className="grow"
-          value={pathInput}
-          onChange={(e) => setPathInput(e.target.value)}
-          placeholder="/path/to/pipeline.toml"
-          data-testid="dlq-path"
-          spellCheck={false}
-        />
-        <button
-          type="button"
-          className="secondary"
-          onClick={async () => {
-            const p = await backend.pickPipelineFile();
-            if (p) setPathInput(p);
-          }}
-        >
-          Browse…
-        </button>
+      <PipelineFileRow label="Pipeline file" value={pathInput} onChange={setPathInput} testId="dlq-path">
         <button type="button" onClick={() => (pathInput === path ? load() : onPath(pathInput))} data-testid="dlq-load">
           Load
         </button>
-      </div>
+      </PipelineFileRow>
       {error && <p className="error banner" role="alert">{error}</p>}
       {report && (
         <div className="card" data-testid="dlq-report">

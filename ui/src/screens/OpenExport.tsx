@@ -1,6 +1,7 @@
 // Open a pipeline file, read it, and save it elsewhere unchanged.
 import { useState } from "react";
 import * as backend from "../backend";
+import { PipelineFileRow } from "../components/PipelineFileRow";
 import { errorText } from "../errors";
 import type { OpenedPipeline } from "../types";
 import { TomlView } from "./Wizard";
@@ -31,31 +32,18 @@ export function OpenExport({ onShowPipeline }: { onShowPipeline: (path: string) 
       <header className="screen-header">
         <h1>Open and export</h1>
       </header>
-      <div className="row">
-        <input
-          aria-label="Pipeline file to open"
-          className="grow"
-          value={pathInput}
-          onChange={(e) => setPathInput(e.target.value)}
-          placeholder="/path/to/pipeline.toml"
-          data-testid="open-path"
-          spellCheck={false}
-        />
-        <button
-          type="button"
-          className="secondary"
-          onClick={async () => {
-            const p = await backend.pickPipelineFile();
-            if (p) await openPath(p);
-          }}
-          data-testid="open-browse"
-        >
-          Browse…
-        </button>
+      <PipelineFileRow
+        label="Pipeline file to open"
+        value={pathInput}
+        onChange={setPathInput}
+        onPicked={openPath}
+        testId="open-path"
+        browseTestId="open-browse"
+      >
         <button type="button" onClick={() => openPath(pathInput)} data-testid="open-button">
           Open
         </button>
-      </div>
+      </PipelineFileRow>
       {error && (
         <p className="error banner" role="alert" data-testid="files-error">
           {error}

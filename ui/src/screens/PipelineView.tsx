@@ -3,6 +3,7 @@
 import { useEffect, useState } from "react";
 import * as backend from "../backend";
 import { LiveChart } from "../components/LiveChart";
+import { PipelineFileRow } from "../components/PipelineFileRow";
 import { PipelineGraph } from "../components/PipelineGraph";
 import { errorText } from "../errors";
 import { fmtBytes, fmtInt, fmtRate, fmtSeconds } from "../format";
@@ -78,30 +79,11 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
       <header className="screen-header">
         <h1>Pipelines</h1>
       </header>
-      <div className="row">
-        <input
-          aria-label="Pipeline file"
-          className="grow"
-          value={pathInput}
-          onChange={(e) => setPathInput(e.target.value)}
-          placeholder="/path/to/pipeline.toml"
-          data-testid="pipeline-path"
-          spellCheck={false}
-        />
-        <button
-          type="button"
-          className="secondary"
-          onClick={async () => {
-            const p = await backend.pickPipelineFile();
-            if (p) setPathInput(p);
-          }}
-        >
-          Browse…
-        </button>
+      <PipelineFileRow label="Pipeline file" value={pathInput} onChange={setPathInput} testId="pipeline-path">
         <button type="button" className="secondary" onClick={() => onSelect(pathInput.trim() || null)} data-testid="pipeline-show">
           Show
         </button>
-      </div>
+      </PipelineFileRow>
       {list.length > 0 && (
         <nav className="tabs" aria-label="Pipelines">
           {list.map((r) => (
