@@ -157,6 +157,10 @@ pub struct SourceContext {
     /// exactly as before (a re-read snapshot, a changed file) must be
     /// numbered above it, so that no sink skips them as already held.
     pub highest_held: u64,
+    /// `true`: every consumer of this source's batches reads
+    /// [`Batch::block`], so the source may send bulk inserts column by
+    /// column. `false`: changes only.
+    pub blocks: bool,
 }
 
 /// A system changes are read from.
@@ -260,6 +264,13 @@ pub trait Sink: Send {
     /// (the pipeline was dropped). Data already written stays.
     async fn forget(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether this sink applies [`Batch::block`] (the runtime then lets
+    /// sources send bulk inserts column by column). The default is `false`:
+    /// the sink receives changes only.
+    fn takes_blocks(&self) -> bool {
+        false
     }
 
     /// Flushes and releases the target. The default does nothing.

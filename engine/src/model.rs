@@ -716,6 +716,10 @@ pub struct Batch {
     pub commit_time: Option<DateTime<Utc>>,
     /// Changes, in source order.
     pub changes: Vec<Change>,
+    /// More inserts, column by column, after `changes`. Only a source told
+    /// [`crate::connector::SourceContext::blocks`] sends them; their values
+    /// fit their columns by construction. [`Batch::len`] counts their rows.
+    pub block: Option<crate::columnar::InsertBlock>,
     /// Records rejected while reading, kept with their reason.
     pub dead_letters: Vec<DeadLetter>,
     /// The source promises that every insert of this batch has a key (a
@@ -733,14 +737,31 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Number of changes plus dead letters: the unit of progress counting.
+    /// Number of changes, block rows and dead letters: the unit of
+    /// progress counting.
     pub fn len(&self) -> usize {
-        self.changes.len() + self.dead_letters.len()
+        self.changes.len() + self.block_rows() + self.dead_letters.len()
+    }
+
+    /// Rows of the block, if any.
+    pub fn block_rows(&self) -> usize {
+        self.block
+            .as_ref()
+            .map_or(0, crate::columnar::InsertBlock::len)
     }
 
     /// Whether the batch carries nothing but its position.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.dead_letters.is_empty()
+        self.len() == 0
+    }
+
+    /// The batch with its block turned into changes (appended to
+    /// `changes`), for consumers that read rows.
+    pub fn without_block(mut self) -> Batch {
+        if let Some(block) = self.block.take() {
+            self.changes.extend(block.changes());
+        }
+        self
     }
 }
 

@@ -70,12 +70,17 @@ impl TableFilter {
     /// The position always passes, so the sink's checkpoint moves.
     pub fn apply(&self, batch: Arc<Batch>) -> Arc<Batch> {
         let all = batch.changes.iter().all(|c| self.accepts(&c.table.id))
+            && batch
+                .block
+                .as_ref()
+                .is_none_or(|b| self.accepts(&b.table.id))
             && batch.dead_letters.iter().all(|d| self.accepts(&d.table));
         if all {
             return batch;
         }
         let mut part = (*batch).clone();
         part.changes.retain(|c| self.accepts(&c.table.id));
+        part.block = part.block.filter(|b| self.accepts(&b.table.id));
         part.dead_letters.retain(|d| self.accepts(&d.table));
         Arc::new(part)
     }
@@ -271,6 +276,12 @@ async fn run_inner(
                 .collect()
         })
         .collect();
+    // A source may send column blocks when nothing between it and its
+    // sinks reads rows: no transform, and every sink applies blocks.
+    let blocks: Vec<bool> = consumers
+        .iter()
+        .map(|ks| transform.is_none() && ks.iter().all(|&k| sinks[k].sink.takes_blocks()))
+        .collect();
 
     let capacity = options.channel_capacity.max(1);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
@@ -352,7 +363,10 @@ async fn run_inner(
             .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
             .max()
             .unwrap_or(0);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(capacity);
+        // A source sending blocks sends few, large batches: one waiting is
+        // enough to keep its sinks busy, and more would only hold memory.
+        let (batch_tx, mut batch_rx) =
+            mpsc::channel::<Batch>(if blocks[si] { 1 } else { capacity });
         let (acked_tx, acked_rx) = watch::channel(resume.clone());
         ack_watches.push(acked_tx);
         let ctx = SourceContext {
@@ -364,6 +378,7 @@ async fn run_inner(
             cancel: inner_cancel.clone(),
             follow: options.follow,
             highest_held,
+            blocks: blocks[si],
         };
         let span = info_span!("source", source = %s.name);
         tasks.spawn(s.source.run(ctx).instrument(span));
@@ -375,6 +390,9 @@ async fn run_inner(
         tasks.spawn(async move {
             while let Some(mut batch) = batch_rx.recv().await {
                 if let Some(t) = &transform {
+                    // Transforms read rows (the source was told so; this
+                    // keeps it true whatever a source sends).
+                    batch = batch.without_block();
                     let t = t.clone();
                     batch = tokio::task::spawn_blocking(move || {
                         let mut guard = t
@@ -402,7 +420,8 @@ async fn run_inner(
                 if pending_tx.send((si, batch.clone())).await.is_err() {
                     return Err(Error::internal("coordinator stopped early"));
                 }
-                // Each sink holds at most `max_rows_in_flight` rows queued:
+                // Each sink holds at most `max_rows_in_flight` rows queued
+                // (a larger batch, such as a column block, takes it all):
                 // a slow sink makes this wait (backpressure).
                 let cost = u32::try_from(batch.len().clamp(1, max_rows)).unwrap_or(u32::MAX);
                 for (tx, budget) in &targets {

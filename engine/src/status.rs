@@ -285,6 +285,20 @@ impl StatusHandle {
                     t.lag_seconds = lag;
                 }
             }
+            if let Some(block) = &batch.block {
+                let t = s
+                    .status
+                    .tables
+                    .entry(block.table.id.to_string())
+                    .or_default();
+                t.inserts += block.len() as u64;
+                if batch.kind == crate::model::BatchKind::Snapshot {
+                    t.snapshot_done += block.len() as u64;
+                }
+                if lag.is_some() {
+                    t.lag_seconds = lag;
+                }
+            }
             for dl in &batch.dead_letters {
                 s.status
                     .tables

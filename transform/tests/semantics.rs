@@ -70,6 +70,7 @@ fn batch(changes: Vec<Change>) -> Batch {
         txid: Some("42".into()),
         commit_time: None,
         changes,
+        block: None,
         dead_letters: Vec::new(),
         inserts_are_new: false,
     }

@@ -208,6 +208,7 @@ pub async fn replay(
                         txid: None,
                         commit_time: None,
                         changes,
+                        block: None,
                         dead_letters: Vec::new(),
                         inserts_are_new: false,
                     });

@@ -195,6 +195,12 @@ impl Sink for DuckDbSink {
         self.blocking(move |w| w.discard(&ids)).await
     }
 
+    /// Snapshot blocks of new rows are appended as they are; any other
+    /// block is applied as the inserts it stands for.
+    fn takes_blocks(&self) -> bool {
+        true
+    }
+
     async fn close(&mut self) -> Result<()> {
         if let Some(w) = &self.writer {
             let stats = w.stats();

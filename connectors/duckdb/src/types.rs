@@ -28,8 +28,10 @@ use duckdb::arrow::array::{
     Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
-use duckdb::arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
-use syncline_engine::model::{DataType, DecimalParts, Value};
+use duckdb::arrow::datatypes::{Field, Schema};
+use syncline_engine::columnar;
+pub use syncline_engine::columnar::{format_uuid, scaled_decimal};
+use syncline_engine::model::{DataType, Value};
 
 use crate::error::DuckDbError;
 
@@ -160,29 +162,9 @@ impl<'de> serde::de::Visitor<'de> for JsonCheck {
     }
 }
 
-fn arrow_type(t: &DataType) -> ArrowType {
-    match t {
-        DataType::Boolean => ArrowType::Boolean,
-        DataType::Int32 => ArrowType::Int32,
-        DataType::Int64 => ArrowType::Int64,
-        DataType::Float64 => ArrowType::Float64,
-        DataType::Decimal { precision, scale } => ArrowType::Decimal128(*precision, *scale as i8),
-        DataType::Text
-        | DataType::Uuid
-        | DataType::Json
-        | DataType::Interval
-        | DataType::List { .. } => ArrowType::Utf8,
-        DataType::Bytes => ArrowType::Binary,
-        DataType::Date => ArrowType::Date32,
-        DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
-        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
-        DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-    }
-}
-
 /// An Arrow field for a column.
 pub fn arrow_field(name: &str, t: &DataType) -> Field {
-    Field::new(name, arrow_type(t), true)
+    Field::new(name, columnar::arrow_type(t), true)
 }
 
 /// Arrow schema helper.
@@ -417,55 +399,9 @@ fn json_item(v: &Value) -> String {
     }
 }
 
-/// `"-12.5"` at scale 2 → `-1250`. `None` if it is not a decimal or has more
-/// fractional digits than `scale` (nothing is rounded silently).
-pub fn scaled_decimal(text: &str, scale: u8) -> Option<i128> {
-    let parts = DecimalParts::parse(text)?;
-    if parts.frac.len() > usize::from(scale) {
-        return None;
-    }
-    let mut value: i128 = 0;
-    for b in parts.int.bytes() {
-        value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
-    }
-    for i in 0..usize::from(scale) {
-        let digit = parts.frac.as_bytes().get(i).map_or(0, |b| b - b'0');
-        value = value.checked_mul(10)?.checked_add(i128::from(digit))?;
-    }
-    Some(if parts.negative { -value } else { value })
-}
-
-/// Canonical lowercase hyphenated UUID text.
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_scale_exactly_or_refuse() {
-        assert_eq!(scaled_decimal("12.34", 2), Some(1234));
-        assert_eq!(scaled_decimal("-0.5", 2), Some(-50));
-        assert_eq!(scaled_decimal("7", 2), Some(700));
-        assert_eq!(scaled_decimal("1.230", 2), Some(123));
-        assert_eq!(scaled_decimal("1.234", 2), None);
-        assert_eq!(scaled_decimal("abc", 2), None);
-        assert_eq!(scaled_decimal(".", 2), None);
-        assert_eq!(
-            scaled_decimal("12345678901234567890123456.78", 2),
-            Some(1234567890123456789012345678)
-        );
-    }
 
     #[test]
     fn json_validity() {
@@ -490,14 +426,5 @@ mod tests {
         ] {
             assert!(!json_is_valid(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn uuid_text() {
-        let u = [
-            0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17,
-            0x40, 0x00,
-        ];
-        assert_eq!(format_uuid(&u), "123e4567-e89b-12d3-a456-426614174000");
     }
 }

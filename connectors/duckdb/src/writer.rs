@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
 use syncline_engine::apply;
+use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{
@@ -450,18 +451,34 @@ impl Writer {
         for change in fresh.iter().flat_map(|b| &b.changes) {
             self.ensure_table(&change.table)?;
         }
+        for block in fresh.iter().filter_map(|b| b.block.as_ref()) {
+            self.ensure_table(&block.table)?;
+        }
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
         // What the tables hold, and the counts, are as before if this rolls back.
         let (fills, stats) = (self.fills.clone(), self.stats);
         let result = (|| {
-            self.apply_changes(
-                source,
-                fresh
+            if !self.append_blocks(source, &fresh)? {
+                // Blocks as the inserts they stand for, after their batch's
+                // changes.
+                let inserts: Vec<Vec<Change>> = fresh
                     .iter()
-                    .flat_map(|b| b.changes.iter().map(move |c| (c, *b))),
-            )?;
+                    .map(|b| {
+                        b.block
+                            .as_ref()
+                            .map(InsertBlock::changes)
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                self.apply_changes(
+                    source,
+                    fresh.iter().zip(&inserts).flat_map(|(b, inserts)| {
+                        b.changes.iter().chain(inserts).map(move |c| (c, *b))
+                    }),
+                )?;
+            }
             for b in &fresh {
                 self.write_dead_letters(source, b)?;
             }
@@ -482,6 +499,60 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Appends the blocks of `batches` straight to their tables, if every
+    /// batch is nothing but a block of new rows (or nothing but a position)
+    /// ([`Batch::inserts_are_new`]) into an upsert table that holds only
+    /// earlier new rows of `source`, in types the appender stores as they
+    /// are. Returns whether it did; `false` leaves everything untouched.
+    fn append_blocks(&mut self, source: &str, batches: &[&Batch]) -> Result<bool, DuckDbError> {
+        let direct = self.mode == WriteMode::Upsert
+            && batches.iter().all(|b| {
+                if !b.changes.is_empty() {
+                    return false;
+                }
+                // A batch with nothing but its position changes nothing.
+                let Some(block) = b.block.as_ref() else {
+                    return true;
+                };
+                let fill_ok = self.targets.get(&block.table.id).is_some_and(|target| {
+                    target.schema.columns == block.table.columns
+                        && match self.fills.get(&target.table) {
+                            Some(Fill::Empty) => true,
+                            Some(Fill::NewRowsOf(s)) => s == source,
+                            Some(Fill::Unknown) | None => false,
+                        }
+                });
+                b.inserts_are_new && fill_ok && block_appends_directly(block)
+            });
+        if !direct {
+            return Ok(false);
+        }
+        for block in batches.iter().filter_map(|b| b.block.as_ref()) {
+            let target = &self.targets[&block.table.id];
+            let names: Vec<&str> = block
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            let mut appender = self
+                .conn
+                .appender_with_columns_to_db(&target.table_name, &self.schema_name, &names)
+                .map_err(DuckDbError::sql(format!(
+                    "opening the appender of {}",
+                    target.table
+                )))?;
+            appender
+                .append_record_batch(block.columns.clone())
+                .and_then(|()| appender.flush())
+                .map_err(DuckDbError::sql(format!("appending to {}", target.table)))?;
+            self.fills
+                .insert(target.table.clone(), Fill::NewRowsOf(source.to_owned()));
+            self.stats.appended += block.len() as u64;
+        }
+        Ok(true)
     }
 
     /// Stages and merges `changes`, each with the batch it came in (history
@@ -914,6 +985,24 @@ fn appends_directly(schema: &TableSchema, rows: &[std::borrow::Cow<'_, Row>]) ->
                 Some(Value::Json(text) | Value::Text(text)) => json_is_valid(text),
                 _ => true,
             }),
+            ref t => appends_as_staged(t),
+        })
+}
+
+/// Whether a block can go to its table through the appender as it is:
+/// every column of a type the appender stores as staged, and JSON text
+/// that is valid (see [`appends_directly`]).
+fn block_appends_directly(block: &InsertBlock) -> bool {
+    block
+        .table
+        .columns
+        .iter()
+        .zip(block.columns.columns())
+        .all(|(c, array)| match c.data_type {
+            DataType::Json => array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .is_some_and(|texts| texts.iter().flatten().all(json_is_valid)),
             ref t => appends_as_staged(t),
         })
 }

@@ -813,6 +813,7 @@ impl Runner {
             txid: None,
             commit_time,
             changes,
+            block: None,
             dead_letters,
             // A file read again (changed, or after a restart) repeats rows.
             inserts_are_new: false,

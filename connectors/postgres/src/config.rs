@@ -32,6 +32,14 @@ pub struct PostgresSourceConfig {
     #[serde(default = "default_batch_rows")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub batch_rows: usize,
+    /// Rows per batch during the snapshot when every target reads column
+    /// blocks (DuckDB targets without transforms in between). The default
+    /// keeps the copy's memory low. 122880 (one DuckDB row group), with
+    /// `chunk_rows` a multiple of it, lets DuckDB write each batch straight
+    /// to its file: faster, but about 150 MB more memory.
+    #[serde(default = "default_block_rows")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub block_rows: usize,
     /// Rows per snapshot chunk: the unit a restarted snapshot resumes from.
     #[serde(default = "default_chunk_rows")]
     #[schemars(range(min = 1))]
@@ -107,6 +115,9 @@ fn default_user() -> String {
 }
 fn default_batch_rows() -> usize {
     10_000
+}
+fn default_block_rows() -> usize {
+    30_720
 }
 fn default_chunk_rows() -> u64 {
     100_000

@@ -41,6 +41,7 @@ use pg_walstream::{
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row as _};
+use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::SyncMode;
 use syncline_engine::connector::{Check, Source, SourceContext};
 use syncline_engine::model::{
@@ -634,6 +635,7 @@ impl Runner {
             txid,
             commit_time: commit,
             changes,
+            block: None,
             dead_letters: Vec::new(),
             inserts_are_new: false,
         })
@@ -845,7 +847,9 @@ impl Runner {
             }
         }
         let work = Arc::new(Mutex::new(work));
-        let (tx, mut rx) = mpsc::channel::<std::result::Result<Part, PgError>>(2);
+        // Column blocks are large: one waiting per worker is enough.
+        let (tx, mut rx) =
+            mpsc::channel::<std::result::Result<Part, PgError>>(if ctx.blocks { 1 } else { 2 });
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.src.config.snapshot_workers.max(1) {
             let work = work.clone();
@@ -854,9 +858,23 @@ impl Runner {
             let config = self.src.config.clone();
             let exported = exported.clone();
             let cancel = ctx.cancel.clone();
+            let blocks = ctx.blocks;
             workers.spawn(async move {
-                let result =
-                    copy_worker(&config, &tables, exported.as_deref(), &work, &tx, &cancel).await;
+                let shape = if blocks {
+                    snapshot::Shape::Blocks(config.block_rows)
+                } else {
+                    snapshot::Shape::Rows(config.batch_rows)
+                };
+                let result = copy_worker(
+                    &config,
+                    &tables,
+                    exported.as_deref(),
+                    shape,
+                    &work,
+                    &tx,
+                    &cancel,
+                )
+                .await;
                 if let Err(e) = result {
                     let _ = tx.send(Err(e)).await;
                 }
@@ -866,27 +884,16 @@ impl Runner {
         while let Some(part) = rx.recv().await {
             match part? {
                 Part::Rows { table, rows } => {
-                    let info = &self.src.tables[table];
-                    let schema = info.schema.clone();
-                    // Under the slot's exported snapshot every chunk is read
-                    // once and the ctid ranges do not overlap, so a unique
-                    // key appears at most once in the whole copy. A resumed
-                    // copy (fresh snapshot) may repeat rows: rows updated
-                    // since the first snapshot moved to other pages.
-                    let inserts_are_new = exported.is_some() && info.key_is_unique;
-                    let changes = rows
-                        .into_iter()
-                        .map(|row| Change {
-                            op: Op::Insert,
-                            table: schema.clone(),
-                            before: None,
-                            after: Some(row),
-                        })
-                        .collect();
-                    let mut batch =
-                        self.next_batch(changes, BatchKind::Snapshot, None, None, None)?;
-                    batch.inserts_are_new = inserts_are_new;
-                    self.send(batch, ctx).await?;
+                    self.send_copied(table, rows, None, exported.is_some(), ctx)
+                        .await?;
+                }
+                Part::Block {
+                    table,
+                    block,
+                    misfits,
+                } => {
+                    self.send_copied(table, misfits, Some(block), exported.is_some(), ctx)
+                        .await?;
                 }
                 Part::ChunkDone { table, chunk } => {
                     let name = self.src.tables[table].schema.id.name.clone();
@@ -916,6 +923,39 @@ impl Runner {
         }
         while workers.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Sends copied rows of table `table` (and their block) as one
+    /// snapshot batch.
+    async fn send_copied(
+        &mut self,
+        table: usize,
+        rows: Vec<Row>,
+        block: Option<InsertBlock>,
+        under_exported_snapshot: bool,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let info = &self.src.tables[table];
+        let schema = info.schema.clone();
+        // Under the slot's exported snapshot every chunk is read once and
+        // the ctid ranges do not overlap, so a unique key appears at most
+        // once in the whole copy. A resumed copy (fresh snapshot) may
+        // repeat rows: rows updated since the first snapshot moved to
+        // other pages.
+        let inserts_are_new = under_exported_snapshot && info.key_is_unique;
+        let changes = rows
+            .into_iter()
+            .map(|row| Change {
+                op: Op::Insert,
+                table: schema.clone(),
+                before: None,
+                after: Some(row),
+            })
+            .collect();
+        let mut batch = self.next_batch(changes, BatchKind::Snapshot, None, None, None)?;
+        batch.block = block;
+        batch.inserts_are_new = inserts_are_new;
+        self.send(batch, ctx).await
     }
 
     /// Follows the slot, one batch per transaction.
@@ -1414,6 +1454,7 @@ async fn copy_worker(
     config: &PostgresSourceConfig,
     tables: &[TableInfo],
     exported: Option<&str>,
+    shape: snapshot::Shape,
     work: &Mutex<VecDeque<(usize, usize, Chunk)>>,
     tx: &mpsc::Sender<std::result::Result<Part, PgError>>,
     cancel: &tokio_util::sync::CancellationToken,
@@ -1442,7 +1483,7 @@ async fn copy_worker(
             .pop_front();
         let Some((ti, ci, chunk)) = next else { break };
         let table = &tables[ti];
-        snapshot::read_chunk(&mut conn, table, ti, chunk, config.batch_rows, tx).await?;
+        snapshot::read_chunk(&mut conn, table, ti, chunk, shape, tx).await?;
         if tx
             .send(Ok(Part::ChunkDone {
                 table: ti,

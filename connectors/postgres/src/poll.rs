@@ -201,6 +201,7 @@ impl Emitter<'_> {
             txid: None,
             commit_time: Some(chrono::Utc::now()),
             changes,
+            block: None,
             dead_letters: Vec::new(),
             // Polled pages may repeat rows the target holds.
             inserts_are_new: false,
@@ -241,7 +242,14 @@ async fn full_copy(
         start: 0,
         end: None,
     };
-    let read = snapshot::read_chunk(conn, &t.info, 0, chunk, config.batch_rows, &tx);
+    let read = snapshot::read_chunk(
+        conn,
+        &t.info,
+        0,
+        chunk,
+        snapshot::Shape::Rows(config.batch_rows),
+        &tx,
+    );
     tokio::pin!(read);
     let mut done = false;
     loop {
@@ -253,6 +261,12 @@ async fn full_copy(
             part = rx.recv() => match part {
                 Some(Ok(Part::Rows { rows, .. })) => {
                     out.emit(changes(&t.info, Op::Insert, rows), BatchKind::Snapshot).await?;
+                }
+                // Read as rows above; a block still arrives whole.
+                Some(Ok(Part::Block { block, misfits, .. })) => {
+                    let mut rows = changes(&t.info, Op::Insert, misfits);
+                    rows.extend(block.changes());
+                    out.emit(rows, BatchKind::Snapshot).await?;
                 }
                 Some(Ok(Part::ChunkDone { .. })) => {}
                 Some(Err(e)) => return Err(e.into()),

@@ -2261,6 +2261,7 @@ pub(crate) mod live {
             txid: None,
             commit_time: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456),
             changes,
+            block: None,
             dead_letters: Vec::new(),
             inserts_are_new: false,
         })

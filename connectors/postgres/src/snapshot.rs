@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
+use syncline_engine::columnar::{BlockBuilder, Cell, InsertBlock};
 use syncline_engine::model::{Row, Value};
 use tokio::sync::mpsc;
 
@@ -130,26 +131,157 @@ impl<'c> CopyReader<'c> {
         let mut rows = Vec::new();
         loop {
             while rows.len() < max {
-                match self.parser.next_row(self.table)? {
-                    Some(row) => rows.push(row),
+                match self.parser.next_tuple(self.table)? {
+                    Some(tuple) => rows.push(decode_tuple(self.table, &tuple)?),
                     None => break,
                 }
             }
             if rows.len() >= max || self.done {
                 return Ok((!rows.is_empty()).then_some(rows));
             }
-            match self.stream.next().await {
-                Some(bytes) => {
-                    let bytes = bytes.map_err(PgError::query(format!(
-                        "COPY of {}",
-                        self.table.wire_name()
-                    )))?;
-                    self.parser.buffer.extend_from_slice(&bytes);
+            self.fill().await?;
+        }
+    }
+
+    /// Appends up to `max` rows to `builder` (rows whose values do not fit
+    /// it go to `misfits`); `false` once the copy is over and nothing was
+    /// added.
+    async fn next_block(
+        &mut self,
+        builder: &mut BlockBuilder,
+        misfits: &mut Vec<Row>,
+        max: usize,
+    ) -> Result<bool, PgError> {
+        let mut scratch = Scratch::default();
+        let mut added = 0usize;
+        loop {
+            while added < max {
+                let Some(tuple) = self.parser.next_tuple(self.table)? else {
+                    break;
+                };
+                push_tuple(self.table, &tuple, builder, misfits, &mut scratch)?;
+                added += 1;
+            }
+            if added >= max || self.done {
+                return Ok(added > 0);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads the next piece of the copy into the parser's buffer.
+    async fn fill(&mut self) -> Result<(), PgError> {
+        match self.stream.next().await {
+            Some(bytes) => {
+                let bytes = bytes.map_err(PgError::query(format!(
+                    "COPY of {}",
+                    self.table.wire_name()
+                )))?;
+                self.parser.buffer.extend_from_slice(&bytes);
+            }
+            None => self.done = true,
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a whole binary COPY tuple (after its field count): each
+/// value's bytes, `None` for NULL.
+fn fields(tuple: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let count = i16::from_be_bytes([tuple[0], tuple[1]]).max(0) as usize;
+    let mut at = 2usize;
+    (0..count).map(move |_| {
+        let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+        at += 4;
+        if len < 0 {
+            return None;
+        }
+        let start = at;
+        at += len as usize;
+        Some(&tuple[start..at])
+    })
+}
+
+/// Buffers [`push_tuple`] reuses from tuple to tuple.
+#[derive(Debug, Default)]
+struct Scratch {
+    owned: Vec<Value>,
+    cells: Vec<Cell<'static>>,
+}
+
+/// Decodes one tuple into `builder`, or, if a value does not fit its
+/// column there, into `misfits` as a row.
+fn push_tuple(
+    table: &TableInfo,
+    tuple: &[u8],
+    builder: &mut BlockBuilder,
+    misfits: &mut Vec<Row>,
+    scratch: &mut Scratch,
+) -> Result<(), PgError> {
+    let decode_error = |i: usize, detail: String| PgError::Decode {
+        column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
+        detail,
+    };
+    // Most values go straight from the wire to a cell; the others (free
+    // numerics, intervals, ...) are decoded into `owned` first and their
+    // cells filled in after.
+    let owned = &mut scratch.owned;
+    owned.clear();
+    // The empty buffer of the last tuple, borrowing this one's bytes now.
+    let mut cells: Vec<Cell<'_>> = std::mem::take(&mut scratch.cells);
+    for (i, (field, decoder)) in fields(tuple).zip(&table.decoders).enumerate() {
+        cells.push(match field.map(|b| (b, decoder.cell(b))) {
+            None => Cell::Null,
+            Some((_, Some(cell))) => cell.map_err(|d| decode_error(i, d))?,
+            Some((b, None)) => {
+                owned.push(decoder.decode(b).map_err(|d| decode_error(i, d))?);
+                Cell::Null
+            }
+        });
+    }
+    let mut fits = true;
+    if !owned.is_empty() {
+        let mut next = owned.iter();
+        let slots = cells.iter_mut().zip(fields(tuple)).zip(&table.decoders);
+        for (((slot, field), decoder), t) in slots.zip(builder.types()) {
+            if let (Cell::Null, Some(b)) = (*slot, field)
+                && decoder.cell(b).is_none()
+            {
+                match next.next().and_then(|v| Cell::of(v, t)) {
+                    Some(cell) => *slot = cell,
+                    None => fits = false,
                 }
-                None => self.done = true,
             }
         }
     }
+    if !(fits && builder.push_row(&cells)) {
+        misfits.push(decode_tuple(table, tuple)?);
+    }
+    scratch.cells = recycle(cells);
+    Ok(())
+}
+
+/// The allocation of `cells`, emptied, so it borrows nothing and serves
+/// the next tuple (collecting an empty iterator in place reuses it).
+#[allow(clippy::unnecessary_filter_map)]
+fn recycle(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'static>> {
+    cells.clear();
+    cells.into_iter().filter_map(|_| None).collect()
+}
+
+/// Decodes one whole tuple into a row.
+fn decode_tuple(table: &TableInfo, tuple: &[u8]) -> Result<Row, PgError> {
+    fields(tuple)
+        .zip(&table.decoders)
+        .enumerate()
+        .map(|(i, (field, decoder))| match field {
+            None => Ok(Value::Null),
+            Some(b) => decoder.decode(b).map_err(|detail| PgError::Decode {
+                column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
+                detail,
+            }),
+        })
+        .collect()
 }
 
 /// What snapshot workers hand to the source.
@@ -162,6 +294,16 @@ pub enum Part {
         /// The rows.
         rows: Vec<Row>,
     },
+    /// Rows of a chunk as a column block, with the rows whose values did
+    /// not fit it.
+    Block {
+        /// Table index.
+        table: usize,
+        /// The rows, column by column.
+        block: InsertBlock,
+        /// Rows that do not fit the block (the engine dead-letters them).
+        misfits: Vec<Row>,
+    },
     /// Every row of the chunk has been sent.
     ChunkDone {
         /// Table index.
@@ -171,29 +313,61 @@ pub enum Part {
     },
 }
 
-/// Reads one chunk, sending rows in groups of at most `batch_rows`.
+/// How a chunk's rows are sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// Rows, in groups of at most this many.
+    Rows(usize),
+    /// Column blocks of at most this many rows, where the table's types
+    /// allow ([`syncline_engine::columnar::supports`]); rows otherwise.
+    Blocks(usize),
+}
+
+/// Reads one chunk, sending its rows shaped as `shape` says.
 pub async fn read_chunk(
     conn: &mut PgConnection,
     table: &TableInfo,
     table_index: usize,
     chunk: Chunk,
-    batch_rows: usize,
+    shape: Shape,
     tx: &mpsc::Sender<Result<Part, PgError>>,
 ) -> Result<u64, PgError> {
-    let send = async |rows: Vec<Row>| {
-        tx.send(Ok(Part::Rows {
-            table: table_index,
-            rows,
-        }))
-        .await
-        .map_err(|_| PgError::State("snapshot cancelled".into()))
+    let send = async |part: Part| {
+        tx.send(Ok(part))
+            .await
+            .map_err(|_| PgError::State("snapshot cancelled".into()))
     };
     let statement = copy_statement(table, &chunk_filter(chunk), None);
     let mut reader = CopyReader::open(conn, table, &statement).await?;
     let mut total = 0u64;
-    while let Some(rows) = reader.next_batch(batch_rows.max(1)).await? {
+    let (rows, builder) = match shape {
+        Shape::Rows(n) => (n, None),
+        Shape::Blocks(n) => (n, BlockBuilder::new(table.schema.clone(), n.max(1))),
+    };
+    if let Some(mut builder) = builder {
+        let mut misfits = Vec::new();
+        while reader
+            .next_block(&mut builder, &mut misfits, rows.max(1))
+            .await?
+        {
+            let block = builder.finish().map_err(PgError::State)?;
+            total += (block.len() + misfits.len()) as u64;
+            send(Part::Block {
+                table: table_index,
+                block,
+                misfits: std::mem::take(&mut misfits),
+            })
+            .await?;
+        }
+        return Ok(total);
+    }
+    while let Some(rows) = reader.next_batch(rows.max(1)).await? {
         total += rows.len() as u64;
-        send(rows).await?;
+        send(Part::Rows {
+            table: table_index,
+            rows,
+        })
+        .await?;
     }
     Ok(total)
 }
@@ -208,7 +382,9 @@ struct CopyParser {
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl CopyParser {
-    fn next_row(&mut self, table: &TableInfo) -> Result<Option<Row>, PgError> {
+    /// The next whole tuple (field count and fields), if the buffer holds
+    /// one.
+    fn next_tuple(&mut self, table: &TableInfo) -> Result<Option<BytesMut>, PgError> {
         let bad = |detail: &str| PgError::Decode {
             column: table.wire_name(),
             detail: format!("binary COPY: {detail}"),
@@ -266,27 +442,7 @@ impl CopyParser {
                 table.decoders.len()
             )));
         }
-        let tuple = self.buffer.split_to(pos);
-        let mut row = Vec::with_capacity(fields as usize);
-        let mut at = 2usize;
-        for (i, decoder) in table.decoders.iter().enumerate() {
-            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
-            at += 4;
-            if len < 0 {
-                row.push(Value::Null);
-                continue;
-            }
-            let end = at + len as usize;
-            let value = decoder
-                .decode(&tuple[at..end])
-                .map_err(|detail| PgError::Decode {
-                    column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
-                    detail,
-                })?;
-            row.push(value);
-            at = end;
-        }
-        Ok(Some(row))
+        Ok(Some(self.buffer.split_to(pos)))
     }
 }
 

@@ -22,6 +22,7 @@
 //! Domains are read as their base type. Other types are refused by
 //! `syncline check` with the column named.
 
+use syncline_engine::columnar::Cell;
 use syncline_engine::model::{DataType, Value};
 
 /// Microseconds between 1970-01-01 and Postgres's epoch 2000-01-01.
@@ -253,6 +254,93 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// The value of `b` as a column-block cell, straight from the wire
+    /// where that needs no allocation (integers, booleans, doubles, text,
+    /// JSON, bytes, dates and times, UUIDs and fixed-scale numerics), with
+    /// the meaning [`Decoder::decode`] gives it. `None`: decode it with
+    /// [`Decoder::decode`] and take the cell of the value.
+    pub fn cell<'a>(&self, b: &'a [u8]) -> Option<Result<Cell<'a>, String>> {
+        let sized = |n: usize, cell: fn(&'a [u8]) -> Cell<'a>| {
+            Some(if b.len() == n {
+                Ok(cell(b))
+            } else {
+                Err(format!("expected {n} bytes, got {}", b.len()))
+            })
+        };
+        let text = |b: &'a [u8]| {
+            Some(
+                std::str::from_utf8(b)
+                    .map(Cell::Str)
+                    .map_err(|_| "not valid UTF-8".to_owned()),
+            )
+        };
+        match self {
+            Decoder::Bool => sized(1, |b| Cell::Bool(b[0] != 0)),
+            Decoder::Int2 => sized(2, |b| {
+                Cell::Int(i64::from(i16::from_be_bytes([b[0], b[1]])))
+            }),
+            Decoder::Int4 => sized(4, |b| Cell::Int(i64::from(be_i32(b)))),
+            Decoder::Int8 => sized(8, |b| Cell::Int(be_i64(b))),
+            Decoder::Float8 => sized(8, |b| Cell::Float(f64::from_bits(be_i64(b) as u64))),
+            Decoder::Text | Decoder::Json => text(b),
+            Decoder::Jsonb if b.first() == Some(&1) => text(&b[1..]),
+            Decoder::Bytea => Some(Ok(Cell::Bytes(b))),
+            Decoder::Date => sized(4, |b| match be_i32(b) {
+                i32::MAX | i32::MIN => Cell::Null,
+                d => Cell::Days(d + PG_EPOCH_DAYS),
+            }),
+            Decoder::Time => sized(8, |b| Cell::Micros(be_i64(b))),
+            Decoder::Timestamp | Decoder::TimestampTz => sized(8, |b| {
+                Cell::Micros(match be_i64(b) {
+                    t @ (i64::MAX | i64::MIN) => t,
+                    t => t.saturating_add(PG_EPOCH_MICROS),
+                })
+            }),
+            Decoder::Uuid => sized(16, |b| {
+                let mut u = [0u8; 16];
+                u.copy_from_slice(b);
+                Cell::Uuid(u)
+            }),
+            Decoder::Numeric {
+                fits: Some((_, scale)),
+            } => numeric_scaled(b, *scale).map(|v| Ok(Cell::Decimal(v))),
+            _ => None,
+        }
+    }
+}
+
+/// A finite binary numeric scaled to `scale` fraction digits (`12.5` at
+/// scale 2 → `1250`), if that is exact and fits an `i128`.
+fn numeric_scaled(b: &[u8], scale: u8) -> Option<i128> {
+    if b.len() < 8 {
+        return None;
+    }
+    let ndigits = i16::from_be_bytes([b[0], b[1]]).max(0) as usize;
+    let weight = i32::from(i16::from_be_bytes([b[2], b[3]]));
+    let sign = u16::from_be_bytes([b[4], b[5]]);
+    if !matches!(sign, 0x0000 | 0x4000) || b.len() != 8 + 2 * ndigits {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for i in 0..ndigits {
+        let digit = i128::from(u16::from_be_bytes([b[8 + 2 * i], b[9 + 2 * i]]));
+        // This base-10000 digit is worth 10^exp units of the scale.
+        let exp = 4 * (weight - i as i32) + i32::from(scale);
+        let part = if exp >= 0 {
+            digit.checked_mul(10i128.checked_pow(exp as u32)?)?
+        } else {
+            let div = 10i128.checked_pow((-exp) as u32).unwrap_or(i128::MAX);
+            if digit % div != 0 {
+                return None;
+            }
+            digit / div
+        };
+        value = value.checked_add(part)?;
+    }
+    Some(if sign == 0x4000 { -value } else { value })
+}
+
 fn be_i32(b: &[u8]) -> i32 {
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -394,6 +482,50 @@ mod tests {
             b.extend(d.to_be_bytes());
         }
         b
+    }
+
+    #[test]
+    fn numerics_scale_straight_from_the_wire() {
+        // 12345.67 = [1, 2345, 6700] with weight 1
+        let b = numeric(3, 1, 0, 2, &[1, 2345, 6700]);
+        assert_eq!(numeric_scaled(&b, 2), Some(1_234_567));
+        assert_eq!(numeric_scaled(&b, 4), Some(123_456_700));
+        // 0.5 at scale 0 is not exact.
+        assert_eq!(numeric_scaled(&numeric(1, -1, 0, 1, &[5000]), 0), None);
+        assert_eq!(
+            numeric_scaled(&numeric(1, -1, 0x4000, 1, &[5000]), 2),
+            Some(-50)
+        );
+        assert_eq!(numeric_scaled(&numeric(0, 0, 0, 2, &[]), 2), Some(0));
+        // 10^40 does not fit.
+        assert_eq!(numeric_scaled(&numeric(1, 10, 0, 0, &[1]), 0), None);
+        assert_eq!(numeric_scaled(&numeric(0, 0, 0xC000, 0, &[]), 2), None);
+        let d = Decoder::Numeric {
+            fits: Some((12, 2)),
+        };
+        assert_eq!(
+            d.cell(&b).expect("straight from the wire"),
+            Ok(Cell::Decimal(1_234_567))
+        );
+        assert_eq!(
+            Decoder::Jsonb
+                .cell(b"\x01{}")
+                .expect("straight from the wire"),
+            Ok(Cell::Str("{}"))
+        );
+        assert!(
+            Decoder::Text
+                .cell(&[0xff])
+                .expect("straight from the wire")
+                .is_err()
+        );
+        assert_eq!(
+            Decoder::Date
+                .cell(&[0, 0, 0, 1])
+                .expect("straight from the wire"),
+            Ok(Cell::Days(10_958))
+        );
+        assert!(Decoder::Interval.cell(&[0; 16]).is_none());
     }
 
     fn text(b: &[u8]) -> String {

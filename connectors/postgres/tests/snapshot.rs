@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use syncline_engine::connector::{Source, SourceContext};
-use syncline_engine::model::{Batch, BatchKind, Op, Position, Value};
+use syncline_engine::model::{Batch, BatchKind, Op, Position, Row, Value};
 use syncline_engine::status::StatusHandle;
 use syncline_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::{mpsc, watch};
@@ -96,8 +96,8 @@ fn config(db: &str) -> PostgresSourceConfig {
 }
 
 /// Runs the source once (not following) from `resume` and returns every
-/// batch it emitted.
-async fn run(db: &str, resume: Option<Position>) -> Vec<Batch> {
+/// batch it emitted; `blocks`: the consumers read column blocks.
+async fn run(db: &str, resume: Option<Position>, blocks: bool) -> Vec<Batch> {
     let mut source = PostgresSource::new("pg", "snapflags", &config(db));
     source.discover().await.unwrap();
     let (tx, mut rx) = mpsc::channel(16);
@@ -111,6 +111,7 @@ async fn run(db: &str, resume: Option<Position>) -> Vec<Batch> {
         status: StatusHandle::new("snapflags"),
         cancel: CancellationToken::new(),
         follow: false,
+        blocks,
     };
     let task = tokio::spawn(Box::new(source).run(ctx));
     let mut batches = Vec::new();
@@ -141,7 +142,7 @@ async fn first_copy_promises_new_rows_and_a_resumed_copy_does_not() {
     )
     .await;
 
-    let first = run(&db.name, None).await;
+    let first = run(&db.name, None, false).await;
     let keyed: Vec<&Batch> = inserts_of(&first, "keyed").collect();
     assert!(keyed.len() > 5, "{} batches", keyed.len());
     assert!(
@@ -182,10 +183,79 @@ async fn first_copy_promises_new_rows_and_a_resumed_copy_does_not() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let resumed = run(&db.name, Some(mid)).await;
+    let resumed = run(&db.name, Some(mid), false).await;
     let again: Vec<&Batch> = inserts_of(&resumed, "keyed").collect();
     assert!(!again.is_empty(), "the resumed copy sent no rows");
     assert!(resumed.iter().all(|b| !b.inserts_are_new));
 
+    db.drop_all().await;
+}
+
+/// Every insert row of `table`, blocks turned back into rows, sorted.
+fn rows_of(batches: &[Batch], table: &str) -> Vec<Row> {
+    let mut rows: Vec<Row> = batches
+        .iter()
+        .flat_map(|b| b.clone().without_block().changes)
+        .filter(|c| c.op == Op::Insert && c.table.id.name == table)
+        .map(|c| c.after.unwrap())
+        .collect();
+    rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    rows
+}
+
+/// With consumers that read blocks, the copy arrives column by column
+/// (tables with intervals or lists still as rows), and the blocks hold
+/// exactly the rows the row-wise copy gives, value for value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_blocks_carry_the_same_rows_as_changes() {
+    let db = TestDb::create(
+        "CREATE TYPE mood AS ENUM ('sad', 'ok');
+         CREATE TABLE keyed (
+            id bigint PRIMARY KEY, small smallint, n int, f4 real, f8 double precision,
+            price numeric(12,2), wide numeric(38,10), free numeric, name varchar(40),
+            m mood, ok boolean, raw bytea, day date, t time, ts timestamp,
+            tz timestamptz, u uuid, j json, jb jsonb, v text NOT NULL);
+         INSERT INTO keyed SELECT i, (i % 30000)::smallint, -i, i / 3.0, i * 1.5,
+            (i * 7 % 100000) / 100.0, i * 12345.6789012345, i / 7.0,
+            'name ' || i, CASE WHEN i % 2 = 0 THEN 'ok' ELSE 'sad' END::mood, i % 3 = 0,
+            decode(md5(i::text), 'hex'), date '2024-01-01' + i, time '00:00:01.5' + i * interval '1 ms',
+            timestamp '2024-01-01 00:00:00.000001' + i * interval '1 second',
+            timestamptz '2024-06-01 12:00:00+02' - i * interval '1 minute',
+            md5(i::text)::uuid, json_build_object('i', i), jsonb_build_object('k', i, 'a', array[i]),
+            repeat('x', 50)
+         FROM generate_series(1, 3000) i;
+         INSERT INTO keyed (id, price, wide, free, day, ts, tz, v) VALUES
+            (-1, -9999999999.99, -9999999999999999999999999999.9999999999, 'NaN', 'infinity', '-infinity', 'infinity', 'edge'),
+            (-2, NULL, 0, 0.000000000000000000001, '-infinity', 'infinity', '-infinity', '');
+         CREATE TABLE declared (k int NOT NULL, v text NOT NULL, span interval);
+         ALTER TABLE declared REPLICA IDENTITY FULL;
+         INSERT INTO declared SELECT i % 50, 'v' || i, i * interval '1 hour' FROM generate_series(1, 500) i;
+         ANALYZE keyed; ANALYZE declared;",
+    )
+    .await;
+    let as_rows = run(&db.name, None, false).await;
+    let as_blocks = run(&db.name, None, true).await;
+    assert!(as_rows.iter().all(|b| b.block.is_none()));
+    let blocks: Vec<&Batch> = as_blocks
+        .iter()
+        .filter(|b| b.block.as_ref().is_some_and(|k| k.table.id.name == "keyed"))
+        .collect();
+    assert!(blocks.len() > 1, "{} blocks", blocks.len());
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b.changes.is_empty() && b.inserts_are_new)
+    );
+    // An interval column keeps its table on rows.
+    assert!(as_blocks.iter().all(|b| {
+        b.block
+            .as_ref()
+            .is_none_or(|k| k.table.id.name != "declared")
+    }));
+    for table in ["keyed", "declared"] {
+        let (a, b) = (rows_of(&as_rows, table), rows_of(&as_blocks, table));
+        assert_eq!(a.len(), if table == "keyed" { 3002 } else { 500 });
+        assert_eq!(a, b, "{table}");
+    }
     db.drop_all().await;
 }
