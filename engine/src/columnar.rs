@@ -77,7 +77,8 @@ pub fn supports(table: &TableSchema) -> bool {
 }
 
 /// Inserts into one table, column by column, in the types [`arrow_type`]
-/// gives the table's columns.
+/// gives the table's columns. JSON columns hold valid JSON documents
+/// ([`json_is_valid`]).
 #[derive(Debug, Clone)]
 pub struct InsertBlock {
     /// The table, as of these rows.
@@ -107,6 +108,16 @@ impl InsertBlock {
                     table.id,
                     field.data_type(),
                     field.name()
+                ));
+            }
+        }
+        for (array, column) in columns.columns().iter().zip(&table.columns) {
+            if column.data_type == DataType::Json
+                && !array.as_string::<i32>().iter().flatten().all(json_is_valid)
+            {
+                return Err(format!(
+                    "column `{}` of {} holds text that is not JSON",
+                    column.name, table.id
                 ));
             }
         }
@@ -412,10 +423,13 @@ impl BlockBuilder {
     /// which the engine checks and dead-letters with its reason).
     pub fn push_row(&mut self, cells: &[Cell<'_>]) -> bool {
         if cells.len() != self.columns.len()
-            || !cells
-                .iter()
-                .zip(&self.table.columns)
-                .all(|(cell, c)| fits(cell, &c.data_type))
+            || !cells.iter().zip(&self.table.columns).all(|(cell, c)| {
+                fits(cell, &c.data_type)
+                    && match (cell, &c.data_type) {
+                        (Cell::Str(text), DataType::Json) => json_is_valid(text),
+                        _ => true,
+                    }
+            })
         {
             return false;
         }
@@ -459,6 +473,56 @@ impl BlockBuilder {
             table: self.table.clone(),
             columns,
         })
+    }
+}
+
+/// Whether `text` is one JSON document (RFC 8259, strings decoded in full).
+/// Stricter than DuckDB's JSON cast (which takes `NaN` and trailing
+/// commas), so a text it accepts DuckDB accepts, unchanged.
+pub fn json_is_valid(text: &str) -> bool {
+    serde_json::from_str::<JsonCheck>(text).is_ok()
+}
+
+/// Visits a JSON document and keeps nothing.
+struct JsonCheck;
+
+impl<'de> serde::Deserialize<'de> for JsonCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonCheck)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonCheck {
+    type Value = JsonCheck;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_unit<E>(self) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<JsonCheck, A::Error> {
+        while a.next_element::<JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<JsonCheck, A::Error> {
+        while a.next_entry::<JsonCheck, JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
     }
 }
 
@@ -657,6 +721,10 @@ mod tests {
         assert!(!builder.push_row(&[Cell::Int(1), Cell::Int(1 << 40), Cell::Null]));
         assert!(!builder.push_row(&[Cell::Int(1), Cell::Int(1), Cell::Decimal(10_000)]));
         assert!(!builder.push_row(&[Cell::Int(1), Cell::Str("1")]));
+        let docs = table(&[("id", "bigint"), ("doc", "json")]);
+        let mut json = BlockBuilder::new(docs, 2).expect("supported");
+        assert!(!json.push_row(&[Cell::Int(1), Cell::Str("{not json")]));
+        assert!(json.push_row(&[Cell::Int(2), Cell::Str(r#"{"ok": [1]}"#)]));
         assert!(builder.push_row(&[Cell::Int(1), Cell::Int(1), Cell::Decimal(9_999)]));
         assert_eq!(builder.finish().expect("block").len(), 1);
         assert_eq!(Cell::of(&Value::Decimal("1.234".into()), &t_dec()), None);
@@ -681,5 +749,30 @@ mod tests {
         )
         .expect("batch");
         assert!(InsertBlock::new(t, wrong).is_err());
+    }
+
+    #[test]
+    fn json_validity() {
+        for good in [
+            r#"{"a": [1, 2.50, null, true], "b": "\u00fc \"q\"", "c": {}}"#,
+            "1",
+            " \"text\" ",
+            "123456789012345678901234567890",
+            r#""\ud83e\udd86""#,
+        ] {
+            assert!(json_is_valid(good), "{good}");
+        }
+        for bad in [
+            "",
+            "{not json",
+            "[1,]",
+            "NaN",
+            "1 2",
+            r#""\ud800""#,
+            "1e400",
+            "{\"a\": 1,}",
+        ] {
+            assert!(!json_is_valid(bad), "{bad}");
+        }
     }
 }

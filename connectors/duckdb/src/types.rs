@@ -30,7 +30,7 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::datatypes::{Field, Schema};
 use syncline_engine::columnar;
-pub use syncline_engine::columnar::{format_uuid, scaled_decimal};
+pub use syncline_engine::columnar::{format_uuid, json_is_valid, scaled_decimal};
 use syncline_engine::model::{DataType, Value};
 
 use crate::error::DuckDbError;
@@ -110,56 +110,6 @@ pub fn stage_type(t: &DataType) -> String {
 /// check (see [`json_is_valid`]).
 pub fn appends_as_staged(t: &DataType) -> bool {
     !matches!(t, DataType::List { .. } | DataType::Json)
-}
-
-/// Whether `text` is one JSON document (RFC 8259, strings decoded in full).
-/// Stricter than DuckDB's JSON cast (which takes `NaN` and trailing
-/// commas), so a text it accepts DuckDB accepts, unchanged.
-pub fn json_is_valid(text: &str) -> bool {
-    serde_json::from_str::<JsonCheck>(text).is_ok()
-}
-
-/// Visits a JSON document and keeps nothing.
-struct JsonCheck;
-
-impl<'de> serde::Deserialize<'de> for JsonCheck {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonCheck)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for JsonCheck {
-    type Value = JsonCheck;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_unit<E>(self) -> Result<JsonCheck, E> {
-        Ok(JsonCheck)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<JsonCheck, A::Error> {
-        while a.next_element::<JsonCheck>()?.is_some() {}
-        Ok(JsonCheck)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<JsonCheck, A::Error> {
-        while a.next_entry::<JsonCheck, JsonCheck>()?.is_some() {}
-        Ok(JsonCheck)
-    }
 }
 
 /// An Arrow field for a column.
@@ -396,35 +346,5 @@ fn json_item(v: &Value) -> String {
         Value::Uuid(u) => text(&format_uuid(u)),
         Value::Interval { .. } => text(&interval_text(v)),
         Value::List(items) => list_json(items),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_validity() {
-        for good in [
-            r#"{"a": [1, 2.50, null, true], "b": "\u00fc \"q\"", "c": {}}"#,
-            "1",
-            " \"text\" ",
-            "123456789012345678901234567890",
-            r#""\ud83e\udd86""#,
-        ] {
-            assert!(json_is_valid(good), "{good}");
-        }
-        for bad in [
-            "",
-            "{not json",
-            "[1,]",
-            "NaN",
-            "1 2",
-            r#""\ud800""#,
-            "1e400",
-            "{\"a\": 1,}",
-        ] {
-            assert!(!json_is_valid(bad), "{bad}");
-        }
     }
 }

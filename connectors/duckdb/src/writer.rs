@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
@@ -990,21 +990,14 @@ fn appends_directly(schema: &TableSchema, rows: &[std::borrow::Cow<'_, Row>]) ->
 }
 
 /// Whether a block can go to its table through the appender as it is:
-/// every column of a type the appender stores as staged, and JSON text
-/// that is valid (see [`appends_directly`]).
+/// every column of a type the appender stores as staged, or JSON (which a
+/// block holds only valid, see [`InsertBlock`]).
 fn block_appends_directly(block: &InsertBlock) -> bool {
     block
         .table
         .columns
         .iter()
-        .zip(block.columns.columns())
-        .all(|(c, array)| match c.data_type {
-            DataType::Json => array
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .is_some_and(|texts| texts.iter().flatten().all(json_is_valid)),
-            ref t => appends_as_staged(t),
-        })
+        .all(|c| c.data_type == DataType::Json || appends_as_staged(&c.data_type))
 }
 
 /// The staging table's leading columns: order in the segment, op code,
