@@ -273,6 +273,24 @@ pub trait Sink: Send {
         false
     }
 
+    /// Whether batches [`Sink::write_group`] applied are still waiting to be
+    /// committed. A sink may leave a group of blocks ([`Batch::block`])
+    /// uncommitted to commit it together with the next ones (a larger
+    /// transaction is cheaper for some targets); the runtime acknowledges
+    /// such batches only once this is `false` again, after a later
+    /// `write_group` or [`Sink::flush`]. The default is `false`: every
+    /// group is committed before `write_group` returns.
+    fn holds_uncommitted(&self) -> bool {
+        false
+    }
+
+    /// Commits whatever [`Sink::write_group`] left uncommitted. Called
+    /// when no batch is waiting for the sink, and before
+    /// [`Sink::close`]. The default does nothing.
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Flushes and releases the target. The default does nothing.
     async fn close(&mut self) -> Result<()> {
         Ok(())

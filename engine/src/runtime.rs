@@ -183,6 +183,10 @@ type Routed = (usize, Arc<Batch>, OwnedSemaphorePermit);
 /// A sink's input: its queue and its row budget.
 type SinkInput = (mpsc::UnboundedSender<Routed>, Arc<Semaphore>);
 
+/// How long a sink may hold applied batches uncommitted
+/// ([`Sink::holds_uncommitted`]) while no more batches arrive.
+const UNCOMMITTED_WAIT: Duration = Duration::from_millis(100);
+
 struct Ack {
     sink: usize,
     source: usize,
@@ -308,6 +312,14 @@ async fn run_inner(
         let span = info_span!("sink", sink = %name);
         tasks.spawn(
             async move {
+                // Batches applied but not yet committed (see
+                // `Sink::holds_uncommitted`) are acknowledged once they are.
+                let mut unacked: Vec<Ack> = Vec::new();
+                let acknowledge = |unacked: &mut Vec<Ack>| {
+                    for ack in unacked.drain(..) {
+                        let _ = ack_tx.send(ack);
+                    }
+                };
                 let mut next = rx.recv().await;
                 while let Some(first) = next.take() {
                     // A sink that is behind applies the batches queued for it
@@ -334,15 +346,33 @@ async fn run_inner(
                     sink.write_group(&names[source], batches).await?;
                     // Releases the rows' budget.
                     drop(group);
-                    let _ = ack_tx.send(Ack {
+                    unacked.push(Ack {
                         sink: i,
                         source,
                         seq,
                     });
+                    if !sink.holds_uncommitted() {
+                        acknowledge(&mut unacked);
+                    }
                     if next.is_none() {
-                        next = rx.recv().await;
+                        next = if unacked.is_empty() {
+                            rx.recv().await
+                        } else {
+                            // The sink holds batches open: it commits them
+                            // when no more arrive for a moment.
+                            match tokio::time::timeout(UNCOMMITTED_WAIT, rx.recv()).await {
+                                Ok(item) => item,
+                                Err(_) => {
+                                    sink.flush().await?;
+                                    acknowledge(&mut unacked);
+                                    rx.recv().await
+                                }
+                            }
+                        };
                     }
                 }
+                sink.flush().await?;
+                acknowledge(&mut unacked);
                 sink.close().await
             }
             .instrument(span),

@@ -201,7 +201,19 @@ impl Sink for DuckDbSink {
         true
     }
 
+    fn holds_uncommitted(&self) -> bool {
+        self.writer.as_ref().is_some_and(Writer::holds_uncommitted)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.holds_uncommitted() {
+            self.blocking(Writer::commit_open).await?;
+        }
+        Ok(())
+    }
+
     async fn close(&mut self) -> Result<()> {
+        self.flush().await?;
         if let Some(w) = &self.writer {
             let stats = w.stats();
             tracing::info!(

@@ -91,7 +91,30 @@ pub struct Writer {
     /// Id of the next dead letter of this pipeline.
     next_dead_letter: u64,
     stats: WriteStats,
+    /// A transaction left open over appended blocks, to be committed once
+    /// it holds a DuckDB row group (see [`Writer::write_group`]).
+    open: Option<Open>,
 }
+
+/// The transaction [`Writer::write_group`] left open.
+#[derive(Debug)]
+struct Open {
+    /// The source whose batches it holds.
+    source: String,
+    /// The last batch applied in it.
+    seq: u64,
+    /// Rows appended in it.
+    rows: usize,
+    /// What the tables held, and the counts, before it began.
+    fills: HashMap<String, Fill>,
+    stats: WriteStats,
+}
+
+/// Rows in a DuckDB row group. A transaction that appends at least this
+/// many rows to a table has them written straight to the database file
+/// (compressed, without the write-ahead log); smaller ones go through the
+/// log and are compressed again at the next checkpoint.
+const ROW_GROUP_ROWS: usize = 122_880;
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,6 +204,7 @@ impl Writer {
             held,
             next_dead_letter: last_id.unwrap_or(0) + 1,
             stats: WriteStats::default(),
+            open: None,
         })
     }
 
@@ -363,6 +387,7 @@ impl Writer {
 
     /// Removes dead letters `ids` of this pipeline; returns how many.
     pub fn discard(&mut self, ids: &[u64]) -> Result<u64, DuckDbError> {
+        self.commit_open()?;
         if ids.is_empty() {
             return Ok(0);
         }
@@ -383,6 +408,7 @@ impl Writer {
     /// Applies replayed batches and removes the dead letters `resolved`, in
     /// one transaction; checkpoints stay as they are.
     pub fn replay(&mut self, batches: &[Batch], resolved: &[u64]) -> Result<(), DuckDbError> {
+        self.commit_open()?;
         for change in batches.iter().flat_map(|b| &b.changes) {
             self.ensure_table(&change.table)?;
         }
@@ -414,6 +440,7 @@ impl Writer {
 
     /// Deletes this pipeline's checkpoints.
     pub fn forget(&mut self) -> Result<(), DuckDbError> {
+        self.commit_open()?;
         self.conn
             .execute(
                 &format!("DELETE FROM main.{CHECKPOINT_TABLE} WHERE pipeline = ?"),
@@ -446,6 +473,22 @@ impl Writer {
         let Some(last) = fresh.last().copied() else {
             return Ok(0);
         };
+        // Blocks of new rows may join a transaction left open by earlier
+        // ones of the same source; anything else commits it first.
+        let joins_open = self.open.as_ref().is_some_and(|o| o.source == source)
+            && fresh.iter().all(|b| {
+                b.changes.is_empty()
+                    && b.dead_letters.is_empty()
+                    && b.block.as_ref().is_none_or(|k| {
+                        self.targets.get(&k.table.id).is_some_and(|t| {
+                            t.schema.version == k.table.version
+                                && t.schema.columns == k.table.columns
+                        })
+                    })
+            });
+        if !joins_open {
+            self.commit_open()?;
+        }
         // Tables first seen (or changed) mid-stream are created outside the
         // data transaction: DDL is idempotent.
         for change in fresh.iter().flat_map(|b| &b.changes) {
@@ -454,13 +497,24 @@ impl Writer {
         for block in fresh.iter().filter_map(|b| b.block.as_ref()) {
             self.ensure_table(&block.table)?;
         }
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(DuckDbError::sql("BEGIN"))?;
-        // What the tables hold, and the counts, are as before if this rolls back.
-        let (fills, stats) = (self.fills.clone(), self.stats);
+        if self.open.is_none() {
+            self.conn
+                .execute_batch("BEGIN TRANSACTION")
+                .map_err(DuckDbError::sql("BEGIN"))?;
+            // What the tables hold, and the counts, are as before if this
+            // rolls back.
+            self.open = Some(Open {
+                source: source.to_owned(),
+                seq: 0,
+                rows: 0,
+                fills: self.fills.clone(),
+                stats: self.stats,
+            });
+        }
+        let appended_before = self.stats.appended;
         let result = (|| {
-            if !self.append_blocks(source, &fresh)? {
+            let appended = self.append_blocks(source, &fresh)?;
+            if !appended {
                 // Blocks as the inserts they stand for, after their batch's
                 // changes.
                 let inserts: Vec<Vec<Change>> = fresh
@@ -482,22 +536,60 @@ impl Writer {
             for b in &fresh {
                 self.write_dead_letters(source, b)?;
             }
-            self.store_checkpoint(source, last)
+            self.store_checkpoint(source, last)?;
+            Ok(appended)
         })();
         match result {
-            Ok(()) => {
-                self.conn
-                    .execute_batch("COMMIT")
-                    .map_err(DuckDbError::sql("COMMIT"))?;
-                self.held.insert(source.to_owned(), last.position.seq);
+            Ok(appended) => {
+                let rows = (self.stats.appended - appended_before) as usize;
+                if let Some(open) = self.open.as_mut() {
+                    open.seq = last.position.seq;
+                    open.rows += rows;
+                    // Appended blocks wait for a row group's worth.
+                    let blocks = joins_open || fresh.iter().any(|b| b.block.is_some());
+                    if appended && blocks && open.rows < ROW_GROUP_ROWS {
+                        return Ok(fresh.len());
+                    }
+                }
+                self.commit_open()?;
                 Ok(fresh.len())
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.fills = fills;
-                self.stats = stats;
+                self.roll_back_open();
                 Err(e)
             }
+        }
+    }
+
+    /// Whether applied batches wait in an open transaction (see
+    /// [`Writer::write_group`]); [`Writer::commit_open`] commits them.
+    pub fn holds_uncommitted(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Commits the transaction [`Writer::write_group`] left open, if any.
+    pub fn commit_open(&mut self) -> Result<(), DuckDbError> {
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let (source, seq) = (open.source.clone(), open.seq);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            self.roll_back_open();
+            return Err(DuckDbError::sql("COMMIT")(e));
+        }
+        self.open = None;
+        if seq > 0 {
+            self.held.insert(source, seq);
+        }
+        Ok(())
+    }
+
+    /// Rolls back the open transaction and forgets what it did.
+    fn roll_back_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.fills = open.fills;
+            self.stats = open.stats;
         }
     }
 

@@ -2215,8 +2215,12 @@ fn blocks_are_appended_or_applied_as_their_inserts() {
     )
     .unwrap();
     assert_eq!(stats(&w), (3, 0));
-    // A group with a streamed change: the block becomes inserts after its
-    // batch's changes, then the update of the next batch applies on top.
+    // Fewer rows than a DuckDB row group: the transaction stays open for
+    // the next blocks, and nothing is committed yet.
+    assert!(w.holds_uncommitted());
+    // A group with a streamed change commits it first; the block becomes
+    // inserts after its batch's changes, then the update of the next batch
+    // applies on top.
     w.write_group(
         "src",
         &[
@@ -2226,6 +2230,7 @@ fn blocks_are_appended_or_applied_as_their_inserts() {
     )
     .unwrap();
     assert_eq!(stats(&w).0, 3);
+    assert!(!w.holds_uncommitted());
     // The table may now hold anything: a block promised new is merged.
     w.write(
         "src",
@@ -2321,9 +2326,33 @@ fn appended_blocks_store_what_merged_rows_store() {
         };
         w.write("src", &b).unwrap();
         assert_eq!(stats(&w), if as_block { (2, 0) } else { (0, 2) });
+        w.commit_open().unwrap();
         drop(w);
         results.push(rows(&path, sql));
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(results[0].len(), 2);
+}
+
+/// Blocks held in an open transaction are lost with the process, as is
+/// their checkpoint: the source sends them again, nothing is doubled.
+#[test]
+fn blocks_left_uncommitted_vanish_with_their_checkpoint() {
+    let (_dir, path) = db();
+    let t = items();
+    let (mut w, _) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    w.write("src", &new_block(1, &t, &[vec![i(1), s("a"), i(1)]]))
+        .unwrap();
+    w.commit_open().unwrap();
+    w.write("src", &new_block(2, &t, &[vec![i(2), s("b"), i(2)]]))
+        .unwrap();
+    assert!(w.holds_uncommitted());
+    drop(w);
+    let (w, held) = open(&path, "p", WriteMode::Upsert, &[&t]);
+    assert_eq!(held["src"].seq, 1);
+    drop(w);
+    assert_eq!(
+        rows(&path, "SELECT id, name FROM items ORDER BY id"),
+        vec![r(&["1", "a"])]
+    );
 }

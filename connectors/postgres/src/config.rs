@@ -33,14 +33,16 @@ pub struct PostgresSourceConfig {
     #[schemars(range(min = 1, max = 1_000_000))]
     pub batch_rows: usize,
     /// Rows per batch during the snapshot when every target reads column
-    /// blocks (DuckDB targets without transforms in between). The default
-    /// keeps the copy's memory low. 122880 (one DuckDB row group), with
-    /// `chunk_rows` a multiple of it, lets DuckDB write each batch straight
-    /// to its file: faster, but about 150 MB more memory.
+    /// blocks (DuckDB targets without transforms in between). The DuckDB
+    /// target commits blocks a row group (122880 rows) at a time, which it
+    /// writes straight to its file; smaller blocks hold less memory in
+    /// flight. Best a divisor of 122880 and of `chunk_rows`.
     #[serde(default = "default_block_rows")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub block_rows: usize,
     /// Rows per snapshot chunk: the unit a restarted snapshot resumes from.
+    /// The default is four DuckDB row groups (and sixteen default blocks),
+    /// so a chunk's blocks fill whole row groups.
     #[serde(default = "default_chunk_rows")]
     #[schemars(range(min = 1))]
     pub chunk_rows: u64,
@@ -120,7 +122,7 @@ fn default_block_rows() -> usize {
     30_720
 }
 fn default_chunk_rows() -> u64 {
-    100_000
+    491_520
 }
 fn default_workers() -> usize {
     2
