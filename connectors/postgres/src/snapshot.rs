@@ -3,7 +3,7 @@
 //! (or, after a restart, a fresh one followed by a catch-up).
 
 use bytes::{Buf, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
@@ -170,16 +170,30 @@ impl<'c> CopyReader<'c> {
     }
 
     /// Reads the next piece of the copy into the parser's buffer.
+    /// Postgres sends a message per row: after waiting for one, this takes
+    /// those already received without waiting again (up to 256), and
+    /// builds the error text only for an error.
     async fn fill(&mut self) -> Result<(), PgError> {
-        match self.stream.next().await {
-            Some(bytes) => {
-                let bytes = bytes.map_err(PgError::query(format!(
-                    "COPY of {}",
-                    self.table.wire_name()
-                )))?;
-                self.parser.buffer.extend_from_slice(&bytes);
+        let mut next = self.stream.next().await;
+        for taken in 1..=256 {
+            match next {
+                Some(Ok(bytes)) => self.parser.buffer.extend_from_slice(&bytes),
+                Some(Err(e)) => {
+                    let what = format!("COPY of {}", self.table.wire_name());
+                    return Err(PgError::query(what)(e));
+                }
+                None => {
+                    self.done = true;
+                    break;
+                }
             }
-            None => self.done = true,
+            if taken == 256 {
+                break;
+            }
+            match self.stream.next().now_or_never() {
+                Some(more) => next = more,
+                None => break,
+            }
         }
         Ok(())
     }
