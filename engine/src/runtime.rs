@@ -393,10 +393,7 @@ async fn run_inner(
             .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
             .max()
             .unwrap_or(0);
-        // A source sending blocks sends few, large batches: one waiting is
-        // enough to keep its sinks busy, and more would only hold memory.
-        let (batch_tx, mut batch_rx) =
-            mpsc::channel::<Batch>(if blocks[si] { 1 } else { capacity });
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(capacity);
         let (acked_tx, acked_rx) = watch::channel(resume.clone());
         ack_watches.push(acked_tx);
         let ctx = SourceContext {
