@@ -289,6 +289,17 @@ async function walk(sessionStarted) {
   await find("pipeline-view");
   await find("pipeline-tables", 120_000);
   await find(`pipeline-progress-shop.orders`, 60_000);
+  // The graph draws its nodes: source, transform and target, each visible.
+  await eventually("the pipeline graph's nodes", async () => {
+    const shown = await bounded(
+      "graph nodes",
+      driver.executeScript(
+        "return [...document.querySelectorAll('[data-testid=pipeline-graph] .react-flow__node')].filter((n) => getComputedStyle(n).visibility === 'visible' && n.getBoundingClientRect().width > 0).map((n) => n.textContent);",
+      ),
+    );
+    if (shown.length < 3) throw new Error(`graph nodes shown: ${JSON.stringify(shown)}`);
+    return true;
+  }, 20_000);
   await shot("pipeline-progress");
   // The files source follows changes: the run is caught up once every table streams.
   const tables = ["shop.customers", "shop.products", "shop.orders"];

@@ -3,18 +3,29 @@ import { Background, Position, ReactFlow, type Edge, type Node } from "@xyflow/r
 import "@xyflow/react/dist/style.css";
 import type { PipelineDraft } from "../types";
 
+const NODE_WIDTH = 180;
+const NODE_HEIGHT = 40;
+
 export function graphOf(draft: PipelineDraft): { nodes: Node[]; edges: Edge[] } {
   const nodes: Node[] = [];
   const edges: Edge[] = [];
   const sources = Object.entries(draft.sources);
   const transforms = Object.entries(draft.transforms ?? {});
   const targets = Object.entries(draft.targets);
+  // Sizes and handles are given, not measured: React Flow hides a node
+  // until it knows its size, and some web views never report it.
   const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) =>
     items.forEach(([name, cfg], i) =>
       nodes.push({
         id: `${prefix}:${name}`,
         type,
         position: { x, y: 20 + dy + i * 90 },
+        width: NODE_WIDTH,
+        height: NODE_HEIGHT,
+        handles: [
+          ...(type === "output" ? [] : [{ type: "source" as const, position: Position.Right, x: NODE_WIDTH, y: NODE_HEIGHT / 2, width: 1, height: 1 }]),
+          ...(type === "input" ? [] : [{ type: "target" as const, position: Position.Left, x: 0, y: NODE_HEIGHT / 2, width: 1, height: 1 }]),
+        ],
         sourcePosition: Position.Right,
         targetPosition: Position.Left,
         data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}` },
