@@ -95,10 +95,11 @@ fn config(db: &str) -> PostgresSourceConfig {
     .unwrap()
 }
 
-/// Runs the source once (not following) from `resume` and returns every
-/// batch it emitted; `blocks`: the consumers read column blocks.
-async fn run(db: &str, resume: Option<Position>, blocks: bool) -> Vec<Batch> {
-    let mut source = PostgresSource::new("pg", "snapflags", &config(db));
+/// Runs the source once (not following) as pipeline `pipeline` (whose
+/// slot names are cluster-wide: one per test) from `resume` and returns
+/// every batch it emitted; `blocks`: the consumers read column blocks.
+async fn run(db: &str, pipeline: &str, resume: Option<Position>, blocks: bool) -> Vec<Batch> {
+    let mut source = PostgresSource::new("pg", pipeline, &config(db));
     source.discover().await.unwrap();
     let (tx, mut rx) = mpsc::channel(16);
     let (_acked_tx, acked_rx) = watch::channel(resume.clone());
@@ -108,7 +109,7 @@ async fn run(db: &str, resume: Option<Position>, blocks: bool) -> Vec<Batch> {
         resume,
         batches: tx,
         acknowledged: acked_rx,
-        status: StatusHandle::new("snapflags"),
+        status: StatusHandle::new(pipeline),
         cancel: CancellationToken::new(),
         follow: false,
         blocks,
@@ -142,7 +143,8 @@ async fn first_copy_promises_new_rows_and_a_resumed_copy_does_not() {
     )
     .await;
 
-    let first = run(&db.name, None, false).await;
+    let pipeline = format!("{}_flags", db.name);
+    let first = run(&db.name, &pipeline, None, false).await;
     let keyed: Vec<&Batch> = inserts_of(&first, "keyed").collect();
     assert!(keyed.len() > 5, "{} batches", keyed.len());
     assert!(
@@ -183,7 +185,7 @@ async fn first_copy_promises_new_rows_and_a_resumed_copy_does_not() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let resumed = run(&db.name, Some(mid), false).await;
+    let resumed = run(&db.name, &pipeline, Some(mid), false).await;
     let again: Vec<&Batch> = inserts_of(&resumed, "keyed").collect();
     assert!(!again.is_empty(), "the resumed copy sent no rows");
     assert!(resumed.iter().all(|b| !b.inserts_are_new));
@@ -233,8 +235,8 @@ async fn column_blocks_carry_the_same_rows_as_changes() {
          ANALYZE keyed; ANALYZE declared;",
     )
     .await;
-    let as_rows = run(&db.name, None, false).await;
-    let as_blocks = run(&db.name, None, true).await;
+    let as_rows = run(&db.name, &format!("{}_rows", db.name), None, false).await;
+    let as_blocks = run(&db.name, &format!("{}_blocks", db.name), None, true).await;
     assert!(as_rows.iter().all(|b| b.block.is_none()));
     let blocks: Vec<&Batch> = as_blocks
         .iter()
