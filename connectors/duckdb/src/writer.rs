@@ -227,10 +227,26 @@ impl Writer {
         self.stats
     }
 
-    fn ensure_table(&mut self, schema: &Arc<TableSchema>) -> Result<(), DuckDbError> {
-        if self.targets.get(&schema.id).is_some_and(|t| {
+    /// Whether `schema`'s table exists in the target as of that schema
+    /// (nothing for [`Writer::ensure_table`] to do).
+    fn is_current(&self, schema: &TableSchema) -> bool {
+        self.targets.get(&schema.id).is_some_and(|t| {
             t.schema.version == schema.version && t.schema.columns == schema.columns
-        }) {
+        })
+    }
+
+    /// Whether target table `table` holds nothing but new rows
+    /// ([`Batch::inserts_are_new`]) of `source`, if anything.
+    fn holds_only_new_rows_of(&self, table: &str, source: &str) -> bool {
+        match self.fills.get(table) {
+            Some(Fill::Empty) => true,
+            Some(Fill::NewRowsOf(s)) => s == source,
+            Some(Fill::Unknown) | None => false,
+        }
+    }
+
+    fn ensure_table(&mut self, schema: &Arc<TableSchema>) -> Result<(), DuckDbError> {
+        if self.is_current(schema) {
             return Ok(());
         }
         if self.mode == WriteMode::Upsert && schema.key.is_empty() {
@@ -479,12 +495,7 @@ impl Writer {
             && fresh.iter().all(|b| {
                 b.changes.is_empty()
                     && b.dead_letters.is_empty()
-                    && b.block.as_ref().is_none_or(|k| {
-                        self.targets.get(&k.table.id).is_some_and(|t| {
-                            t.schema.version == k.table.version
-                                && t.schema.columns == k.table.columns
-                        })
-                    })
+                    && b.block.as_ref().is_none_or(|k| self.is_current(&k.table))
             });
         if !joins_open {
             self.commit_open()?;
@@ -608,14 +619,11 @@ impl Writer {
                 let Some(block) = b.block.as_ref() else {
                     return true;
                 };
-                let fill_ok = self.targets.get(&block.table.id).is_some_and(|target| {
-                    target.schema.columns == block.table.columns
-                        && match self.fills.get(&target.table) {
-                            Some(Fill::Empty) => true,
-                            Some(Fill::NewRowsOf(s)) => s == source,
-                            Some(Fill::Unknown) | None => false,
-                        }
-                });
+                let fill_ok = self.is_current(&block.table)
+                    && self
+                        .targets
+                        .get(&block.table.id)
+                        .is_some_and(|target| self.holds_only_new_rows_of(&target.table, source));
                 b.inserts_are_new && fill_ok && block_appends_directly(block)
             });
         if !direct {
@@ -861,11 +869,7 @@ impl Writer {
         // the same source: no key of the segment is in the table, so the
         // merge would only insert them.
         let new_rows = self.mode == WriteMode::Upsert
-            && match self.fills.get(&target.table) {
-                Some(Fill::Empty) => true,
-                Some(Fill::NewRowsOf(s)) => s == source,
-                Some(Fill::Unknown) | None => false,
-            }
+            && self.holds_only_new_rows_of(&target.table, source)
             && segment
                 .iter()
                 .all(|(c, b)| c.op == Op::Insert && b.inserts_are_new)
