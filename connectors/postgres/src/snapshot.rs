@@ -2,8 +2,10 @@
 //! binary `COPY` inside a transaction that uses the slot's exported snapshot
 //! (or, after a restart, a fresh one followed by a catch-up).
 
-use bytes::{Buf, BytesMut};
-use futures_util::{FutureExt, StreamExt};
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
@@ -102,7 +104,7 @@ fn chunk_filter(chunk: Chunk) -> String {
 
 /// Rows of one binary `COPY`, read in groups.
 struct CopyReader<'c> {
-    stream: futures_util::stream::BoxStream<'c, sqlx::Result<bytes::Bytes>>,
+    stream: futures_util::stream::BoxStream<'c, sqlx::Result<Bytes>>,
     parser: CopyParser,
     table: &'c TableInfo,
     done: bool,
@@ -132,7 +134,7 @@ impl<'c> CopyReader<'c> {
         loop {
             while rows.len() < max {
                 match self.parser.next_tuple(self.table)? {
-                    Some(tuple) => rows.push(decode_tuple(self.table, &tuple)?),
+                    Some(tuple) => rows.push(decode_tuple(self.table, self.parser.tuple(tuple))?),
                     None => break,
                 }
             }
@@ -159,7 +161,8 @@ impl<'c> CopyReader<'c> {
                 let Some(tuple) = self.parser.next_tuple(self.table)? else {
                     break;
                 };
-                push_tuple(self.table, &tuple, builder, misfits, &mut scratch)?;
+                let tuple = self.parser.tuple(tuple);
+                push_tuple(self.table, tuple, builder, misfits, &mut scratch)?;
                 added += 1;
             }
             if added >= max || self.done {
@@ -169,31 +172,16 @@ impl<'c> CopyReader<'c> {
         }
     }
 
-    /// Reads the next piece of the copy into the parser's buffer.
-    /// Postgres sends a message per row: after waiting for one, this takes
-    /// those already received without waiting again (up to 256), and
-    /// builds the error text only for an error.
+    /// Hands the next message of the copy to the parser (Postgres sends a
+    /// message per row); builds the error text only for an error.
     async fn fill(&mut self) -> Result<(), PgError> {
-        let mut next = self.stream.next().await;
-        for taken in 1..=256 {
-            match next {
-                Some(Ok(bytes)) => self.parser.buffer.extend_from_slice(&bytes),
-                Some(Err(e)) => {
-                    let what = format!("COPY of {}", self.table.wire_name());
-                    return Err(PgError::query(what)(e));
-                }
-                None => {
-                    self.done = true;
-                    break;
-                }
+        match self.stream.next().await {
+            Some(Ok(message)) => self.parser.push(message),
+            Some(Err(e)) => {
+                let what = format!("COPY of {}", self.table.wire_name());
+                return Err(PgError::query(what)(e));
             }
-            if taken == 256 {
-                break;
-            }
-            match self.stream.next().now_or_never() {
-                Some(more) => next = more,
-                None => break,
-            }
+            None => self.done = true,
         }
         Ok(())
     }
@@ -386,67 +374,84 @@ pub async fn read_chunk(
     Ok(total)
 }
 
-/// Incremental parser of the binary COPY format.
+/// Incremental parser of the binary COPY format. Tuples are read where
+/// they lie in the message that brought them; only a tuple split across
+/// messages is copied, to join its parts.
 #[derive(Debug, Default)]
 struct CopyParser {
-    buffer: BytesMut,
+    /// The message being read.
+    message: Bytes,
+    /// How much of `message` has been read.
+    at: usize,
     header_done: bool,
 }
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl CopyParser {
-    /// The next whole tuple (field count and fields), if the buffer holds
-    /// one.
-    fn next_tuple(&mut self, table: &TableInfo) -> Result<Option<BytesMut>, PgError> {
+    /// Takes the next message, after what is left of the current one.
+    fn push(&mut self, message: Bytes) {
+        let rest = &self.message[self.at..];
+        self.message = if rest.is_empty() {
+            message
+        } else {
+            let mut joined = Vec::with_capacity(rest.len() + message.len());
+            joined.extend_from_slice(rest);
+            joined.extend_from_slice(&message);
+            Bytes::from(joined)
+        };
+        self.at = 0;
+    }
+
+    /// The bytes of a tuple [`CopyParser::next_tuple`] found.
+    fn tuple(&self, range: Range<usize>) -> &[u8] {
+        &self.message[range]
+    }
+
+    /// Where the next whole tuple (field count and fields) lies in the
+    /// current message, if it holds one.
+    fn next_tuple(&mut self, table: &TableInfo) -> Result<Option<Range<usize>>, PgError> {
         let bad = |detail: &str| PgError::Decode {
             column: table.wire_name(),
             detail: format!("binary COPY: {detail}"),
         };
+        let mut buf = &self.message[self.at..];
         if !self.header_done {
-            if self.buffer.len() < SIGNATURE.len() + 8 {
+            if buf.len() < SIGNATURE.len() + 8 {
                 return Ok(None);
             }
-            if &self.buffer[..SIGNATURE.len()] != SIGNATURE {
+            if &buf[..SIGNATURE.len()] != SIGNATURE {
                 return Err(bad("bad signature"));
             }
-            let ext_len = u32::from_be_bytes([
-                self.buffer[15],
-                self.buffer[16],
-                self.buffer[17],
-                self.buffer[18],
-            ]) as usize;
-            if self.buffer.len() < 19 + ext_len {
+            let ext_len = u32::from_be_bytes([buf[15], buf[16], buf[17], buf[18]]) as usize;
+            if buf.len() < 19 + ext_len {
                 return Ok(None);
             }
-            self.buffer.advance(19 + ext_len);
+            self.at += 19 + ext_len;
+            buf = &buf[19 + ext_len..];
             self.header_done = true;
         }
-        if self.buffer.len() < 2 {
+        if buf.len() < 2 {
             return Ok(None);
         }
-        let fields = i16::from_be_bytes([self.buffer[0], self.buffer[1]]);
+        let fields = i16::from_be_bytes([buf[0], buf[1]]);
         if fields == -1 {
-            self.buffer.clear();
+            // The trailer: nothing follows.
+            self.at = self.message.len();
             return Ok(None);
         }
         // Is the whole tuple here?
         let mut pos = 2usize;
         for _ in 0..fields {
-            if self.buffer.len() < pos + 4 {
+            if buf.len() < pos + 4 {
                 return Ok(None);
             }
-            let len = i32::from_be_bytes([
-                self.buffer[pos],
-                self.buffer[pos + 1],
-                self.buffer[pos + 2],
-                self.buffer[pos + 3],
-            ]);
+            let len = i32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]);
             pos += 4;
             if len > 0 {
                 pos += len as usize;
             }
-            if self.buffer.len() < pos {
+            if buf.len() < pos {
                 return Ok(None);
             }
         }
@@ -456,7 +461,9 @@ impl CopyParser {
                 table.decoders.len()
             )));
         }
-        Ok(Some(self.buffer.split_to(pos)))
+        let start = self.at;
+        self.at += pos;
+        Ok(Some(start..self.at))
     }
 }
 
@@ -520,4 +527,123 @@ pub async fn sample_rows(
     };
     let mut reader = CopyReader::open(conn, table, &statement).await?;
     Ok(reader.next_batch(usize::MAX).await?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use syncline_engine::model::{Column, DataType, TableId, TableSchema};
+
+    use super::*;
+    use crate::types::Decoder;
+
+    fn table() -> TableInfo {
+        let column = |name: &str, data_type| Column {
+            name: name.into(),
+            data_type,
+            nullable: true,
+        };
+        TableInfo {
+            schema: Arc::new(TableSchema {
+                id: TableId {
+                    origin: "pg".into(),
+                    name: "t".into(),
+                },
+                columns: vec![
+                    column("id", DataType::Int32),
+                    column("note", DataType::Text),
+                ],
+                key: vec![0],
+                version: 1,
+            }),
+            decoders: vec![Decoder::Int4, Decoder::Text],
+            pg_schema: "public".into(),
+            pg_table: "t".into(),
+            oid: 1,
+            replica_identity: 'd',
+            key_is_unique: true,
+        }
+    }
+
+    /// A binary COPY of `(id, note)` rows, as one byte string.
+    fn copy_bytes(rows: &[(i32, Option<&str>)]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_vec();
+        out.extend_from_slice(&[0; 8]);
+        for (id, note) in rows {
+            out.extend_from_slice(&2i16.to_be_bytes());
+            out.extend_from_slice(&4i32.to_be_bytes());
+            out.extend_from_slice(&id.to_be_bytes());
+            match note {
+                Some(n) => {
+                    out.extend_from_slice(&(n.len() as i32).to_be_bytes());
+                    out.extend_from_slice(n.as_bytes());
+                }
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    fn parse(messages: &[&[u8]]) -> Vec<Row> {
+        let table = table();
+        let mut parser = CopyParser::default();
+        let mut rows = Vec::new();
+        for m in messages {
+            parser.push(Bytes::copy_from_slice(m));
+            while let Some(t) = parser.next_tuple(&table).expect("valid copy") {
+                rows.push(decode_tuple(&table, parser.tuple(t)).expect("decodable"));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn tuples_split_anywhere_across_messages_are_read_whole() {
+        let rows = [
+            (1, Some("one")),
+            (2, None),
+            (3, Some("")),
+            (-4, Some("vier")),
+        ];
+        let bytes = copy_bytes(&rows);
+        let expected: Vec<Row> = rows
+            .iter()
+            .map(|(id, note)| {
+                vec![
+                    Value::Int(i64::from(*id)),
+                    note.map_or(Value::Null, |n| Value::Text(n.into())),
+                ]
+            })
+            .collect();
+        assert_eq!(parse(&[&bytes]), expected);
+        for cut in 1..bytes.len() {
+            assert_eq!(
+                parse(&[&bytes[..cut], &bytes[cut..]]),
+                expected,
+                "split at byte {cut}"
+            );
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(parse(&singles), expected);
+    }
+
+    #[test]
+    fn a_wrong_field_count_or_signature_is_an_error() {
+        let table = table();
+        let mut parser = CopyParser::default();
+        let mut bytes = copy_bytes(&[(1, Some("x"))]);
+        bytes[19..21].copy_from_slice(&3i16.to_be_bytes());
+        parser.push(Bytes::from(bytes));
+        let err = parser
+            .next_tuple(&table)
+            .expect_err("3 fields for 2 columns");
+        assert!(err.to_string().contains("3 fields for 2 columns"), "{err}");
+
+        let mut parser = CopyParser::default();
+        parser.push(Bytes::from_static(b"NOTCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
+        let err = parser.next_tuple(&table).expect_err("bad signature");
+        assert!(err.to_string().contains("bad signature"), "{err}");
+    }
 }
