@@ -77,8 +77,8 @@ pub fn supports(table: &TableSchema) -> bool {
 }
 
 /// Inserts into one table, column by column, in the types [`arrow_type`]
-/// gives the table's columns. JSON columns hold valid JSON documents
-/// ([`json_is_valid`]).
+/// gives the table's columns. JSON columns hold JSON documents: checked
+/// with [`json_is_valid`], or vouched for by their source ([`Cell::Json`]).
 #[derive(Debug, Clone)]
 pub struct InsertBlock {
     /// The table, as of these rows.
@@ -203,8 +203,13 @@ pub enum Cell<'a> {
     /// A decimal, already scaled to its column's scale (`12.50` at scale 2
     /// is `1250`).
     Decimal(i128),
-    /// Text (text and JSON columns).
+    /// Text (text and JSON columns). Into a JSON column it is checked to
+    /// be one JSON document.
     Str(&'a str),
+    /// JSON text its source has already checked (Postgres validates `json`
+    /// and `jsonb` values when they are written), stored without a second
+    /// parse.
+    Json(&'a str),
     /// Bytes.
     Bytes(&'a [u8]),
     /// Days since 1970-01-01.
@@ -268,7 +273,7 @@ pub fn fits(cell: &Cell<'_>, t: &DataType) -> bool {
                     .checked_pow(u32::from(*precision))
                     .unwrap_or(u128::MAX)
         }
-        (Cell::Str(_), DataType::Text | DataType::Json) => true,
+        (Cell::Str(_) | Cell::Json(_), DataType::Text | DataType::Json) => true,
         (Cell::Bytes(_), DataType::Bytes) => true,
         (Cell::Days(_), DataType::Date) => true,
         (Cell::Micros(_), DataType::Time | DataType::Timestamp | DataType::TimestampTz) => true,
@@ -337,7 +342,7 @@ impl Builder {
             (Builder::Float(b), Cell::Float(x)) => b.append_value(*x),
             (Builder::Float(b), Cell::Int(x)) => b.append_value(*x as f64),
             (Builder::Decimal(b), Cell::Decimal(x)) => b.append_value(*x),
-            (Builder::Str(b), Cell::Str(x)) => b.append_value(x),
+            (Builder::Str(b), Cell::Str(x) | Cell::Json(x)) => b.append_value(x),
             (Builder::Str(b), Cell::Uuid(u)) => b.append_value(format_uuid(u)),
             (Builder::Bytes(b), Cell::Bytes(x)) => b.append_value(x),
             (Builder::Date(b), Cell::Days(x)) => b.append_value(*x),
@@ -725,6 +730,14 @@ mod tests {
         let mut json = BlockBuilder::new(docs, 2).expect("supported");
         assert!(!json.push_row(&[Cell::Int(1), Cell::Str("{not json")]));
         assert!(json.push_row(&[Cell::Int(2), Cell::Str(r#"{"ok": [1]}"#)]));
+        // A source that checked its JSON is taken at its word.
+        assert!(json.push_row(&[Cell::Int(3), Cell::Json(r#"{"n": 1e400}"#)]));
+        let docs = json.finish().expect("block");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(
+            docs.columns.column(1).as_string::<i32>().value(1),
+            r#"{"n": 1e400}"#
+        );
         assert!(builder.push_row(&[Cell::Int(1), Cell::Int(1), Cell::Decimal(9_999)]));
         assert_eq!(builder.finish().expect("block").len(), 1);
         assert_eq!(Cell::of(&Value::Decimal("1.234".into()), &t_dec()), None);

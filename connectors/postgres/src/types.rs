@@ -268,13 +268,15 @@ impl Decoder {
                 Err(format!("expected {n} bytes, got {}", b.len()))
             })
         };
-        let text = |b: &'a [u8]| {
+        let utf8 = |b: &'a [u8], cell: fn(&'a str) -> Cell<'a>| {
             Some(
                 std::str::from_utf8(b)
-                    .map(Cell::Str)
+                    .map(cell)
                     .map_err(|_| "not valid UTF-8".to_owned()),
             )
         };
+        let text = |b| utf8(b, Cell::Str);
+        let json = |b| utf8(b, Cell::Json);
         match self {
             Decoder::Bool => sized(1, |b| Cell::Bool(b[0] != 0)),
             Decoder::Int2 => sized(2, |b| {
@@ -283,8 +285,10 @@ impl Decoder {
             Decoder::Int4 => sized(4, |b| Cell::Int(i64::from(be_i32(b)))),
             Decoder::Int8 => sized(8, |b| Cell::Int(be_i64(b))),
             Decoder::Float8 => sized(8, |b| Cell::Float(f64::from_bits(be_i64(b) as u64))),
-            Decoder::Text | Decoder::Json => text(b),
-            Decoder::Jsonb if b.first() == Some(&1) => text(&b[1..]),
+            Decoder::Text => text(b),
+            // Postgres checked the document when it was written.
+            Decoder::Json => json(b),
+            Decoder::Jsonb if b.first() == Some(&1) => json(&b[1..]),
             Decoder::Bytea => Some(Ok(Cell::Bytes(b))),
             Decoder::Date => sized(4, |b| match be_i32(b) {
                 i32::MAX | i32::MIN => Cell::Null,
@@ -511,7 +515,7 @@ mod tests {
             Decoder::Jsonb
                 .cell(b"\x01{}")
                 .expect("straight from the wire"),
-            Ok(Cell::Str("{}"))
+            Ok(Cell::Json("{}"))
         );
         assert!(
             Decoder::Text
