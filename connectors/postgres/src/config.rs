@@ -46,10 +46,14 @@ pub struct PostgresSourceConfig {
     #[serde(default = "default_chunk_rows")]
     #[schemars(range(min = 1))]
     pub chunk_rows: u64,
-    /// Connections copying snapshot chunks in parallel.
-    #[serde(default = "default_workers")]
+    /// Connections copying snapshot chunks in parallel. Each keeps a server
+    /// process and a decoding thread busy, while a target applies what they
+    /// copy on a thread of its own. Default: one on a machine with fewer than
+    /// four cores (where a second one takes the core the target needs, above
+    /// all with the database on the same machine), two otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
-    pub snapshot_workers: usize,
+    pub snapshot_workers: Option<usize>,
     /// Seconds between heartbeats that let an idle slot release WAL (0: none).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
@@ -124,9 +128,6 @@ fn default_block_rows() -> usize {
 fn default_chunk_rows() -> u64 {
     491_520
 }
-fn default_workers() -> usize {
-    2
-}
 fn default_heartbeat() -> u64 {
     30
 }
@@ -177,5 +178,16 @@ impl PostgresSourceConfig {
     /// Whether every table is polled (no replication slot is used).
     pub fn polls_only(&self) -> bool {
         self.tables.iter().all(|t| t.mode != SyncMode::Cdc)
+    }
+
+    /// How many connections copy the snapshot: `snapshot_workers`, or the
+    /// default for this machine's cores.
+    pub fn copy_workers(&self) -> usize {
+        self.snapshot_workers
+            .unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cores < 4 { 1 } else { 2 }
+            })
+            .max(1)
     }
 }

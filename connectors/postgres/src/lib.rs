@@ -98,6 +98,9 @@ pub struct PostgresSource {
     slot: String,
     config: PostgresSourceConfig,
     tables: Vec<TableInfo>,
+    /// The connection `discover` used, kept for `run` (saves a connection
+    /// set-up, a TLS handshake included, at every start).
+    conn: Option<PgConnection>,
 }
 
 /// Slot and publication name for a pipeline's source: lowercase, at most 63
@@ -152,6 +155,7 @@ impl PostgresSource {
             slot: slot_name(pipeline, name),
             config: config.clone(),
             tables: Vec::new(),
+            conn: None,
         }
     }
 
@@ -444,9 +448,12 @@ impl Source for PostgresSource {
     }
 
     async fn discover(&mut self) -> Result<Vec<Arc<TableSchema>>> {
-        let mut conn = introspect::connect(&self.config).await?;
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => introspect::connect(&self.config).await?,
+        };
         self.describe_all(&mut conn).await?;
-        let _ = conn.close().await;
+        self.conn = Some(conn);
         Ok(self.tables.iter().map(|t| t.schema.clone()).collect())
     }
 
@@ -531,8 +538,16 @@ struct Runner {
 }
 
 impl Runner {
-    async fn start(src: PostgresSource, ctx: &SourceContext) -> Result<Self> {
-        let conn = introspect::connect(&src.config).await?;
+    async fn start(mut src: PostgresSource, ctx: &SourceContext) -> Result<Self> {
+        // The connection discovery used, if it still answers.
+        let kept = match src.conn.take() {
+            Some(mut conn) => conn.ping().await.is_ok().then_some(conn),
+            None => None,
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => introspect::connect(&src.config).await?,
+        };
         let (state, seq) = match &ctx.resume {
             // Polled sources keep their own position (see `poll`).
             Some(_) if src.config.polls_only() => (
@@ -687,8 +702,12 @@ impl Runner {
                 ),
             ));
         }
-        self.src.ensure_publication(&mut self.conn).await?;
         let fresh = ctx.resume.is_none();
+        // The copy workers connect while the publication and the slot are
+        // set up.
+        let copiers = (fresh || self.state.snapshot.is_some())
+            .then(|| connect_copy_workers(&self.src.config));
+        self.src.ensure_publication(&mut self.conn).await?;
         let mut stream =
             LogicalReplicationStream::new(&self.src.replication_url()?, self.stream_config())
                 .await
@@ -721,7 +740,7 @@ impl Runner {
             self.state.lsn = parse_lsn(&consistent).unwrap_or(0);
             info!(slot = %self.src.slot, lsn = %consistent, "replication slot created");
             self.plan_snapshot().await?;
-            self.snapshot(Some(snapshot_name), &ctx).await?;
+            self.snapshot(Some(snapshot_name), copiers, &ctx).await?;
         } else if self.state.snapshot.is_some() {
             if !self.slot_exists().await? {
                 return Err(self.slot_gone());
@@ -730,7 +749,7 @@ impl Runner {
             // The chunks are read again under a new snapshot: number their
             // batches above what any sink holds, so none is skipped.
             self.seq = self.seq.max(ctx.highest_held);
-            self.snapshot(None, &ctx).await?;
+            self.snapshot(None, copiers, &ctx).await?;
             self.state.catch_up_until = Some(self.current_lsn().await?);
         } else if !self.slot_exists().await? {
             return Err(self.slot_gone());
@@ -821,10 +840,20 @@ impl Runner {
         Ok(())
     }
 
-    /// Copies every chunk not yet done, in parallel, emitting batches.
-    async fn snapshot(&mut self, exported: Option<String>, ctx: &SourceContext) -> Result<()> {
+    /// Copies every chunk not yet done, in parallel (one worker per
+    /// connection of `copiers`), emitting batches.
+    async fn snapshot(
+        &mut self,
+        exported: Option<String>,
+        copiers: Option<CopyConnections>,
+        ctx: &SourceContext,
+    ) -> Result<()> {
         let Some(plan) = self.state.snapshot.clone() else {
             return Ok(());
+        };
+        let copiers = match copiers {
+            Some(copiers) => copiers,
+            None => connect_copy_workers(&self.src.config),
         };
         let mut work = VecDeque::new();
         for (ti, t) in self.src.tables.iter().enumerate() {
@@ -851,7 +880,11 @@ impl Runner {
         let (tx, mut rx) =
             mpsc::channel::<std::result::Result<Part, PgError>>(if ctx.blocks { 1 } else { 2 });
         let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..self.src.config.snapshot_workers.max(1) {
+        let connections = copiers
+            .await
+            .map_err(|_| Error::internal("connecting the snapshot workers stopped"))?;
+        for conn in connections {
+            let conn = conn?;
             let work = work.clone();
             let tx = tx.clone();
             let tables = self.src.tables.clone();
@@ -866,7 +899,7 @@ impl Runner {
                     snapshot::Shape::Rows(config.batch_rows)
                 };
                 let result = copy_worker(
-                    &config,
+                    conn,
                     &tables,
                     exported.as_deref(),
                     shape,
@@ -1449,9 +1482,23 @@ async fn stream_start(
     Ok(stop.filter(|s| *s > lsn))
 }
 
+/// Connections for the snapshot's copy workers
+/// ([`PostgresSourceConfig::copy_workers`] of them), opened in the
+/// background.
+type CopyConnections = tokio::task::JoinHandle<Vec<std::result::Result<PgConnection, PgError>>>;
+
+/// Starts opening the copy workers' connections.
+fn connect_copy_workers(config: &PostgresSourceConfig) -> CopyConnections {
+    let config = config.clone();
+    tokio::spawn(async move {
+        let connect = (0..config.copy_workers()).map(|_| introspect::connect(&config));
+        futures_util::future::join_all(connect).await
+    })
+}
+
 /// One snapshot worker: takes chunks off the queue and copies them.
 async fn copy_worker(
-    config: &PostgresSourceConfig,
+    mut conn: PgConnection,
     tables: &[TableInfo],
     exported: Option<&str>,
     shape: snapshot::Shape,
@@ -1459,7 +1506,6 @@ async fn copy_worker(
     tx: &mpsc::Sender<std::result::Result<Part, PgError>>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> std::result::Result<(), PgError> {
-    let mut conn = introspect::connect(config).await?;
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut conn)
         .await
