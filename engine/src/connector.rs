@@ -27,18 +27,16 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use ts_rs::TS;
 
 use crate::error::Result;
 use chrono::{DateTime, Utc};
 
-use crate::model::{
-    Batch, Change, DeadLetterStage, KeptChange, Position, Row, TableId, TableSchema,
-};
+use crate::batch::{Batch, Position};
+use crate::model::{Change, DeadLetterStage, KeptChange, Row, TableId, TableSchema};
 use crate::status::StatusHandle;
 
 /// Outcome of one pre-flight check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// What was checked, e.g. "folder is readable".
     pub name: String,
@@ -51,7 +49,7 @@ pub struct Check {
 }
 
 /// Result of a [`Check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckOutcome {
     /// Fine.
@@ -103,7 +101,7 @@ impl Check {
 }
 
 /// A row kept in a target's dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptRow {
     /// Its number, unique within the pipeline and target.
     pub id: u64,
@@ -164,6 +162,38 @@ pub struct SourceContext {
 }
 
 /// A system changes are read from.
+///
+/// # Contract
+///
+/// * **Order.** [`Source::run`] emits batches in the order their changes
+///   were committed at the source; the changes inside a batch keep their
+///   order. One batch is one source transaction (or one chunk of a snapshot
+///   or a file): a transaction is never split across batches, so a target
+///   never holds half of one.
+/// * **Positions.** Every batch carries the position the source will have
+///   reached once it is applied; `position.seq` increases strictly, across
+///   restarts too (start above `ctx.resume`'s). A batch the source cannot
+///   reproduce exactly as before (a re-read snapshot, a changed file) is
+///   numbered above [`SourceContext::highest_held`], so no sink skips it.
+/// * **Resume.** A run starts after `ctx.resume` (the lowest position every
+///   sink holds) or, with none, from a consistent snapshot that meets the
+///   change stream with no gap and no overlap.
+/// * **Release.** Upstream resources (a replication slot's confirmed LSN, a
+///   binlog position, a file's manifest) are released only up to a position
+///   received on [`SourceContext::acknowledged`]: every sink has committed
+///   it.
+/// * **Backpressure and stop.** Sending waits while the sinks are behind;
+///   the source reads no further meanwhile. When `ctx.cancel` fires, the
+///   source stops reading, returns `Ok(())` promptly and emits nothing more.
+/// * **Status.** Per table it reports its phase ([`StatusHandle::set_phase`]:
+///   snapshot, catch-up, streaming, done), the snapshot's expected rows where
+///   it can estimate them ([`StatusHandle::set_snapshot_total`]), and the
+///   change log it retains for the pipeline
+///   ([`StatusHandle::set_retained_bytes`]); committed counts, rates and lag
+///   the runtime derives from the batches. A lost connection it retries is
+///   reported with [`StatusHandle::record_error`].
+/// * **Nothing dropped.** A record it cannot read becomes a dead letter in
+///   the batch it belongs to, with its origin and reason.
 #[async_trait]
 pub trait Source: Send {
     /// Connects and runs pre-flight checks, explaining each failure.
@@ -303,6 +333,20 @@ pub trait Sink: Send {
 /// changes (and dead letters) of the tables it derives; the batch keeps its
 /// position, so derived changes are applied and checkpointed atomically with
 /// the source changes they come from.
+///
+/// # Contract
+///
+/// * **Deterministic.** The same batch, after the same earlier batches,
+///   gives the same derived changes: after a crash the source redelivers
+///   batches a sink may already hold, and a sink that skips them must not
+///   miss anything another sink applied.
+/// * **Redelivery.** A batch may be seen again after a restart (the
+///   transform starts fresh then, its lookups read anew).
+/// * **Blocking.** [`Transform::apply`] runs on a blocking thread (it may
+///   run SQL); it must not wait on the pipeline itself.
+/// * **Nothing dropped.** A row it fails on becomes a dead letter of the
+///   derived table with the change kept for replay; the rest of the batch
+///   goes on.
 pub trait Transform: Send {
     /// The tables this step produces, derived from the discovered source
     /// tables; called once before the sinks are opened.

@@ -7,6 +7,7 @@
 //! the [`status`] stream).
 
 pub mod apply;
+pub mod batch;
 pub mod columnar;
 pub mod config;
 pub mod connector;

@@ -8,9 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
-use ts_rs::TS;
 
 /// A column type, as the engine understands it. Connectors map their native
 /// types onto these; sinks map these onto theirs (each sink documents its map).
@@ -328,7 +327,7 @@ pub struct Column {
 
 /// Identifies a table across the pipeline: the source (or transform) that
 /// produces it, and its name there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableId {
     /// Name of the source or transform in the pipeline file.
     pub origin: String,
@@ -377,7 +376,7 @@ impl TableSchema {
 }
 
 /// What a change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A new row (`after` is set).
@@ -542,7 +541,7 @@ pub struct DeadLetter {
 }
 
 /// The step that rejected a [`DeadLetter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterStage {
     /// Reading the source (a malformed line, a value that does not parse).
@@ -578,7 +577,7 @@ impl DeadLetterStage {
 /// A change kept with a dead letter so it can be replayed once the cause is
 /// fixed: the table it belonged to, by name, and its rows with their column
 /// names (the table may have gained columns by the time it is replayed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptChange {
     /// The transform that rejected it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -591,11 +590,9 @@ pub struct KeptChange {
     pub columns: Vec<String>,
     /// Row before the change, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[ts(type = "Array<unknown>")]
     pub before: Option<Row>,
     /// Row after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[ts(type = "Array<unknown>")]
     pub after: Option<Row>,
     /// The key values, as JSON text: what a later change of the same row
     /// is recognised by (see [`KeptChange::key_text`]).
@@ -671,97 +668,6 @@ impl KeptChange {
             })
             .collect();
         serde_json::to_string(&canon).unwrap_or_default()
-    }
-}
-
-/// A source position: where the source will resume after everything up to
-/// and including the batch that carries it.
-///
-/// `seq` increases strictly with every batch a source emits, across restarts
-/// (the source continues from the `seq` of the position it resumes from), so
-/// sinks can tell a batch they already hold from a new one. `state` is the
-/// source's own description (an LSN, a binlog file and offset, the files done
-/// so far); only the source reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Position {
-    /// Strictly increasing batch sequence number.
-    pub seq: u64,
-    /// Source-defined resume state.
-    pub state: serde_json::Value,
-}
-
-/// Where a batch comes from in a table's life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BatchKind {
-    /// Part of the initial copy of a table. Its inserts may still be rows a
-    /// target already holds (a snapshot resumed after a crash, a re-read
-    /// file); only [`Batch::inserts_are_new`] promises they are not.
-    Snapshot,
-    /// Changes read from the source's change log (or a changed file).
-    Stream,
-}
-
-/// An ordered group of changes applied atomically: one source transaction or
-/// one snapshot chunk.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// Position reached once this batch is applied.
-    pub position: Position,
-    /// Snapshot chunk or streamed changes.
-    pub kind: BatchKind,
-    /// Source transaction id, where the source has one.
-    pub txid: Option<String>,
-    /// Commit time at the source, where known.
-    pub commit_time: Option<DateTime<Utc>>,
-    /// Changes, in source order.
-    pub changes: Vec<Change>,
-    /// More inserts, column by column, after `changes`. Only a source told
-    /// [`crate::connector::SourceContext::blocks`] sends them; their values
-    /// fit their columns by construction. [`Batch::len`] counts their rows.
-    pub block: Option<crate::columnar::InsertBlock>,
-    /// Records rejected while reading, kept with their reason.
-    pub dead_letters: Vec<DeadLetter>,
-    /// The source promises that every insert of this batch has a key (a
-    /// unique key of the source table, never NULL) that no other change of
-    /// this batch has, and that no insert of an earlier batch with this flag
-    /// set, emitted by this source in the same run, had. The first copy of a
-    /// table under one consistent snapshot is such a run.
-    ///
-    /// A sink may then add these inserts without looking up their keys, as
-    /// long as the target table was empty when the run started and has
-    /// received nothing since but flagged inserts of this source: the sink
-    /// checks that itself. `false` promises nothing and is always correct
-    /// (resumed or re-read snapshots, changed files, streamed transactions).
-    pub inserts_are_new: bool,
-}
-
-impl Batch {
-    /// Number of changes, block rows and dead letters: the unit of
-    /// progress counting.
-    pub fn len(&self) -> usize {
-        self.changes.len() + self.block_rows() + self.dead_letters.len()
-    }
-
-    /// Rows of the block, if any.
-    pub fn block_rows(&self) -> usize {
-        self.block
-            .as_ref()
-            .map_or(0, crate::columnar::InsertBlock::len)
-    }
-
-    /// Whether the batch carries nothing but its position.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The batch with its block turned into changes (appended to
-    /// `changes`), for consumers that read rows.
-    pub fn without_block(mut self) -> Batch {
-        if let Some(block) = self.block.take() {
-            self.changes.extend(block.changes());
-        }
-        self
     }
 }
 

@@ -7,6 +7,12 @@
 //!   └────────── acknowledged position ◀── coordinator
 //! ```
 //!
+//! The pieces, in the order [`run`] starts them: `open` (discover, derive,
+//! open the sinks), one `sink_worker` per sink, per source its
+//! [`Source::run`] and its router (`route`), the coordinator (`coordinate`)
+//! and the status publisher (`publish_status`); `supervise` waits for them
+//! all.
+//!
 //! Every channel is bounded, so a slow sink slows its source instead of
 //! growing a queue. The coordinator acknowledges a position to a source only
 //! when every sink that receives that source has committed it.
@@ -21,11 +27,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::batch::{Batch, Position};
 use crate::connector::{Sink, Source, SourceContext, Transform};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{
-    Batch, DeadLetter, DeadLetterStage, KeptChange, Position, TableId, TableSchema,
-};
+use crate::model::{DeadLetter, DeadLetterStage, KeptChange, TableId, TableSchema};
 use crate::status::{PipelineState, StatusHandle};
 
 /// Which tables a sink receives: whole sources, single tables, or the
@@ -223,6 +228,132 @@ async fn run_inner(
     cancel: CancellationToken,
 ) -> Result<()> {
     status.set_state(PipelineState::Starting);
+    let max_dead_letters = plan.max_dead_letters;
+    let Opened {
+        sources,
+        transform,
+        sinks,
+        checkpoints,
+        kept_dead_letters,
+        consumers,
+        blocks,
+    } = open(plan, &status).await?;
+
+    let capacity = options.channel_capacity.max(1);
+    let max_rows = options.max_rows_in_flight.max(1);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+    let (pending_tx, pending_rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity * 4);
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let inner_cancel = cancel.child_token();
+    let source_names: Arc<Vec<String>> = Arc::new(sources.iter().map(|s| s.name.clone()).collect());
+
+    // Sink workers, each behind its queue and row budget.
+    let mut sink_inputs: Vec<SinkInput> = Vec::new();
+    for (i, plan) in sinks.into_iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel::<Routed>();
+        sink_inputs.push((tx, Arc::new(Semaphore::new(max_rows))));
+        let span = info_span!("sink", sink = %plan.name);
+        tasks.spawn(
+            sink_worker(i, plan, rx, ack_tx.clone(), source_names.clone(), max_rows)
+                .instrument(span),
+        );
+    }
+    drop(ack_tx);
+
+    // Sources, each with its router.
+    let dead_letter_count = Arc::new(AtomicU64::new(kept_dead_letters));
+    let mut ack_watches = Vec::new();
+    for (si, s) in sources.into_iter().enumerate() {
+        let resume = resume_point(&s.name, &consumers[si], &checkpoints);
+        if let Some(p) = &resume {
+            info!(source = %s.name, seq = p.seq, "resuming");
+        }
+        let highest_held = consumers[si]
+            .iter()
+            .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
+            .max()
+            .unwrap_or(0);
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(capacity);
+        let (acked_tx, acked_rx) = watch::channel(resume.clone());
+        ack_watches.push(acked_tx);
+        let ctx = SourceContext {
+            name: s.name.clone(),
+            resume,
+            batches: batch_tx,
+            acknowledged: acked_rx,
+            status: status.clone(),
+            cancel: inner_cancel.clone(),
+            follow: options.follow,
+            highest_held,
+            blocks: blocks[si],
+        };
+        let span = info_span!("source", source = %s.name);
+        tasks.spawn(s.source.run(ctx).instrument(span));
+        tasks.spawn(route(Router {
+            source: si,
+            batches: batch_rx,
+            transform: transform.clone(),
+            pending: pending_tx.clone(),
+            sinks: consumers[si]
+                .iter()
+                .map(|&k| sink_inputs[k].clone())
+                .collect(),
+            dead_letters: dead_letter_count.clone(),
+            max_dead_letters,
+            max_rows,
+        }));
+    }
+    drop(sink_inputs);
+    drop(pending_tx);
+
+    let coordinator = tokio::spawn(coordinate(
+        consumers,
+        ack_watches,
+        pending_rx,
+        ack_rx,
+        status.clone(),
+        source_names,
+    ));
+    let publisher_stop = CancellationToken::new();
+    let publisher = tokio::spawn(publish_status(
+        status.clone(),
+        options.status_interval,
+        publisher_stop.clone(),
+    ));
+    status.set_state(PipelineState::Running);
+
+    let first_error = supervise(tasks, &cancel, &inner_cancel, &status).await;
+    let _ = coordinator.await;
+    publisher_stop.cancel();
+    let _ = publisher.await;
+    status.publish();
+    match first_error {
+        Some(e) if e.kind() != ErrorKind::Cancelled => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A pipeline with its sources discovered, its transforms derived and its
+/// sinks open.
+struct Opened {
+    sources: Vec<SourcePlan>,
+    transform: Option<SharedTransform>,
+    sinks: Vec<SinkPlan>,
+    /// What each sink holds, per source.
+    checkpoints: Vec<BTreeMap<String, Position>>,
+    /// The most rows any sink keeps in its dead-letter queue already.
+    kept_dead_letters: u64,
+    /// Which sinks receive each source.
+    consumers: Vec<Vec<usize>>,
+    /// Whether each source may send column blocks.
+    blocks: Vec<bool>,
+}
+
+type SharedTransform = Arc<std::sync::Mutex<Box<dyn Transform>>>;
+
+/// Discovers every source's tables, derives the transforms' tables, then
+/// opens every sink on its share.
+async fn open(plan: PipelinePlan, status: &StatusHandle) -> Result<Opened> {
     let PipelinePlan {
         name: _,
         sources,
@@ -230,15 +361,13 @@ async fn run_inner(
         mut sinks,
         max_dead_letters,
     } = plan;
-
-    // Discover every source's tables, then open every sink on its share.
-    let mut sources_ready = Vec::new();
     let mut all_tables: Vec<Arc<TableSchema>> = Vec::new();
+    let mut ready = Vec::new();
     for mut s in sources {
         let tables = s.source.discover().await?;
         info!(source = %s.name, tables = tables.len(), "discovered");
         all_tables.extend(tables);
-        sources_ready.push(s);
+        ready.push(s);
     }
     if let Some(t) = transform.as_mut() {
         let derived = t.derive(&all_tables)?;
@@ -250,7 +379,6 @@ async fn run_inner(
         }
         all_tables.extend(derived);
     }
-    let transform = transform.map(|t| Arc::new(std::sync::Mutex::new(t)));
     let mut checkpoints: Vec<BTreeMap<String, Position>> = Vec::new();
     let mut kept_dead_letters: u64 = 0;
     for sink in &mut sinks {
@@ -267,9 +395,7 @@ async fn run_inner(
         }
         checkpoints.push(held);
     }
-
-    // Which sinks receive which source.
-    let consumers: Vec<Vec<usize>> = sources_ready
+    let consumers: Vec<Vec<usize>> = ready
         .iter()
         .map(|s| {
             sinks
@@ -286,216 +412,188 @@ async fn run_inner(
         .iter()
         .map(|ks| transform.is_none() && ks.iter().all(|&k| sinks[k].sink.takes_blocks()))
         .collect();
-
-    let capacity = options.channel_capacity.max(1);
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
-    let (pending_tx, pending_rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity * 4);
-    let mut sink_txs = Vec::new();
-    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    let inner_cancel = cancel.child_token();
-
-    // Sinks.
-    let source_names: Arc<Vec<String>> =
-        Arc::new(sources_ready.iter().map(|s| s.name.clone()).collect());
-    let max_rows = options.max_rows_in_flight.max(1);
-    for (i, plan) in sinks.into_iter().enumerate() {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Routed>();
-        let budget = Arc::new(Semaphore::new(max_rows));
-        sink_txs.push((tx, budget));
-        let ack_tx = ack_tx.clone();
-        let names = source_names.clone();
-        let SinkPlan {
-            name,
-            mut sink,
-            filter,
-        } = plan;
-        let span = info_span!("sink", sink = %name);
-        tasks.spawn(
-            async move {
-                // Batches applied but not yet committed (see
-                // `Sink::holds_uncommitted`) are acknowledged once they are.
-                let mut unacked: Vec<Ack> = Vec::new();
-                let acknowledge = |unacked: &mut Vec<Ack>| {
-                    for ack in unacked.drain(..) {
-                        let _ = ack_tx.send(ack);
-                    }
-                };
-                let mut next = rx.recv().await;
-                while let Some(first) = next.take() {
-                    // A sink that is behind applies the batches queued for it
-                    // from the same source together: one target transaction.
-                    let source = first.0;
-                    let mut group = vec![first];
-                    let mut rows: usize = group[0].1.len();
-                    while rows < max_rows {
-                        match rx.try_recv() {
-                            Ok(item) if item.0 == source => {
-                                rows += item.1.len();
-                                group.push(item);
-                            }
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let seq = group.last().map_or(0, |g| g.1.position.seq);
-                    let batches: Vec<Arc<Batch>> =
-                        group.iter().map(|g| filter.apply(g.1.clone())).collect();
-                    sink.write_group(&names[source], batches).await?;
-                    // Releases the rows' budget.
-                    drop(group);
-                    unacked.push(Ack {
-                        sink: i,
-                        source,
-                        seq,
-                    });
-                    if !sink.holds_uncommitted() {
-                        acknowledge(&mut unacked);
-                    }
-                    if next.is_none() {
-                        next = if unacked.is_empty() {
-                            rx.recv().await
-                        } else {
-                            // The sink holds batches open: it commits them
-                            // when no more arrive for a moment.
-                            match tokio::time::timeout(UNCOMMITTED_WAIT, rx.recv()).await {
-                                Ok(item) => item,
-                                Err(_) => {
-                                    sink.flush().await?;
-                                    acknowledge(&mut unacked);
-                                    rx.recv().await
-                                }
-                            }
-                        };
-                    }
-                }
-                sink.flush().await?;
-                acknowledge(&mut unacked);
-                sink.close().await
-            }
-            .instrument(span),
-        );
-    }
-    drop(ack_tx);
-
-    // Sources and their routers.
-    let dead_letter_count = Arc::new(AtomicU64::new(kept_dead_letters));
-    let mut ack_watches = Vec::new();
-    for (si, s) in sources_ready.into_iter().enumerate() {
-        let resume = resume_point(&s.name, &consumers[si], &checkpoints);
-        if let Some(p) = &resume {
-            info!(source = %s.name, seq = p.seq, "resuming");
-        }
-        let highest_held = consumers[si]
-            .iter()
-            .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
-            .max()
-            .unwrap_or(0);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(capacity);
-        let (acked_tx, acked_rx) = watch::channel(resume.clone());
-        ack_watches.push(acked_tx);
-        let ctx = SourceContext {
-            name: s.name.clone(),
-            resume,
-            batches: batch_tx,
-            acknowledged: acked_rx,
-            status: status.clone(),
-            cancel: inner_cancel.clone(),
-            follow: options.follow,
-            highest_held,
-            blocks: blocks[si],
-        };
-        let span = info_span!("source", source = %s.name);
-        tasks.spawn(s.source.run(ctx).instrument(span));
-
-        let targets: Vec<SinkInput> = consumers[si].iter().map(|&k| sink_txs[k].clone()).collect();
-        let pending_tx = pending_tx.clone();
-        let transform = transform.clone();
-        let dead_letters = dead_letter_count.clone();
-        tasks.spawn(async move {
-            while let Some(mut batch) = batch_rx.recv().await {
-                if let Some(t) = &transform {
-                    // Transforms read rows (the source was told so; this
-                    // keeps it true whatever a source sends).
-                    batch = batch.without_block();
-                    let t = t.clone();
-                    batch = tokio::task::spawn_blocking(move || {
-                        let mut guard = t
-                            .lock()
-                            .map_err(|_| Error::internal("a transform panicked"))?;
-                        guard.apply(&mut batch).map(|()| batch)
-                    })
-                    .await
-                    .map_err(|e| Error::internal(format!("transform task failed: {e}")))??;
-                }
-                quarantine_misfits(&mut batch);
-                if !batch.dead_letters.is_empty() {
-                    let n = batch.dead_letters.len() as u64;
-                    let total = dead_letters.fetch_add(n, Ordering::Relaxed) + n;
-                    if let Some(max) = max_dead_letters.filter(|&m| total > m) {
-                        return Err(Error::new(
-                            ErrorKind::Precondition,
-                            format!(
-                                "stopped: {total} rows would be in the dead-letter queue, more than max_dead_letters = {max}; the batch that crossed it was not written. See them with `syncline dlq list`, fix the cause, then `syncline dlq replay` (or discard them) and run again"
-                            ),
-                        ));
-                    }
-                }
-                let batch = Arc::new(batch);
-                if pending_tx.send((si, batch.clone())).await.is_err() {
-                    return Err(Error::internal("coordinator stopped early"));
-                }
-                // Each sink holds at most `max_rows_in_flight` rows queued
-                // (a larger batch, such as a column block, takes it all):
-                // a slow sink makes this wait (backpressure).
-                let cost = u32::try_from(batch.len().clamp(1, max_rows)).unwrap_or(u32::MAX);
-                for (tx, budget) in &targets {
-                    let permit = budget
-                        .clone()
-                        .acquire_many_owned(cost)
-                        .await
-                        .map_err(|_| Error::internal("a sink stopped early"))?;
-                    if tx.send((si, batch.clone(), permit)).is_err() {
-                        return Err(Error::internal("a sink stopped early"));
-                    }
-                }
-            }
-            Ok(())
-        });
-    }
-    drop(sink_txs);
-    drop(pending_tx);
-
-    // Coordinator.
-    let coordinator = tokio::spawn(coordinate(
+    Ok(Opened {
+        sources: ready,
+        transform: transform.map(|t| Arc::new(std::sync::Mutex::new(t))),
+        sinks,
+        checkpoints,
+        kept_dead_letters,
         consumers,
-        ack_watches,
-        pending_rx,
-        ack_rx,
-        status.clone(),
-        source_names.clone(),
-    ));
+        blocks,
+    })
+}
 
-    // Status publisher.
-    let publisher_stop = CancellationToken::new();
-    let publisher = {
-        let status = status.clone();
-        let stop = publisher_stop.clone();
-        let interval = options.status_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => status.publish(),
-                    _ = stop.cancelled() => break,
-                }
-            }
-        })
+/// One sink's worker: applies what is queued for it in order, a group of
+/// one source's batches at a time, and acknowledges each group once it is
+/// committed.
+async fn sink_worker(
+    index: usize,
+    plan: SinkPlan,
+    mut rx: mpsc::UnboundedReceiver<Routed>,
+    ack_tx: mpsc::UnboundedSender<Ack>,
+    names: Arc<Vec<String>>,
+    max_rows: usize,
+) -> Result<()> {
+    let SinkPlan {
+        name: _,
+        mut sink,
+        filter,
+    } = plan;
+    // Batches applied but not yet committed (see `Sink::holds_uncommitted`)
+    // are acknowledged once they are.
+    let mut unacked: Vec<Ack> = Vec::new();
+    let acknowledge = |unacked: &mut Vec<Ack>| {
+        for ack in unacked.drain(..) {
+            let _ = ack_tx.send(ack);
+        }
     };
-    status.set_state(PipelineState::Running);
+    let mut next = rx.recv().await;
+    while let Some(first) = next.take() {
+        // A sink that is behind applies the batches queued for it from the
+        // same source together: one target transaction.
+        let source = first.0;
+        let mut group = vec![first];
+        let mut rows: usize = group[0].1.len();
+        while rows < max_rows {
+            match rx.try_recv() {
+                Ok(item) if item.0 == source => {
+                    rows += item.1.len();
+                    group.push(item);
+                }
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let seq = group.last().map_or(0, |g| g.1.position.seq);
+        let batches: Vec<Arc<Batch>> = group.iter().map(|g| filter.apply(g.1.clone())).collect();
+        sink.write_group(&names[source], batches).await?;
+        // Releases the rows' budget.
+        drop(group);
+        unacked.push(Ack {
+            sink: index,
+            source,
+            seq,
+        });
+        if !sink.holds_uncommitted() {
+            acknowledge(&mut unacked);
+        }
+        if next.is_none() {
+            next = if unacked.is_empty() {
+                rx.recv().await
+            } else {
+                // The sink holds batches open: it commits them when no more
+                // arrive for a moment.
+                match tokio::time::timeout(UNCOMMITTED_WAIT, rx.recv()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        sink.flush().await?;
+                        acknowledge(&mut unacked);
+                        rx.recv().await
+                    }
+                }
+            };
+        }
+    }
+    sink.flush().await?;
+    acknowledge(&mut unacked);
+    sink.close().await
+}
 
+/// What a source's router needs.
+struct Router {
+    /// The source's index.
+    source: usize,
+    /// What the source emits.
+    batches: mpsc::Receiver<Batch>,
+    transform: Option<SharedTransform>,
+    /// The coordinator's list of batches awaiting acknowledgement.
+    pending: mpsc::Sender<(usize, Arc<Batch>)>,
+    /// The queues of the sinks that receive the source.
+    sinks: Vec<SinkInput>,
+    /// Rows in every dead-letter queue, with the limit.
+    dead_letters: Arc<AtomicU64>,
+    max_dead_letters: Option<u64>,
+    max_rows: usize,
+}
+
+/// Takes a source's batches through the transforms and the misfit check,
+/// registers each with the coordinator, then queues it for every sink that
+/// receives the source, waiting while a sink's row budget is spent
+/// (backpressure).
+async fn route(mut r: Router) -> Result<()> {
+    while let Some(mut batch) = r.batches.recv().await {
+        if let Some(t) = &r.transform {
+            // Transforms read rows (the source was told so; this keeps it
+            // true whatever a source sends).
+            batch = batch.without_block();
+            let t = t.clone();
+            batch = tokio::task::spawn_blocking(move || {
+                let mut guard = t
+                    .lock()
+                    .map_err(|_| Error::internal("a transform panicked"))?;
+                guard.apply(&mut batch).map(|()| batch)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("transform task failed: {e}")))??;
+        }
+        quarantine_misfits(&mut batch);
+        if !batch.dead_letters.is_empty() {
+            let n = batch.dead_letters.len() as u64;
+            let total = r.dead_letters.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(max) = r.max_dead_letters.filter(|&m| total > m) {
+                return Err(Error::new(
+                    ErrorKind::Precondition,
+                    format!(
+                        "stopped: {total} rows would be in the dead-letter queue, more than max_dead_letters = {max}; the batch that crossed it was not written. See them with `syncline dlq list`, fix the cause, then `syncline dlq replay` (or discard them) and run again"
+                    ),
+                ));
+            }
+        }
+        let batch = Arc::new(batch);
+        if r.pending.send((r.source, batch.clone())).await.is_err() {
+            return Err(Error::internal("coordinator stopped early"));
+        }
+        // Each sink holds at most `max_rows_in_flight` rows queued (a larger
+        // batch, such as a column block, takes it all): a slow sink makes
+        // this wait (backpressure).
+        let cost = u32::try_from(batch.len().clamp(1, r.max_rows)).unwrap_or(u32::MAX);
+        for (tx, budget) in &r.sinks {
+            let permit = budget
+                .clone()
+                .acquire_many_owned(cost)
+                .await
+                .map_err(|_| Error::internal("a sink stopped early"))?;
+            if tx.send((r.source, batch.clone(), permit)).is_err() {
+                return Err(Error::internal("a sink stopped early"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the status every `interval` until stopped.
+async fn publish_status(status: StatusHandle, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => status.publish(),
+            _ = stop.cancelled() => break,
+        }
+    }
+}
+
+/// Waits for every task: the first failure cancels the rest; `cancel`
+/// (a stop) lets sources end and everything read be applied. Returns the
+/// first error.
+async fn supervise(
+    mut tasks: JoinSet<Result<()>>,
+    cancel: &CancellationToken,
+    inner_cancel: &CancellationToken,
+    status: &StatusHandle,
+) -> Option<Error> {
     let mut first_error: Option<Error> = None;
     let mut stopping = false;
     loop {
@@ -524,14 +622,7 @@ async fn run_inner(
             }
         }
     }
-    let _ = coordinator.await;
-    publisher_stop.cancel();
-    let _ = publisher.await;
-    status.publish();
-    match first_error {
-        Some(e) if e.kind() != ErrorKind::Cancelled => Err(e),
-        _ => Ok(()),
-    }
+    first_error
 }
 
 /// Moves every change with a value that does not fit its column's type

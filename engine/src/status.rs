@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use ts_rs::TS;
 
-use crate::model::{Batch, Op, TableId};
+use crate::batch::Batch;
+use crate::model::{Op, TableId};
 
 /// Where a table is in its life cycle.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Not started.
@@ -32,7 +32,7 @@ pub enum Phase {
 }
 
 /// What the pipeline as a whole is doing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineState {
     /// Connecting and opening.
@@ -49,7 +49,7 @@ pub enum PipelineState {
 }
 
 /// One table's progress.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableStatus {
     /// Life-cycle phase.
     pub phase: Phase,
@@ -72,7 +72,7 @@ pub struct TableStatus {
 }
 
 /// A snapshot of the whole pipeline's status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineStatus {
     /// Pipeline name.
     pub pipeline: String,
@@ -278,7 +278,7 @@ impl StatusHandle {
                     Op::Delete => t.deletes += 1,
                     Op::Truncate | Op::Prune => {}
                 }
-                if batch.kind == crate::model::BatchKind::Snapshot {
+                if batch.kind == crate::batch::BatchKind::Snapshot {
                     t.snapshot_done += 1;
                 }
                 if lag.is_some() {
@@ -292,7 +292,7 @@ impl StatusHandle {
                     .entry(block.table.id.to_string())
                     .or_default();
                 t.inserts += block.len() as u64;
-                if batch.kind == crate::model::BatchKind::Snapshot {
+                if batch.kind == crate::batch::BatchKind::Snapshot {
                     t.snapshot_done += block.len() as u64;
                 }
                 if lag.is_some() {

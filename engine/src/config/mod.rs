@@ -4,7 +4,7 @@
 //! A pipeline file is TOML. Loading it checks everything before anything runs
 //! and reports every problem at once, each with the file, line, column and
 //! field path (see [`ConfigErrors`]). Connector sections are typed by the
-//! connector crates; the catalog crate ties `kind = "..."` to those types
+//! connector crates; the app crate (its kind registry) ties `kind = "..."` to those types
 //! through [`ConnectorSet`].
 
 mod document;
@@ -97,8 +97,8 @@ pub struct TransformSpec {
     pub lookups: Vec<String>,
 }
 
-/// A whole pipeline file. `S` and `T` are the source and target connector
-/// configs (tagged by `kind`), supplied by the catalog crate.
+/// A whole pipeline file: its name, sources, transforms and targets, each
+/// source and target tagged by its `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec<S, T> {
@@ -175,7 +175,7 @@ pub struct KindSchema {
 }
 
 /// The set of connector configs of one role (sources or targets): an enum
-/// tagged by `kind`, implemented by the catalog crate.
+/// tagged by `kind`, implemented by the app crate.
 pub trait ConnectorSet: DeserializeOwned + Serialize + JsonSchema {
     /// Every kind with its section schema.
     fn kinds() -> Vec<KindSchema>;

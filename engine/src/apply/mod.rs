@@ -1,0 +1,539 @@
+//! The one SQL-target core: what every SQL target does with a batch's
+//! changes ([`Plan`], [`resolve`]) and the statements it runs for them
+//! ([`sql`], over a small [`sql::SqlDialect`]), so each target applies the
+//! same semantics.
+
+pub mod sql;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::batch::Batch;
+use crate::model::{Change, Op, PruneRange, Row, TableId, TableSchema, Value};
+
+/// `change` as a sink whose table is registered with `registered` must
+/// stage it, where that differs from the change itself (`None`: as it is):
+/// * rows of another schema version (a schema change inside a batch) are
+///   mapped to the registered columns by name, not position;
+/// * with `upsert`, an update that moves a row to another key is preceded
+///   by a delete of the old key.
+pub fn conform(
+    registered: &Arc<TableSchema>,
+    change: &Change,
+    upsert: bool,
+) -> Option<Vec<Change>> {
+    let change =
+        if Arc::ptr_eq(registered, &change.table) || registered.columns == change.table.columns {
+            Cow::Borrowed(change)
+        } else {
+            let map = |row: &Row| -> Row {
+                registered
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        change
+                            .table
+                            .column_index(&c.name)
+                            .and_then(|i| row.get(i))
+                            .cloned()
+                            .unwrap_or(Value::Null)
+                    })
+                    .collect()
+            };
+            Cow::Owned(Change {
+                op: change.op,
+                table: registered.clone(),
+                before: change.before.as_ref().map(map),
+                after: change.after.as_ref().map(map),
+            })
+        };
+    let moved = if upsert {
+        old_key_delete(&change)
+    } else {
+        None
+    };
+    match (moved, change) {
+        (None, Cow::Borrowed(_)) => None,
+        (moved, change) => Some(moved.into_iter().chain([change.into_owned()]).collect()),
+    }
+}
+
+/// One change as a SQL target stages it: its row, with values the source
+/// marked [`Value::Unchanged`] filled in from an earlier change of the same
+/// row in the run where there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedRow<'a> {
+    /// `after`, else `before` (a delete's key).
+    pub row: Cow<'a, Row>,
+    /// For a row that still holds [`Value::Unchanged`] values: the key
+    /// (values in key-column order) under which the target held the row
+    /// when the run began, traced back through every key change earlier
+    /// in the run. The target fills the values from its row of that key,
+    /// read before it applies the run. `None`: nothing left to fill.
+    pub lookup: Option<Vec<Value>>,
+}
+
+impl StagedRow<'_> {
+    /// Whether the row still holds values only the target has.
+    pub fn has_unchanged(&self) -> bool {
+        self.lookup.is_some()
+    }
+}
+
+/// The rows to stage for a run of changes of one table (see [`StagedRow`]).
+///
+/// A row's left-out values are those of the same row as it was before the
+/// change: the latest earlier change of its key in the run or, for an
+/// update that moved the row to another key, of its old key (also when
+/// the old key was deleted since, as an upsert target's [`conform`] does).
+/// Chains resolve in order: a swap through a temporary key, or a key change
+/// followed by another update of the moved row, ends at the key the row
+/// had in the target before the run.
+pub fn resolve<'a>(schema: &TableSchema, changes: &[&'a Change]) -> Vec<StagedRow<'a>> {
+    let whole = |c: &&'a Change| -> StagedRow<'a> {
+        StagedRow {
+            row: c
+                .key_row()
+                .map_or_else(|| Cow::Owned(Vec::new()), Cow::Borrowed),
+            lookup: None,
+        }
+    };
+    let unchanged = |row: &Row| row.iter().any(|v| matches!(v, Value::Unchanged));
+    // Nothing to fill: every row as it is (the snapshot's case).
+    if schema.key.is_empty()
+        || !changes
+            .iter()
+            .any(|c| c.after.as_ref().is_some_and(&unchanged))
+    {
+        return changes.iter().map(whole).collect();
+    }
+    let key_of = |row: &Row| -> Vec<Value> {
+        schema
+            .key
+            .iter()
+            .map(|&k| row.get(k).cloned().unwrap_or(Value::Null))
+            .collect()
+    };
+    // Values hold floats, so keys are told apart by their debug text.
+    let text = |key: &[Value]| format!("{key:?}");
+    // Latest version per key, and the last version of keys deleted since.
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut gone: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<StagedRow<'a>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let mut staged = whole(change);
+        let own = key_of(&staged.row);
+        let key = text(&own);
+        let (from, earlier) = match moved_from(change) {
+            Some(before) => {
+                let old = key_of(before);
+                let t = text(&old);
+                let earlier = latest.get(&t).or_else(|| gone.get(&t)).copied();
+                (old, earlier)
+            }
+            None => (own, latest.get(&key).copied()),
+        };
+        if change.op != Op::Delete && unchanged(&staged.row) {
+            match earlier {
+                Some(earlier) => {
+                    let before = &rows[earlier];
+                    let mut merged = staged.row.into_owned();
+                    for (i, v) in merged.iter_mut().enumerate() {
+                        if matches!(v, Value::Unchanged)
+                            && let Some(e) = before.row.get(i)
+                        {
+                            *v = e.clone();
+                        }
+                    }
+                    staged.lookup = unchanged(&merged).then(|| before.lookup.clone()).flatten();
+                    staged.row = Cow::Owned(merged);
+                }
+                None => staged.lookup = Some(from),
+            }
+        }
+        if change.op == Op::Delete {
+            if let Some(last) = latest.remove(&key) {
+                gone.insert(key, last);
+            }
+        } else {
+            gone.remove(&key);
+            latest.insert(key, rows.len());
+        }
+        rows.push(staged);
+    }
+    rows
+}
+
+/// One step of a table's part of a plan, in order.
+#[derive(Debug)]
+pub enum Step<'p, 'a> {
+    /// A run of inserts, updates and deletes, each with the batch it came
+    /// in; staged and merged together (see [`resolve`]).
+    Rows(Vec<(&'p Change, &'a Batch)>),
+    /// Every row of the table removed, in this batch.
+    Truncate(&'a Batch),
+    /// Rows gone at the source in a key range (see [`Op::Prune`]).
+    Prune(&'p Change, &'a Batch),
+}
+
+/// What a SQL target does with the changes of one or more consecutive
+/// batches of a source, in the same way for every target: each change
+/// conformed to the table as the target registered it ([`conform`]), the
+/// changes grouped by table (tables are independent; a table's changes
+/// keep their order), and each table's changes cut into [`Step`]s at every
+/// truncate and prune.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    changes: Vec<(Cow<'a, Change>, &'a Batch)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Plans `changes` (each with its batch) for a target whose tables are
+    /// registered as `registered` gives them (a table it does not know is
+    /// passed as it is); `upsert`: the target keeps one row per key.
+    pub fn new<'r>(
+        changes: impl IntoIterator<Item = (&'a Change, &'a Batch)>,
+        registered: impl Fn(&TableId) -> Option<&'r Arc<TableSchema>>,
+        upsert: bool,
+    ) -> Self {
+        let mut planned = Vec::new();
+        for (change, batch) in changes {
+            let conformed =
+                registered(&change.table.id).and_then(|schema| conform(schema, change, upsert));
+            match conformed {
+                Some(changes) => {
+                    planned.extend(changes.into_iter().map(|c| (Cow::Owned(c), batch)));
+                }
+                None => planned.push((Cow::Borrowed(change), batch)),
+            }
+        }
+        Plan { changes: planned }
+    }
+
+    /// The steps per table, tables in the order they first appear.
+    pub fn tables(&self) -> Vec<(TableId, Vec<Step<'_, 'a>>)> {
+        let mut tables: Vec<(TableId, Vec<Step<'_, 'a>>)> = Vec::new();
+        let mut index: HashMap<&TableId, usize> = HashMap::new();
+        // Runs of one table (a snapshot batch is one) look it up once.
+        let mut last: Option<(&TableId, usize)> = None;
+        for (change, batch) in &self.changes {
+            let id = &change.table.id;
+            let at = match last {
+                Some((l, at)) if l == id => at,
+                _ => *index.entry(id).or_insert_with(|| {
+                    tables.push((id.clone(), Vec::new()));
+                    tables.len() - 1
+                }),
+            };
+            last = Some((id, at));
+            let steps = &mut tables[at].1;
+            match change.op {
+                Op::Truncate => steps.push(Step::Truncate(batch)),
+                Op::Prune => steps.push(Step::Prune(change, batch)),
+                Op::Insert | Op::Update | Op::Delete => match steps.last_mut() {
+                    Some(Step::Rows(rows)) => rows.push((change, *batch)),
+                    _ => steps.push(Step::Rows(vec![(change, *batch)])),
+                },
+            }
+        }
+        tables
+    }
+}
+
+/// For an update that moves a row to another key: its `before` row, which
+/// holds the old key (known and not NULL).
+pub fn moved_from(change: &Change) -> Option<&Row> {
+    let schema = &change.table;
+    if change.op != Op::Update || schema.key.is_empty() {
+        return None;
+    }
+    let (before, after) = (change.before.as_ref()?, change.after.as_ref()?);
+    let old: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| before.get(k))
+        .collect::<Option<_>>()?;
+    let new: Vec<&Value> = schema
+        .key
+        .iter()
+        .map(|&k| after.get(k))
+        .collect::<Option<_>>()?;
+    (old.iter()
+        .all(|v| !v.is_null() && !matches!(v, Value::Unchanged))
+        && old != new)
+        .then_some(before)
+}
+
+/// For an update that moves a row to another key: a delete of the row under
+/// the old key.
+pub fn old_key_delete(change: &Change) -> Option<Change> {
+    moved_from(change).map(|before| Change {
+        op: Op::Delete,
+        table: change.table.clone(),
+        before: Some(before.clone()),
+        after: None,
+    })
+}
+
+/// The condition, for SQL targets, that selects the rows a prune removes
+/// (see [`Op::Prune`]): a target row `h` whose key lies in the range and is
+/// not among the present keys. The range bounds and keys are staged in
+/// `stage` as rows `p`, tagged in the column `tag` as `lo`, `hi` and `k`.
+/// `keys` pairs each key column as read from `h` and from `p` (with any
+/// cast or collation the target needs), in key order.
+pub fn prune_condition(
+    keys: &[(String, String)],
+    stage: &str,
+    tag: &str,
+    range: &PruneRange,
+) -> String {
+    // `h` after `p` in key order, column by column.
+    let after = {
+        let terms: Vec<String> = (0..keys.len())
+            .map(|i| {
+                let mut term: Vec<String> = keys[..i]
+                    .iter()
+                    .map(|(h, p)| format!("{h} = {p}"))
+                    .collect();
+                term.push(format!("{} > {}", keys[i].0, keys[i].1));
+                format!("({})", term.join(" AND "))
+            })
+            .collect();
+        format!("({})", terms.join(" OR "))
+    };
+    let mut filter = Vec::new();
+    if range.after_key.is_some() {
+        filter.push(format!(
+            "EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'lo' AND {after})"
+        ));
+    }
+    if range.up_to.is_some() {
+        filter.push(format!(
+            "EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'hi' AND NOT {after})"
+        ));
+    }
+    let same: Vec<String> = keys.iter().map(|(h, p)| format!("{h} = {p}")).collect();
+    filter.push(format!(
+        "NOT EXISTS (SELECT 1 FROM {stage} p WHERE p.{tag} = 'k' AND {})",
+        same.join(" AND ")
+    ));
+    filter.join(" AND ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::batch::{BatchKind, Position};
+    use crate::model::{Column, DataType};
+
+    fn docs() -> Arc<TableSchema> {
+        let column = |name: &str| Column {
+            name: name.into(),
+            data_type: DataType::Text,
+            nullable: true,
+        };
+        Arc::new(TableSchema {
+            id: TableId {
+                origin: "src".into(),
+                name: "docs".into(),
+            },
+            columns: vec![column("k"), column("n"), column("body")],
+            key: vec![0],
+            version: 1,
+        })
+    }
+
+    fn t(v: &str) -> Value {
+        Value::Text(v.into())
+    }
+
+    fn insert(table: &Arc<TableSchema>, k: &str, n: &str, body: &str) -> Change {
+        Change {
+            op: Op::Insert,
+            table: table.clone(),
+            before: None,
+            after: Some(vec![t(k), t(n), t(body)]),
+        }
+    }
+
+    /// An update of `from` to key `to` that leaves `body` out.
+    fn moved(table: &Arc<TableSchema>, from: &str, to: &str, n: &str) -> Change {
+        Change {
+            op: Op::Update,
+            table: table.clone(),
+            before: Some(vec![t(from), Value::Null, Value::Null]),
+            after: Some(vec![t(to), t(n), Value::Unchanged]),
+        }
+    }
+
+    fn batch(changes: Vec<Change>) -> Batch {
+        Batch {
+            position: Position {
+                seq: 1,
+                state: serde_json::Value::Null,
+            },
+            kind: BatchKind::Stream,
+            txid: None,
+            commit_time: None,
+            changes,
+            block: None,
+            dead_letters: Vec::new(),
+            inserts_are_new: false,
+        }
+    }
+
+    /// Each staged row as (op, row, lookup key), through a plan for an
+    /// upsert or an append target.
+    fn staged(changes: Vec<Change>, upsert: bool) -> Vec<(Op, Row, Option<Vec<Value>>)> {
+        let table = docs();
+        let batch = batch(changes);
+        let plan = Plan::new(
+            batch.changes.iter().map(|c| (c, &batch)),
+            |_| Some(&table),
+            upsert,
+        );
+        let mut out = Vec::new();
+        for (id, steps) in plan.tables() {
+            assert_eq!(id, table.id);
+            for step in steps {
+                let Step::Rows(rows) = step else {
+                    panic!("only rows")
+                };
+                let changes: Vec<&Change> = rows.iter().map(|(c, _)| *c).collect();
+                for (change, row) in changes.iter().zip(resolve(&table, &changes)) {
+                    out.push((change.op, row.row.into_owned(), row.lookup));
+                }
+            }
+        }
+        out
+    }
+
+    /// The (row, lookup) of every insert or update.
+    fn written(changes: Vec<Change>, upsert: bool) -> Vec<(Row, Option<Vec<Value>>)> {
+        staged(changes, upsert)
+            .into_iter()
+            .filter(|(op, _, _)| *op != Op::Delete)
+            .map(|(_, row, lookup)| (row, lookup))
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_row_looks_its_values_up_under_its_old_key() {
+        for upsert in [true, false] {
+            let rows = written(vec![moved(&docs(), "a", "b", "1")], upsert);
+            assert_eq!(
+                rows,
+                [(vec![t("b"), t("1"), Value::Unchanged], Some(vec![t("a")]))]
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_of_a_moved_row_looks_up_the_key_before_the_move() {
+        let table = docs();
+        let update = Change {
+            op: Op::Update,
+            table: table.clone(),
+            before: Some(vec![t("b"), Value::Null, Value::Null]),
+            after: Some(vec![t("b"), t("2"), Value::Unchanged]),
+        };
+        for upsert in [true, false] {
+            let rows = written(vec![moved(&table, "a", "b", "1"), update.clone()], upsert);
+            assert_eq!(
+                rows.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
+                [Some(vec![t("a")]), Some(vec![t("a")])],
+                "upsert: {upsert}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_swap_through_a_temporary_key_keeps_each_rows_values() {
+        let table = docs();
+        for upsert in [true, false] {
+            let rows = written(
+                vec![
+                    moved(&table, "a", "tmp", "1"),
+                    moved(&table, "b", "a", "2"),
+                    moved(&table, "tmp", "b", "3"),
+                ],
+                upsert,
+            );
+            assert_eq!(
+                rows.iter()
+                    .map(|(r, l)| (r[0].clone(), l.clone()))
+                    .collect::<Vec<_>>(),
+                [
+                    (t("tmp"), Some(vec![t("a")])),
+                    (t("a"), Some(vec![t("b")])),
+                    (t("b"), Some(vec![t("a")])),
+                ],
+                "upsert: {upsert}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_from_the_run_need_no_lookup() {
+        let table = docs();
+        for upsert in [true, false] {
+            let rows = written(
+                vec![
+                    insert(&table, "a", "0", "body a"),
+                    moved(&table, "a", "b", "1"),
+                    moved(&table, "b", "c", "2"),
+                ],
+                upsert,
+            );
+            assert_eq!(
+                rows.last(),
+                Some(&(vec![t("c"), t("2"), t("body a")], None)),
+                "upsert: {upsert}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_upsert_plan_deletes_the_old_key_before_a_move() {
+        let ops: Vec<Op> = staged(vec![moved(&docs(), "a", "b", "1")], true)
+            .into_iter()
+            .map(|(op, _, _)| op)
+            .collect();
+        assert_eq!(ops, [Op::Delete, Op::Update]);
+    }
+
+    #[test]
+    fn truncates_and_prunes_cut_a_tables_changes_into_steps() {
+        let table = docs();
+        let truncate = Change {
+            op: Op::Truncate,
+            table: table.clone(),
+            before: None,
+            after: None,
+        };
+        let prune = Change::prune(table.clone(), None, vec![vec![t("a")]]);
+        let batch = batch(vec![
+            insert(&table, "a", "0", "x"),
+            truncate,
+            insert(&table, "b", "0", "y"),
+            insert(&table, "c", "0", "z"),
+            prune,
+        ]);
+        let plan = Plan::new(batch.changes.iter().map(|c| (c, &batch)), |_| None, true);
+        let tables = plan.tables();
+        assert_eq!(tables.len(), 1);
+        let shape: Vec<String> = tables[0]
+            .1
+            .iter()
+            .map(|s| match s {
+                Step::Rows(rows) => format!("rows {}", rows.len()),
+                Step::Truncate(_) => "truncate".into(),
+                Step::Prune(..) => "prune".into(),
+            })
+            .collect();
+        assert_eq!(shape, ["rows 1", "truncate", "rows 2", "prune"]);
+    }
+}
