@@ -713,3 +713,92 @@ fn postgres_target_modes_and_types() {
     assert_eq!(dst.scalar("SELECT count(*) FROM hist.vals"), before);
     assert_eq!(vals_json(&dst, "up.vals"), vals_json(&src, "vals"));
 }
+
+/// Updates that change a row's key and leave a TOASTed value alone: pgoutput
+/// leaves the value out, and both targets carry it over from the row's old
+/// key — across transactions, through a swap of two keys via a temporary
+/// one, and through a move followed by more updates of the moved row in
+/// the same transaction.
+#[test]
+fn unchanged_toast_values_follow_key_changes_into_both_targets() {
+    let src = TestDb::create("pgt_toastkey_src");
+    let dst = TestDb::create("pgt_toastkey_dst");
+    src.exec(
+        "CREATE TABLE docs (id int PRIMARY KEY, n int NOT NULL, big text NOT NULL);
+         -- md5 hex: pglz cannot shrink it below the TOAST threshold.
+         CREATE FUNCTION big(seed text) RETURNS text LANGUAGE sql AS $$
+           SELECT string_agg(md5(seed || i), '' ORDER BY i) FROM generate_series(1, 200) i $$;
+         INSERT INTO docs SELECT i, 0, big('doc ' || i) FROM generate_series(1, 6) i;",
+    );
+    assert!(
+        src.scalar("SELECT min(pg_column_size(big)) FROM docs")
+            .parse::<u32>()
+            .unwrap()
+            > 2100,
+        "not toasted"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "name = \"pgt_toastkey\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{src}\"
+[[sources.pg.tables]]
+name = \"docs\"
+
+[targets.warehouse]
+kind = \"postgres\"
+database = \"{dst}\"
+schema = \"sync\"
+inputs = [\"pg\"]
+
+[targets.duck]
+kind = \"duckdb\"
+path = \"out.duckdb\"
+inputs = [\"pg\"]
+",
+        src = src.name,
+        dst = dst.name
+    );
+    std::fs::write(tmp.path().join("p.toml"), text).unwrap();
+    run_once(tmp.path());
+
+    src.exec("UPDATE docs SET id = 10 WHERE id = 1");
+    src.exec(
+        "BEGIN;
+         UPDATE docs SET id = 99 WHERE id = 2;
+         UPDATE docs SET id = 2 WHERE id = 3;
+         UPDATE docs SET id = 3 WHERE id = 99;
+         UPDATE docs SET n = n + 1 WHERE id = 10;
+         COMMIT;",
+    );
+    src.exec(
+        "BEGIN;
+         UPDATE docs SET id = 40 WHERE id = 4;
+         UPDATE docs SET id = 41, n = 7 WHERE id = 40;
+         UPDATE docs SET n = n + 1 WHERE id = 41;
+         UPDATE docs SET id = 50 WHERE id = 5;
+         COMMIT;",
+    );
+    src.exec("UPDATE docs SET id = 51 WHERE id = 50");
+    run_once(tmp.path());
+
+    let query = "SELECT id, n, md5(big) FROM {} ORDER BY id";
+    let expected = src.rows(&query.replace("{}", "docs"));
+    assert_eq!(expected.len(), 6);
+    assert_same_rows(
+        "the Postgres target",
+        &expected,
+        &dst.rows(&query.replace("{}", "sync.docs")),
+    );
+    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS VARCHAR), CAST(n AS VARCHAR), md5(big) FROM docs ORDER BY id")
+        .unwrap();
+    let duck: Vec<Vec<String>> = stmt
+        .query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_same_rows("the DuckDB target", &expected, &duck);
+}

@@ -15,27 +15,9 @@ use duckdb::arrow::datatypes::{
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::Serialize;
 
+use crate::error::DuckDbError;
 use crate::shared::{self, SharedConnection};
 use crate::writer::quote;
-
-/// Why browsing failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BrowseError {
-    /// There is no database file there.
-    #[error("no DuckDB database at {0}")]
-    NotFound(String),
-    /// The file could not be opened.
-    #[error("cannot open DuckDB database {path}: {message}")]
-    Open {
-        /// The file.
-        path: String,
-        /// DuckDB's message.
-        message: String,
-    },
-    /// The SQL failed.
-    #[error("{0}")]
-    Sql(String),
-}
 
 /// A column and its DuckDB type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,23 +55,25 @@ pub struct QueryRows {
     pub elapsed_ms: f64,
 }
 
-fn open(path: &Path) -> Result<SharedConnection, BrowseError> {
+fn open(path: &Path) -> Result<SharedConnection, DuckDbError> {
     if !path.is_file() {
-        return Err(BrowseError::NotFound(path.display().to_string()));
+        return Err(DuckDbError::NotFound {
+            path: path.display().to_string(),
+        });
     }
-    shared::connect(path).map_err(|e| BrowseError::Open {
+    shared::connect(path).map_err(|source| DuckDbError::Open {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source,
     })
 }
 
-fn sql_error(e: duckdb::Error) -> BrowseError {
-    BrowseError::Sql(e.to_string())
+fn sql_error(e: duckdb::Error) -> DuckDbError {
+    DuckDbError::Query(e)
 }
 
 /// Every table (and view) of the database, with its row count and columns,
 /// by schema and name. Syncline's own bookkeeping tables are included.
-pub fn list_tables(path: &Path) -> Result<Vec<TableSummary>, BrowseError> {
+pub fn list_tables(path: &Path) -> Result<Vec<TableSummary>, DuckDbError> {
     let conn = open(path)?;
     let mut stmt = conn
         .prepare(
@@ -139,7 +123,7 @@ pub fn list_tables(path: &Path) -> Result<Vec<TableSummary>, BrowseError> {
 }
 
 /// Runs `sql` and returns at most `limit` rows.
-pub fn run_query(path: &Path, sql: &str, limit: usize) -> Result<QueryRows, BrowseError> {
+pub fn run_query(path: &Path, sql: &str, limit: usize) -> Result<QueryRows, DuckDbError> {
     let conn = open(path)?;
     let started = Instant::now();
     let mut stmt = conn.prepare(sql).map_err(sql_error)?;
@@ -282,7 +266,10 @@ mod tests {
     fn tables_and_query_rows_as_json() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("b.duckdb");
-        assert!(matches!(list_tables(&path), Err(BrowseError::NotFound(_))));
+        assert!(matches!(
+            list_tables(&path),
+            Err(DuckDbError::NotFound { .. })
+        ));
         {
             let conn = shared::connect(&path).expect("opens");
             conn.execute_batch(
@@ -318,7 +305,7 @@ mod tests {
         assert_eq!(all.rows, vec![vec![serde_json::json!(3)]]);
 
         match run_query(&path, "SELECT nope FROM t", 10) {
-            Err(BrowseError::Sql(message)) => assert!(message.contains("nope"), "{message}"),
+            Err(DuckDbError::Query(e)) => assert!(e.to_string().contains("nope"), "{e}"),
             other => panic!("expected a SQL error, got {other:?}"),
         }
     }

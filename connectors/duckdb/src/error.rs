@@ -1,10 +1,19 @@
-//! Errors of the DuckDB target.
+//! The one error type of the DuckDB connector: the target and browsing.
 
 use syncline_engine::{Error, ErrorKind};
 
-/// What went wrong writing to DuckDB.
+/// What went wrong writing to or reading from DuckDB.
 #[derive(Debug, thiserror::Error)]
 pub enum DuckDbError {
+    /// There is no database file there (browsing never creates one).
+    #[error("no DuckDB database at {path}")]
+    NotFound {
+        /// The file.
+        path: String,
+    },
+    /// SQL a person wrote failed (DuckDB's message says why).
+    #[error("{0}")]
+    Query(#[source] duckdb::Error),
     /// Opening the database file failed.
     #[error("cannot open DuckDB database {path}")]
     Open {
@@ -62,7 +71,8 @@ impl DuckDbError {
 impl From<DuckDbError> for Error {
     fn from(e: DuckDbError) -> Self {
         let kind = match &e {
-            DuckDbError::Open { .. } => ErrorKind::Io,
+            DuckDbError::NotFound { .. } | DuckDbError::Open { .. } => ErrorKind::Io,
+            DuckDbError::Query(_) => ErrorKind::Config,
             DuckDbError::Sql { .. } => ErrorKind::Io,
             DuckDbError::Value { .. } | DuckDbError::Schema { .. } => ErrorKind::Schema,
             DuckDbError::Checkpoint { .. } => ErrorKind::State,

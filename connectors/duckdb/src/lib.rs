@@ -17,6 +17,7 @@
 //! `main`). The type map is documented in [`types`].
 
 pub mod browse;
+mod dialect;
 mod error;
 pub mod shared;
 pub mod types;
@@ -29,9 +30,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{Check, KeptRow, Sink};
-use syncline_engine::model::{Batch, Position, TableSchema};
+use syncline_engine::model::TableSchema;
 use syncline_engine::{Error, Result};
 
 pub use error::DuckDbError;

@@ -10,14 +10,17 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
-use syncline_engine::apply;
+use syncline_engine::apply::sql::{self, Recorded, Tables, lookup_column};
+use syncline_engine::apply::{self, Step};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{
-    Batch, Change, DataType, DeadLetterStage, Op, Position, Row, TableId, TableSchema, Value,
+    Change, DataType, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
 };
 
+use crate::dialect::DuckDb;
 use crate::error::DuckDbError;
 use crate::types::{
     appends_as_staged, arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type,
@@ -35,8 +38,9 @@ pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
 /// Table holding rejected records with their reason.
 pub const DEAD_LETTER_TABLE: &str = "_syncline_dead_letters";
 
-/// Metadata columns of history-mode tables, before the data columns.
-const HISTORY_COLUMNS: &str = "_op VARCHAR NOT NULL, _seq UBIGINT NOT NULL, _commit_time TIMESTAMPTZ, _synced_at TIMESTAMPTZ NOT NULL";
+/// Metadata columns of history-mode tables ([`sql::HISTORY`]), before the
+/// data columns.
+const HISTORY_COLUMNS: &str = "\"_op\" VARCHAR NOT NULL, \"_seq\" UBIGINT NOT NULL, \"_commit_time\" TIMESTAMPTZ, \"_synced_at\" TIMESTAMPTZ NOT NULL";
 
 /// Quotes an identifier for DuckDB.
 pub fn quote(ident: &str) -> String {
@@ -328,14 +332,21 @@ impl Writer {
             schema.id.origin,
             schema.id.name
         );
-        let stage_columns: Vec<String> = schema
+        let mut stage_columns: Vec<String> = schema
             .columns
             .iter()
             .map(|c| format!("{} {}", quote(&c.name), stage_type(&c.data_type)))
             .collect();
+        stage_columns.extend(schema.key.iter().enumerate().map(|(i, &k)| {
+            format!(
+                "{} {}",
+                lookup_column(i),
+                stage_type(&schema.columns[k].data_type)
+            )
+        }));
         self.conn
             .execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} (_seq BIGINT, _op VARCHAR, _unchanged VARCHAR, _bseq BIGINT, _commit TIMESTAMPTZ, {})",
+                "CREATE OR REPLACE TEMP TABLE {} (\"_syncline_seq\" BIGINT, \"_syncline_op\" VARCHAR, \"_syncline_unchanged\" VARCHAR, \"_syncline_bseq\" BIGINT, \"_syncline_commit\" TIMESTAMPTZ, {})",
                 quote(&stage_name),
                 stage_columns.join(", ")
             ))
@@ -656,54 +667,27 @@ impl Writer {
     }
 
     /// Stages and merges `changes`, each with the batch it came in (history
-    /// mode records that batch's position and commit time).
+    /// mode records that batch's position and commit time), as the shared
+    /// plan ([`apply::Plan`]) cuts them.
     fn apply_changes<'c>(
         &mut self,
         source: &str,
         changes: impl Iterator<Item = (&'c Change, &'c Batch)>,
     ) -> Result<(), DuckDbError> {
-        let changes: Vec<(&Change, &Batch)> = changes.collect();
-        // Changes of one table keep their order; tables are independent.
-        let mut order: Vec<TableId> = Vec::new();
-        let normalized: Vec<Option<Vec<Change>>> =
-            changes.iter().map(|(c, _)| self.normalize(c)).collect();
-        let mut by_table: Vec<Vec<(&Change, &Batch)>> = Vec::new();
-        let mut index: HashMap<&TableId, usize> = HashMap::new();
-        // Runs of one table (a snapshot batch is one) look their table up once.
-        let mut last: Option<(&TableId, usize)> = None;
-        for ((change, batch), replaced) in changes.iter().zip(&normalized) {
-            let id = &change.table.id;
-            let at = match last {
-                Some((l, at)) if l == id => at,
-                _ => *index.entry(id).or_insert_with(|| {
-                    order.push(id.clone());
-                    by_table.push(Vec::new());
-                    by_table.len() - 1
-                }),
-            };
-            last = Some((id, at));
-            let list = &mut by_table[at];
-            match replaced {
-                Some(changes) => list.extend(changes.iter().map(|c| (c, *batch))),
-                None => list.push((*change, *batch)),
-            }
-        }
-        for (id, changes) in order.iter().zip(&by_table) {
-            let mut segment: Vec<(&Change, &Batch)> = Vec::new();
-            for &(change, batch) in changes {
-                if change.op == Op::Truncate {
-                    self.apply_segment(source, id, &segment)?;
-                    segment.clear();
-                    self.truncate(id, batch)?;
-                } else if change.op == Op::Prune {
-                    self.apply_segment(source, id, &segment)?;
-                    segment.clear();
-                    self.prune(id, change, batch)?;
-                } else {
-                    segment.push((change, batch));
+        let targets = &self.targets;
+        let plan = apply::Plan::new(
+            changes,
+            |id| targets.get(id).map(|t| &t.schema),
+            self.mode == WriteMode::Upsert,
+        );
+        for (id, steps) in plan.tables() {
+            for step in steps {
+                match step {
+                    Step::Rows(rows) => self.apply_segment(source, &id, &rows)?,
+                    Step::Truncate(batch) => self.truncate(&id, batch)?,
+                    Step::Prune(change, batch) => self.prune(&id, change, batch)?,
                 }
             }
-            self.apply_segment(source, id, &segment)?;
         }
         Ok(())
     }
@@ -727,31 +711,22 @@ impl Writer {
         Ok(())
     }
 
-    /// `change` as it must be staged (see [`apply::conform`]).
-    fn normalize(&self, change: &Change) -> Option<Vec<Change>> {
-        let schema = &self.targets.get(&change.table.id)?.schema;
-        apply::conform(schema, change, self.mode == WriteMode::Upsert)
-    }
-
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
         let target = &self.targets[id];
-        let (sql, fill) = match self.mode {
-            WriteMode::Upsert | WriteMode::Append => {
-                (format!("DELETE FROM {}", target.table), Fill::Empty)
-            }
-            WriteMode::History => (
-                format!(
-                    "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {}, {}, now())",
-                    target.table,
-                    batch.position.seq,
-                    commit_time_sql(batch)
-                ),
-                Fill::Unknown,
-            ),
-        };
+        let sql = sql::truncate(
+            &DuckDb,
+            self.mode,
+            &target.table,
+            batch.position.seq,
+            batch.commit_time.map(|t| t.timestamp_micros()),
+        );
         self.conn
             .execute_batch(&sql)
             .map_err(DuckDbError::sql(format!("truncating {}", target.table)))?;
+        let fill = match self.mode {
+            WriteMode::Upsert | WriteMode::Append => Fill::Empty,
+            WriteMode::History => Fill::Unknown,
+        };
         self.fills.insert(target.table.clone(), fill);
         Ok(())
     }
@@ -776,7 +751,7 @@ impl Writer {
             });
         }
         // Bounds and present keys go through the staging table, tagged in
-        // `_op`: `lo`, `hi` and `k`.
+        // its op column: `lo`, `hi` and `k`.
         let mut tagged: Vec<(&str, &Vec<Value>)> = Vec::new();
         tagged.extend(range.after_key.iter().map(|k| ("lo", k)));
         tagged.extend(range.up_to.iter().map(|k| ("hi", k)));
@@ -804,46 +779,34 @@ impl Writer {
                 .map(|(_, key)| at.and_then(|a| key.get(a)).unwrap_or(&null));
             arrays.push(build_column(&column.data_type, &column.name, values)?);
         }
+        lookup_columns(schema, &vec![None; n], &mut fields, &mut arrays)?;
         stage_append(&self.conn, target, fields, arrays, "staging a key scan")?;
-        let keys: Vec<(String, String)> = schema
-            .key
-            .iter()
-            .map(|&k| {
-                let c = &schema.columns[k];
-                let name = quote(&c.name);
-                let staged = cast_from_stage(&format!("p.{name}"), &c.data_type);
-                (format!("h.{name}"), staged)
-            })
-            .collect();
-        // Text compares byte-wise in DuckDB, as the source ordered the keys.
-        let stage = &target.stage;
-        let filter = apply::prune_condition(&keys, stage, "_op", &range);
-        let table = &target.table;
-        let sql = if self.mode == WriteMode::History {
-            let cols: Vec<String> = schema
-                .key
-                .iter()
-                .map(|&k| quote(&schema.columns[k].name))
-                .collect();
-            let cols = cols.join(", ");
-            format!(
-                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
-                 SELECT 'd', {seq}, {commit}, now(), {cols} FROM (
-                     SELECT {cols}, _op, row_number() OVER (PARTITION BY {cols} ORDER BY _seq DESC, rowid DESC) AS _rn
-                     FROM {table}
-                     WHERE rowid > (SELECT coalesce(max(rowid), -1) FROM {table} WHERE _op = 't')
-                 ) h WHERE h._rn = 1 AND h._op <> 'd' AND {filter};
-                 DELETE FROM {stage};",
-                seq = batch.position.seq,
-                commit = commit_time_sql(batch),
-            )
-        } else {
-            format!("DELETE FROM {table} h WHERE {filter}; DELETE FROM {stage};")
+        let tables = Tables {
+            table: &target.table,
+            stage: &target.stage,
+            schema,
+        };
+        let commit = batch.commit_time.map(|t| t.timestamp_micros());
+        let statement = sql::prune(
+            &DuckDb,
+            self.mode,
+            tables,
+            &range,
+            batch.position.seq,
+            commit,
+        )
+        .map_err(|detail| DuckDbError::Schema {
+            table: id.to_string(),
+            detail,
+        })?;
+        let Some(statement) = statement else {
+            return Ok(());
         };
         self.conn
-            .execute_batch(&sql)
+            .execute_batch(&format!("{statement}; DELETE FROM {};", target.stage))
             .map_err(DuckDbError::sql(format!(
-                "removing rows of {table} gone at the source"
+                "removing rows of {} gone at the source",
+                target.table
             )))?;
         Ok(())
     }
@@ -863,7 +826,10 @@ impl Writer {
         let changes = changes.as_slice();
         let target = &self.targets[id];
         let schema = &target.schema;
-        let rows = apply::resolve_unchanged(schema, changes);
+        let (rows, lookups): (Vec<_>, Vec<_>) = apply::resolve(schema, changes)
+            .into_iter()
+            .map(|r| (r.row, r.lookup))
+            .unzip();
         let count = rows.len() as u64;
         // New rows into a table that holds nothing but earlier new rows of
         // the same source: no key of the segment is in the table, so the
@@ -873,9 +839,7 @@ impl Writer {
             && segment
                 .iter()
                 .all(|(c, b)| c.op == Op::Insert && b.inserts_are_new)
-            && !rows
-                .iter()
-                .any(|row| row.iter().any(|v| matches!(v, Value::Unchanged)));
+            && lookups.iter().all(Option::is_none);
         let fill = if new_rows {
             Fill::NewRowsOf(source.to_owned())
         } else {
@@ -936,28 +900,33 @@ impl Writer {
             let values = rows.iter().map(|row| row.get(i).unwrap_or(&null));
             arrays.push(build_column(&column.data_type, &column.name, values)?);
         }
+        lookup_columns(schema, &lookups, &mut fields, &mut arrays)?;
         stage_append(&self.conn, target, fields, arrays, "staging rows")?;
         // Values the source did not send (unchanged TOAST) come from the row
-        // the target holds.
+        // the target holds under the key the plan traced them to: the one
+        // row of that key in upsert mode, the latest that carries values
+        // otherwise.
         if !unchanged_columns.is_empty() && !schema.key.is_empty() {
             let join: Vec<String> = schema
                 .key
                 .iter()
-                .map(|&k| {
-                    let k = quote(&schema.columns[k].name);
-                    format!("t.{k} = s.{k}")
+                .enumerate()
+                .map(|(i, &k)| {
+                    let c = &schema.columns[k];
+                    let looked = cast_from_stage(&format!("s.{}", lookup_column(i)), &c.data_type);
+                    format!("t.{} = {looked}", quote(&c.name))
                 })
                 .collect();
             let order = if self.mode == WriteMode::History {
-                "t._seq DESC, t.rowid DESC"
+                "t.\"_op\" IN ('i', 'u') ORDER BY t.\"_seq\" DESC, t.rowid DESC"
             } else {
-                "t.rowid DESC"
+                "true ORDER BY t.rowid DESC"
             };
             for c in unchanged_columns {
                 let col = quote(&schema.columns[c].name);
                 let sql = format!(
-                    "UPDATE {stage} s SET {col} = (SELECT {value} FROM {table} t WHERE {join} ORDER BY {order} LIMIT 1)
-                     WHERE s._unchanged LIKE '%,{c},%'",
+                    "UPDATE {stage} s SET {col} = (SELECT {value} FROM {table} t WHERE {join} AND {order} LIMIT 1)
+                     WHERE s.\"_syncline_unchanged\" LIKE '%,{c},%'",
                     stage = target.stage,
                     table = target.table,
                     value = stage_from_target(&format!("t.{col}"), &schema.columns[c].data_type),
@@ -972,56 +941,25 @@ impl Writer {
             }
         }
 
-        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-        let select: Vec<String> = schema
-            .columns
-            .iter()
-            .map(|c| cast_from_stage(&quote(&c.name), &c.data_type))
-            .collect();
-        let (table, stage) = (&target.table, &target.stage);
-        let sql = match self.mode {
-            // Staged only for the casts some types need on the way in.
-            WriteMode::Upsert if new_rows => format!(
-                "INSERT INTO {table} ({cols}) SELECT {select} FROM {stage} ORDER BY _seq;
-                 DELETE FROM {stage};",
-                cols = cols.join(", "),
-                select = select.join(", "),
-            ),
-            WriteMode::Upsert => {
-                let keys: Vec<String> = schema.key.iter().map(|&k| quote(&schema.columns[k].name)).collect();
-                if keys.is_empty() {
-                    return Err(DuckDbError::Schema {
-                        table: id.to_string(),
-                        detail: "upsert mode needs a key; the table has none".into(),
-                    });
-                }
-                let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-                format!(
-                    "DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM {stage}) s WHERE {join};
-                     INSERT INTO {table} ({cols}) SELECT {select} FROM (
-                         SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) AS _rn FROM {stage}
-                     ) WHERE _rn = 1 AND _op <> 'd';
-                     DELETE FROM {stage};",
-                    keys = keys.join(", "),
-                    join = join.join(" AND "),
-                    cols = cols.join(", "),
-                    select = select.join(", "),
-                )
-            }
-            WriteMode::Append => format!(
-                "INSERT INTO {table} ({cols}) SELECT {select} FROM {stage} WHERE _op IN ('i', 'u') ORDER BY _seq;
-                 DELETE FROM {stage};",
-                cols = cols.join(", "),
-                select = select.join(", "),
-            ),
-            WriteMode::History => format!(
-                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
-                 SELECT _op, _bseq, _commit, now(), {select} FROM {stage} ORDER BY _seq;
-                 DELETE FROM {stage};",
-                cols = cols.join(", "),
-                select = select.join(", "),
-            ),
+        let tables = Tables {
+            table: &target.table,
+            stage: &target.stage,
+            schema,
         };
+        // New rows: staged only for the casts some types need on the way in.
+        let mode = if new_rows {
+            WriteMode::Append
+        } else {
+            self.mode
+        };
+        let merge = sql::merge(&DuckDb, mode, tables, Recorded::Staged).map_err(|detail| {
+            DuckDbError::Schema {
+                table: id.to_string(),
+                detail,
+            }
+        })?;
+        let (table, stage) = (&target.table, &target.stage);
+        let sql = format!("{merge}; DELETE FROM {stage};");
         self.conn
             .execute_batch(&sql)
             .map_err(DuckDbError::sql(format!("merging into {table}")))?;
@@ -1099,17 +1037,39 @@ fn block_appends_directly(block: &InsertBlock) -> bool {
 /// The staging table's leading columns: order in the segment, op code,
 /// columns left unchanged, the batch's position and commit time.
 fn stage_fields() -> Vec<Field> {
+    let [seq, op, unchanged, bseq, commit] = sql::STAGE;
     vec![
-        Field::new("_seq", ArrowType::Int64, false),
-        Field::new("_op", ArrowType::Utf8, false),
-        Field::new("_unchanged", ArrowType::Utf8, true),
-        Field::new("_bseq", ArrowType::Int64, false),
+        Field::new(seq, ArrowType::Int64, false),
+        Field::new(op, ArrowType::Utf8, false),
+        Field::new(unchanged, ArrowType::Utf8, true),
+        Field::new(bseq, ArrowType::Int64, false),
         Field::new(
-            "_commit",
+            commit,
             ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             true,
         ),
     ]
+}
+
+/// Adds the staging table's trailing columns: each row's lookup key, or
+/// NULLs where it has none.
+fn lookup_columns(
+    schema: &TableSchema,
+    lookups: &[Option<Vec<Value>>],
+    fields: &mut Vec<Field>,
+    arrays: &mut Vec<ArrayRef>,
+) -> Result<(), DuckDbError> {
+    let null = Value::Null;
+    for (i, &k) in schema.key.iter().enumerate() {
+        let column = &schema.columns[k];
+        let name = lookup_column(i);
+        fields.push(arrow_field(&name, &column.data_type));
+        let values = lookups
+            .iter()
+            .map(|l| l.as_ref().and_then(|key| key.get(i)).unwrap_or(&null));
+        arrays.push(build_column(&column.data_type, &name, values)?);
+    }
+    Ok(())
 }
 
 /// Appends `arrays` (the staging table's columns, in order) to `target`'s
@@ -1170,13 +1130,6 @@ fn append_rows(
     appender
         .flush()
         .map_err(DuckDbError::sql(format!("appending to {}", target.table)))
-}
-
-fn commit_time_sql(batch: &Batch) -> String {
-    batch.commit_time.map_or_else(
-        || "NULL".to_owned(),
-        |t| format!("make_timestamptz({})", t.timestamp_micros()),
-    )
 }
 
 /// Reads the stored checkpoints of `pipeline`, per source.

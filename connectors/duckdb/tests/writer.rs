@@ -16,11 +16,11 @@ use serde_json::json;
 use syncline_duckdb::{
     CHECKPOINT_TABLE, DEAD_LETTER_TABLE, DuckDbSink, DuckDbTargetConfig, Writer,
 };
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
 use syncline_engine::model::{
-    Batch, BatchKind, Change, Column, DataType, DeadLetter, Op, Position, Row, TableId,
-    TableSchema, Value,
+    Change, Column, DataType, DeadLetter, Op, Row, TableId, TableSchema, Value,
 };
 
 // ---------------------------------------------------------------------------

@@ -2,46 +2,13 @@
 
 use std::sync::Arc;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
-use sqlx::{ConnectOptions, Connection, Row as _};
+use sqlx::Row as _;
+use sqlx::postgres::PgConnection;
 use syncline_engine::model::{Column, TableId, TableSchema};
 
-use crate::config::{PgTableConfig, PostgresSourceConfig, SslMode};
 use crate::error::PgError;
+use crate::source::PgTableConfig;
 use crate::types::Decoder;
-
-/// Connection options for ordinary queries.
-pub fn connect_options(cfg: &PostgresSourceConfig) -> Result<PgConnectOptions, PgError> {
-    let mut o = PgConnectOptions::new_without_pgpass()
-        .host(&cfg.host)
-        .port(cfg.port)
-        .username(&cfg.user)
-        .database(&cfg.database)
-        .application_name("syncline")
-        .ssl_mode(match cfg.sslmode {
-            SslMode::Disable => PgSslMode::Disable,
-            SslMode::Prefer => PgSslMode::Prefer,
-            SslMode::Require => PgSslMode::Require,
-        })
-        .options([("TimeZone", "UTC"), ("DateStyle", "ISO")])
-        .disable_statement_logging();
-    if let Some(secret) = &cfg.password {
-        let password = secret.resolve().map_err(PgError::Precondition)?;
-        o = o.password(&password);
-    }
-    Ok(o)
-}
-
-/// Opens one connection.
-pub async fn connect(cfg: &PostgresSourceConfig) -> Result<PgConnection, PgError> {
-    let opts = connect_options(cfg)?;
-    PgConnection::connect_with(&opts)
-        .await
-        .map_err(PgError::query(format!(
-            "cannot connect to postgres://{}@{}:{}/{}",
-            cfg.user, cfg.host, cfg.port, cfg.database
-        )))
-}
 
 /// Everything known about one source table.
 #[derive(Debug, Clone)]

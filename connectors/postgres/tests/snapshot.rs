@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::connector::{Source, SourceContext};
-use syncline_engine::model::{Batch, BatchKind, Op, Position, Row, Value};
+use syncline_engine::model::{Op, Row, Value};
 use syncline_engine::status::StatusHandle;
 use syncline_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::{mpsc, watch};

@@ -165,7 +165,7 @@ fn decode(
             match col.data_type {
                 b'n' => Ok(Value::Null),
                 b'u' => Ok(Value::Unchanged),
-                b'b' => d.decode(col.as_bytes()).map_err(|detail| PgError::Decode {
+                b'b' => d.decode(col.as_bytes()).map_err(|detail| PgError::Value {
                     column: format!("{}.{}", table.wire_name(), c.name),
                     detail,
                 }),

@@ -21,18 +21,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::SyncMode;
 use syncline_engine::connector::SourceContext;
-use syncline_engine::model::{Batch, BatchKind, Change, Op, Position, Row};
+use syncline_engine::model::{Change, Op, Row};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, Result};
 use tokio::sync::mpsc;
 use tracing::info;
 
-use crate::config::PostgresSourceConfig;
+use super::config::PostgresSourceConfig;
+use super::snapshot::{self, Chunk, Part};
 use crate::error::PgError;
 use crate::introspect::{TableInfo, literal, quote};
-use crate::snapshot::{self, Chunk, Part};
 
 /// Progress of polled tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

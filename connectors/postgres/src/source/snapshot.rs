@@ -220,7 +220,7 @@ fn push_tuple(
     misfits: &mut Vec<Row>,
     scratch: &mut Scratch,
 ) -> Result<(), PgError> {
-    let decode_error = |i: usize, detail: String| PgError::Decode {
+    let decode_error = |i: usize, detail: String| PgError::Value {
         column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
         detail,
     };
@@ -278,7 +278,7 @@ fn decode_tuple(table: &TableInfo, tuple: &[u8]) -> Result<Row, PgError> {
         .enumerate()
         .map(|(i, (field, decoder))| match field {
             None => Ok(Value::Null),
-            Some(b) => decoder.decode(b).map_err(|detail| PgError::Decode {
+            Some(b) => decoder.decode(b).map_err(|detail| PgError::Value {
                 column: format!("{}.{}", table.wire_name(), table.schema.columns[i].name),
                 detail,
             }),
@@ -411,7 +411,7 @@ impl CopyParser {
     /// Where the next whole tuple (field count and fields) lies in the
     /// current message, if it holds one.
     fn next_tuple(&mut self, table: &TableInfo) -> Result<Option<Range<usize>>, PgError> {
-        let bad = |detail: &str| PgError::Decode {
+        let bad = |detail: &str| PgError::Value {
             column: table.wire_name(),
             detail: format!("binary COPY: {detail}"),
         };

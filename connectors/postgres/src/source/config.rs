@@ -4,20 +4,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::config::{Secret, SyncMode, TableDecl};
 
+use crate::connection::{Endpoint, SslMode};
+
 /// A PostgreSQL database read through logical replication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSourceConfig {
     /// Host name or address.
-    #[serde(default = "default_host")]
+    #[serde(default = "crate::connection::default_host")]
     pub host: String,
     /// Port.
-    #[serde(default = "default_port")]
+    #[serde(default = "crate::connection::default_port")]
     pub port: u16,
     /// Database name.
     pub database: String,
     /// User. It needs the REPLICATION attribute and SELECT on the tables.
-    #[serde(default = "default_user")]
+    #[serde(default = "crate::connection::default_user")]
     pub user: String,
     /// Password, as a reference: `${env:NAME}` or `${keyring:service/account}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,30 +64,6 @@ pub struct PostgresSourceConfig {
     pub poll_secs: u64,
 }
 
-/// TLS use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SslMode {
-    /// Never.
-    Disable,
-    /// When the server offers it.
-    #[default]
-    Prefer,
-    /// Always; fail otherwise.
-    Require,
-}
-
-impl SslMode {
-    /// libpq spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-        }
-    }
-}
-
 /// One table of the source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,15 +88,6 @@ pub struct PgTableConfig {
     pub key_scan_secs: Option<u64>,
 }
 
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    5432
-}
-fn default_user() -> String {
-    "postgres".into()
-}
 fn default_batch_rows() -> usize {
     10_000
 }
@@ -155,6 +124,18 @@ impl PgTableConfig {
 }
 
 impl PostgresSourceConfig {
+    /// The connection settings.
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            host: &self.host,
+            port: self.port,
+            database: &self.database,
+            user: &self.user,
+            password: self.password.as_ref(),
+            sslmode: self.sslmode,
+        }
+    }
+
     /// Tables as the engine validates them.
     pub fn table_decls(&self) -> Vec<TableDecl> {
         self.tables

@@ -1,0 +1,528 @@
+//! Following the slot: one batch per source transaction, acknowledgement
+//! feedback, heartbeats, reconnects, and columns added at the source.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_walstream::{
+    ChangeEvent, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
+    ReplicationStreamConfig, RowData, StreamingMode,
+};
+use sqlx::postgres::PgConnection;
+use syncline_engine::batch::BatchKind;
+use syncline_engine::connector::SourceContext;
+use syncline_engine::model::{Change, Column, Op, Row, Value};
+use syncline_engine::status::Phase;
+use syncline_engine::{Error, ErrorKind, Result};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::runner::Runner;
+use super::{PgState, lsn_text, parse_lsn};
+use crate::error::PgError;
+use crate::introspect;
+
+impl Runner {
+    pub(super) fn stream_config(&self) -> ReplicationStreamConfig {
+        ReplicationStreamConfig::builder(self.src.slot.clone(), self.src.slot.clone())
+            .with_protocol_version(1)
+            .with_streaming_mode(StreamingMode::Off)
+            .with_binary(true)
+            .with_messages(true)
+            .with_feedback_interval(Duration::from_secs(1))
+            .with_slot_options(ReplicationSlotOptions {
+                snapshot: Some("export".into()),
+                ..ReplicationSlotOptions::default()
+            })
+    }
+
+    /// Follows the slot, one batch per transaction.
+    pub(super) async fn stream(
+        &mut self,
+        stop_at: Option<u64>,
+        stream: LogicalReplicationStream,
+        ctx: SourceContext,
+    ) -> Result<()> {
+        let mut ctx = ctx;
+        let reader_cancel = ctx.cancel.child_token();
+        // The LSN every sink holds: what the server may forget.
+        let mut acked_lsn = self.state.lsn;
+        let (mut reader, mut rx, mut feedback) =
+            spawn_reader(stream, acked_lsn, reader_cancel.clone());
+        let mut backoff = Duration::from_millis(500);
+        for t in &self.src.tables {
+            let phase = if self.state.catch_up_until.is_some() {
+                Phase::CatchUp
+            } else {
+                Phase::Streaming
+            };
+            ctx.status.set_phase(&t.schema.id, phase);
+        }
+        let heartbeat_secs = self.src.config.heartbeat_secs;
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(heartbeat_secs.max(1)));
+        heartbeat.tick().await;
+        let mut retained = tokio::time::interval(Duration::from_secs(5));
+        let mut tx_buf: Option<TxBuf> = None;
+        let result: Result<()> = loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    // Graceful stop: let the sinks commit what was passed on
+                    // (bounded), so the slot's confirmed position is final.
+                    let deadline = tokio::time::sleep(Duration::from_secs(10));
+                    tokio::pin!(deadline);
+                    while acked_lsn < self.state.lsn {
+                        tokio::select! {
+                            changed = ctx.acknowledged.changed() => {
+                                if changed.is_err() {
+                                    break;
+                                }
+                                let acked = ctx.acknowledged.borrow_and_update().clone();
+                                if let Some(p) = acked
+                                    && let Ok(s) = serde_json::from_value::<PgState>(p.state)
+                                {
+                                    acked_lsn = acked_lsn.max(s.lsn);
+                                }
+                            }
+                            _ = &mut deadline => break,
+                        }
+                    }
+                    feedback.update_flushed_lsn(acked_lsn);
+                    feedback.update_applied_lsn(acked_lsn);
+                    break Ok(());
+                }
+                changed = ctx.acknowledged.changed() => {
+                    if changed.is_err() {
+                        break Ok(());
+                    }
+                    let acked = ctx.acknowledged.borrow_and_update().clone();
+                    if let Some(p) = acked
+                        && let Ok(s) = serde_json::from_value::<PgState>(p.state)
+                    {
+                        acked_lsn = acked_lsn.max(s.lsn);
+                        feedback.update_flushed_lsn(acked_lsn);
+                        feedback.update_applied_lsn(acked_lsn);
+                    }
+                }
+                _ = heartbeat.tick(), if heartbeat_secs > 0 => {
+                    if let Err(e) = sqlx::query("SELECT pg_logical_emit_message(true, 'syncline_heartbeat', '')")
+                        .execute(&mut self.conn).await {
+                        warn!(error = %e, "heartbeat failed; reconnecting its connection");
+                        if let Ok(conn) = self.src.config.endpoint().connect().await {
+                            self.conn = conn;
+                        }
+                    }
+                }
+                _ = retained.tick() => {
+                    let bytes: std::result::Result<Option<i64>, _> = sqlx::query_scalar(
+                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1")
+                        .bind(&self.src.slot).fetch_optional(&mut self.conn).await.map(Option::flatten);
+                    if let Ok(Some(b)) = bytes {
+                        ctx.status.set_retained_bytes(&ctx.name, b.max(0) as u64);
+                    }
+                }
+                event = rx.recv() => {
+                    let Some(event) = event else {
+                        // The reader stopped: cancelled, or reached `stop_at`.
+                        break Ok(());
+                    };
+                    let event = match event {
+                        Ok(e) => {
+                            backoff = Duration::from_millis(500);
+                            e
+                        }
+                        Err(e) if ctx.cancel.is_cancelled() => {
+                            debug!(error = %e, "replication ended while stopping");
+                            break Ok(());
+                        }
+                        Err(e) => {
+                            // Connection lost: reconnect with backoff and resume
+                            // from what every sink holds; transactions already
+                            // passed on are skipped by LSN.
+                            let message = Error::from(e).chain();
+                            warn!(error = %message, retry_in = ?backoff, "replication connection lost; reconnecting");
+                            ctx.status.record_error(format!("replication connection lost, reconnecting: {message}"));
+                            tx_buf = None;
+                            let _ = (&mut reader).await;
+                            match self.reconnect(acked_lsn, &mut backoff, &ctx).await {
+                                Ok(stream) => {
+                                    (reader, rx, feedback) = spawn_reader(stream, acked_lsn, reader_cancel.clone());
+                                    info!(lsn = %lsn_text(acked_lsn), "replication resumed");
+                                    continue;
+                                }
+                                Err(e) => break Err(e),
+                            }
+                        }
+                    };
+                    if let Err(e) = self.on_event(event, &mut tx_buf, &mut ctx).await {
+                        break Err(e);
+                    }
+                    if let Some(stop) = stop_at && self.state.lsn >= stop && tx_buf.is_none() {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        reader_cancel.cancel();
+        let _ = reader.await;
+        if result.is_ok() && !ctx.follow {
+            for t in &self.src.tables {
+                ctx.status.set_phase(&t.schema.id, Phase::Done);
+            }
+        }
+        result
+    }
+
+    /// Opens a new replication stream from `lsn`, retrying with exponential
+    /// backoff until it works or the pipeline stops.
+    async fn reconnect(
+        &mut self,
+        lsn: u64,
+        backoff: &mut Duration,
+        ctx: &SourceContext,
+    ) -> Result<LogicalReplicationStream> {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(*backoff) => {}
+                _ = ctx.cancel.cancelled() => return Err(Error::cancelled()),
+            }
+            *backoff = (*backoff * 2).min(Duration::from_secs(30));
+            let attempt = async {
+                self.conn = self.src.config.endpoint().connect().await?;
+                let mut stream = LogicalReplicationStream::new(
+                    &self.src.config.endpoint().replication_url()?,
+                    self.stream_config(),
+                )
+                .await
+                .map_err(PgError::replication("reconnecting for replication"))?;
+                stream
+                    .start(Some(lsn))
+                    .await
+                    .map_err(PgError::replication("restarting replication"))?;
+                Ok::<_, Error>(stream)
+            };
+            match attempt.await {
+                Ok(stream) => return Ok(stream),
+                Err(e)
+                    if e.kind() == ErrorKind::Connection || e.kind() == ErrorKind::Precondition =>
+                {
+                    warn!(error = %e.chain(), retry_in = ?backoff, "reconnect failed");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        event: ChangeEvent,
+        tx_buf: &mut Option<TxBuf>,
+        ctx: &mut SourceContext,
+    ) -> Result<()> {
+        match event.event_type {
+            EventType::Begin { transaction_id, .. } => {
+                *tx_buf = Some(TxBuf {
+                    xid: transaction_id,
+                    changes: Vec::new(),
+                });
+            }
+            EventType::Commit {
+                end_lsn,
+                commit_timestamp,
+                ..
+            } => {
+                let Some(buf) = tx_buf.take() else {
+                    return Ok(());
+                };
+                let end = end_lsn.value();
+                if end <= self.state.lsn {
+                    debug!(lsn = %lsn_text(end), "skipping a transaction the targets already hold");
+                    return Ok(());
+                }
+                self.state.lsn = end;
+                if let Some(until) = self.state.catch_up_until
+                    && end >= until
+                {
+                    self.state.catch_up_until = None;
+                    for t in &self.src.tables {
+                        ctx.status.set_phase(&t.schema.id, Phase::Streaming);
+                    }
+                }
+                self.emit(
+                    buf.changes,
+                    BatchKind::Stream,
+                    Some(end),
+                    Some(commit_timestamp),
+                    Some(buf.xid.to_string()),
+                    ctx,
+                )
+                .await?;
+            }
+            EventType::Relation {
+                namespace,
+                relation_name,
+                columns,
+                ..
+            } => {
+                self.on_relation(&format!("{namespace}.{relation_name}"), &columns, ctx)
+                    .await?;
+            }
+            EventType::Insert {
+                schema,
+                table,
+                data,
+                ..
+            } => {
+                let (ti, change) = self.change(&schema, &table, Op::Insert, None, Some(&data))?;
+                push(tx_buf, ti, change);
+            }
+            EventType::Update {
+                schema,
+                table,
+                old_data,
+                new_data,
+                ..
+            } => {
+                let (ti, change) = self.change(
+                    &schema,
+                    &table,
+                    Op::Update,
+                    old_data.as_ref(),
+                    Some(&new_data),
+                )?;
+                push(tx_buf, ti, change);
+            }
+            EventType::Delete {
+                schema,
+                table,
+                old_data,
+                ..
+            } => {
+                let (ti, change) =
+                    self.change(&schema, &table, Op::Delete, Some(&old_data), None)?;
+                push(tx_buf, ti, change);
+            }
+            EventType::Truncate { tables, .. } => {
+                for name in tables.iter() {
+                    if let Some(&ti) = self.by_wire.get(name.as_ref()) {
+                        let change = Change {
+                            op: Op::Truncate,
+                            table: self.src.tables[ti].schema.clone(),
+                            before: None,
+                            after: None,
+                        };
+                        push(tx_buf, ti, change);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn change(
+        &self,
+        schema: &str,
+        table: &str,
+        op: Op,
+        before: Option<&RowData>,
+        after: Option<&RowData>,
+    ) -> Result<(usize, Change)> {
+        let wire = format!("{schema}.{table}");
+        let ti = *self.by_wire.get(&wire).ok_or_else(|| {
+            Error::internal(format!(
+                "change for table {wire}, which is not in the pipeline"
+            ))
+        })?;
+        let info = &self.src.tables[ti];
+        let decode = |data: &RowData, missing: Value| -> Result<Row> {
+            info.schema
+                .columns
+                .iter()
+                .zip(&info.decoders)
+                .map(|(c, d)| match data.get(&c.name) {
+                    None => Ok(missing.clone()),
+                    Some(ColumnValue::Null) => Ok(Value::Null),
+                    Some(ColumnValue::Binary(b)) => d.decode(b).map_err(|detail| {
+                        Error::from(PgError::Value {
+                            column: format!("{wire}.{}", c.name),
+                            detail,
+                        })
+                    }),
+                    Some(ColumnValue::Text(b)) => {
+                        Ok(Value::Text(String::from_utf8_lossy(b).into_owned()))
+                    }
+                })
+                .collect()
+        };
+        let after = after.map(|d| decode(d, Value::Unchanged)).transpose()?;
+        let before = before.map(|d| decode(d, Value::Null)).transpose()?;
+        Ok((
+            ti,
+            Change {
+                op,
+                table: info.schema.clone(),
+                before,
+                after,
+            },
+        ))
+    }
+
+    /// A relation message: the table's shape as the stream now sees it.
+    async fn on_relation(
+        &mut self,
+        wire: &str,
+        columns: &[pg_walstream::RelationColumn],
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let Some(&ti) = self.by_wire.get(wire) else {
+            return Ok(());
+        };
+        let known: Vec<String> = self.src.tables[ti]
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let incoming: Vec<String> = columns.iter().map(|c| c.name.to_string()).collect();
+        if incoming == known {
+            return Ok(());
+        }
+        // Changes committed before columns were added (while the pipeline was
+        // stopped) come in the shape of their time, older than the catalog
+        // read at start: their missing columns stay as the target has them.
+        let stream_is_behind = incoming.len() < known.len()
+            && known[..incoming.len()] == incoming[..]
+            && sqlx::query_scalar::<_, String>(
+                "SELECT attname::text FROM pg_attribute
+                 WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            )
+            .bind(i64::from(self.src.tables[ti].oid))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(PgError::query("reading columns"))?
+                == known;
+        if stream_is_behind {
+            return Ok(());
+        }
+        let prefix_kept = incoming.len() > known.len() && incoming[..known.len()] == known[..];
+        if !prefix_kept {
+            ctx.status
+                .set_phase(&self.src.tables[ti].schema.id, Phase::Paused);
+            return Err(PgError::Table {
+                table: wire.to_owned(),
+                detail: format!(
+                    "its columns changed from ({}) to ({}); only added columns are applied automatically. Review the change, then re-sync the table (`syncline drop` and run again)",
+                    known.join(", "),
+                    incoming.join(", ")
+                ),
+            }
+            .into());
+        }
+        let mut info = self.src.tables[ti].clone();
+        let mut schema = (*info.schema).clone();
+        for c in &columns[known.len()..] {
+            let decoder = introspect::resolve_type(&mut self.conn, c.type_id, c.type_modifier)
+                .await?
+                .ok_or_else(|| PgError::Table {
+                    table: wire.to_owned(),
+                    detail: format!(
+                        "added column `{}` has a type Syncline cannot read yet",
+                        c.name
+                    ),
+                })?;
+            info!(table = wire, column = %c.name, "column added at the source");
+            schema.columns.push(Column {
+                name: c.name.to_string(),
+                data_type: decoder.data_type(),
+                nullable: true,
+            });
+            info.decoders.push(decoder);
+        }
+        schema.version += 1;
+        info.schema = Arc::new(schema);
+        self.src.tables[ti] = info;
+        Ok(())
+    }
+}
+
+struct TxBuf {
+    xid: u32,
+    changes: Vec<Change>,
+}
+
+fn push(buf: &mut Option<TxBuf>, _table: usize, change: Change) {
+    if let Some(b) = buf.as_mut() {
+        b.changes.push(change);
+    }
+}
+
+type Reader = (
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<std::result::Result<ChangeEvent, PgError>>,
+    Arc<pg_walstream::SharedLsnFeedback>,
+);
+
+/// Reads the replication stream on its own task (so nothing is lost to a
+/// dropped future), passing events through a bounded channel.
+fn spawn_reader(
+    stream: LogicalReplicationStream,
+    acked: u64,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Reader {
+    let feedback = stream.shared_lsn_feedback.clone();
+    feedback.update_flushed_lsn(acked);
+    feedback.update_applied_lsn(acked);
+    let (tx, rx) = mpsc::channel::<std::result::Result<ChangeEvent, PgError>>(4096);
+    let handle = tokio::spawn(async move {
+        let mut events = stream.into_stream(cancel);
+        loop {
+            match events.next_event().await {
+                Ok(e) => {
+                    if tx.send(Ok(e)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(pg_walstream::ReplicationError::Cancelled(_)) => break,
+                Err(pg_walstream::ReplicationError::StreamStopped { .. }) => break,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(PgError::Replication {
+                            what: "reading the change stream".into(),
+                            source: e,
+                        }))
+                        .await;
+                    break;
+                }
+            }
+        }
+        let _ = events.shutdown().await;
+    });
+    (handle, rx, feedback)
+}
+
+/// Starts streaming after `lsn`; with `once`, returns the LSN to stop at:
+/// that of a marker written now, so every transaction committed before it
+/// is delivered and the run then ends even when nothing else happens.
+pub(super) async fn stream_start(
+    stream: &mut LogicalReplicationStream,
+    lsn: u64,
+    once: bool,
+    conn: &mut PgConnection,
+) -> Result<Option<u64>> {
+    let stop = if once {
+        let text: String = sqlx::query_scalar(
+            "SELECT pg_logical_emit_message(true, 'syncline_heartbeat', 'once')::text",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(PgError::query("marking the end of this run in the WAL"))?;
+        parse_lsn(&text)
+    } else {
+        None
+    };
+    stream
+        .start(Some(lsn))
+        .await
+        .map_err(PgError::replication("starting replication"))?;
+    Ok(stop.filter(|s| *s > lsn))
+}

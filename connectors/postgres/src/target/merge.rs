@@ -1,0 +1,673 @@
+//! Applying a batch: its changes staged with `COPY` and merged with
+//! set-based SQL, following the engine's [`apply::Plan`], with its dead
+//! letters and the checkpoint in the same transaction.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection as _};
+use syncline_engine::apply::{self, Step};
+use syncline_engine::batch::Batch;
+use syncline_engine::config::WriteMode;
+use syncline_engine::model::{Change, DataType, Op, Row, TableSchema, Value};
+
+use super::values::{COPY_NULL, postgres_type, push_copy_field, value_text};
+use super::{
+    ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, State, Target, statement_failed,
+};
+use crate::error::PgError;
+use crate::introspect::quote;
+
+impl State {
+    /// Applies a batch and its checkpoint in one transaction; `false` if it
+    /// was skipped as already held.
+    pub(super) async fn write(
+        &mut self,
+        conn: &mut PgConnection,
+        source: &str,
+        batch: &Batch,
+    ) -> Result<bool, PgError> {
+        if self
+            .held
+            .get(source)
+            .is_some_and(|&held| batch.position.seq <= held)
+        {
+            return Ok(false);
+        }
+        let seq = i64::try_from(batch.position.seq).map_err(|_| PgError::Checkpoint {
+            source_name: source.to_owned(),
+            detail: format!(
+                "sequence number {} does not fit a bigint",
+                batch.position.seq
+            ),
+        })?;
+        let position =
+            serde_json::to_string(&batch.position.state).map_err(|e| PgError::Checkpoint {
+                source_name: source.to_owned(),
+                detail: e.to_string(),
+            })?;
+        // Tables first seen (or changed) mid-stream are created outside the
+        // data transaction: the DDL is idempotent.
+        for change in &batch.changes {
+            self.ensure_table(conn, &change.table).await?;
+        }
+        let mut tx = conn.begin().await.map_err(statement_failed("BEGIN"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(&self.schema_name, &self.pipeline, source))
+            .execute(&mut *tx)
+            .await
+            .map_err(statement_failed("locking the checkpoint"))?;
+        let stored: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT seq FROM {} WHERE pipeline = $1 AND source = $2",
+            self.qualified(CHECKPOINT_TABLE)
+        )))
+        .bind(&self.pipeline)
+        .bind(source)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(statement_failed("reading the checkpoint"))?;
+        if let Some(stored) = stored.filter(|&s| s >= seq) {
+            tx.rollback().await.map_err(statement_failed("ROLLBACK"))?;
+            self.held
+                .insert(source.to_owned(), u64::try_from(stored).unwrap_or(0));
+            return Ok(false);
+        }
+        self.apply(&mut tx, source, batch, seq).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (pipeline, source, seq, position, updated_at)
+             VALUES ($1, $2, $3, $4::jsonb, now())
+             ON CONFLICT (pipeline, source) DO UPDATE SET
+                 seq = excluded.seq, position = excluded.position, updated_at = excluded.updated_at",
+            self.qualified(CHECKPOINT_TABLE)
+        )))
+        .bind(&self.pipeline)
+        .bind(source)
+        .bind(seq)
+        .bind(&position)
+        .execute(&mut *tx)
+        .await
+        .map_err(statement_failed("storing the checkpoint"))?;
+        tx.commit().await.map_err(statement_failed("COMMIT"))?;
+        self.held.insert(source.to_owned(), batch.position.seq);
+        Ok(true)
+    }
+
+    pub(super) async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        source: &str,
+        batch: &Batch,
+        seq: i64,
+    ) -> Result<(), PgError> {
+        let targets = &self.targets;
+        let plan = apply::Plan::new(
+            batch.changes.iter().map(|c| (c, batch)),
+            |id| targets.get(id).map(|t| &t.schema),
+            self.mode == WriteMode::Upsert,
+        );
+        let commit_micros = batch.commit_time.map(|t| t.timestamp_micros());
+        for (id, steps) in plan.tables() {
+            let target = self.targets.get(&id).ok_or_else(|| PgError::Table {
+                table: id.to_string(),
+                detail: "was not prepared".into(),
+            })?;
+            let mut staged = false;
+            for step in steps {
+                match step {
+                    Step::Rows(rows) => {
+                        let changes: Vec<&Change> = rows.iter().map(|(c, _)| *c).collect();
+                        self.apply_segment(conn, target, &changes, seq, commit_micros, &mut staged)
+                            .await?;
+                    }
+                    Step::Truncate(_) => self.truncate(conn, target, seq, commit_micros).await?,
+                    Step::Prune(change, _) => {
+                        self.prune(conn, target, change, seq, commit_micros, &mut staged)
+                            .await?;
+                    }
+                }
+            }
+        }
+        self.write_dead_letters(conn, source, batch, seq).await
+    }
+
+    async fn truncate(
+        &self,
+        conn: &mut PgConnection,
+        target: &Target,
+        seq: i64,
+        commit_micros: Option<i64>,
+    ) -> Result<(), PgError> {
+        let sql = match self.mode {
+            WriteMode::Upsert | WriteMode::Append => format!("TRUNCATE {}", target.table),
+            WriteMode::History => format!(
+                "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {seq}, {}, now())",
+                target.table,
+                commit_time_sql(commit_micros)
+            ),
+        };
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map_err(statement_failed(format!("truncating {}", target.table)))?;
+        Ok(())
+    }
+
+    /// Removes the rows of a key range the source no longer holds (see
+    /// [`Op::Prune`]): deleted in `upsert`, recorded as deletes in
+    /// `history`; `append` keeps every row it was given.
+    async fn prune(
+        &self,
+        conn: &mut PgConnection,
+        target: &Target,
+        change: &Change,
+        seq: i64,
+        commit_micros: Option<i64>,
+        staged: &mut bool,
+    ) -> Result<(), PgError> {
+        if self.mode == WriteMode::Append {
+            return Ok(());
+        }
+        let schema = &target.schema;
+        let range = change.prune_range().ok_or_else(|| PgError::Value {
+            column: "*".into(),
+            detail: format!("a key scan of {} arrived without its keys", schema.id),
+        })?;
+        if schema.key.is_empty() {
+            return Err(PgError::Table {
+                table: schema.id.to_string(),
+                detail: "a key scan needs a key; the table has none".into(),
+            });
+        }
+        let stage = &target.stage;
+        if *staged {
+            sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {stage}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("clearing the staging table"))?;
+        }
+        *staged = true;
+        // Bounds and present keys go through the staging table, tagged in
+        // `_syncline_op`: `lo`, `hi` and `k`.
+        let mut tags: Vec<&str> = Vec::new();
+        let mut keys: Vec<&Vec<Value>> = Vec::new();
+        for (tag, key) in range
+            .after_key
+            .iter()
+            .map(|k| ("lo", k))
+            .chain(range.up_to.iter().map(|k| ("hi", k)))
+            .chain(range.present.iter().map(|k| ("k", k)))
+        {
+            tags.push(tag);
+            keys.push(key);
+        }
+        let width = schema.columns.len();
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|key| {
+                let mut row = vec![Value::Null; width];
+                for (&i, v) in schema.key.iter().zip(key.iter()) {
+                    row[i] = v.clone();
+                }
+                row
+            })
+            .collect();
+        let changes: Vec<Change> = rows
+            .iter()
+            .map(|row| Change {
+                op: Op::Insert,
+                table: schema.clone(),
+                before: None,
+                after: Some(row.clone()),
+            })
+            .collect();
+        let refs: Vec<&Change> = changes.iter().collect();
+        let cows: Vec<Cow<'_, Row>> = rows.iter().map(Cow::Borrowed).collect();
+        copy_rows(
+            conn,
+            target,
+            &refs,
+            &cows,
+            &vec![None; refs.len()],
+            Some(&tags),
+        )
+        .await?;
+
+        // Text compares byte-wise, as the source ordered the keys.
+        let key_sql: Vec<(String, String)> = schema
+            .key
+            .iter()
+            .map(|&k| {
+                let c = &schema.columns[k];
+                let name = quote(&c.name);
+                if c.data_type == DataType::Text {
+                    (format!("(h.{name} COLLATE \"C\")"), format!("p.{name}"))
+                } else {
+                    (format!("h.{name}"), format!("p.{name}"))
+                }
+            })
+            .collect();
+        let filter = apply::prune_condition(&key_sql, stage, "_syncline_op", &range);
+        let table = &target.table;
+        let sql = if self.mode == WriteMode::History {
+            let cols: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| quote(&schema.columns[k].name))
+                .collect();
+            let cols = cols.join(", ");
+            format!(
+                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
+                 SELECT 'd', {seq}, {commit}, now(), {cols} FROM (
+                     SELECT DISTINCT ON ({cols}) {cols}, _op FROM {table}
+                     WHERE _seq >= coalesce((SELECT max(_seq) FROM {table} WHERE _op = 't'), 0)
+                       AND _op <> 't'
+                     ORDER BY {cols}, _seq DESC, ctid DESC
+                 ) h WHERE h._op <> 'd' AND {filter}",
+                commit = commit_time_sql(commit_micros),
+            )
+        } else {
+            format!("DELETE FROM {table} h WHERE {filter}")
+        };
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map_err(statement_failed(format!(
+                "removing rows of {table} gone at the source"
+            )))?;
+        Ok(())
+    }
+
+    async fn apply_segment(
+        &self,
+        conn: &mut PgConnection,
+        target: &Target,
+        changes: &[&Change],
+        seq: i64,
+        commit_micros: Option<i64>,
+        staged: &mut bool,
+    ) -> Result<(), PgError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let schema = &target.schema;
+        let stage = &target.stage;
+        if *staged {
+            // An earlier segment of this batch (before a truncate) used it.
+            sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {stage}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("clearing the staging table"))?;
+        }
+        *staged = true;
+        let (rows, lookups): (Vec<_>, Vec<_>) = apply::resolve(schema, changes)
+            .into_iter()
+            .map(|r| (r.row, r.lookup))
+            .unzip();
+        let unchanged_columns = copy_rows(conn, target, changes, &rows, &lookups, None).await?;
+        if rows.len() >= ANALYZE_FROM {
+            sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {stage}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("analysing the staging table"))?;
+        }
+
+        let keys: Vec<String> = schema
+            .key
+            .iter()
+            .map(|&k| quote(&schema.columns[k].name))
+            .collect();
+        let table = &target.table;
+        let join = |a: &str, b: &str| -> String {
+            keys.iter()
+                .map(|k| format!("{a}.{k} = {b}.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+
+        // Values the source did not send (unchanged TOAST) come from the row
+        // the target holds: the one row of the key in upsert mode, the
+        // latest otherwise; for a row moved to another key, of its old key.
+        if !unchanged_columns.is_empty() && !keys.is_empty() {
+            let lookup = |alias: &str| -> Vec<String> {
+                schema
+                    .key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| {
+                        let c = &schema.columns[k];
+                        format!(
+                            "({alias}._syncline_from[{n}])::{ty}",
+                            n = i + 1,
+                            ty = postgres_type(&c.data_type),
+                        )
+                    })
+                    .collect()
+            };
+            let lookup_join: Vec<String> = keys
+                .iter()
+                .zip(lookup("s"))
+                .map(|(k, e)| format!("t.{k} = {e}"))
+                .collect();
+            let set: Vec<String> = unchanged_columns
+                .iter()
+                .map(|&c| {
+                    let col = quote(&schema.columns[c].name);
+                    format!(
+                        "{col} = CASE WHEN {n} = ANY(s._syncline_unchanged) THEN t.{col} ELSE s.{col} END",
+                        n = c
+                    )
+                })
+                .collect();
+            let from = match self.mode {
+                WriteMode::Upsert => format!("{table} t"),
+                WriteMode::Append | WriteMode::History => {
+                    let order = if self.mode == WriteMode::History {
+                        "_seq DESC, ctid DESC"
+                    } else {
+                        "ctid DESC"
+                    };
+                    let wanted: Vec<String> = unchanged_columns
+                        .iter()
+                        .map(|&c| quote(&schema.columns[c].name))
+                        .collect();
+                    // History: only rows that carry values (not deletes
+                    // or truncates).
+                    let ops = if self.mode == WriteMode::History {
+                        "AND _op IN ('i', 'u')"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "(SELECT DISTINCT ON ({k}) {k}, {wanted} FROM {table}
+                          WHERE ({k}) IN (SELECT {looked} FROM {stage} x WHERE x._syncline_unchanged IS NOT NULL) {ops}
+                          ORDER BY {k}, {order}) t",
+                        k = keys.join(", "),
+                        wanted = wanted.join(", "),
+                        looked = lookup("x").join(", "),
+                    )
+                }
+            };
+            let sql = format!(
+                "UPDATE {stage} s SET {set} FROM {from} WHERE s._syncline_unchanged IS NOT NULL AND {join}",
+                set = set.join(", "),
+                join = lookup_join.join(" AND "),
+            );
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed(format!(
+                    "keeping unchanged values of {table}"
+                )))?;
+        }
+
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let cols = cols.join(", ");
+        let sql = match self.mode {
+            WriteMode::Upsert => {
+                if keys.is_empty() {
+                    return Err(PgError::Table {
+                        table: schema.id.to_string(),
+                        detail: "upsert mode needs a key; the table has none".into(),
+                    });
+                }
+                let k = keys.join(", ");
+                format!(
+                    "DELETE FROM {table} t USING {stage} s WHERE {join};
+                     INSERT INTO {table} ({cols})
+                     SELECT {cols} FROM (
+                         SELECT DISTINCT ON ({k}) * FROM {stage} ORDER BY {k}, _syncline_seq DESC
+                     ) s WHERE _syncline_op <> 'd'",
+                    join = join("t", "s"),
+                )
+            }
+            WriteMode::Append => format!(
+                "INSERT INTO {table} ({cols})
+                 SELECT {cols} FROM {stage} WHERE _syncline_op IN ('i', 'u') ORDER BY _syncline_seq"
+            ),
+            WriteMode::History => format!(
+                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
+                 SELECT _syncline_op, {seq}, {commit}, now(), {cols} FROM {stage} ORDER BY _syncline_seq",
+                commit = commit_time_sql(commit_micros),
+            ),
+        };
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .map_err(statement_failed(format!("merging into {table}")))?;
+        Ok(())
+    }
+
+    async fn write_dead_letters(
+        &self,
+        conn: &mut PgConnection,
+        source: &str,
+        batch: &Batch,
+        seq: i64,
+    ) -> Result<(), PgError> {
+        if batch.dead_letters.is_empty() {
+            return Ok(());
+        }
+        let mut data = Vec::new();
+        let seq = seq.to_string();
+        for dl in &batch.dead_letters {
+            // NUL cannot be stored; a rejected record must not be lost for it.
+            let clean = |s: &str| s.replace('\0', "\u{fffd}");
+            let line = dl.line.map(|l| l.to_string());
+            let kept = dl.kept.as_ref().and_then(|k| serde_json::to_string(k).ok());
+            let fields: [Option<&str>; 10] = [
+                Some(&self.pipeline),
+                Some(source),
+                Some(&dl.table.name),
+                Some(&dl.origin),
+                line.as_deref(),
+                Some(&dl.raw),
+                Some(&dl.reason),
+                Some(&seq),
+                Some(dl.stage.as_str()),
+                kept.as_deref(),
+            ];
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    data.push(b'\t');
+                }
+                match f {
+                    Some(text) => push_copy_field(&mut data, &clean(text)),
+                    None => data.extend_from_slice(COPY_NULL),
+                }
+            }
+            data.push(b'\n');
+        }
+        let mut copy = conn
+            .copy_in_raw(&format!(
+                "COPY {} (pipeline, source, table_name, origin, line, raw, reason, seq, stage, kept) FROM STDIN",
+                self.qualified(DEAD_LETTER_TABLE)
+            ))
+            .await
+            .map_err(statement_failed("writing dead letters"))?;
+        if let Err(e) = copy.send(data).await {
+            let _ = copy.abort("sending failed").await;
+            return Err(statement_failed("writing dead letters")(e));
+        }
+        copy.finish()
+            .await
+            .map_err(statement_failed("writing dead letters"))?;
+        Ok(())
+    }
+}
+
+/// Bulk-loads one segment into its staging table with `COPY ... FROM STDIN`,
+/// each row tagged with its change's op code or, where given, `tags[i]`,
+/// and with the key its unchanged values are found under (`lookups[i]`,
+/// see [`apply::StagedRow::lookup`]). Returns the columns that have values
+/// the source did not send.
+async fn copy_rows(
+    conn: &mut PgConnection,
+    target: &Target,
+    changes: &[&Change],
+    rows: &[Cow<'_, Row>],
+    lookups: &[Option<Vec<Value>>],
+    tags: Option<&[&str]>,
+) -> Result<BTreeSet<usize>, PgError> {
+    let schema = &target.schema;
+    let mut columns = vec![
+        "_syncline_seq".to_owned(),
+        "_syncline_op".to_owned(),
+        "_syncline_unchanged".to_owned(),
+        "_syncline_from".to_owned(),
+    ];
+    columns.extend(schema.columns.iter().map(|c| quote(&c.name)));
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY {} ({}) FROM STDIN",
+            target.stage,
+            columns.join(", ")
+        ))
+        .await
+        .map_err(statement_failed(format!(
+            "staging rows for {}",
+            target.table
+        )))?;
+    let mut unchanged_columns = BTreeSet::new();
+    let mut data: Vec<u8> = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
+    let mut text = String::new();
+    let null = Value::Null;
+    let mut failure: Option<PgError> = None;
+    'rows: for (i, (change, row)) in changes.iter().zip(rows).enumerate() {
+        let _ = write!(text, "{i}");
+        data.extend_from_slice(text.as_bytes());
+        text.clear();
+        data.push(b'\t');
+        let tag = tags.and_then(|t| t.get(i).copied());
+        data.extend_from_slice(tag.unwrap_or(change.op.code()).as_bytes());
+        data.push(b'\t');
+        let unchanged: Vec<String> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| matches!(v, Value::Unchanged))
+            .map(|(c, _)| c.to_string())
+            .collect();
+        if unchanged.is_empty() {
+            data.extend_from_slice(COPY_NULL);
+        } else {
+            data.push(b'{');
+            data.extend_from_slice(unchanged.join(",").as_bytes());
+            data.push(b'}');
+            for (c, v) in row.iter().enumerate() {
+                if matches!(v, Value::Unchanged) {
+                    unchanged_columns.insert(c);
+                }
+            }
+        }
+        // Where values left out are found: the key the plan traced the row to.
+        data.push(b'\t');
+        match lookups.get(i).and_then(Option::as_ref) {
+            Some(key) => match old_key_literal(schema, key) {
+                Ok(literal) => push_copy_field(&mut data, &literal),
+                Err(e) => {
+                    failure = Some(e);
+                    break 'rows;
+                }
+            },
+            None => data.extend_from_slice(COPY_NULL),
+        }
+        for (c, column) in schema.columns.iter().enumerate() {
+            data.push(b'\t');
+            let v = row.get(c).unwrap_or(&null);
+            match value_text(&column.data_type, v, &mut text) {
+                Ok(true) => push_copy_field(&mut data, &text),
+                Ok(false) => data.extend_from_slice(COPY_NULL),
+                Err(detail) => {
+                    failure = Some(PgError::Value {
+                        column: column.name.clone(),
+                        detail,
+                    });
+                    break 'rows;
+                }
+            }
+            text.clear();
+        }
+        data.push(b'\n');
+        if data.len() >= COPY_CHUNK {
+            if let Err(e) = copy.send(std::mem::take(&mut data)).await {
+                failure = Some(statement_failed(format!(
+                    "staging rows for {}",
+                    target.table
+                ))(e));
+                break;
+            }
+            data.reserve(COPY_CHUNK + 64 * 1024);
+        }
+    }
+    if let Some(e) = failure {
+        let _ = copy.abort("the batch was refused").await;
+        return Err(e);
+    }
+    let what = || format!("staging rows for {}", target.table);
+    if !data.is_empty()
+        && let Err(e) = copy.send(data).await
+    {
+        let _ = copy.abort("sending failed").await;
+        return Err(statement_failed(what())(e));
+    }
+    copy.finish().await.map_err(statement_failed(what()))?;
+    Ok(unchanged_columns)
+}
+
+/// A lookup key (values in key-column order) as a `text[]` literal of its
+/// values' input text (cast back to the key types when the target is
+/// searched).
+fn old_key_literal(schema: &TableSchema, key: &[Value]) -> Result<String, PgError> {
+    let mut items = Vec::with_capacity(schema.key.len());
+    for (i, &k) in schema.key.iter().enumerate() {
+        let column = &schema.columns[k];
+        let mut one = String::new();
+        let v = key.get(i).unwrap_or(&Value::Null);
+        value_text(&column.data_type, v, &mut one).map_err(|detail| PgError::Value {
+            column: column.name.clone(),
+            detail,
+        })?;
+        items.push(Value::Text(one));
+    }
+    let mut literal = String::new();
+    let list = DataType::List {
+        item: Box::new(DataType::Text),
+    };
+    value_text(&list, &Value::List(items), &mut literal).map_err(|detail| PgError::Value {
+        column: "(key)".into(),
+        detail,
+    })?;
+    Ok(literal)
+}
+
+fn commit_time_sql(micros: Option<i64>) -> String {
+    micros.map_or_else(
+        || "NULL".to_owned(),
+        |m| format!("('epoch'::timestamptz + {m} * interval '1 microsecond')"),
+    )
+}
+
+/// The advisory lock serialising writes of one (schema, pipeline, source).
+fn lock_key(schema: &str, pipeline: &str, source: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in ["syncline", schema, pipeline, source] {
+        for b in part.bytes().chain([0u8]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_differ_by_every_part() {
+        let a = lock_key("public", "p", "src");
+        assert_ne!(a, lock_key("public", "p", "src2"));
+        assert_ne!(a, lock_key("other", "p", "src"));
+        assert_ne!(lock_key("a", "bc", "d"), lock_key("ab", "c", "d"));
+    }
+}
