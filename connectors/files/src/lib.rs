@@ -32,11 +32,10 @@ use chrono::{DateTime, Utc};
 use globset::{Glob, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::{SyncMode, TableDecl};
 use syncline_engine::connector::{Check, Source, SourceContext, sample_indexes};
-use syncline_engine::model::{
-    Batch, BatchKind, Change, DataType, DeadLetter, Op, Position, Row, TableId, TableSchema, Value,
-};
+use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableId, TableSchema, Value};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::{Instrument, debug, info, warn};
@@ -444,17 +443,17 @@ impl Source for FilesSource {
     }
 
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {
-        let mut runner = Runner::new(*self, &ctx)?;
-        runner.initial(&ctx).await?;
+        let mut sync = FolderSync::new(*self, &ctx)?;
+        sync.initial(&ctx).await?;
         if !ctx.follow || ctx.cancel.is_cancelled() {
             return Ok(());
         }
-        runner.follow(ctx).await
+        sync.follow(ctx).await
     }
 }
 
 /// The running source: its state and the next sequence number.
-struct Runner {
+struct FolderSync {
     src: FilesSource,
     state: FilesState,
     seq: u64,
@@ -473,7 +472,7 @@ struct Pending {
     commit_time: Option<DateTime<Utc>>,
 }
 
-impl Runner {
+impl FolderSync {
     fn new(src: FilesSource, ctx: &SourceContext) -> Result<Self> {
         let (state, seq) = match &ctx.resume {
             Some(p) => {
@@ -495,7 +494,7 @@ impl Runner {
         };
         let manifests = ManifestStore::open(&src.state_dir)?;
         let acked_digests = state.digests();
-        Ok(Runner {
+        Ok(FolderSync {
             src,
             state,
             seq,

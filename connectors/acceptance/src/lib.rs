@@ -1,0 +1,665 @@
+//! The acceptance kit: what every sink must do, checked against its real
+//! service.
+//!
+//! A connector's test file implements [`Harness`] (a fresh, empty target
+//! per scenario: its own database file, database or schema, so scenarios run
+//! in parallel and leave nothing behind) and expands [`sink_acceptance!`],
+//! which makes one test per scenario. A sink is done when every scenario
+//! passes. The scenarios speak only through the [`Sink`] trait and read the
+//! target back as text, so one scenario holds for every target:
+//!
+//! | scenario | what it proves |
+//! |---|---|
+//! | [`upsert_applies_changes_in_order`] | the last change of a key wins, within and across batches |
+//! | [`history_and_append_keep_changes_in_order`] | every change recorded with its op and position; append keeps inserts and updates |
+//! | [`redelivered_batches_change_nothing`] | after a restart, batches at or below the checkpoint are skipped, later ones applied |
+//! | [`a_failed_batch_leaves_data_and_checkpoint_as_they_were`] | the checkpoint and the data commit together, or neither |
+//! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
+//! | [`truncate_inside_a_batch`] | rows before a truncate are gone, rows after it stay |
+//! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
+//! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
+//! | [`dead_letters_commit_with_their_batch`] | dead letters are kept once, with their reason, even when redelivered |
+//! | [`check_explains_a_failure`] | a target that cannot work fails its pre-flight check with a fix |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::config::WriteMode;
+use syncline_engine::connector::{CheckOutcome, Sink};
+use syncline_engine::model::{
+    Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
+};
+
+/// One row read back: each column as text, NULL as `None`.
+pub type TextRow = Vec<Option<String>>;
+
+/// One empty target a scenario writes into.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// A new sink of `pipeline` writing into this target in `mode`. A
+    /// scenario may make several in turn (a restart), never two at once.
+    fn sink(&self, pipeline: &str, mode: WriteMode) -> Box<dyn Sink>;
+
+    /// Every row of the target table named `table` (as the sink names the
+    /// source table), the `columns` given rendered as text in the target's
+    /// own rendering of integers and text, in any order.
+    async fn rows(&self, table: &str, columns: &[&str]) -> Vec<TextRow>;
+}
+
+/// How the kit reaches a sink's real service.
+#[async_trait]
+pub trait Harness: Sync {
+    /// A fresh, empty target for one scenario, named after it.
+    async fn target(&self, scenario: &str) -> Box<dyn Target>;
+
+    /// A sink that cannot work (an unreachable server, a path it cannot
+    /// write): its pre-flight check must fail and say how to fix it.
+    fn broken_sink(&self) -> Box<dyn Sink>;
+}
+
+/// Makes one `#[tokio::test]` per scenario for the harness `$harness`
+/// (an expression of a type implementing [`Harness`]).
+#[macro_export]
+macro_rules! sink_acceptance {
+    ($harness:expr) => {
+        $crate::sink_acceptance!(@tests $harness;
+            upsert_applies_changes_in_order,
+            history_and_append_keep_changes_in_order,
+            redelivered_batches_change_nothing,
+            a_failed_batch_leaves_data_and_checkpoint_as_they_were,
+            unchanged_values_follow_key_changes,
+            truncate_inside_a_batch,
+            prune_removes_keys_gone_at_the_source,
+            an_added_column_is_added,
+            dead_letters_commit_with_their_batch,
+            check_explains_a_failure,
+        );
+    };
+    (@tests $harness:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                $crate::$scenario(&$harness).await;
+            }
+        )*
+    };
+}
+
+const SOURCE: &str = "src";
+const PIPELINE: &str = "kit";
+
+/// `items(id bigint, name text, body text)`, keyed by `id`, at `version`
+/// (version 2 adds `extra text`).
+pub fn items(version: u32) -> Arc<TableSchema> {
+    let column = |name: &str, data_type: DataType| Column {
+        name: name.into(),
+        data_type,
+        nullable: true,
+    };
+    let mut columns = vec![
+        column("id", DataType::Int64),
+        column("name", DataType::Text),
+        column("body", DataType::Text),
+    ];
+    if version >= 2 {
+        columns.push(column("extra", DataType::Text));
+    }
+    Arc::new(TableSchema {
+        id: TableId {
+            origin: SOURCE.into(),
+            name: "items".into(),
+        },
+        columns,
+        key: vec![0],
+        version,
+    })
+}
+
+fn row(id: i64, name: &str, body: &str) -> Row {
+    vec![Value::Int(id), text(name), text(body)]
+}
+
+fn text(v: &str) -> Value {
+    Value::Text(v.into())
+}
+
+fn insert(id: i64, name: &str, body: &str) -> Change {
+    Change {
+        op: Op::Insert,
+        table: items(1),
+        before: None,
+        after: Some(row(id, name, body)),
+    }
+}
+
+fn update(id: i64, name: &str, body: &str) -> Change {
+    Change {
+        op: Op::Update,
+        table: items(1),
+        before: None,
+        after: Some(row(id, name, body)),
+    }
+}
+
+/// An update of row `from` to key `to` that leaves `body` out, as Postgres
+/// sends an update that does not touch a TOASTed value (the old key in
+/// `before`).
+fn moved(from: i64, to: i64, name: &str) -> Change {
+    Change {
+        op: Op::Update,
+        table: items(1),
+        before: Some(vec![Value::Int(from), Value::Null, Value::Null]),
+        after: Some(vec![Value::Int(to), text(name), Value::Unchanged]),
+    }
+}
+
+/// A delete carrying only the key.
+fn delete(id: i64) -> Change {
+    Change {
+        op: Op::Delete,
+        table: items(1),
+        before: Some(vec![Value::Int(id), Value::Null, Value::Null]),
+        after: None,
+    }
+}
+
+fn truncate() -> Change {
+    Change {
+        op: Op::Truncate,
+        table: items(1),
+        before: None,
+        after: None,
+    }
+}
+
+/// A streamed batch at position `seq`.
+pub fn batch(seq: u64, changes: Vec<Change>) -> Arc<Batch> {
+    Arc::new(Batch {
+        position: Position {
+            seq,
+            state: serde_json::json!({ "at": seq }),
+        },
+        kind: BatchKind::Stream,
+        txid: None,
+        commit_time: None,
+        changes,
+        block: None,
+        dead_letters: Vec::new(),
+        inserts_are_new: false,
+    })
+}
+
+fn t(cells: &[Option<&str>]) -> TextRow {
+    cells.iter().map(|c| c.map(str::to_owned)).collect()
+}
+
+fn sorted(mut rows: Vec<TextRow>) -> Vec<TextRow> {
+    rows.sort();
+    rows
+}
+
+/// Opens a sink of the kit's pipeline for `items`, returning the positions
+/// it holds.
+async fn open(
+    target: &dyn Target,
+    mode: WriteMode,
+    tables: &[Arc<TableSchema>],
+) -> (Box<dyn Sink>, BTreeMap<String, Position>) {
+    let mut sink = target.sink(PIPELINE, mode);
+    let held = sink
+        .open(tables)
+        .await
+        .unwrap_or_else(|e| panic!("opening the sink: {e}"));
+    (sink, held)
+}
+
+async fn write(sink: &mut dyn Sink, batch: Arc<Batch>) {
+    let seq = batch.position.seq;
+    sink.write(SOURCE, batch)
+        .await
+        .unwrap_or_else(|e| panic!("writing batch {seq}: {e}"));
+}
+
+async fn close(mut sink: Box<dyn Sink>) {
+    sink.close()
+        .await
+        .unwrap_or_else(|e| panic!("closing the sink: {e}"));
+}
+
+/// `(id, name, body)` of every row, sorted.
+async fn contents(target: &dyn Target) -> Vec<TextRow> {
+    sorted(target.rows("items", &["id", "name", "body"]).await)
+}
+
+fn mode_name(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::Upsert => "upsert",
+        WriteMode::Append => "append",
+        WriteMode::History => "history",
+    }
+}
+
+/// Upsert: within a batch and across batches, the last change of each key
+/// wins; deletes remove, re-inserts come back.
+pub async fn upsert_applies_changes_in_order(h: &dyn Harness) {
+    let target = h.target("order_upsert").await;
+    let (mut sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    assert!(held.is_empty(), "a new target holds no position: {held:?}");
+    write(
+        &mut *sink,
+        batch(
+            1,
+            vec![
+                insert(1, "a", "x"),
+                insert(2, "b", "x"),
+                update(1, "a2", "y"),
+                delete(2),
+                insert(3, "c", "x"),
+            ],
+        ),
+    )
+    .await;
+    write(
+        &mut *sink,
+        batch(
+            2,
+            vec![
+                update(3, "c2", "z"),
+                insert(2, "b2", "w"),
+                update(3, "c3", "z"),
+            ],
+        ),
+    )
+    .await;
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("1"), Some("a2"), Some("y")]),
+            t(&[Some("2"), Some("b2"), Some("w")]),
+            t(&[Some("3"), Some("c3"), Some("z")]),
+        ]
+    );
+}
+
+/// History records every change with its op and batch position; append
+/// keeps every insert and update and ignores deletes.
+pub async fn history_and_append_keep_changes_in_order(h: &dyn Harness) {
+    let batches = || {
+        [
+            batch(
+                1,
+                vec![
+                    insert(1, "a", "x"),
+                    insert(2, "b", "x"),
+                    update(1, "a2", "x"),
+                ],
+            ),
+            batch(2, vec![delete(2), update(1, "a3", "x")]),
+        ]
+    };
+    let target = h.target("order_history").await;
+    let (mut sink, _) = open(&*target, WriteMode::History, &[items(1)]).await;
+    for b in batches() {
+        write(&mut *sink, b).await;
+    }
+    close(sink).await;
+    assert_eq!(
+        sorted(target.rows("items", &["_seq", "_op", "id", "name"]).await),
+        [
+            t(&[Some("1"), Some("i"), Some("1"), Some("a")]),
+            t(&[Some("1"), Some("i"), Some("2"), Some("b")]),
+            t(&[Some("1"), Some("u"), Some("1"), Some("a2")]),
+            t(&[Some("2"), Some("d"), Some("2"), None]),
+            t(&[Some("2"), Some("u"), Some("1"), Some("a3")]),
+        ]
+    );
+
+    let target = h.target("order_append").await;
+    let (mut sink, _) = open(&*target, WriteMode::Append, &[items(1)]).await;
+    for b in batches() {
+        write(&mut *sink, b).await;
+    }
+    close(sink).await;
+    assert_eq!(
+        sorted(target.rows("items", &["id", "name"]).await),
+        [
+            t(&[Some("1"), Some("a")]),
+            t(&[Some("1"), Some("a2")]),
+            t(&[Some("1"), Some("a3")]),
+            t(&[Some("2"), Some("b")]),
+        ]
+    );
+}
+
+/// After a restart the sink reports the position it holds; batches at or
+/// below it are skipped (even with other contents), later ones applied.
+pub async fn redelivered_batches_change_nothing(h: &dyn Harness) {
+    for mode in [WriteMode::Upsert, WriteMode::History, WriteMode::Append] {
+        let target = h.target(&format!("redelivery_{}", mode_name(mode))).await;
+        let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
+        write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
+        write(&mut *sink, batch(2, vec![insert(2, "b", "x")])).await;
+        close(sink).await;
+        let before = contents(&*target).await;
+
+        let (mut sink, held) = open(&*target, mode, &[items(1)]).await;
+        assert_eq!(
+            held.get(SOURCE).map(|p| (p.seq, p.state.clone())),
+            Some((2, serde_json::json!({ "at": 2 }))),
+            "{mode:?}: the position held after a restart"
+        );
+        // Redelivered (the source resumed from an older position), then new.
+        write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
+        write(&mut *sink, batch(2, vec![insert(9, "never", "x")])).await;
+        assert_eq!(contents(&*target).await, before, "{mode:?}: redelivery");
+        write(&mut *sink, batch(3, vec![insert(3, "c", "x")])).await;
+        close(sink).await;
+        let mut expected = before.clone();
+        expected.push(t(&[Some("3"), Some("c"), Some("x")]));
+        assert_eq!(contents(&*target).await, sorted(expected), "{mode:?}");
+        let (sink, held) = open(&*target, mode, &[items(1)]).await;
+        assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(3), "{mode:?}");
+        close(sink).await;
+    }
+}
+
+/// A batch the target refuses (a value of the wrong type, after rows it
+/// could store) changes nothing: neither data nor checkpoint; the sink
+/// stays usable and a restart resumes after the last good batch.
+pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harness) {
+    let target = h.target("atomic").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
+    let mut bad = insert(3, "c", "x");
+    if let Some(after) = bad.after.as_mut() {
+        after[0] = text("not a number");
+    }
+    let refused = sink
+        .write(
+            SOURCE,
+            batch(2, vec![insert(2, "b", "x"), update(1, "a2", "y"), bad]),
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a value of the wrong type must be refused"
+    );
+    assert_eq!(
+        contents(&*target).await,
+        [t(&[Some("1"), Some("a"), Some("x")])],
+        "the refused batch left rows behind"
+    );
+    write(&mut *sink, batch(3, vec![insert(4, "d", "x")])).await;
+    close(sink).await;
+    let (sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(3));
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("1"), Some("a"), Some("x")]),
+            t(&[Some("4"), Some("d"), Some("x")]),
+        ]
+    );
+}
+
+/// Values the source left out of an update ([`Value::Unchanged`]: a
+/// Postgres TOAST value that did not change) keep what the row held, also
+/// when the update moved the row to another key: from the target across
+/// batches, from earlier changes within one, through chains (a moved row
+/// updated again) and swaps through a temporary key.
+pub async fn unchanged_values_follow_key_changes(h: &dyn Harness) {
+    let batches = [
+        batch(
+            1,
+            vec![
+                insert(1, "one", "body 1"),
+                insert(2, "two", "body 2"),
+                insert(3, "three", "body 3"),
+                insert(4, "four", "body 4"),
+            ],
+        ),
+        // The old key's values are in the target.
+        batch(2, vec![moved(1, 10, "one at 10")]),
+        // A swap of 2 and 3 through 99, and an update of the moved row.
+        batch(
+            3,
+            vec![
+                moved(2, 99, "two at 99"),
+                moved(3, 2, "three at 2"),
+                moved(99, 3, "two at 3"),
+                moved(10, 10, "one again"),
+            ],
+        ),
+        // A move, then another move of the moved row, then an update of it.
+        batch(
+            4,
+            vec![
+                moved(4, 40, "four at 40"),
+                moved(40, 41, "four at 41"),
+                moved(41, 41, "four again"),
+            ],
+        ),
+    ];
+    let target = h.target("unchanged_upsert").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    for b in &batches {
+        write(&mut *sink, b.clone()).await;
+    }
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("10"), Some("one again"), Some("body 1")]),
+            t(&[Some("2"), Some("three at 2"), Some("body 3")]),
+            t(&[Some("3"), Some("two at 3"), Some("body 2")]),
+            t(&[Some("41"), Some("four again"), Some("body 4")]),
+        ]
+    );
+    // History and append record every update with the values it kept.
+    let updates = sorted(vec![
+        t(&[Some("10"), Some("one at 10"), Some("body 1")]),
+        t(&[Some("99"), Some("two at 99"), Some("body 2")]),
+        t(&[Some("2"), Some("three at 2"), Some("body 3")]),
+        t(&[Some("3"), Some("two at 3"), Some("body 2")]),
+        t(&[Some("10"), Some("one again"), Some("body 1")]),
+        t(&[Some("40"), Some("four at 40"), Some("body 4")]),
+        t(&[Some("41"), Some("four at 41"), Some("body 4")]),
+        t(&[Some("41"), Some("four again"), Some("body 4")]),
+    ]);
+    for mode in [WriteMode::History, WriteMode::Append] {
+        let target = h.target(&format!("unchanged_{}", mode_name(mode))).await;
+        let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
+        for b in &batches {
+            write(&mut *sink, b.clone()).await;
+        }
+        close(sink).await;
+        // The inserts' names have no space; every update's has.
+        let written: Vec<TextRow> = contents(&*target)
+            .await
+            .into_iter()
+            .filter(|r| r[1].as_deref().is_some_and(|n| n.contains(' ')))
+            .collect();
+        assert_eq!(written, updates, "{mode:?}");
+    }
+}
+
+/// A truncate inside a batch removes the rows before it; rows after it in
+/// the same batch stay.
+pub async fn truncate_inside_a_batch(h: &dyn Harness) {
+    let target = h.target("truncate").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    write(
+        &mut *sink,
+        batch(1, vec![insert(1, "a", "x"), insert(2, "b", "x")]),
+    )
+    .await;
+    write(
+        &mut *sink,
+        batch(
+            2,
+            vec![
+                insert(3, "c", "x"),
+                update(1, "a2", "x"),
+                truncate(),
+                insert(4, "d", "x"),
+                update(4, "d2", "x"),
+            ],
+        ),
+    )
+    .await;
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [t(&[Some("4"), Some("d2"), Some("x")])]
+    );
+}
+
+/// A key scan of a range removes the rows in it whose keys are not listed,
+/// and only those; history records them as deletes; append keeps them.
+pub async fn prune_removes_keys_gone_at_the_source(h: &dyn Harness) {
+    let prune = Change::prune(
+        items(1),
+        Some(vec![Value::Int(1)]),
+        vec![vec![Value::Int(3)], vec![Value::Int(5)]],
+    );
+    for mode in [WriteMode::Upsert, WriteMode::History, WriteMode::Append] {
+        let target = h.target(&format!("prune_{}", mode_name(mode))).await;
+        let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
+        write(
+            &mut *sink,
+            batch(1, (1..=6).map(|i| insert(i, "r", "x")).collect()),
+        )
+        .await;
+        write(&mut *sink, batch(2, vec![prune.clone()])).await;
+        close(sink).await;
+        let ids = |rows: Vec<TextRow>| -> Vec<String> {
+            let mut ids: Vec<String> = rows.into_iter().filter_map(|r| r[0].clone()).collect();
+            ids.sort();
+            ids
+        };
+        match mode {
+            WriteMode::Upsert => assert_eq!(
+                ids(target.rows("items", &["id"]).await),
+                ["1", "3", "5", "6"],
+                "range (1, 5]: 2 and 4 are gone"
+            ),
+            WriteMode::Append => assert_eq!(
+                ids(target.rows("items", &["id"]).await),
+                ["1", "2", "3", "4", "5", "6"]
+            ),
+            WriteMode::History => {
+                let deleted: Vec<TextRow> = target
+                    .rows("items", &["_op", "id"])
+                    .await
+                    .into_iter()
+                    .filter(|r| r[0].as_deref() == Some("d"))
+                    .collect();
+                assert_eq!(
+                    ids(deleted.into_iter().map(|r| vec![r[1].clone()]).collect()),
+                    ["2", "4"]
+                );
+            }
+        }
+    }
+}
+
+/// A new schema version mid-stream adds its column to the target; rows
+/// written before keep NULL in it.
+pub async fn an_added_column_is_added(h: &dyn Harness) {
+    let target = h.target("added_column").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
+    let v2 = items(2);
+    let mut later = insert(2, "b", "y");
+    later.table = v2.clone();
+    if let Some(after) = later.after.as_mut() {
+        after.push(text("more"));
+    }
+    write(&mut *sink, batch(2, vec![later])).await;
+    close(sink).await;
+    assert_eq!(
+        sorted(target.rows("items", &["id", "name", "extra"]).await),
+        [
+            t(&[Some("1"), Some("a"), None]),
+            t(&[Some("2"), Some("b"), Some("more")]),
+        ]
+    );
+    // A restart with the new schema keeps it.
+    let (sink, _) = open(&*target, WriteMode::Upsert, &[v2]).await;
+    close(sink).await;
+}
+
+/// Dead letters are kept with their reason in the same transaction as
+/// their batch: once, even when the batch is redelivered.
+pub async fn dead_letters_commit_with_their_batch(h: &dyn Harness) {
+    let target = h.target("dead_letters").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    let with_dead_letter = || {
+        let mut b = Arc::unwrap_or_clone(batch(1, vec![insert(1, "a", "x")]));
+        b.dead_letters.push(DeadLetter {
+            table: items(1).id.clone(),
+            origin: "items.csv".into(),
+            line: Some(7),
+            raw: "1,a,\"x".into(),
+            reason: "unterminated quote".into(),
+            stage: DeadLetterStage::Read,
+            kept: None,
+        });
+        Arc::new(b)
+    };
+    write(&mut *sink, with_dead_letter()).await;
+    write(&mut *sink, with_dead_letter()).await;
+    close(sink).await;
+    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
+    let kept = sink
+        .dead_letters()
+        .await
+        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let one = &kept[0];
+    assert_eq!(
+        (
+            one.table.as_str(),
+            one.origin.as_str(),
+            one.line,
+            one.raw.as_str(),
+            one.reason.as_str(),
+            one.seq
+        ),
+        (
+            "items",
+            "items.csv",
+            Some(7),
+            "1,a,\"x",
+            "unterminated quote",
+            1
+        )
+    );
+    assert_eq!(
+        contents(&*target).await,
+        [t(&[Some("1"), Some("a"), Some("x")])]
+    );
+}
+
+/// A sink that cannot work fails its pre-flight check, saying what is wrong
+/// and how to fix it.
+pub async fn check_explains_a_failure(h: &dyn Harness) {
+    let mut sink = h.broken_sink();
+    let checks = sink.check().await;
+    let failed: Vec<_> = checks
+        .iter()
+        .filter(|c| c.outcome == CheckOutcome::Fail)
+        .collect();
+    assert!(!failed.is_empty(), "no failed check: {checks:?}");
+    for c in failed {
+        assert!(!c.detail.is_empty(), "{c:?}");
+        assert!(
+            c.fix.as_deref().is_some_and(|f| !f.trim().is_empty()),
+            "a failed check without a fix: {c:?}"
+        );
+    }
+}
