@@ -38,7 +38,7 @@ pub async fn run(command: DlqCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::from(crate::EXIT_INVALID));
             }
             let chosen = (!all).then_some(ids.as_slice());
-            match syncline_catalog::dlq::discard(&p, target, chosen).await {
+            match syncline_app::dlq::discard(&p, target, chosen).await {
                 Ok(done) => {
                     for (name, n) in done {
                         println!("target {name}: {n} row(s) discarded");
@@ -68,11 +68,11 @@ fn one_line(text: &str, max: usize) -> String {
 }
 
 async fn list(
-    p: &syncline_catalog::Pipeline,
+    p: &syncline_app::Pipeline,
     target: Option<&str>,
     json: bool,
 ) -> syncline_engine::Result<()> {
-    let all = syncline_catalog::dlq::list(p, target).await?;
+    let all = syncline_app::dlq::list(p, target).await?;
     if json {
         println!(
             "{}",
@@ -103,11 +103,11 @@ async fn list(
 }
 
 async fn show(
-    p: &syncline_catalog::Pipeline,
+    p: &syncline_app::Pipeline,
     target: Option<&str>,
     ids: &[u64],
 ) -> syncline_engine::Result<()> {
-    let all = syncline_catalog::dlq::list(p, target).await?;
+    let all = syncline_app::dlq::list(p, target).await?;
     let mut found = 0;
     for t in &all {
         for r in t.rows.iter().filter(|r| ids.contains(&r.id)) {
@@ -147,11 +147,11 @@ async fn show(
 }
 
 async fn replay(
-    p: &syncline_catalog::Pipeline,
+    p: &syncline_app::Pipeline,
     target: Option<&str>,
     ids: Option<&[u64]>,
 ) -> syncline_engine::Result<()> {
-    let reports = syncline_catalog::dlq::replay(p, target, ids).await?;
+    let reports = syncline_app::dlq::replay(p, target, ids).await?;
     for r in &reports {
         println!(
             "target {}: {} replayed, {} superseded, {} still failing, {} not replayable",

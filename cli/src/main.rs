@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
-use syncline_catalog::Pipeline;
-use syncline_catalog::transforms::{SampleOptions, TransformCheckError};
+use syncline_app::Pipeline;
+use syncline_app::transforms::{SampleOptions, TransformCheckError};
 use syncline_engine::connector::{Check, CheckOutcome};
 use syncline_engine::status::StatusHandle;
 use syncline_sample as sample;
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
 
 /// Loads a pipeline, printing every problem on failure.
 fn load(path: &Path) -> Result<Pipeline, ExitCode> {
-    syncline_catalog::load(path).map_err(|errors| {
+    syncline_app::load(path).map_err(|errors| {
         eprint!("{}", errors.render());
         ExitCode::from(EXIT_INVALID)
     })
@@ -246,7 +246,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            let transforms = match syncline_catalog::transforms::check(&p).await {
+            let transforms = match syncline_app::transforms::check(&p).await {
                 Ok(checked) if checked.is_empty() => String::new(),
                 Ok(checked) => format!(
                     ", {} transform(s) checked against their sources",
@@ -314,10 +314,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             drop_pipeline(&p).await
         }
         Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&syncline_catalog::schema())?
-            );
+            println!("{}", serde_json::to_string_pretty(&syncline_app::schema())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, once, orders } => {
@@ -347,7 +344,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
-    let plan = match syncline_catalog::lifecycle::prepare(p).await {
+    let plan = match syncline_app::lifecycle::prepare(p).await {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error [{}]: {}", e.kind().code(), e.chain());
@@ -362,7 +359,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     };
     let status = StatusHandle::new(&p.spec.name);
     let cancel = CancellationToken::new();
-    let state_dir = syncline_catalog::state_dir(p);
+    let state_dir = syncline_app::state_dir(p);
 
     // First Ctrl-C: graceful stop with a final checkpoint. Second: exit now
     // (safe: every target holds its checkpoint with its data).
@@ -382,7 +379,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     }
 
     let renderer = progress::spawn(status.clone(), json, state_dir.join("status.json"));
-    let options = syncline_catalog::lifecycle::run_options(follow);
+    let options = syncline_app::lifecycle::run_options(follow);
     let result = syncline_engine::runtime::run(plan, options, status.clone(), cancel).await;
     renderer.finish().await;
     let last = status.snapshot();
@@ -407,7 +404,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
 }
 
 async fn drop_pipeline(p: &Pipeline) -> Result<ExitCode> {
-    match syncline_catalog::lifecycle::drop_pipeline(p, |line| println!("{line}")).await {
+    match syncline_app::lifecycle::drop_pipeline(p, |line| println!("{line}")).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error [{}]: {}", e.kind().code(), e.chain());
@@ -426,7 +423,7 @@ struct ConnectorChecks {
 async fn check(p: &Pipeline, json: bool) -> Result<ExitCode> {
     let mut all = Vec::new();
     for name in p.spec.sources.keys() {
-        let mut s = syncline_catalog::source(p, name)?;
+        let mut s = syncline_app::source(p, name)?;
         all.push(ConnectorChecks {
             role: "source",
             name: name.clone(),
@@ -434,7 +431,7 @@ async fn check(p: &Pipeline, json: bool) -> Result<ExitCode> {
         });
     }
     for name in p.spec.targets.keys() {
-        let mut s = syncline_catalog::sink(p, name)?;
+        let mut s = syncline_app::sink(p, name)?;
         all.push(ConnectorChecks {
             role: "target",
             name: name.clone(),
@@ -473,7 +470,7 @@ async fn check(p: &Pipeline, json: bool) -> Result<ExitCode> {
 async fn discover(p: &Pipeline, json: bool) -> Result<ExitCode> {
     let mut tables = Vec::new();
     for name in p.spec.sources.keys() {
-        let mut s = syncline_catalog::source(p, name)?;
+        let mut s = syncline_app::source(p, name)?;
         match s.discover().await {
             Ok(found) => tables.extend(found),
             Err(e) => {
@@ -503,7 +500,7 @@ async fn discover(p: &Pipeline, json: bool) -> Result<ExitCode> {
 }
 
 fn status(p: &Pipeline, json: bool) -> Result<ExitCode> {
-    let path = syncline_catalog::state_dir(p).join("status.json");
+    let path = syncline_app::state_dir(p).join("status.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(_) => {
@@ -564,7 +561,7 @@ async fn preview(
         seed,
         ..SampleOptions::default()
     };
-    let mut session = match syncline_catalog::transforms::preview(p, transform, options).await {
+    let mut session = match syncline_app::transforms::preview(p, transform, options).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error [{}]: {}", e.kind().code(), e.chain());

@@ -6,12 +6,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
-    use syncline_catalog::desktop::{
+    use syncline_app::desktop::{
         CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, QueryResult,
-        Rendered, SampleInfo, TableInfo,
+        Rendered, ReplayReport, SampleInfo, TableInfo, TargetDeadLetters,
     };
-    use syncline_catalog::dlq::{ReplayReport, TargetDeadLetters};
-    use syncline_catalog::lifecycle::RunningPipeline;
+
+    use syncline_app::lifecycle::RunningPipeline;
     use ts_rs::{Config, TS};
 
     fn bindings_dir() -> PathBuf {

@@ -1,6 +1,6 @@
 //! Syncline Studio: the desktop shell. Each command is a few lines over
-//! the catalog's desktop functions (`syncline_catalog::desktop`,
-//! `syncline_catalog::lifecycle`); the engine's status stream reaches the
+//! the application layer's desktop functions (`syncline_app::desktop`,
+//! `syncline_app::lifecycle`); the engine's status stream reaches the
 //! window through Tauri channels; errors cross as `{code, message}`
 //! ([`Failure`]). The command contract is `src-tauri/CONTRACT.md`.
 //!
@@ -14,12 +14,12 @@ mod bindings;
 use std::path::PathBuf;
 
 use serde_json::Value as Json;
-use syncline_catalog::desktop::{
+use syncline_app::desktop::{
     self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, Previews,
-    Problem, QueryResult, Rendered, SampleInfo, TableInfo,
+    Problem, QueryResult, Rendered, ReplayReport, SampleInfo, TableInfo, TargetDeadLetters,
 };
-use syncline_catalog::dlq::{ReplayReport, TargetDeadLetters};
-use syncline_catalog::lifecycle::{Runner, RunningPipeline};
+
+use syncline_app::lifecycle::{PipelineHost, RunningPipeline};
 use syncline_engine::status::PipelineStatus;
 use tauri::ipc::Channel;
 use tauri::menu::{Menu, MenuItem};
@@ -103,10 +103,10 @@ async fn preview_transform(
 
 /// Sends every status snapshot to the window until it stops listening or
 /// the pipeline is dropped.
-fn forward(mut rx: watch::Receiver<PipelineStatus>, channel: Channel<PipelineStatus>) {
+fn forward(mut rx: watch::Receiver<PipelineStatus>, channel: Channel<desktop::PipelineStatus>) {
     tauri::async_runtime::spawn(async move {
         loop {
-            let status = rx.borrow_and_update().clone();
+            let status = desktop::PipelineStatus::from(&*rx.borrow_and_update());
             if channel.send(status).is_err() || rx.changed().await.is_err() {
                 break;
             }
@@ -116,9 +116,9 @@ fn forward(mut rx: watch::Receiver<PipelineStatus>, channel: Channel<PipelineSta
 
 #[tauri::command]
 async fn start_pipeline(
-    runner: State<'_, Runner>,
+    runner: State<'_, PipelineHost>,
     path: PathBuf,
-    on_status: Channel<PipelineStatus>,
+    on_status: Channel<desktop::PipelineStatus>,
 ) -> Reply<()> {
     forward(runner.start(&path).await?, on_status);
     Ok(())
@@ -126,39 +126,39 @@ async fn start_pipeline(
 
 #[tauri::command]
 async fn watch_pipeline(
-    runner: State<'_, Runner>,
+    runner: State<'_, PipelineHost>,
     path: PathBuf,
-    on_status: Channel<PipelineStatus>,
+    on_status: Channel<desktop::PipelineStatus>,
 ) -> Reply<()> {
     forward(runner.watch(&path)?, on_status);
     Ok(())
 }
 
 #[tauri::command]
-async fn stop_pipeline(runner: State<'_, Runner>, path: PathBuf) -> Reply<()> {
+async fn stop_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
     runner.stop(&path).await
 }
 
 #[tauri::command]
-async fn pause_pipeline(runner: State<'_, Runner>, path: PathBuf) -> Reply<()> {
+async fn pause_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
     runner.pause(&path).await
 }
 
 #[tauri::command]
-async fn resume_pipeline(runner: State<'_, Runner>, path: PathBuf) -> Reply<()> {
+async fn resume_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
     // Subscribers of the paused run keep their channel.
     runner.resume(&path).await.map(|_| ())
 }
 
 #[tauri::command]
-async fn drop_pipeline(runner: State<'_, Runner>, path: PathBuf) -> Reply<()> {
+async fn drop_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
     let removed = runner.drop_pipeline(&path).await?;
     tracing::info!(path = %path.display(), ?removed, "pipeline dropped");
     Ok(())
 }
 
 #[tauri::command]
-fn running_pipelines(runner: State<'_, Runner>) -> Vec<RunningPipeline> {
+fn running_pipelines(runner: State<'_, PipelineHost>) -> Vec<RunningPipeline> {
     runner.list()
 }
 
@@ -207,7 +207,7 @@ fn show_window(app: &AppHandle) {
 
 /// Stops every pipeline gracefully, then exits.
 fn quit(app: &AppHandle) {
-    let runner = app.state::<Runner>().inner().clone();
+    let runner = app.state::<PipelineHost>().inner().clone();
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         runner.stop_all().await;
@@ -247,11 +247,11 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    syncline_catalog::secrets::install();
+    syncline_app::secrets::install();
 
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(Runner::new())
+        .manage(PipelineHost::new())
         .manage(Previews::new())
         .setup(|app| {
             if let Err(e) = tray(app) {

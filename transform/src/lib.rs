@@ -48,10 +48,11 @@ use std::sync::Arc;
 
 use duckdb::Connection;
 use syncline_duckdb::quote;
+use syncline_engine::batch::Batch;
 use syncline_engine::connector::Transform;
 use syncline_engine::model::{
-    Batch, Change, Column, DeadLetter, DeadLetterStage, KeptChange, Op, Row, TableId, TableSchema,
-    Value, row_json,
+    Change, Column, DeadLetter, DeadLetterStage, KeptChange, Op, Row, TableId, TableSchema, Value,
+    row_json,
 };
 
 pub use error::{SqlError, TransformError};

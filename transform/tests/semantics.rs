@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::model::{
-    Batch, BatchKind, Change, Column, DataType, Op, Position, Row, TableId, TableSchema, Value,
-    row_json,
+    Change, Column, DataType, Op, Row, TableId, TableSchema, Value, row_json,
 };
 use syncline_transform::{TransformDef, TransformError, Transforms, locate_error};
 

@@ -1,0 +1,241 @@
+//! The kind registry: the one place that maps `kind = "..."` in a pipeline
+//! file to a connector's config type and implementation. Adding a
+//! connector means adding a variant here and nowhere else.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use syncline_duckdb::{DuckDbSink, DuckDbTargetConfig};
+use syncline_engine::config::{
+    self, ConfigErrors, ConnectorSet, KindSchema, LoadedPipeline, SourceSpec, SyncMode, TableDecl,
+    TargetSpec, WriteMode, kind_schema,
+};
+use syncline_engine::connector::{Sink, Source};
+use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
+use syncline_engine::{Error, ErrorKind, Result};
+use syncline_files::{FilesSource, FilesSourceConfig};
+use syncline_postgres::{PostgresSink, PostgresSource, PostgresSourceConfig, PostgresTargetConfig};
+
+use crate::{secrets, transforms};
+
+/// A source section of a pipeline file, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A folder of CSV, JSON-lines or Parquet files, watched for changes.
+    Files(FilesSourceConfig),
+    /// A PostgreSQL database, through logical replication.
+    Postgres(PostgresSourceConfig),
+}
+
+/// A target section of a pipeline file, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetConfig {
+    /// A DuckDB database file.
+    Duckdb(DuckDbTargetConfig),
+    /// A PostgreSQL database.
+    Postgres(PostgresTargetConfig),
+}
+
+impl ConnectorSet for SourceConfig {
+    fn kinds() -> Vec<KindSchema> {
+        vec![
+            kind_schema::<FilesSourceConfig>("files"),
+            kind_schema::<PostgresSourceConfig>("postgres"),
+        ]
+    }
+}
+
+impl ConnectorSet for TargetConfig {
+    fn kinds() -> Vec<KindSchema> {
+        vec![
+            kind_schema::<DuckDbTargetConfig>("duckdb"),
+            kind_schema::<PostgresTargetConfig>("postgres"),
+        ]
+    }
+}
+
+impl SourceSpec for SourceConfig {
+    fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Files(_) => "files",
+            SourceConfig::Postgres(_) => "postgres",
+        }
+    }
+
+    fn tables(&self) -> Vec<TableDecl> {
+        match self {
+            SourceConfig::Files(c) => c.table_decls(),
+            SourceConfig::Postgres(c) => c.table_decls(),
+        }
+    }
+
+    fn supported_modes(&self) -> &'static [SyncMode] {
+        match self {
+            SourceConfig::Files(_) => FilesSourceConfig::MODES,
+            SourceConfig::Postgres(_) => PostgresSourceConfig::MODES,
+        }
+    }
+}
+
+impl TargetSpec for TargetConfig {
+    fn kind(&self) -> &'static str {
+        match self {
+            TargetConfig::Duckdb(_) => "duckdb",
+            TargetConfig::Postgres(_) => "postgres",
+        }
+    }
+
+    fn inputs(&self) -> &[String] {
+        match self {
+            TargetConfig::Duckdb(c) => &c.inputs,
+            TargetConfig::Postgres(c) => &c.inputs,
+        }
+    }
+
+    fn write_mode(&self) -> WriteMode {
+        match self {
+            TargetConfig::Duckdb(c) => c.mode,
+            TargetConfig::Postgres(c) => c.mode,
+        }
+    }
+}
+
+/// A loaded pipeline file.
+pub type Pipeline = LoadedPipeline<SourceConfig, TargetConfig>;
+
+/// Reads and validates a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
+    config::load(path)
+}
+
+/// Validates pipeline text as if read from `path`.
+pub fn parse(path: &Path, text: String) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
+    config::parse(path, text)
+}
+
+/// Validates a pipeline being written as if read from `path`: like
+/// [`parse`], but it may have no targets yet.
+pub fn parse_draft(path: &Path, text: String) -> Result<Pipeline, ConfigErrors> {
+    secrets::install();
+    config::parse_draft(path, text)
+}
+
+/// The JSON Schema of pipeline files.
+pub fn schema() -> serde_json::Value {
+    config::pipeline_schema::<SourceConfig, TargetConfig>()
+}
+
+/// Where a pipeline keeps its local state (source manifests, last status):
+/// `.syncline/<name>/` beside the pipeline file.
+pub fn state_dir(pipeline: &Pipeline) -> PathBuf {
+    pipeline
+        .base_dir()
+        .join(".syncline")
+        .join(&pipeline.spec.name)
+}
+
+/// Builds one source connector.
+pub fn source(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Source>> {
+    let config = pipeline
+        .spec
+        .sources
+        .get(name)
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("no source named `{name}`")))?;
+    build_source(
+        name,
+        config,
+        &pipeline.spec.name,
+        pipeline.base_dir(),
+        &state_dir(pipeline),
+    )
+}
+
+/// Builds a source connector from its section: `base_dir` is the pipeline
+/// file's folder, `state` the pipeline's state folder.
+pub(crate) fn build_source(
+    name: &str,
+    config: &SourceConfig,
+    pipeline: &str,
+    base_dir: &Path,
+    state: &Path,
+) -> Result<Box<dyn Source>> {
+    Ok(match config {
+        SourceConfig::Files(c) => Box::new(FilesSource::new(
+            name,
+            c,
+            base_dir,
+            &state.join(format!("files-{name}")),
+        )?),
+        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(name, pipeline, c)),
+    })
+}
+
+/// Builds one sink connector.
+pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
+    let config = pipeline
+        .spec
+        .targets
+        .get(name)
+        .ok_or_else(|| Error::new(ErrorKind::Config, format!("no target named `{name}`")))?;
+    Ok(build_sink(config, &pipeline.spec.name, pipeline.base_dir()))
+}
+
+/// Builds a sink connector from its section.
+pub(crate) fn build_sink(config: &TargetConfig, pipeline: &str, base_dir: &Path) -> Box<dyn Sink> {
+    match config {
+        TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(c.clone(), base_dir, pipeline)),
+        TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), pipeline)),
+    }
+}
+
+/// Builds every connector of a pipeline, ready to run. Lookup tables the
+/// transforms join are read here.
+pub async fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
+    let transform = if pipeline.spec.transforms.is_empty() {
+        None
+    } else {
+        let transforms = transforms::build(pipeline).await?;
+        Some(Box::new(transforms) as Box<dyn syncline_engine::connector::Transform>)
+    };
+    let mut sources = Vec::new();
+    for name in pipeline.spec.sources.keys() {
+        sources.push(SourcePlan {
+            name: name.clone(),
+            source: source(pipeline, name)?,
+        });
+    }
+    let mut sinks = Vec::new();
+    for (name, target) in &pipeline.spec.targets {
+        sinks.push(SinkPlan {
+            name: name.clone(),
+            sink: sink(pipeline, name)?,
+            filter: filter(pipeline, target.inputs()),
+        });
+    }
+    Ok(PipelinePlan {
+        name: pipeline.spec.name.clone(),
+        sources,
+        transform,
+        sinks,
+        max_dead_letters: pipeline.spec.max_dead_letters,
+    })
+}
+
+/// What a target with `inputs` receives: sources, tables, and transform
+/// outputs (which travel in their input source's batches).
+pub(crate) fn filter(pipeline: &Pipeline, inputs: &[String]) -> TableFilter {
+    let mut filter = TableFilter::from_inputs(inputs.iter().map(String::as_str));
+    for input in inputs {
+        if let Some(t) = pipeline.spec.transforms.get(input)
+            && let Some((source, _)) = t.input.split_once('.')
+        {
+            filter = filter.through(source);
+        }
+    }
+    filter
+}
