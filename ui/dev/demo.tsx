@@ -33,14 +33,14 @@ function status(): PipelineStatus {
     const d = done(total, rate);
     return {
       phase: d < total ? "snapshot" : "streaming",
-      snapshot_total: total,
-      snapshot_done: d,
+      snapshotTotal: total,
+      snapshotDone: d,
       inserts: d,
       updates: Math.round(t * 3),
       deletes: 0,
-      dead_letters: total === 300000 ? Math.min(11, Math.round(t)) : 0,
-      rows_per_sec: d < total ? rate * (0.8 + Math.random() * 0.4) : Math.random() * 20,
-      lag_seconds: d < total ? null : 0.2 + Math.random(),
+      deadLetters: total === 300000 ? Math.min(11, Math.round(t)) : 0,
+      rowsPerSec: d < total ? rate * (0.8 + Math.random() * 0.4) : Math.random() * 20,
+      lagSeconds: d < total ? null : 0.2 + Math.random(),
     } as const;
   };
   return {
@@ -48,9 +48,9 @@ function status(): PipelineStatus {
     state: stopped ? "stopped" : "running",
     tables: { "shop.customers": table(50000, 40000), "shop.orders": table(300000, 60000), "shop.products": table(2000, 20000) },
     positions: {},
-    retained_bytes: {},
+    retainedBytes: {},
     errors: t > 3 ? ["shop.orders: orders/2025-03.csv line 8: expected 7 fields, found 3"] : [],
-    updated_at: new Date().toISOString(),
+    updatedAt: new Date().toISOString(),
   };
 }
 
@@ -129,8 +129,8 @@ mockIPC((cmd, args) => {
       return { columns: orderCols, rows: orders(Math.min(a.limit, 120000)), truncated: true, elapsedMs: 210 };
     case "dlq_list":
       return [{ target: "warehouse", rows: [
-        { id: 1, source: "shop", table: "orders", stage: "source", origin: "orders/2025-03.csv", line: 8, raw: "7,31337,oops", reason: "expected 7 fields, found 3", seq: 3, recorded_at: "2026-11-25T15:00:00Z", kept: null },
-        { id: 2, source: "shop", table: "open_orders", stage: "transform", origin: "open_orders", line: null, raw: '{"order_id":175011,"amount":"twelve euros"}', reason: "Conversion Error: Could not convert string 'twelve euros' to DECIMAL(12,2)", seq: 7, recorded_at: "2026-11-25T15:00:01Z", kept: {} },
+        { id: 1, source: "shop", table: "orders", stage: "source", origin: "orders/2025-03.csv", line: 8, raw: "7,31337,oops", reason: "expected 7 fields, found 3", seq: 3, recordedAt: "2026-11-25T15:00:00Z", kept: null },
+        { id: 2, source: "shop", table: "open_orders", stage: "transform", origin: "open_orders", line: null, raw: '{"order_id":175011,"amount":"twelve euros"}', reason: "Conversion Error: Could not convert string 'twelve euros' to DECIMAL(12,2)", seq: 7, recordedAt: "2026-11-25T15:00:01Z", kept: {} },
       ] }];
     default:
       return null;

@@ -2,7 +2,7 @@ import { lazy, Suspense, useEffect, useState } from "react";
 import * as backend from "./backend";
 import { ErrorBoundary } from "./components/ErrorBoundary";
 import { RunsProvider, useRuns } from "./runs";
-import { Wizard } from "./screens/Wizard";
+import { Wizard } from "./screens/wizard/Wizard";
 
 // The first screen is the wizard; the others load when first shown.
 const PipelineView = lazy(() => import("./screens/PipelineView").then((m) => ({ default: m.PipelineView })));

@@ -25,10 +25,10 @@ export function summarize(status: PipelineStatus): Sample {
   let throughput = 0;
   let lag: number | null = null;
   for (const t of Object.values(status.tables)) {
-    throughput += t.rows_per_sec;
-    if (t.lag_seconds !== null && t.lag_seconds !== undefined) lag = Math.max(lag ?? 0, t.lag_seconds);
+    throughput += t.rowsPerSec;
+    if (t.lagSeconds !== null && t.lagSeconds !== undefined) lag = Math.max(lag ?? 0, t.lagSeconds);
   }
-  const t = status.updated_at ? Date.parse(status.updated_at) / 1000 : Date.now() / 1000;
+  const t = status.updatedAt ? Date.parse(status.updatedAt) / 1000 : Date.now() / 1000;
   return { t, throughput, lag };
 }
 

@@ -1,5 +1,5 @@
-// DTOs of the desktop command contract (src-tauri/CONTRACT.md). Engine types
-// keep their snake_case serde names; DTOs defined in src-tauri are camelCase.
+// DTOs of the desktop command contract (src-tauri/CONTRACT.md): camelCase,
+// generated from the application layer's Rust types (app/src/desktop).
 
 export type JsonSchema = {
   type?: string | string[];

@@ -3,15 +3,13 @@ import type { Op } from "./Op";
 import type { TableId } from "./TableId";
 
 /**
- * A change kept with a dead letter so it can be replayed once the cause is
- * fixed: the table it belonged to, by name, and its rows with their column
- * names (the table may have gained columns by the time it is replayed).
+ * The change kept with a row, for replay.
  */
 export type KeptChange = { 
 /**
  * The transform that rejected it, if one did.
  */
-transform?: string | null, 
+transform: string | null, 
 /**
  * The table the change is a change of.
  */
@@ -25,15 +23,14 @@ op: Op,
  */
 columns: Array<string>, 
 /**
- * Row before the change, where known.
+ * Row before the change, where known (values as JSON).
  */
-before?: Array<unknown>, 
+before: Array<unknown> | null, 
 /**
- * Row after the change.
+ * Row after the change (values as JSON).
  */
-after?: Array<unknown>, 
+after: Array<unknown> | null, 
 /**
- * The key values, as JSON text: what a later change of the same row
- * is recognised by (see [`KeptChange::key_text`]).
+ * The key values, as JSON text.
  */
 key: string, };

@@ -45,7 +45,7 @@ seq: number,
 /**
  * When it was kept.
  */
-recorded_at: string, 
+recordedAt: string, 
 /**
  * The change, for replay (`None`: fix it at its origin instead).
  */

@@ -13,8 +13,8 @@ target: string,
  */
 replayed: Array<number>, 
 /**
- * Rows removed because a later kept row of the same key was applied
- * in their place.
+ * Rows removed because a later kept row of the same key was applied in
+ * their place.
  */
 superseded: Array<number>, 
 /**
@@ -22,7 +22,6 @@ superseded: Array<number>,
  */
 failed: Array<[number, string]>, 
 /**
- * Rows that cannot be replayed (a record the source could not read:
- * fix it at its origin); they stay.
+ * Rows that cannot be replayed (fix them at their origin); they stay.
  */
-not_replayable: Array<number>, };
+notReplayable: Array<number>, };

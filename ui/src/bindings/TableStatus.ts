@@ -12,11 +12,11 @@ phase: Phase,
 /**
  * Rows the snapshot is expected to copy, where known.
  */
-snapshot_total: number | null, 
+snapshotTotal: number | null, 
 /**
  * Rows of the snapshot committed to every target.
  */
-snapshot_done: number, 
+snapshotDone: number, 
 /**
  * Inserts committed.
  */
@@ -32,12 +32,12 @@ deletes: number,
 /**
  * Records sent to the dead-letter table.
  */
-dead_letters: number, 
+deadLetters: number, 
 /**
  * Changes per second over the last few seconds.
  */
-rows_per_sec: number, 
+rowsPerSec: number, 
 /**
  * Seconds between the source commit of the last applied change and now.
  */
-lag_seconds: number | null, };
+lagSeconds: number | null, };

@@ -21,16 +21,16 @@ describe("pipeline graph", () => {
 });
 
 describe("status summary", () => {
-  const table = (rows_per_sec: number, lag_seconds: number | null): TableStatus => ({
+  const table = (rowsPerSec: number, lagSeconds: number | null): TableStatus => ({
     phase: "streaming",
-    snapshot_total: null,
-    snapshot_done: 0,
+    snapshotTotal: null,
+    snapshotDone: 0,
     inserts: 0,
     updates: 0,
     deletes: 0,
-    dead_letters: 0,
-    rows_per_sec,
-    lag_seconds,
+    deadLetters: 0,
+    rowsPerSec,
+    lagSeconds,
   });
   it("adds throughput over tables and keeps the worst lag", () => {
     const status: PipelineStatus = {
@@ -38,9 +38,9 @@ describe("status summary", () => {
       state: "running",
       tables: { a: table(100, 0.5), b: table(50, 2), c: table(1, null) },
       positions: {},
-      retained_bytes: {},
+      retainedBytes: {},
       errors: [],
-      updated_at: "2026-11-25T15:00:00Z",
+      updatedAt: "2026-11-25T15:00:00Z",
     };
     expect(summarize(status)).toEqual({ t: Date.parse("2026-11-25T15:00:00Z") / 1000, throughput: 151, lag: 2 });
     expect(summarize({ ...status, tables: { c: table(0, null) } }).lag).toBeNull();

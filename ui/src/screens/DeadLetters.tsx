@@ -66,7 +66,7 @@ export function DeadLetters({ path, onPath }: { path: string; onPath: (p: string
           {report.map((r) => (
             <p key={r.target}>
               <strong>{r.target}</strong>: {r.replayed.length} replayed, {r.superseded.length} superseded, {r.failed.length} still
-              failing, {r.not_replayable.length} not replayable (fix them at their origin).
+              failing, {r.notReplayable.length} not replayable (fix them at their origin).
               {r.failed.map(([id, why]) => (
                 <span key={id} className="error block">
                   #{id}: {why}

@@ -2,9 +2,9 @@
 import { useState } from "react";
 import * as backend from "../backend";
 import { PipelineFileRow } from "../components/PipelineFileRow";
+import { TomlView } from "../components/TomlView";
 import { errorText } from "../errors";
 import type { OpenedPipeline } from "../types";
-import { TomlView } from "./Wizard";
 
 export function OpenExport({ onShowPipeline }: { onShowPipeline: (path: string) => void }) {
   const [pathInput, setPathInput] = useState("");

@@ -200,10 +200,10 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
           ) : (
             <p className="muted">{run ? "Waiting for the first status…" : "Not running. Start it to see its progress."}</p>
           )}
-          {status && Object.keys(status.retained_bytes).length > 0 && (
+          {status && Object.keys(status.retainedBytes).length > 0 && (
             <p data-testid="pipeline-retained">
               Retained change log:{" "}
-              {Object.entries(status.retained_bytes)
+              {Object.entries(status.retainedBytes)
                 .map(([src, b]) => `${src} ${fmtBytes(b)}`)
                 .join(", ")}
             </p>
@@ -252,8 +252,8 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
 }
 
 function TableRow({ name, t }: { name: string; t: TableStatus }) {
-  const total = t.snapshot_total;
-  const pct = total && total > 0 ? Math.min(100, (t.snapshot_done / total) * 100) : t.phase === "snapshot" ? null : 100;
+  const total = t.snapshotTotal;
+  const pct = total && total > 0 ? Math.min(100, (t.snapshotDone / total) * 100) : t.phase === "snapshot" ? null : 100;
   return (
     <tr data-testid={`pipeline-table-${name}`}>
       <td>{name}</td>
@@ -266,29 +266,29 @@ function TableRow({ name, t }: { name: string; t: TableStatus }) {
         {t.phase === "pending" ? (
           <span className="muted">—</span>
         ) : (
-          <div className="progress" title={`${fmtInt(t.snapshot_done)} of ${fmtInt(total)}`}>
+          <div className="progress" title={`${fmtInt(t.snapshotDone)} of ${fmtInt(total)}`}>
             <div
               className={`bar${pct === null ? " indeterminate" : ""}`}
               style={{ width: `${pct ?? 30}%` }}
               role="progressbar"
               aria-valuemin={0}
               aria-valuemax={total ?? undefined}
-              aria-valuenow={t.snapshot_done}
+              aria-valuenow={t.snapshotDone}
               data-testid={`pipeline-progress-${name}`}
             />
             <span className="progress-label">
-              {fmtInt(t.snapshot_done)}
+              {fmtInt(t.snapshotDone)}
               {total !== null && ` / ${fmtInt(total)}`}
             </span>
           </div>
         )}
       </td>
-      <td className="num">{fmtRate(t.rows_per_sec)}</td>
-      <td className="num">{fmtSeconds(t.lag_seconds)}</td>
+      <td className="num">{fmtRate(t.rowsPerSec)}</td>
+      <td className="num">{fmtSeconds(t.lagSeconds)}</td>
       <td className="num">{fmtInt(t.inserts)}</td>
       <td className="num">{fmtInt(t.updates)}</td>
       <td className="num">{fmtInt(t.deletes)}</td>
-      <td className="num">{fmtInt(t.dead_letters)}</td>
+      <td className="num">{fmtInt(t.deadLetters)}</td>
     </tr>
   );
 }

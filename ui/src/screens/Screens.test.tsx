@@ -92,11 +92,11 @@ describe("Dead letters", () => {
       raw: "7,1,oops",
       reason: "expected 7 fields, found 3",
       seq: 3,
-      recorded_at: "2026-11-25T15:00:00Z",
+      recordedAt: "2026-11-25T15:00:00Z",
       kept,
     });
     b.dlqList.mockResolvedValue([{ target: "warehouse", rows: [row(1, null), row(2, {} as KeptRow["kept"])] }]);
-    b.dlqReplay.mockResolvedValue([{ target: "warehouse", replayed: [2], superseded: [], failed: [], not_replayable: [1] }]);
+    b.dlqReplay.mockResolvedValue([{ target: "warehouse", replayed: [2], superseded: [], failed: [], notReplayable: [1] }]);
     b.dlqDiscard.mockResolvedValue(undefined);
     render(<DeadLetters path="/w/shop.toml" onPath={() => undefined} />);
     await screen.findByTestId("dlq-row-1");

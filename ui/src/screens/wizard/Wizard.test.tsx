@@ -1,11 +1,11 @@
 import { act, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { kinds, sampleToml } from "../test/fixtures";
-import type { PipelineDraft } from "../types";
+import { kinds, sampleToml } from "../../test/fixtures";
+import type { PipelineDraft } from "../../types";
 
 // The UI's boundary with the Tauri shell is backend.ts; the wizard is tested
 // against a double of that module.
-vi.mock("../backend", () => ({
+vi.mock("../../backend", () => ({
   connectorKinds: vi.fn(),
   defaultWorkspaceDir: vi.fn(),
   createSample: vi.fn(),
@@ -20,7 +20,7 @@ vi.mock("../backend", () => ({
   pickSavePath: vi.fn(),
 }));
 
-import * as backend from "../backend";
+import * as backend from "../../backend";
 import { Wizard } from "./Wizard";
 
 const b = vi.mocked(backend);

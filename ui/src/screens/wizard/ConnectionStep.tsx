@@ -1,0 +1,55 @@
+// Step 3: test the connection to the source.
+import { useEffect, useState } from "react";
+import * as backend from "../../backend";
+import { errorText } from "../../errors";
+import type { CheckItem, PipelineDraft } from "../../types";
+import { withText } from "./draft";
+
+const OUTCOME_LABEL = { pass: "Passed", warn: "Warning", fail: "Failed" } as const;
+
+export function ConnectionStep({ path, draft, source }: { path: string; draft: PipelineDraft; source: string }) {
+  const [checks, setChecks] = useState<CheckItem[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [running, setRunning] = useState(false);
+  const run = async () => {
+    setRunning(true);
+    setError(null);
+    try {
+      setChecks(await withText(path, draft, (p) => backend.testConnection(p, source)));
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setRunning(false);
+    }
+  };
+  useEffect(() => {
+    void run();
+    // Test once on arrival; "Test again" repeats it.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  return (
+    <div className="stack">
+      <div className="row">
+        <button type="button" className="secondary" onClick={run} disabled={running} data-testid="test-connection">
+          {running ? "Testing…" : "Test again"}
+        </button>
+      </div>
+      {error && <p className="error" role="alert">{error}</p>}
+      {checks && (
+        <ul className="checks" data-testid="checks">
+          {checks.map((c, i) => (
+            <li key={i} className={`check ${c.outcome}`} data-testid={`check-${c.outcome}`}>
+              <span className={`badge ${c.outcome}`}>{OUTCOME_LABEL[c.outcome]}</span>
+              <div>
+                <strong>{c.name}</strong>
+                <div>{c.detail}</div>
+                {c.fix && <div className="fix">How to fix: {c.fix}</div>}
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+      {checks && checks.length === 0 && <p className="muted">No checks for this source.</p>}
+    </div>
+  );
+}
