@@ -65,3 +65,11 @@ ensure_ui_build() {
     (cd ui && npm run build --silent >&2)
   fi
 }
+
+# Builds every binary (syncline, the studio with its UI embedded, the bench)
+# with the same package set and features as the test build, so no
+# dependency is compiled twice: `-p one-package` unifies features
+# differently and rebuilds hundreds of crates on a fresh machine.
+build_binaries() {
+  cargo build --locked --workspace --bins --features syncline-desktop/custom-protocol "$@" >&2
+}

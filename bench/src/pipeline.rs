@@ -1,0 +1,109 @@
+//! The pipeline files the benchmark writes and the `syncline` processes
+//! it runs on them.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::pg;
+use crate::process::Monitored;
+use crate::raw::RAW_SLOT;
+use crate::run::Bench;
+
+/// Pipeline of the snapshot and streaming tests (its slot and publication
+/// are `syncline_bench_pg`).
+pub const PIPELINE: &str = "bench";
+/// Pipeline of the latency test.
+pub const LAT_PIPELINE: &str = "bench_lat";
+
+/// `syncline_<pipeline>_<source>`, as the Postgres source names its slot
+/// and publication (the names used here need no cleaning).
+pub fn slot_of(pipeline: &str) -> String {
+    format!("syncline_{pipeline}_pg")
+}
+
+impl Bench {
+    fn source_block(&self, table: &str, extra: &[&str]) -> String {
+        let mut s = format!(
+            "[sources.pg]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndatabase = \"{}\"\nsslmode = \"{}\"\n",
+            self.args.host,
+            self.args.port,
+            self.args.user,
+            self.db(),
+            self.args.sslmode
+        );
+        for line in extra
+            .iter()
+            .copied()
+            .chain(self.args.source_options.iter().map(String::as_str))
+        {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push_str(&format!("[[sources.pg.tables]]\nname = \"{table}\"\n"));
+        s
+    }
+
+    /// Writes a pipeline file into the work dir.
+    pub fn write_pipeline(
+        &self,
+        file: &str,
+        name: &str,
+        table: &str,
+        extra: &[&str],
+        target: &str,
+        mode: &str,
+    ) -> Result<PathBuf> {
+        let text = format!(
+            "name = \"{name}\"\n{}[targets.db]\nkind = \"duckdb\"\npath = \"{target}\"\ninputs = [\"pg\"]\nmode = \"{mode}\"\n",
+            self.source_block(table, extra)
+        );
+        let path = self.dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Starts `syncline args...` in the work dir.
+    pub fn syncline(&self, label: &str, args: &[&str], status_ms: u64) -> Result<Monitored> {
+        Monitored::spawn(
+            label,
+            &self.syncline,
+            args,
+            &self.dir,
+            &[
+                ("SYNCLINE_LOG", "warn".to_owned()),
+                ("SYNCLINE_STATUS_INTERVAL_MS", status_ms.to_string()),
+            ],
+            &self.log,
+        )
+    }
+
+    /// `syncline drop <file>`: removes the pipeline's slot and publication.
+    pub fn drop_pipeline(&mut self, file: &str) -> Result<()> {
+        if !self.dir.join(file).exists() {
+            return Ok(());
+        }
+        self.note(&format!("syncline drop {file}"));
+        let f = self
+            .syncline(&format!("drop {file}"), &["drop", file], 250)?
+            .wait()?;
+        self.record(&f);
+        if f.exit_code != 0 {
+            bail!("syncline drop {file} exited with {}", f.exit_code);
+        }
+        if file == "p.toml" {
+            let server = self.server.clone();
+            self.rt.block_on(async {
+                let mut c = server.connect("postgres").await?;
+                pg::exec(
+                    &mut c,
+                    &format!(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{RAW_SLOT}'"
+                    ),
+                )
+                .await
+            })?;
+        }
+        Ok(())
+    }
+}
