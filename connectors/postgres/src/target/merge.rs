@@ -8,11 +8,13 @@ use std::fmt::Write as _;
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _};
+use syncline_engine::apply::sql::{self, Recorded, Tables};
 use syncline_engine::apply::{self, Step};
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
 use syncline_engine::model::{Change, DataType, Op, Row, TableSchema, Value};
 
+use super::dialect::Postgres;
 use super::values::{COPY_NULL, postgres_type, push_copy_field, value_text};
 use super::{
     ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, State, Target, statement_failed,
@@ -139,14 +141,13 @@ impl State {
         seq: i64,
         commit_micros: Option<i64>,
     ) -> Result<(), PgError> {
-        let sql = match self.mode {
-            WriteMode::Upsert | WriteMode::Append => format!("TRUNCATE {}", target.table),
-            WriteMode::History => format!(
-                "INSERT INTO {} (_op, _seq, _commit_time, _synced_at) VALUES ('t', {seq}, {}, now())",
-                target.table,
-                commit_time_sql(commit_micros)
-            ),
-        };
+        let sql = sql::truncate(
+            &Postgres,
+            self.mode,
+            &target.table,
+            seq.unsigned_abs(),
+            commit_micros,
+        );
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *conn)
             .await
@@ -234,41 +235,26 @@ impl State {
         )
         .await?;
 
-        // Text compares byte-wise, as the source ordered the keys.
-        let key_sql: Vec<(String, String)> = schema
-            .key
-            .iter()
-            .map(|&k| {
-                let c = &schema.columns[k];
-                let name = quote(&c.name);
-                if c.data_type == DataType::Text {
-                    (format!("(h.{name} COLLATE \"C\")"), format!("p.{name}"))
-                } else {
-                    (format!("h.{name}"), format!("p.{name}"))
-                }
-            })
-            .collect();
-        let filter = apply::prune_condition(&key_sql, stage, "_syncline_op", &range);
+        let tables = Tables {
+            table: &target.table,
+            stage,
+            schema,
+        };
         let table = &target.table;
-        let sql = if self.mode == WriteMode::History {
-            let cols: Vec<String> = schema
-                .key
-                .iter()
-                .map(|&k| quote(&schema.columns[k].name))
-                .collect();
-            let cols = cols.join(", ");
-            format!(
-                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
-                 SELECT 'd', {seq}, {commit}, now(), {cols} FROM (
-                     SELECT DISTINCT ON ({cols}) {cols}, _op FROM {table}
-                     WHERE _seq >= coalesce((SELECT max(_seq) FROM {table} WHERE _op = 't'), 0)
-                       AND _op <> 't'
-                     ORDER BY {cols}, _seq DESC, ctid DESC
-                 ) h WHERE h._op <> 'd' AND {filter}",
-                commit = commit_time_sql(commit_micros),
-            )
-        } else {
-            format!("DELETE FROM {table} h WHERE {filter}")
+        let Some(sql) = sql::prune(
+            &Postgres,
+            self.mode,
+            tables,
+            &range,
+            seq.unsigned_abs(),
+            commit_micros,
+        )
+        .map_err(|detail| PgError::Table {
+            table: schema.id.to_string(),
+            detail,
+        })?
+        else {
+            return Ok(());
         };
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *conn)
@@ -319,12 +305,6 @@ impl State {
             .map(|&k| quote(&schema.columns[k].name))
             .collect();
         let table = &target.table;
-        let join = |a: &str, b: &str| -> String {
-            keys.iter()
-                .map(|k| format!("{a}.{k} = {b}.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
 
         // Values the source did not send (unchanged TOAST) come from the row
         // the target holds: the one row of the key in upsert mode, the
@@ -402,36 +382,21 @@ impl State {
                 )))?;
         }
 
-        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-        let cols = cols.join(", ");
-        let sql = match self.mode {
-            WriteMode::Upsert => {
-                if keys.is_empty() {
-                    return Err(PgError::Table {
-                        table: schema.id.to_string(),
-                        detail: "upsert mode needs a key; the table has none".into(),
-                    });
-                }
-                let k = keys.join(", ");
-                format!(
-                    "DELETE FROM {table} t USING {stage} s WHERE {join};
-                     INSERT INTO {table} ({cols})
-                     SELECT {cols} FROM (
-                         SELECT DISTINCT ON ({k}) * FROM {stage} ORDER BY {k}, _syncline_seq DESC
-                     ) s WHERE _syncline_op <> 'd'",
-                    join = join("t", "s"),
-                )
-            }
-            WriteMode::Append => format!(
-                "INSERT INTO {table} ({cols})
-                 SELECT {cols} FROM {stage} WHERE _syncline_op IN ('i', 'u') ORDER BY _syncline_seq"
-            ),
-            WriteMode::History => format!(
-                "INSERT INTO {table} (_op, _seq, _commit_time, _synced_at, {cols})
-                 SELECT _syncline_op, {seq}, {commit}, now(), {cols} FROM {stage} ORDER BY _syncline_seq",
-                commit = commit_time_sql(commit_micros),
-            ),
+        let tables = Tables {
+            table,
+            stage,
+            schema,
         };
+        let recorded = Recorded::Batch {
+            seq: seq.unsigned_abs(),
+            commit_micros,
+        };
+        let sql = sql::merge(&Postgres, self.mode, tables, recorded).map_err(|detail| {
+            PgError::Table {
+                table: schema.id.to_string(),
+                detail,
+            }
+        })?;
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *conn)
             .await
@@ -639,13 +604,6 @@ fn old_key_literal(schema: &TableSchema, key: &[Value]) -> Result<String, PgErro
         detail,
     })?;
     Ok(literal)
-}
-
-fn commit_time_sql(micros: Option<i64>) -> String {
-    micros.map_or_else(
-        || "NULL".to_owned(),
-        |m| format!("('epoch'::timestamptz + {m} * interval '1 microsecond')"),
-    )
 }
 
 /// The advisory lock serialising writes of one (schema, pipeline, source).

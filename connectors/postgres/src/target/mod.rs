@@ -39,6 +39,7 @@
 //! `tables` creates and evolves the tables, `merge` applies a batch.
 
 mod config;
+mod dialect;
 mod merge;
 mod tables;
 pub mod values;
@@ -62,6 +63,7 @@ pub use config::PostgresTargetConfig;
 
 use crate::error::PgError;
 use crate::introspect::quote;
+use tables::table_exists;
 
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
@@ -268,11 +270,7 @@ impl Sink for PostgresSink {
     async fn dead_letters(&mut self) -> Result<Vec<KeptRow>> {
         let (conn, state) = self.connection().await?;
         let table = state.qualified(DEAD_LETTER_TABLE);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(statement_failed("looking for the dead-letter table"))?;
+        let exists = table_exists(conn, &table).await?;
         if !exists {
             return Ok(Vec::new());
         }
@@ -346,11 +344,7 @@ impl Sink for PostgresSink {
     async fn discard(&mut self, ids: &[u64]) -> Result<u64> {
         let (conn, state) = self.connection().await?;
         let table = state.qualified(DEAD_LETTER_TABLE);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(statement_failed("looking for the dead-letter table"))?;
+        let exists = table_exists(conn, &table).await?;
         if !exists {
             return Ok(0);
         }
@@ -369,11 +363,7 @@ impl Sink for PostgresSink {
     async fn forget(&mut self) -> Result<()> {
         let (conn, state) = self.connection().await?;
         let table = state.qualified(CHECKPOINT_TABLE);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(statement_failed("looking for the checkpoint table"))?;
+        let exists = table_exists(conn, &table).await?;
         if exists {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE pipeline = $1"

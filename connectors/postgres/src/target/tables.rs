@@ -185,11 +185,7 @@ impl State {
             });
         }
         let table = self.qualified(&schema.id.name);
-        let existed: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(statement_failed(format!("looking up {table}")))?;
+        let existed = table_exists(conn, &table).await?;
         let mut columns: Vec<String> = Vec::new();
         if self.mode == WriteMode::History {
             columns.push(HISTORY_COLUMNS.to_owned());
@@ -306,4 +302,13 @@ async fn create_stage(
     .await
     .map_err(statement_failed("creating the staging table"))?;
     Ok(())
+}
+
+/// Whether `table` (qualified and quoted) exists.
+pub(super) async fn table_exists(conn: &mut PgConnection, table: &str) -> Result<bool, PgError> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(conn)
+        .await
+        .map_err(statement_failed(format!("looking up {table}")))
 }
