@@ -104,58 +104,50 @@ impl DuckDbSink {
         self.writer = Some(writer);
         result.map_err(Error::from)
     }
+
+    /// Opens a writer of this sink's file, off the async threads (the
+    /// future holds no reference to the sink, whose writer is not `Sync`).
+    fn open_writer(&self) -> impl Future<Output = Result<Writer>> + Send + 'static {
+        let path = self.path.clone();
+        let pipeline = self.pipeline.clone();
+        let mode = self.config.mode;
+        let schema = self.config.schema.clone();
+        async move {
+            let writer =
+                tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema))
+                    .await
+                    .map_err(|_| Error::from(DuckDbError::Worker))??;
+            Ok(writer)
+        }
+    }
 }
 
 #[async_trait]
 impl Sink for DuckDbSink {
     async fn check(&mut self) -> Vec<Check> {
-        let path = self.path.clone();
-        let pipeline = self.pipeline.clone();
-        let mode = self.config.mode;
-        let schema = self.config.schema.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            Writer::open(&path, &pipeline, mode, &schema).map(|_| ())
-        })
-        .await;
         let name = "database file is writable";
-        match result {
-            Ok(Ok(())) => vec![Check::pass(
+        match self.open_writer().await {
+            Ok(_) => vec![Check::pass(
                 name,
                 format!("{} opened for writing", self.path.display()),
             )],
-            Ok(Err(e)) => vec![Check::fail(
+            Err(e) => vec![Check::fail(
                 name,
-                Error::from(e).chain(),
+                e.chain(),
                 "check that the folder exists and is writable, and that no other program holds the file open",
-            )],
-            Err(_) => vec![Check::fail(
-                name,
-                "the check stopped unexpectedly",
-                "run it again",
             )],
         }
     }
 
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
-        let path = self.path.clone();
-        let pipeline = self.pipeline.clone();
-        let mode = self.config.mode;
-        let schema = self.config.schema.clone();
-        let writer =
-            tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema))
-                .await
-                .map_err(|_| Error::from(DuckDbError::Worker))??;
-        self.writer = Some(writer);
+        self.writer = Some(self.open_writer().await?);
         let tables = tables.to_vec();
         self.blocking(move |w| w.prepare(&tables)).await
     }
 
     async fn forget(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let pipeline = self.pipeline.clone();
-        let mode = self.config.mode;
-        let schema = self.config.schema.clone();
-        tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema)?.forget())
+        let mut writer = self.open_writer().await?;
+        tokio::task::spawn_blocking(move || writer.forget())
             .await
             .map_err(|_| Error::from(DuckDbError::Worker))?
             .map_err(Error::from)
@@ -172,15 +164,7 @@ impl Sink for DuckDbSink {
 
     async fn dead_letters(&mut self) -> Result<Vec<KeptRow>> {
         if self.writer.is_none() {
-            let path = self.path.clone();
-            let pipeline = self.pipeline.clone();
-            let mode = self.config.mode;
-            let schema = self.config.schema.clone();
-            let writer =
-                tokio::task::spawn_blocking(move || Writer::open(&path, &pipeline, mode, &schema))
-                    .await
-                    .map_err(|_| Error::from(DuckDbError::Worker))??;
-            self.writer = Some(writer);
+            self.writer = Some(self.open_writer().await?);
         }
         self.blocking(|w| w.dead_letters()).await
     }
