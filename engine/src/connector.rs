@@ -131,6 +131,17 @@ pub struct KeptRow {
 /// sinks are behind: that wait is the pipeline's backpressure.
 pub type BatchSender = mpsc::Sender<Batch>;
 
+/// What a source's run returns once `cancel` fired: `Ok(())` in place of
+/// the [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) error a send
+/// or a wait interrupted by the stop gives (see the contract of
+/// [`Source::run`]); any other outcome as it is.
+pub fn stopped(result: Result<()>, cancel: &CancellationToken) -> Result<()> {
+    match result {
+        Err(e) if cancel.is_cancelled() && e.kind() == crate::ErrorKind::Cancelled => Ok(()),
+        other => other,
+    }
+}
+
 /// Everything a running source is given.
 #[derive(Debug)]
 pub struct SourceContext {

@@ -1,5 +1,4 @@
-//! The acceptance kit: what every sink must do, checked against its real
-//! service.
+//! What every sink must do, checked against its real service.
 //!
 //! A connector's test file implements [`Harness`] (a fresh, empty target
 //! per scenario: its own database file, database or schema, so scenarios run
@@ -81,7 +80,7 @@ macro_rules! sink_acceptance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() {
-                $crate::$scenario(&$harness).await;
+                $crate::sink::$scenario(&$harness).await;
             }
         )*
     };

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row as _};
 use syncline_engine::config::SyncMode;
-use syncline_engine::connector::{Check, Source, SourceContext};
+use syncline_engine::connector::{Check, Source, SourceContext, stopped};
 use syncline_engine::model::{Change, Row, TableSchema};
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::info;
@@ -496,8 +496,12 @@ impl Source for PostgresSource {
                 ),
             ));
         }
-        let mut runner = Runner::start(*self, &ctx).await?;
-        runner.run(ctx).await
+        let cancel = ctx.cancel.clone();
+        let run = async {
+            let mut runner = Runner::start(*self, &ctx).await?;
+            runner.run(ctx).await
+        };
+        stopped(run.await, &cancel)
     }
 
     async fn release(&mut self) -> Result<Vec<String>> {

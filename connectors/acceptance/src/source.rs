@@ -1,0 +1,432 @@
+//! What every source must do, checked against its real system: the
+//! snapshot and the change stream together reproduce the source, in order,
+//! and a restart from an acknowledged position neither repeats nor skips a
+//! change.
+//!
+//! A connector's test file implements [`SourceHarness`] (a fresh origin per
+//! scenario: its own database or folder) and expands
+//! [`source_acceptance!`](crate::source_acceptance). Every scenario works on
+//! one table, `items(id integer key, name text)`, which the origin creates
+//! and writes with its own client: SQL for a database, files for a folder.
+//!
+//! The kit replays what the source emits into a strict replica: an insert
+//! of a key it already holds is a change delivered twice, an update or
+//! delete of a key it does not hold is a change lost, a position that does
+//! not increase breaks the order.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use syncline_engine::batch::{Batch, Position};
+use syncline_engine::connector::{CheckOutcome, Source, SourceContext};
+use syncline_engine::model::{DeadLetter, Op, Value};
+use syncline_engine::status::StatusHandle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a scenario waits for a source to deliver what it wrote.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The name the sources run under.
+pub const SOURCE_NAME: &str = "src";
+
+/// One write at the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Inserts the row, or updates it if its key is there.
+    Upsert(i64, String),
+    /// Deletes the row of this key.
+    Delete(i64),
+}
+
+/// One origin a scenario writes to and reads from.
+#[async_trait]
+pub trait Origin: Send + Sync {
+    /// Creates `items(id integer key, name text)` holding `rows`.
+    async fn create(&self, rows: &[(i64, &str)]);
+
+    /// Applies `writes` as one unit: one transaction of a database, one
+    /// rewrite of a file.
+    async fn write(&self, writes: &[Write]);
+
+    /// A source reading `items` from this origin. Every call reads the
+    /// same origin as the same pipeline (the same slot, the same state
+    /// folder), as the engine does across a restart.
+    fn source(&self) -> Box<dyn Source>;
+
+    /// Writes a record the source cannot read into `items` and returns
+    /// what its dead letter's reason must mention; `None` where the origin
+    /// enforces its own schema, so no such record can exist.
+    async fn write_unreadable(&self) -> Option<String>;
+
+    /// Removes everything the origin made (databases, slots, folders).
+    async fn clean_up(self: Box<Self>);
+}
+
+/// How the kit reaches a source's real system.
+#[async_trait]
+pub trait SourceHarness: Sync {
+    /// A fresh origin for one scenario, named after it.
+    async fn origin(&self, scenario: &str) -> Box<dyn Origin>;
+
+    /// A source that cannot work (an unreachable server, a missing folder):
+    /// its pre-flight check must fail and say how to fix it.
+    fn broken_source(&self) -> Box<dyn Source>;
+}
+
+/// Makes one `#[tokio::test]` per source scenario for the harness
+/// `$harness` (an expression of a type implementing [`SourceHarness`]).
+#[macro_export]
+macro_rules! source_acceptance {
+    ($harness:expr) => {
+        $crate::source_acceptance!(@tests $harness;
+            snapshot_and_stream_reproduce_the_source,
+            a_restart_resumes_after_the_acknowledged_position,
+            discover_reports_the_table_and_its_key,
+            unreadable_records_become_dead_letters,
+            source_check_explains_a_failure,
+        );
+    };
+    (@tests $harness:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                $crate::source::$scenario(&$harness).await;
+            }
+        )*
+    };
+}
+
+/// `items` as the kit expects it: `id` to `name`.
+type Rows = BTreeMap<i64, String>;
+
+fn rows(pairs: &[(i64, &str)]) -> Rows {
+    pairs.iter().map(|&(k, v)| (k, v.to_owned())).collect()
+}
+
+fn apply(expected: &mut Rows, writes: &[Write]) {
+    for w in writes {
+        match w {
+            Write::Upsert(id, name) => {
+                expected.insert(*id, name.clone());
+            }
+            Write::Delete(id) => {
+                expected.remove(id);
+            }
+        }
+    }
+}
+
+/// What the source delivered, replayed strictly.
+#[derive(Debug, Default)]
+struct Replica {
+    rows: Rows,
+    last: Option<Position>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Int(i) => Some(*i),
+        Value::Decimal(d) => d.parse().ok(),
+        Value::Text(t) => t.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Text(t)) => t.clone(),
+        Some(other) => format!("{other:?}"),
+        None => "(missing)".into(),
+    }
+}
+
+impl Replica {
+    fn apply(&mut self, batch: Batch) {
+        if let Some(last) = &self.last {
+            assert!(
+                batch.position.seq > last.seq,
+                "positions must increase: {} after {}",
+                batch.position.seq,
+                last.seq
+            );
+        }
+        assert!(
+            batch.block.is_none(),
+            "a source given `blocks: false` sends changes only"
+        );
+        for change in &batch.changes {
+            let schema = &change.table;
+            assert_eq!(schema.id.name, "items", "only `items` is read");
+            let (id, name) = (schema.column_index("id"), schema.column_index("name"));
+            let (Some(id), Some(name)) = (id, name) else {
+                panic!("`items` arrived without `id` or `name`: {schema:?}");
+            };
+            let key = |row: Option<&Vec<Value>>| {
+                int(row.and_then(|r| r.get(id)))
+                    .unwrap_or_else(|| panic!("a change without its key: {change:?}"))
+            };
+            match change.op {
+                Op::Insert => {
+                    let k = key(change.after.as_ref());
+                    let v = text(change.after.as_ref().and_then(|r| r.get(name)));
+                    let before = self.rows.insert(k, v);
+                    assert!(
+                        before.is_none(),
+                        "key {k} inserted twice (a change delivered again)"
+                    );
+                }
+                Op::Update => {
+                    let k = key(change.after.as_ref());
+                    let from = change
+                        .before
+                        .as_ref()
+                        .and_then(|b| int(b.get(id)))
+                        .unwrap_or(k);
+                    let v = text(change.after.as_ref().and_then(|r| r.get(name)));
+                    assert!(
+                        self.rows.remove(&from).is_some(),
+                        "update of key {from}, which never arrived (a change lost)"
+                    );
+                    self.rows.insert(k, v);
+                }
+                Op::Delete => {
+                    let k = key(change.before.as_ref());
+                    assert!(
+                        self.rows.remove(&k).is_some(),
+                        "delete of key {k}, which never arrived (a change lost)"
+                    );
+                }
+                Op::Truncate => self.rows.clear(),
+                other => panic!("unexpected {other:?} from a plain table"),
+            }
+        }
+        self.dead_letters.extend(batch.dead_letters);
+        self.last = Some(batch.position);
+    }
+}
+
+/// A source running in the background.
+struct Running {
+    task: JoinHandle<syncline_engine::Result<()>>,
+    batches: mpsc::Receiver<Batch>,
+    acknowledged: watch::Sender<Option<Position>>,
+    cancel: CancellationToken,
+}
+
+async fn start(mut source: Box<dyn Source>, resume: Option<Position>) -> Running {
+    source
+        .discover()
+        .await
+        .unwrap_or_else(|e| panic!("discover: {e}"));
+    let (tx, batches) = mpsc::channel(8);
+    let (acknowledged, acked_rx) = watch::channel(resume.clone());
+    let cancel = CancellationToken::new();
+    let ctx = SourceContext {
+        name: SOURCE_NAME.into(),
+        highest_held: resume.as_ref().map_or(0, |p| p.seq),
+        resume,
+        batches: tx,
+        acknowledged: acked_rx,
+        status: StatusHandle::new("kit"),
+        cancel: cancel.clone(),
+        follow: true,
+        blocks: false,
+    };
+    let task = tokio::spawn(source.run(ctx));
+    Running {
+        task,
+        batches,
+        acknowledged,
+        cancel,
+    }
+}
+
+impl Running {
+    /// Replays batches into `replica` until it holds `expected` (and, with
+    /// `dead_letters`, that many dead letters), acknowledging each.
+    async fn until(&mut self, replica: &mut Replica, expected: &Rows, dead_letters: usize) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while replica.rows != *expected || replica.dead_letters.len() < dead_letters {
+            let batch = tokio::time::timeout_at(deadline, self.batches.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "after {DEADLINE:?} the replica holds {:?}, the origin {expected:?}",
+                        replica.rows
+                    )
+                })
+                .unwrap_or_else(|| panic!("the source stopped early: {:?}", replica.rows));
+            replica.apply(batch);
+            let _ = self.acknowledged.send(replica.last.clone());
+        }
+    }
+
+    /// Stops the source; it must return `Ok` promptly.
+    async fn stop(self) {
+        self.cancel.cancel();
+        let Running { task, batches, .. } = self;
+        drop(batches);
+        let done = tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("a cancelled source returns within 20 s");
+        done.expect("the source task panicked")
+            .unwrap_or_else(|e| panic!("the source failed: {e}"));
+    }
+}
+
+/// The snapshot of the rows present at start, then changes of every kind
+/// in separate transactions and in one, replay into the source's rows.
+pub async fn snapshot_and_stream_reproduce_the_source(h: &dyn SourceHarness) {
+    let origin = h.origin("reproduce").await;
+    let initial = [(1, "one"), (2, "two"), (3, "three")];
+    origin.create(&initial).await;
+    let mut expected = rows(&initial);
+    let mut replica = Replica::default();
+    let mut running = start(origin.source(), None).await;
+    running.until(&mut replica, &expected, 0).await;
+
+    let steps: [Vec<Write>; 4] = [
+        vec![Write::Upsert(4, "four".into())],
+        vec![Write::Upsert(2, "two, again".into())],
+        vec![Write::Delete(1)],
+        // One transaction touching a key several times.
+        vec![
+            Write::Upsert(5, "five".into()),
+            Write::Upsert(5, "five, again".into()),
+            Write::Delete(3),
+            Write::Upsert(6, "six".into()),
+        ],
+    ];
+    for writes in &steps {
+        origin.write(writes).await;
+        apply(&mut expected, writes);
+        running.until(&mut replica, &expected, 0).await;
+    }
+    running.stop().await;
+    assert_eq!(replica.rows, expected);
+    origin.clean_up().await;
+}
+
+/// A source stopped after its changes were acknowledged and started again
+/// from that position delivers exactly what was written in between.
+pub async fn a_restart_resumes_after_the_acknowledged_position(h: &dyn SourceHarness) {
+    let origin = h.origin("resume").await;
+    let initial = [(1, "one"), (2, "two")];
+    origin.create(&initial).await;
+    let mut expected = rows(&initial);
+    let mut replica = Replica::default();
+    let mut running = start(origin.source(), None).await;
+    running.until(&mut replica, &expected, 0).await;
+    let first = vec![Write::Upsert(3, "three".into())];
+    origin.write(&first).await;
+    apply(&mut expected, &first);
+    running.until(&mut replica, &expected, 0).await;
+    running.stop().await;
+
+    // Written while nothing reads.
+    let offline = vec![Write::Upsert(1, "one, offline".into()), Write::Delete(2)];
+    origin.write(&offline).await;
+    apply(&mut expected, &offline);
+    let resume = replica.last.clone();
+    assert!(resume.is_some(), "the first run delivered a position");
+    let mut running = start(origin.source(), resume).await;
+    running.until(&mut replica, &expected, 0).await;
+    let online = vec![Write::Upsert(4, "four".into())];
+    origin.write(&online).await;
+    apply(&mut expected, &online);
+    running.until(&mut replica, &expected, 0).await;
+    running.stop().await;
+    assert_eq!(replica.rows, expected);
+    origin.clean_up().await;
+}
+
+/// Discovery reports `items` with its columns and `id` as its key.
+pub async fn discover_reports_the_table_and_its_key(h: &dyn SourceHarness) {
+    let origin = h.origin("discover").await;
+    origin.create(&[(1, "one")]).await;
+    let mut source = origin.source();
+    let tables = source
+        .discover()
+        .await
+        .unwrap_or_else(|e| panic!("discover: {e}"));
+    let items = tables
+        .iter()
+        .find(|t| t.id.name == "items")
+        .unwrap_or_else(|| panic!("`items` not discovered: {tables:?}"));
+    assert_eq!(items.id.origin, SOURCE_NAME);
+    let key: Vec<&str> = items
+        .key
+        .iter()
+        .map(|&k| items.columns[k].name.as_str())
+        .collect();
+    assert_eq!(key, ["id"]);
+    assert!(items.column_index("name").is_some(), "{items:?}");
+    let checks = source.check().await;
+    let failed: Vec<_> = checks
+        .iter()
+        .filter(|c| c.outcome == CheckOutcome::Fail)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "a working source passes its checks: {failed:?}"
+    );
+    origin.clean_up().await;
+}
+
+/// A record the source cannot read becomes a dead letter with its reason;
+/// the records around it still arrive. Where the origin enforces its own
+/// schema, no such record can be written, and the scenario checks that the
+/// origin says so.
+pub async fn unreadable_records_become_dead_letters(h: &dyn SourceHarness) {
+    let origin = h.origin("unreadable").await;
+    origin.create(&[(1, "one")]).await;
+    let mut expected = rows(&[(1, "one")]);
+    let mut replica = Replica::default();
+    let mut running = start(origin.source(), None).await;
+    running.until(&mut replica, &expected, 0).await;
+    let Some(reason) = origin.write_unreadable().await else {
+        running.stop().await;
+        origin.clean_up().await;
+        return;
+    };
+    let after = vec![Write::Upsert(2, "two".into())];
+    origin.write(&after).await;
+    apply(&mut expected, &after);
+    running.until(&mut replica, &expected, 1).await;
+    running.stop().await;
+    let dl = &replica.dead_letters[0];
+    assert!(
+        dl.reason.contains(&reason),
+        "the dead letter's reason {:?} mentions {reason:?}",
+        dl.reason
+    );
+    assert_eq!(dl.table.name, "items");
+    assert!(!dl.raw.is_empty(), "the dead letter keeps the raw record");
+    origin.clean_up().await;
+}
+
+/// A source that cannot work fails its pre-flight check and says how to
+/// fix it.
+pub async fn source_check_explains_a_failure(h: &dyn SourceHarness) {
+    let mut source = h.broken_source();
+    let checks = source.check().await;
+    let failed: Vec<_> = checks
+        .iter()
+        .filter(|c| c.outcome == CheckOutcome::Fail)
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "a broken source fails a check: {checks:?}"
+    );
+    for c in failed {
+        assert!(
+            c.fix.as_deref().is_some_and(|f| !f.trim().is_empty()),
+            "failed check {:?} says how to fix it",
+            c.name
+        );
+    }
+}
