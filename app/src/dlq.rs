@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
-use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::{TargetSpec, WriteMode};
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{TableId, TableSchema};
@@ -199,19 +199,11 @@ pub async fn replay(
             match outcome {
                 Ok(changes) => {
                     report.replayed.push(row.id);
-                    batches.push(Batch {
-                        position: Position {
-                            seq: row.seq,
-                            state: serde_json::Value::Null,
-                        },
-                        kind: BatchKind::Stream,
-                        txid: None,
-                        commit_time: None,
-                        changes,
-                        block: None,
-                        dead_letters: Vec::new(),
-                        inserts_are_new: false,
-                    });
+                    let position = Position {
+                        seq: row.seq,
+                        state: serde_json::Value::Null,
+                    };
+                    batches.push(Batch::stream(position, changes));
                 }
                 Err(reason) => report.failed.push((row.id, reason)),
             }

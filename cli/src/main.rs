@@ -220,6 +220,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints an error of the engine with its class and returns the exit code
+/// for it: a configuration problem is the user's to fix (2), anything else
+/// a failed run (1).
+fn failed(e: &syncline_engine::Error) -> ExitCode {
+    eprintln!("error [{}]: {}", e.kind().code(), e.chain());
+    ExitCode::from(if e.kind() == syncline_engine::ErrorKind::Config {
+        EXIT_INVALID
+    } else {
+        EXIT_FAILED
+    })
+}
+
 /// Loads a pipeline, printing every problem on failure.
 fn load(path: &Path) -> Result<Pipeline, ExitCode> {
     syncline_app::load(path).map_err(|errors| {
@@ -347,14 +359,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
     let plan = match syncline_app::lifecycle::prepare(p).await {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
-            return Ok(ExitCode::from(
-                if e.kind() == syncline_engine::ErrorKind::Config {
-                    EXIT_INVALID
-                } else {
-                    EXIT_FAILED
-                },
-            ));
+            return Ok(failed(&e));
         }
     };
     let status = StatusHandle::new(&p.spec.name);
@@ -390,16 +395,7 @@ async fn run(p: &Pipeline, follow: bool, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
-            Ok(ExitCode::from(
-                if e.kind() == syncline_engine::ErrorKind::Config {
-                    EXIT_INVALID
-                } else {
-                    EXIT_FAILED
-                },
-            ))
-        }
+        Err(e) => Ok(failed(&e)),
     }
 }
 
@@ -564,14 +560,7 @@ async fn preview(
     let mut session = match syncline_app::transforms::preview(p, transform, options).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error [{}]: {}", e.kind().code(), e.chain());
-            return Ok(ExitCode::from(
-                if e.kind() == syncline_engine::ErrorKind::Config {
-                    EXIT_INVALID
-                } else {
-                    EXIT_FAILED
-                },
-            ));
+            return Ok(failed(&e));
         }
     };
     let result = tokio::task::spawn_blocking(move || session.run(&sql)).await?;

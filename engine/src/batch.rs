@@ -70,6 +70,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A streamed batch of `changes` reaching `position`: no block, no dead
+    /// letters, no commit time or transaction id, nothing promised about
+    /// its inserts.
+    pub fn stream(position: Position, changes: Vec<Change>) -> Batch {
+        Batch {
+            position,
+            kind: BatchKind::Stream,
+            txid: None,
+            commit_time: None,
+            changes,
+            block: None,
+            dead_letters: Vec::new(),
+            inserts_are_new: false,
+        }
+    }
+
     /// Number of changes, block rows and dead letters: the unit of
     /// progress counting.
     pub fn len(&self) -> usize {

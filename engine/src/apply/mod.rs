@@ -326,7 +326,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::batch::{BatchKind, Position};
+    use crate::batch::Position;
     use crate::model::{Column, DataType};
 
     fn docs() -> Arc<TableSchema> {
@@ -370,19 +370,11 @@ mod tests {
     }
 
     fn batch(changes: Vec<Change>) -> Batch {
-        Batch {
-            position: Position {
-                seq: 1,
-                state: serde_json::Value::Null,
-            },
-            kind: BatchKind::Stream,
-            txid: None,
-            commit_time: None,
-            changes,
-            block: None,
-            dead_letters: Vec::new(),
-            inserts_are_new: false,
-        }
+        let position = Position {
+            seq: 1,
+            state: serde_json::Value::Null,
+        };
+        Batch::stream(position, changes)
     }
 
     /// Each staged row as (op, row, lookup key), through a plan for an
