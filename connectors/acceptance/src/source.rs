@@ -265,6 +265,20 @@ impl Running {
         }
     }
 
+    /// Writes `writes` at the origin and waits until the replica holds
+    /// what the origin then holds.
+    async fn write_and_wait(
+        &mut self,
+        origin: &dyn Origin,
+        replica: &mut Replica,
+        expected: &mut Rows,
+        writes: &[Write],
+    ) {
+        origin.write(writes).await;
+        apply(expected, writes);
+        self.until(replica, expected, 0).await;
+    }
+
     /// Stops the source; it must return `Ok` promptly.
     async fn stop(self) {
         self.cancel.cancel();
@@ -302,9 +316,9 @@ pub async fn snapshot_and_stream_reproduce_the_source(h: &dyn SourceHarness) {
         ],
     ];
     for writes in &steps {
-        origin.write(writes).await;
-        apply(&mut expected, writes);
-        running.until(&mut replica, &expected, 0).await;
+        running
+            .write_and_wait(&*origin, &mut replica, &mut expected, writes)
+            .await;
     }
     running.stop().await;
     assert_eq!(replica.rows, expected);
@@ -321,10 +335,10 @@ pub async fn a_restart_resumes_after_the_acknowledged_position(h: &dyn SourceHar
     let mut replica = Replica::default();
     let mut running = start(origin.source(), None).await;
     running.until(&mut replica, &expected, 0).await;
-    let first = vec![Write::Upsert(3, "three".into())];
-    origin.write(&first).await;
-    apply(&mut expected, &first);
-    running.until(&mut replica, &expected, 0).await;
+    let first = [Write::Upsert(3, "three".into())];
+    running
+        .write_and_wait(&*origin, &mut replica, &mut expected, &first)
+        .await;
     running.stop().await;
 
     // Written while nothing reads.
@@ -335,10 +349,10 @@ pub async fn a_restart_resumes_after_the_acknowledged_position(h: &dyn SourceHar
     assert!(resume.is_some(), "the first run delivered a position");
     let mut running = start(origin.source(), resume).await;
     running.until(&mut replica, &expected, 0).await;
-    let online = vec![Write::Upsert(4, "four".into())];
-    origin.write(&online).await;
-    apply(&mut expected, &online);
-    running.until(&mut replica, &expected, 0).await;
+    let online = [Write::Upsert(4, "four".into())];
+    running
+        .write_and_wait(&*origin, &mut replica, &mut expected, &online)
+        .await;
     running.stop().await;
     assert_eq!(replica.rows, expected);
     origin.clean_up().await;
