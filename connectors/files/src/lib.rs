@@ -52,6 +52,8 @@ use sync::FolderSync;
 struct Table {
     cfg: FilesTableConfig,
     matcher: GlobMatcher,
+    /// The CSV field delimiter, checked to be one ASCII byte.
+    delimiter: u8,
     schema: Option<Arc<TableSchema>>,
 }
 
@@ -69,7 +71,7 @@ impl Table {
 
     fn dialect(&self) -> CsvDialect {
         CsvDialect {
-            delimiter: u8::try_from(self.cfg.delimiter).unwrap_or(b','),
+            delimiter: self.delimiter,
         }
     }
 }
@@ -112,9 +114,24 @@ impl FilesSource {
                     )
                 })?
                 .compile_matcher();
+            // The CSV reader splits on one byte: a wider character would be
+            // cut to a byte that means something else.
+            let delimiter = u8::try_from(t.delimiter)
+                .ok()
+                .filter(u8::is_ascii)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "table `{}`: delimiter `{}` is not one ASCII character",
+                            t.name, t.delimiter
+                        ),
+                    )
+                })?;
             tables.push(Table {
                 cfg: t.clone(),
                 matcher,
+                delimiter,
                 schema: None,
             });
         }
