@@ -86,6 +86,15 @@ impl Batch {
         }
     }
 
+    /// Where a dead letter of this batch came from, for a person: its
+    /// source transaction, or its position.
+    pub fn origin(&self) -> String {
+        self.txid.as_ref().map_or_else(
+            || format!("batch {}", self.position.seq),
+            |t| format!("transaction {t}"),
+        )
+    }
+
     /// Number of changes, block rows and dead letters: the unit of
     /// progress counting.
     pub fn len(&self) -> usize {

@@ -659,10 +659,7 @@ fn quarantine_misfits(batch: &mut Batch) {
             None => batch.changes.push(change),
             Some(reason) => batch.dead_letters.push(DeadLetter {
                 table: change.table.id.clone(),
-                origin: batch.txid.as_ref().map_or_else(
-                    || format!("batch {}", batch.position.seq),
-                    |t| format!("transaction {t}"),
-                ),
+                origin: batch.origin(),
                 line: None,
                 raw: crate::model::row_json(&change.table, change.key_row()),
                 reason,

@@ -14,6 +14,7 @@
 //! | [`redelivered_batches_change_nothing`] | after a restart, batches at or below the checkpoint are skipped, later ones applied |
 //! | [`a_failed_batch_leaves_data_and_checkpoint_as_they_were`] | the checkpoint and the data commit together, or neither |
 //! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
+//! | [`unchanged_values_without_a_row_become_dead_letters`] | values left out that the target cannot find become a dead letter, never NULLs |
 //! | [`truncate_inside_a_batch`] | rows before a truncate are gone, rows after it stay |
 //! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
 //! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
@@ -69,6 +70,7 @@ macro_rules! sink_acceptance {
             redelivered_batches_change_nothing,
             a_failed_batch_leaves_data_and_checkpoint_as_they_were,
             unchanged_values_follow_key_changes,
+            unchanged_values_without_a_row_become_dead_letters,
             truncate_inside_a_batch,
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
@@ -660,5 +662,51 @@ pub async fn check_explains_a_failure(h: &dyn Harness) {
             c.fix.as_deref().is_some_and(|f| !f.trim().is_empty()),
             "a failed check without a fix: {c:?}"
         );
+    }
+}
+
+/// A row whose left-out values the target cannot find (it holds no row
+/// under the key the row had: the row was never synced, or was removed by
+/// hand) becomes a dead letter saying which values and why, in every mode;
+/// it is never written with NULLs. The rest of the batch is applied.
+pub async fn unchanged_values_without_a_row_become_dead_letters(h: &dyn Harness) {
+    for mode in [WriteMode::Upsert, WriteMode::History] {
+        let target = h
+            .target(&format!("unchanged_lost_{}", mode_name(mode)))
+            .await;
+        let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
+        write(&mut *sink, batch(1, vec![insert(1, "one", "body 1")])).await;
+        write(
+            &mut *sink,
+            batch(
+                2,
+                vec![moved(7, 8, "never synced"), moved(1, 1, "one again")],
+            ),
+        )
+        .await;
+        close(sink).await;
+        let mut sink = target.sink(PIPELINE, mode);
+        let kept = sink
+            .dead_letters()
+            .await
+            .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+        assert_eq!(kept.len(), 1, "{} mode: {kept:?}", mode_name(mode));
+        let one = &kept[0];
+        assert_eq!((one.table.as_str(), one.seq), ("items", 2));
+        assert!(
+            one.reason.contains("`body`") && one.reason.contains("(7)"),
+            "the reason names the value left out and the key looked under: {}",
+            one.reason
+        );
+        assert!(one.raw.contains("never synced"), "{}", one.raw);
+        let rows = sorted(target.rows("items", &["id", "name", "body"]).await);
+        let expected = match mode {
+            WriteMode::History => vec![
+                t(&[Some("1"), Some("one"), Some("body 1")]),
+                t(&[Some("1"), Some("one again"), Some("body 1")]),
+            ],
+            _ => vec![t(&[Some("1"), Some("one again"), Some("body 1")])],
+        };
+        assert_eq!(rows, expected, "{} mode", mode_name(mode));
     }
 }

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::batch::Batch;
-use crate::model::{Change, Op, PruneRange, Row, TableId, TableSchema, Value};
+use crate::model::{
+    Change, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId, TableSchema,
+    Value, row_json,
+};
 
 /// `change` as a sink whose table is registered with `registered` must
 /// stage it, where that differs from the change itself (`None`: as it is):
@@ -72,6 +75,41 @@ pub struct StagedRow<'a> {
     /// in the run. The target fills the values from its row of that key,
     /// read before it applies the run. `None`: nothing left to fill.
     pub lookup: Option<Vec<Value>>,
+}
+
+/// The dead letter of a change whose left-out values (see
+/// [`StagedRow::lookup`]) a target cannot take over because it holds no
+/// row under `lookup`, the key the row had before. The source sends those
+/// values again only when they change, so the row goes here rather than
+/// into the table with NULLs in their place.
+pub fn unchanged_values_lost(
+    change: &Change,
+    batch: &Batch,
+    row: &Row,
+    lookup: &[Value],
+) -> DeadLetter {
+    let schema = &change.table;
+    let left_out: Vec<String> = schema
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(_, v)| matches!(v, Value::Unchanged))
+        .map(|(c, _)| format!("`{}`", c.name))
+        .collect();
+    let key: Vec<String> = lookup.iter().map(|v| v.to_json().to_string()).collect();
+    DeadLetter {
+        table: schema.id.clone(),
+        origin: batch.origin(),
+        line: None,
+        raw: row_json(schema, Some(row)),
+        reason: format!(
+            "the source left {} out (unchanged since the row's last change, as Postgres does with large TOASTed values) and the target holds no row under the key the row had, ({}), to take them from; re-snapshot the table, or restore that row and replay",
+            left_out.join(", "),
+            key.join(", "),
+        ),
+        stage: DeadLetterStage::Target,
+        kept: Some(KeptChange::of(change, None)),
+    }
 }
 
 impl StagedRow<'_> {

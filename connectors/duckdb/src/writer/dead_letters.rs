@@ -123,7 +123,18 @@ impl Writer {
         source: &str,
         batch: &Batch,
     ) -> Result<(), DuckDbError> {
-        if batch.dead_letters.is_empty() {
+        self.write_dead_letter_rows(source, batch.position.seq, &batch.dead_letters)
+    }
+
+    /// Appends `dead_letters` of `source`'s batch `seq` to the dead-letter
+    /// table, in the open transaction.
+    pub(super) fn write_dead_letter_rows(
+        &mut self,
+        source: &str,
+        seq: u64,
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), DuckDbError> {
+        if dead_letters.is_empty() {
             return Ok(());
         }
         let mut appender = self
@@ -131,7 +142,7 @@ impl Writer {
             .appender(DEAD_LETTER_TABLE)
             .map_err(DuckDbError::sql("opening the dead-letter appender"))?;
         let now = chrono::Utc::now().timestamp_micros();
-        for dl in &batch.dead_letters {
+        for dl in dead_letters {
             let kept = dl.kept.as_ref().and_then(|k| serde_json::to_string(k).ok());
             appender
                 .append_row(params![
@@ -142,7 +153,7 @@ impl Writer {
                     dl.line,
                     dl.raw,
                     dl.reason,
-                    batch.position.seq,
+                    seq,
                     duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, now),
                     self.next_dead_letter,
                     dl.stage.as_str(),

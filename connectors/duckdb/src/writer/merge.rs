@@ -199,7 +199,9 @@ impl Writer {
         }
         let changes: Vec<&Change> = segment.iter().map(|(c, _)| *c).collect();
         let changes = changes.as_slice();
-        let target = &self.targets[id];
+        // Owned: dead letters are written (`&mut self`) while it is in use.
+        let target = self.targets[id].clone();
+        let target = &target;
         let schema = &target.schema;
         let (rows, lookups): (Vec<_>, Vec<_>) = apply::resolve(schema, changes)
             .into_iter()
@@ -292,15 +294,56 @@ impl Writer {
                     format!("t.{} = {looked}", quote(&c.name))
                 })
                 .collect();
-            let order = if self.mode == WriteMode::History {
-                "t.\"_op\" IN ('i', 'u') ORDER BY t.\"_seq\" DESC, t.rowid DESC"
+            let (holds_values, order) = if self.mode == WriteMode::History {
+                (
+                    "t.\"_op\" IN ('i', 'u')",
+                    "ORDER BY t.\"_seq\" DESC, t.rowid DESC",
+                )
             } else {
-                "true ORDER BY t.rowid DESC"
+                ("true", "ORDER BY t.rowid DESC")
             };
+            // Rows whose values the target cannot take over: dead letters,
+            // not rows with NULLs.
+            let lost: Vec<i64> = {
+                let sql = format!(
+                    "SELECT s.\"_syncline_seq\" FROM {stage} s WHERE s.\"_syncline_unchanged\" IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} AND {holds_values}) ORDER BY 1",
+                    stage = target.stage,
+                    table = target.table,
+                    join = join.join(" AND "),
+                );
+                let what = || format!("looking up unchanged values of {}", target.table);
+                let mut stmt = self.conn.prepare(&sql).map_err(DuckDbError::sql(what()))?;
+                let seqs = stmt
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(DuckDbError::sql(what()))?;
+                seqs.collect::<Result<_, _>>()
+                    .map_err(DuckDbError::sql(what()))?
+            };
+            if !lost.is_empty() {
+                let list: Vec<String> = lost.iter().map(i64::to_string).collect();
+                self.conn
+                    .execute_batch(&format!(
+                        "DELETE FROM {} WHERE \"_syncline_seq\" IN ({})",
+                        target.stage,
+                        list.join(", ")
+                    ))
+                    .map_err(DuckDbError::sql("setting aside rows without their values"))?;
+                for i in lost {
+                    let i = usize::try_from(i).unwrap_or(usize::MAX);
+                    let (Some((change, batch)), Some(row), Some(Some(key))) =
+                        (segment.get(i), rows.get(i), lookups.get(i))
+                    else {
+                        continue;
+                    };
+                    let dl = apply::unchanged_values_lost(change, batch, row, key);
+                    self.write_dead_letter_rows(source, batch.position.seq, &[dl])?;
+                }
+            }
             for c in unchanged_columns {
                 let col = quote(&schema.columns[c].name);
                 let sql = format!(
-                    "UPDATE {stage} s SET {col} = (SELECT {value} FROM {table} t WHERE {join} AND {order} LIMIT 1)
+                    "UPDATE {stage} s SET {col} = (SELECT {value} FROM {table} t WHERE {join} AND {holds_values} {order} LIMIT 1)
                      WHERE s.\"_syncline_unchanged\" LIKE '%,{c},%'",
                     stage = target.stage,
                     table = target.table,

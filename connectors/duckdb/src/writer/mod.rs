@@ -17,7 +17,7 @@ use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::KeptRow;
 use syncline_engine::model::{
-    Change, DataType, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
+    Change, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
 };
 
 use crate::dialect::DuckDb;
@@ -51,6 +51,7 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+#[derive(Clone)]
 struct Target {
     /// Qualified, quoted target table.
     table: String,

@@ -12,7 +12,7 @@ use syncline_engine::apply::sql::{self, Recorded, Tables};
 use syncline_engine::apply::{self, Step};
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
-use syncline_engine::model::{Change, DataType, Op, Row, TableSchema, Value};
+use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema, Value};
 
 use super::dialect::Postgres;
 use super::values::{COPY_NULL, postgres_type, push_copy_field, value_text};
@@ -120,8 +120,17 @@ impl State {
                 match step {
                     Step::Rows(rows) => {
                         let changes: Vec<&Change> = rows.iter().map(|(c, _)| *c).collect();
-                        self.apply_segment(conn, target, &changes, seq, commit_micros, &mut staged)
-                            .await?;
+                        self.apply_segment(
+                            conn,
+                            source,
+                            batch,
+                            target,
+                            &changes,
+                            seq,
+                            commit_micros,
+                            &mut staged,
+                        )
+                        .await?;
                     }
                     Step::Truncate(_) => self.truncate(conn, target, seq, commit_micros).await?,
                     Step::Prune(change, _) => {
@@ -265,9 +274,12 @@ impl State {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn apply_segment(
         &self,
         conn: &mut PgConnection,
+        source: &str,
+        batch: &Batch,
         target: &Target,
         changes: &[&Change],
         seq: i64,
@@ -330,6 +342,47 @@ impl State {
                 .zip(lookup("s"))
                 .map(|(k, e)| format!("t.{k} = {e}"))
                 .collect();
+            // Rows whose values the target cannot take over: dead letters,
+            // not rows with NULLs.
+            let holds_values = if self.mode == WriteMode::History {
+                "AND t._op IN ('i', 'u')"
+            } else {
+                ""
+            };
+            let lost: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT s._syncline_seq FROM {stage} s WHERE s._syncline_unchanged IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} {holds_values}) ORDER BY 1",
+                join = lookup_join.join(" AND "),
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(statement_failed(format!(
+                "looking up unchanged values of {table}"
+            )))?;
+            if !lost.is_empty() {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {stage} WHERE _syncline_seq = ANY($1)"
+                )))
+                .bind(&lost)
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("setting aside rows without their values"))?;
+                let dead_letters: Vec<DeadLetter> = lost
+                    .iter()
+                    .filter_map(|&i| {
+                        let i = usize::try_from(i).ok()?;
+                        let key = lookups.get(i)?.as_ref()?;
+                        Some(apply::unchanged_values_lost(
+                            changes.get(i)?,
+                            batch,
+                            rows.get(i)?,
+                            key,
+                        ))
+                    })
+                    .collect();
+                self.write_dead_letter_rows(conn, source, seq, &dead_letters)
+                    .await?;
+            }
             let set: Vec<String> = unchanged_columns
                 .iter()
                 .map(|&c| {
@@ -411,12 +464,25 @@ impl State {
         batch: &Batch,
         seq: i64,
     ) -> Result<(), PgError> {
-        if batch.dead_letters.is_empty() {
+        self.write_dead_letter_rows(conn, source, seq, &batch.dead_letters)
+            .await
+    }
+
+    /// Copies `dead_letters` of `source`'s batch `seq` into the dead-letter
+    /// table, in the open transaction.
+    async fn write_dead_letter_rows(
+        &self,
+        conn: &mut PgConnection,
+        source: &str,
+        seq: i64,
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), PgError> {
+        if dead_letters.is_empty() {
             return Ok(());
         }
         let mut data = Vec::new();
         let seq = seq.to_string();
-        for dl in &batch.dead_letters {
+        for dl in dead_letters {
             // NUL cannot be stored; a rejected record must not be lost for it.
             let clean = |s: &str| s.replace('\0', "\u{fffd}");
             let line = dl.line.map(|l| l.to_string());
