@@ -354,7 +354,16 @@ impl Runner {
                 })
                 .collect()
         };
-        let after = after.map(|d| decode(d, Value::Unchanged)).transpose()?;
+        // A column an update's tuple leaves out is unchanged (TOAST); one an
+        // insert's leaves out did not exist yet (a change older than a
+        // column added while the pipeline was stopped): NULL, as Postgres
+        // shows it for rows of that time.
+        let left_out = if op == Op::Insert {
+            Value::Null
+        } else {
+            Value::Unchanged
+        };
+        let after = after.map(|d| decode(d, left_out)).transpose()?;
         let before = before.map(|d| decode(d, Value::Null)).transpose()?;
         Ok((
             ti,
