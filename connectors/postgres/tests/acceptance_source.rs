@@ -4,20 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use async_trait::async_trait;
-use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection};
 use syncline_acceptance::source::SOURCE_NAME;
 use syncline_acceptance::{Origin, SourceHarness, Write, source_acceptance};
 use syncline_engine::connector::Source;
 use syncline_postgres::{PostgresSource, PostgresSourceConfig};
 
-const URL: &str = "postgres://postgres@127.0.0.1:5432";
-
 struct Postgres;
 
 struct Database {
-    name: String,
+    db: support::TestDatabase,
 }
 
 fn config(database: &str, port: u16) -> PostgresSourceConfig {
@@ -29,21 +27,6 @@ fn config(database: &str, port: u16) -> PostgresSourceConfig {
         "tables": [{ "name": "items" }],
     }))
     .unwrap()
-}
-
-impl Database {
-    async fn conn(&self) -> PgConnection {
-        PgConnection::connect(&format!("{URL}/{}", self.name))
-            .await
-            .unwrap()
-    }
-
-    async fn run(&self, sql: String) {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut self.conn().await)
-            .await
-            .unwrap();
-    }
 }
 
 fn literal(s: &str) -> String {
@@ -60,7 +43,7 @@ impl Origin for Database {
                 literal(name)
             ));
         }
-        self.run(sql).await;
+        self.db.exec(&sql).await;
     }
 
     async fn write(&self, writes: &[Write]) {
@@ -76,7 +59,7 @@ impl Origin for Database {
             });
         }
         sql.push_str("COMMIT;");
-        self.run(sql).await;
+        self.db.exec(&sql).await;
     }
 
     fn source(&self) -> Box<dyn Source> {
@@ -84,8 +67,8 @@ impl Origin for Database {
         // cluster-wide.
         Box::new(PostgresSource::new(
             SOURCE_NAME,
-            &self.name,
-            &config(&self.name, 5432),
+            &self.db.name,
+            &config(&self.db.name, 5432),
         ))
     }
 
@@ -95,49 +78,17 @@ impl Origin for Database {
     }
 
     async fn clean_up(self: Box<Self>) {
-        let mut admin = PgConnection::connect(&format!("{URL}/postgres"))
-            .await
-            .unwrap();
-        // The source's replication connection may still be closing.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-                 WHERE database = '{}' AND NOT active",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-            let dropped = sqlx::raw_sql(AssertSqlSafe(format!(
-                "DROP DATABASE {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await;
-            match dropped {
-                Ok(_) => return,
-                Err(e) if std::time::Instant::now() > deadline => {
-                    panic!("could not drop {}: {e}", self.name)
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            }
-        }
+        // Dropping the database drops its slots and the database.
+        let Database { db } = *self;
+        tokio::task::spawn_blocking(move || drop(db)).await.unwrap();
     }
 }
 
 #[async_trait]
 impl SourceHarness for Postgres {
     async fn origin(&self, scenario: &str) -> Box<dyn Origin> {
-        let name = format!("sl_kit_src_{scenario}_{}", std::process::id());
-        let mut admin = PgConnection::connect(&format!("{URL}/postgres"))
-            .await
-            .unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Box::new(Database { name })
+        let db = support::TestDatabase::create(&format!("kit_src_{scenario}")).await;
+        Box::new(Database { db })
     }
 
     fn broken_source(&self) -> Box<dyn Source> {

@@ -4,26 +4,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use syncline_acceptance::{Harness, Target, TextRow, sink_acceptance};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::Sink;
 use syncline_postgres::introspect::quote;
 use syncline_postgres::{PostgresSink, PostgresTargetConfig, SslMode};
 
-const URL: &str = "postgres://postgres@127.0.0.1:5432";
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 struct Postgres;
 
 /// A database of its own, dropped at the end.
 struct Database {
-    name: String,
+    db: support::TestDatabase,
 }
 
 fn config(database: &str, port: u16, mode: WriteMode) -> PostgresTargetConfig {
@@ -43,7 +37,10 @@ fn config(database: &str, port: u16, mode: WriteMode) -> PostgresTargetConfig {
 #[async_trait]
 impl Target for Database {
     fn sink(&self, pipeline: &str, mode: WriteMode) -> Box<dyn Sink> {
-        Box::new(PostgresSink::new(config(&self.name, 5432, mode), pipeline))
+        Box::new(PostgresSink::new(
+            config(&self.db.name, 5432, mode),
+            pipeline,
+        ))
     }
 
     async fn rows(&self, table: &str, columns: &[&str]) -> Vec<TextRow> {
@@ -52,51 +49,15 @@ impl Target for Database {
             .map(|c| format!("{}::text", quote(c)))
             .collect();
         let sql = format!("SELECT {} FROM kit.{}", select.join(", "), quote(table));
-        let mut conn = PgConnection::connect(&format!("{URL}/{}", self.name))
-            .await
-            .unwrap();
-        let rows = sqlx::query(AssertSqlSafe(sql.clone()))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.get::<Option<String>, _>(i))
-                    .collect()
-            })
-            .collect()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
+        self.db.rows(&sql).await
     }
 }
 
 #[async_trait]
 impl Harness for Postgres {
     async fn target(&self, scenario: &str) -> Box<dyn Target> {
-        let name = format!(
-            "sl_kit_{scenario}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = PgConnection::connect(&format!("{URL}/postgres"))
-            .await
-            .unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Box::new(Database { name })
+        let db = support::TestDatabase::create(&format!("kit_{scenario}")).await;
+        Box::new(Database { db })
     }
 
     fn broken_sink(&self) -> Box<dyn Sink> {

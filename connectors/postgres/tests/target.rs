@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
 
-use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Row as _};
+use std::sync::Arc;
+
 use syncline_engine::ErrorKind;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
@@ -19,15 +18,10 @@ use syncline_engine::model::{
 use syncline_postgres::introspect::quote;
 use syncline_postgres::{PostgresSink, PostgresTargetConfig, SslMode};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A database dropped when the test ends.
 struct Db {
     name: String,
-}
-
-fn admin() -> PostgresTargetConfig {
-    config("postgres", "public", WriteMode::Upsert)
+    db: support::TestDatabase,
 }
 
 fn config(database: &str, schema: &str, mode: WriteMode) -> PostgresTargetConfig {
@@ -46,57 +40,20 @@ fn config(database: &str, schema: &str, mode: WriteMode) -> PostgresTargetConfig
 
 impl Db {
     async fn create(prefix: &str) -> Db {
-        let name = format!(
-            "sl_sink_{prefix}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut conn = admin().endpoint().connect().await.unwrap();
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Db { name }
+        let db = support::TestDatabase::create(&format!("sink_{prefix}")).await;
+        Db {
+            name: db.name.clone(),
+            db,
+        }
     }
 
     fn sink(&self, pipeline: &str, schema: &str, mode: WriteMode) -> PostgresSink {
         PostgresSink::new(config(&self.name, schema, mode), pipeline)
     }
 
-    async fn conn(&self) -> PgConnection {
-        config(&self.name, "public", WriteMode::Upsert)
-            .endpoint()
-            .connect()
-            .await
-            .unwrap()
-    }
-
     /// Every row of `sql`, each value as text (`None` for NULL).
     async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let mut conn = self.conn().await;
-        let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.get::<Option<String>, _>(i))
-                    .collect()
-            })
-            .collect()
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
+        self.db.rows(sql).await
     }
 }
 
