@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
 use syncline_engine::model::{
@@ -177,19 +177,11 @@ fn truncate() -> Change {
 
 /// A streamed batch at position `seq`.
 pub fn batch(seq: u64, changes: Vec<Change>) -> Arc<Batch> {
-    Arc::new(Batch {
-        position: Position {
-            seq,
-            state: serde_json::json!({ "at": seq }),
-        },
-        kind: BatchKind::Stream,
-        txid: None,
-        commit_time: None,
-        changes,
-        block: None,
-        dead_letters: Vec::new(),
-        inserts_are_new: false,
-    })
+    let position = Position {
+        seq,
+        state: serde_json::json!({ "at": seq }),
+    };
+    Arc::new(Batch::stream(position, changes))
 }
 
 fn t(cells: &[Option<&str>]) -> TextRow {

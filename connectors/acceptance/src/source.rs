@@ -292,16 +292,27 @@ impl Running {
     }
 }
 
-/// The snapshot of the rows present at start, then changes of every kind
-/// in separate transactions and in one, replay into the source's rows.
-pub async fn snapshot_and_stream_reproduce_the_source(h: &dyn SourceHarness) {
-    let origin = h.origin("reproduce").await;
-    let initial = [(1, "one"), (2, "two"), (3, "three")];
-    origin.create(&initial).await;
-    let mut expected = rows(&initial);
+/// A fresh origin holding `initial`, and its source started and caught up
+/// with it.
+async fn begin(
+    h: &dyn SourceHarness,
+    scenario: &str,
+    initial: &[(i64, &str)],
+) -> (Box<dyn Origin>, Rows, Replica, Running) {
+    let origin = h.origin(scenario).await;
+    origin.create(initial).await;
+    let expected = rows(initial);
     let mut replica = Replica::default();
     let mut running = start(origin.source(), None).await;
     running.until(&mut replica, &expected, 0).await;
+    (origin, expected, replica, running)
+}
+
+/// The snapshot of the rows present at start, then changes of every kind
+/// in separate transactions and in one, replay into the source's rows.
+pub async fn snapshot_and_stream_reproduce_the_source(h: &dyn SourceHarness) {
+    let (origin, mut expected, mut replica, mut running) =
+        begin(h, "reproduce", &[(1, "one"), (2, "two"), (3, "three")]).await;
 
     let steps: [Vec<Write>; 4] = [
         vec![Write::Upsert(4, "four".into())],
@@ -328,13 +339,8 @@ pub async fn snapshot_and_stream_reproduce_the_source(h: &dyn SourceHarness) {
 /// A source stopped after its changes were acknowledged and started again
 /// from that position delivers exactly what was written in between.
 pub async fn a_restart_resumes_after_the_acknowledged_position(h: &dyn SourceHarness) {
-    let origin = h.origin("resume").await;
-    let initial = [(1, "one"), (2, "two")];
-    origin.create(&initial).await;
-    let mut expected = rows(&initial);
-    let mut replica = Replica::default();
-    let mut running = start(origin.source(), None).await;
-    running.until(&mut replica, &expected, 0).await;
+    let (origin, mut expected, mut replica, mut running) =
+        begin(h, "resume", &[(1, "one"), (2, "two")]).await;
     let first = [Write::Upsert(3, "three".into())];
     running
         .write_and_wait(&*origin, &mut replica, &mut expected, &first)
@@ -396,12 +402,8 @@ pub async fn discover_reports_the_table_and_its_key(h: &dyn SourceHarness) {
 /// schema, no such record can be written, and the scenario checks that the
 /// origin says so.
 pub async fn unreadable_records_become_dead_letters(h: &dyn SourceHarness) {
-    let origin = h.origin("unreadable").await;
-    origin.create(&[(1, "one")]).await;
-    let mut expected = rows(&[(1, "one")]);
-    let mut replica = Replica::default();
-    let mut running = start(origin.source(), None).await;
-    running.until(&mut replica, &expected, 0).await;
+    let (origin, mut expected, mut replica, mut running) =
+        begin(h, "unreadable", &[(1, "one")]).await;
     let Some(reason) = origin.write_unreadable().await else {
         running.stop().await;
         origin.clean_up().await;
