@@ -10,6 +10,7 @@
 //! Each scenario gets a fresh database, schema or folder of its own, so
 //! scenarios run in parallel and leave nothing behind.
 
+pub mod fixtures;
 pub mod sink;
 pub mod source;
 

@@ -29,7 +29,7 @@ use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
 use syncline_engine::model::{
-    Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
+    Change, DataType, DeadLetter, DeadLetterStage, Op, Row, TableSchema, Value,
 };
 
 /// One row read back: each column as text, NULL as `None`.
@@ -94,28 +94,15 @@ const PIPELINE: &str = "kit";
 /// `items(id bigint, name text, body text)`, keyed by `id`, at `version`
 /// (version 2 adds `extra text`).
 pub fn items(version: u32) -> Arc<TableSchema> {
-    let column = |name: &str, data_type: DataType| Column {
-        name: name.into(),
-        data_type,
-        nullable: true,
-    };
     let mut columns = vec![
-        column("id", DataType::Int64),
-        column("name", DataType::Text),
-        column("body", DataType::Text),
+        ("id", DataType::Int64),
+        ("name", DataType::Text),
+        ("body", DataType::Text),
     ];
     if version >= 2 {
-        columns.push(column("extra", DataType::Text));
+        columns.push(("extra", DataType::Text));
     }
-    Arc::new(TableSchema {
-        id: TableId {
-            origin: SOURCE.into(),
-            name: "items".into(),
-        },
-        columns,
-        key: vec![0],
-        version,
-    })
+    crate::fixtures::table("items", &columns, &[0], version)
 }
 
 fn row(id: i64, name: &str, body: &str) -> Row {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use duckdb::Connection;
 use serde_json::json;
+use syncline_acceptance::fixtures;
 use syncline_duckdb::{
     CHECKPOINT_TABLE, DEAD_LETTER_TABLE, DuckDbSink, DuckDbTargetConfig, Writer,
 };
@@ -39,22 +40,7 @@ fn table(name: &str, cols: &[(&str, DataType)], key: &[usize]) -> Arc<TableSchem
 }
 
 fn table_v(name: &str, cols: &[(&str, DataType)], key: &[usize], version: u32) -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        id: TableId {
-            origin: "src".into(),
-            name: name.into(),
-        },
-        columns: cols
-            .iter()
-            .map(|(n, d)| Column {
-                name: (*n).into(),
-                data_type: d.clone(),
-                nullable: true,
-            })
-            .collect(),
-        key: key.to_vec(),
-        version,
-    })
+    fixtures::table(name, cols, key, version)
 }
 
 /// `items(id BIGINT key, name VARCHAR, qty INTEGER)`.
@@ -79,31 +65,16 @@ fn s(v: &str) -> Value {
 }
 
 fn ins(t: &Arc<TableSchema>, row: Row) -> Change {
-    Change {
-        op: Op::Insert,
-        table: t.clone(),
-        before: None,
-        after: Some(row),
-    }
+    fixtures::change(Op::Insert, t, row)
 }
 
 fn upd(t: &Arc<TableSchema>, row: Row) -> Change {
-    Change {
-        op: Op::Update,
-        table: t.clone(),
-        before: None,
-        after: Some(row),
-    }
+    fixtures::change(Op::Update, t, row)
 }
 
 /// A delete carrying the full `before` row.
 fn del(t: &Arc<TableSchema>, row: Row) -> Change {
-    Change {
-        op: Op::Delete,
-        table: t.clone(),
-        before: Some(row),
-        after: None,
-    }
+    fixtures::change(Op::Delete, t, row)
 }
 
 /// A delete carrying only the key (other columns NULL), as the files source
@@ -117,12 +88,7 @@ fn del_key(t: &Arc<TableSchema>, key: &[Value]) -> Change {
 }
 
 fn trunc(t: &Arc<TableSchema>) -> Change {
-    Change {
-        op: Op::Truncate,
-        table: t.clone(),
-        before: None,
-        after: None,
-    }
+    fixtures::change(Op::Truncate, t, Vec::new())
 }
 
 fn position(seq: u64) -> Position {

@@ -6,15 +6,15 @@
 
 mod support;
 
+use syncline_acceptance::fixtures::{change, table};
+
 use std::sync::Arc;
 
 use syncline_engine::ErrorKind;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
-use syncline_engine::model::{
-    Change, Column, DataType, DeadLetter, Op, Row, TableId, TableSchema, Value,
-};
+use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema, Value};
 use syncline_postgres::introspect::quote;
 use syncline_postgres::{PostgresSink, PostgresTargetConfig, SslMode};
 
@@ -64,25 +64,6 @@ fn some(cells: &[&str]) -> Vec<Option<String>> {
         .collect()
 }
 
-fn table(name: &str, cols: &[(&str, DataType)], key: &[usize], version: u32) -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        id: TableId {
-            origin: "src".into(),
-            name: name.into(),
-        },
-        columns: cols
-            .iter()
-            .map(|(n, d)| Column {
-                name: (*n).into(),
-                data_type: d.clone(),
-                nullable: true,
-            })
-            .collect(),
-        key: key.to_vec(),
-        version,
-    })
-}
-
 fn items() -> Arc<TableSchema> {
     table(
         "items",
@@ -94,20 +75,6 @@ fn items() -> Arc<TableSchema> {
         &[0],
         1,
     )
-}
-
-fn change(op: Op, t: &Arc<TableSchema>, row: Row) -> Change {
-    let (before, after) = match op {
-        Op::Delete => (Some(row), None),
-        Op::Truncate => (None, None),
-        _ => (None, Some(row)),
-    };
-    Change {
-        op,
-        table: t.clone(),
-        before,
-        after,
-    }
 }
 
 fn batch(seq: u64, changes: Vec<Change>) -> Arc<Batch> {
