@@ -68,6 +68,46 @@ const SAMPLE_ROWS: usize = 2_000;
 
 /// Infers the columns of a file from its first rows. `overrides` (column →
 /// type) win over inference.
+/// How many records `path` holds, for a progress estimate, read as a
+/// stream (never whole into memory): CSV lines after the header, JSON
+/// lines that are not blank, a Parquet file's row count from its metadata.
+/// A quoted CSV field spanning lines counts once per line.
+pub fn record_count(path: &Path, format: FileFormat) -> Result<u64, FilesError> {
+    use std::io::Read as _;
+    if format == FileFormat::Parquet {
+        let conn = duckdb::Connection::open_in_memory().map_err(duckdb_err(path))?;
+        let sql = format!("SELECT count(*) FROM ({})", parquet_query(path));
+        let n: i64 = conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(duckdb_err(path))?;
+        return Ok(u64::try_from(n).unwrap_or(0));
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| FilesError::read(path, e.to_string()))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut lines, mut content) = (0u64, false);
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| FilesError::read(path, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                lines += u64::from(content);
+                content = false;
+            } else if !b.is_ascii_whitespace() {
+                content = true;
+            }
+        }
+    }
+    lines += u64::from(content);
+    Ok(match format {
+        FileFormat::Csv => lines.saturating_sub(1),
+        _ => lines,
+    })
+}
+
 pub fn infer_columns(
     path: &Path,
     bytes: &[u8],

@@ -80,7 +80,12 @@ impl FolderSync {
             let id = self.id(t);
             ctx.status.set_phase(&id, Phase::Snapshot);
             let files = self.src.list(&self.src.tables[t])?;
-            let expected = expected_rows(&self.src.root, &files, self.state.tables.get(&id.name));
+            let expected = expected_rows(
+                &self.src.tables[t],
+                &self.src.root,
+                &files,
+                self.state.tables.get(&id.name),
+            );
             ctx.status.set_snapshot_total(&id, expected);
             if self.src.tables[t].cfg.mode == SyncMode::Full {
                 self.full_refresh(t, &files, ctx).await?;
@@ -498,17 +503,21 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 /// Rows the snapshot will read from files not yet done (lines, less headers).
-fn expected_rows(root: &Path, files: &[String], done: Option<&BTreeMap<String, FileState>>) -> u64 {
+/// The records of `files` not yet done, for the snapshot's progress; a
+/// file that cannot be counted counts nothing (reading it reports why).
+fn expected_rows(
+    table: &Table,
+    root: &Path,
+    files: &[String],
+    done: Option<&BTreeMap<String, FileState>>,
+) -> u64 {
     files
         .iter()
         .filter(|f| !done.and_then(|d| d.get(*f)).is_some_and(|s| s.done))
-        .filter_map(|f| std::fs::read(root.join(f)).ok())
-        .map(|bytes| {
-            bytes
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                .saturating_sub(1) as u64
+        .filter_map(|f| {
+            let path = root.join(f);
+            let format = table.format_of(&path)?;
+            format::record_count(&path, format).ok()
         })
         .sum()
 }
