@@ -133,6 +133,9 @@ pub fn problem(pipeline: &Pipeline, name: &str, error: &TransformError) -> Confi
     );
     let (message, help) = match (error, &located) {
         (TransformError::Invalid { message, help }, _) => (message.clone(), Some(help.clone())),
+        (TransformError::Statement { message, help, .. }, _) => {
+            (format!("transform `{name}`: {message}"), Some(help.clone()))
+        }
         (_, Some(e)) => (
             format!("transform `{name}`: {}", e.message),
             Some("fix the SQL; `syncline preview` runs it on sample rows".to_owned()),

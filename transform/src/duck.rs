@@ -335,15 +335,178 @@ pub(crate) fn query_rows(
 }
 
 /// An in-memory DuckDB for transforms: little memory, one thread per query
-/// (batches are small; the pipeline runs its own parallelism), lookup files
-/// resolved against `base_dir`.
-pub(crate) fn open_engine(base_dir: &std::path::Path) -> Result<Connection, TransformError> {
+/// (batches are small; the pipeline runs its own parallelism) unless
+/// `all_cores`, and locked down: no extension is installed or loaded, and
+/// files are readable only inside `base_dir` (by absolute path, or by a
+/// path relative to it naming a file that exists when the engine starts).
+/// The settings are locked, so the SQL cannot undo them.
+pub(crate) fn open_engine(
+    base_dir: &std::path::Path,
+    all_cores: bool,
+) -> Result<Connection, TransformError> {
     let conn = Connection::open_in_memory()
         .map_err(|e| TransformError::engine("starting the embedded DuckDB", e))?;
-    let dir = base_dir.display().to_string().replace('\'', "''");
+    let base = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    let dir = base.display().to_string();
+    let relative: Vec<String> = files_within(&base)
+        .into_iter()
+        .flat_map(|f| {
+            [
+                format!("'{}'", sql_text(&f)),
+                format!("'./{}'", sql_text(&f)),
+            ]
+        })
+        .collect();
+    let allowed_paths = if relative.is_empty() {
+        String::new()
+    } else {
+        format!("SET allowed_paths = [{}];", relative.join(", "))
+    };
+    let threads = if all_cores { "" } else { "SET threads = 1;" };
     conn.execute_batch(&format!(
-        "SET memory_limit = '256MB'; SET threads = 1; SET GLOBAL file_search_path = '{dir}';"
+        "SET memory_limit = '256MB'; {threads}
+         SET GLOBAL file_search_path = '{d}';
+         SET autoinstall_known_extensions = false;
+         SET autoload_known_extensions = false;
+         SET allowed_directories = ['{d}/'];
+         {allowed_paths}
+         SET enable_external_access = false;
+         SET lock_configuration = true;",
+        d = sql_text(&dir),
     ))
     .map_err(|e| TransformError::engine("configuring the embedded DuckDB", e))?;
     Ok(conn)
+}
+
+/// `s` inside a single-quoted SQL literal.
+fn sql_text(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+/// The most files [`files_within`] lists: a pipeline folder is a project
+/// folder, not a disk.
+const MAX_LISTED_FILES: usize = 10_000;
+
+/// Paths (relative, `/`-separated) of the files under `dir`, three levels
+/// deep at most, skipping hidden entries: what transform SQL may name
+/// relative to the pipeline's folder. DuckDB resolves such a path through
+/// `file_search_path` only when the relative spelling itself is allowed.
+fn files_within(dir: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if out.len() >= MAX_LISTED_FILES {
+                return;
+            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = format!("{prefix}{name}");
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && depth > 1 => {
+                    walk(&entry.path(), &format!("{path}/"), depth - 1, out);
+                }
+                Ok(t) if t.is_file() || t.is_symlink() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", 3, &mut out);
+    out
+}
+
+/// Refuses SQL that is not exactly one query (`SELECT`, `WITH … SELECT`,
+/// `FROM …`, `VALUES …`), by DuckDB's own parser and without running
+/// anything: a transform computes rows from `source`, and preparing more
+/// than one statement would run all but the last.
+pub(crate) fn check_query(conn: &Connection, sql: &str) -> Result<(), TransformError> {
+    match parse(conn, sql)? {
+        Parsed::Queries(1) => Ok(()),
+        Parsed::Queries(0) => Err(TransformError::Statement {
+            message: "the transform's SQL is empty".into(),
+            help: "write one SELECT over `source`".into(),
+            offset: 0,
+        }),
+        Parsed::Queries(_) => Err(TransformError::Statement {
+            message: "the transform's SQL holds more than one statement".into(),
+            help: "a transform is one SELECT (or WITH ... SELECT): remove the statements after the first".into(),
+            offset: next_statement(conn, sql)?,
+        }),
+        Parsed::SyntaxError { message, offset } => Err(TransformError::Statement {
+            message: format!("Parser Error: {message}"),
+            help: "fix the SQL at the position shown".into(),
+            offset,
+        }),
+        Parsed::NotQuery(message) => Err(TransformError::Statement {
+            message: format!(
+                "the transform's SQL must be one SELECT (or WITH ... SELECT); DuckDB reads another kind of statement here ({message})"
+            ),
+            help: "a transform only computes rows from `source`: it cannot change tables, files or settings".into(),
+            offset: next_statement(conn, sql)?,
+        }),
+    }
+}
+
+/// What DuckDB's parser makes of some SQL text.
+enum Parsed {
+    /// This many statements, all queries.
+    Queries(usize),
+    /// A syntax error at a byte offset.
+    SyntaxError { message: String, offset: usize },
+    /// A statement that is not a query.
+    NotQuery(String),
+}
+
+fn parse(conn: &Connection, sql: &str) -> Result<Parsed, TransformError> {
+    let json: String = conn
+        .query_row(
+            "SELECT json_serialize_sql(CAST(? AS VARCHAR))",
+            [sql],
+            |r| r.get(0),
+        )
+        .map_err(|e| TransformError::engine("parsing the transform's SQL", e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| TransformError::Invalid {
+            message: format!("DuckDB's parse of the transform's SQL is not JSON: {e}"),
+            help: "report this: the embedded DuckDB answered json_serialize_sql unexpectedly"
+                .into(),
+        })?;
+    if v["error"].as_bool() != Some(true) {
+        return Ok(Parsed::Queries(
+            v["statements"].as_array().map_or(0, Vec::len),
+        ));
+    }
+    let message = v["error_message"]
+        .as_str()
+        .unwrap_or("unreadable SQL")
+        .to_owned();
+    if v["error_type"].as_str() == Some("parser") {
+        // DuckDB counts characters.
+        let chars = v["position"]
+            .as_str()
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(0);
+        let offset = sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i);
+        return Ok(Parsed::SyntaxError { message, offset });
+    }
+    Ok(Parsed::NotQuery(message))
+}
+
+/// Where the statement after the first one starts: after the first `;`
+/// that ends exactly one query (DuckDB judges: a `;` inside a string or a
+/// comment leaves a prefix that does not parse), else at the start.
+fn next_statement(conn: &Connection, sql: &str) -> Result<usize, TransformError> {
+    for (i, _) in sql.match_indices(';') {
+        if matches!(parse(conn, &sql[..i])?, Parsed::Queries(1)) {
+            let rest = &sql[i + 1..];
+            return Ok(i + 1 + (rest.len() - rest.trim_start().len()));
+        }
+    }
+    Ok(sql.len() - sql.trim_start().len())
 }

@@ -17,6 +17,17 @@ pub enum TransformError {
         /// How to fix it.
         help: String,
     },
+    /// The SQL is not one query; `offset` (bytes into the SQL without its
+    /// leading blanks) is where the parser or the offending statement is.
+    #[error("{message}")]
+    Statement {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        help: String,
+        /// Byte offset in the trimmed SQL.
+        offset: usize,
+    },
     /// Rows could not be loaded as the relation `source`.
     #[error("loading rows into `source`: {0}")]
     Load(String),
@@ -47,7 +58,9 @@ impl TransformError {
     /// How the engine classifies it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            TransformError::Sql(_) | TransformError::Invalid { .. } => ErrorKind::Config,
+            TransformError::Sql(_)
+            | TransformError::Invalid { .. }
+            | TransformError::Statement { .. } => ErrorKind::Config,
             TransformError::Load(_) | TransformError::Read { .. } => ErrorKind::Schema,
             TransformError::Engine { .. } => ErrorKind::Internal,
         }

@@ -100,8 +100,9 @@ pub fn derive(
     input: &TableSchema,
     previous: Option<&Arc<TableSchema>>,
 ) -> Result<Derived, TransformError> {
-    duck::create_input(conn, input)?;
     let (sql, _) = clean_sql(&def.sql);
+    duck::check_query(conn, sql)?;
+    duck::create_input(conn, input)?;
     let described = duck::describe(conn, sql).map_err(TransformError::Sql)?;
     let mut columns = Vec::with_capacity(described.len());
     for d in &described {
@@ -193,21 +194,37 @@ pub fn derive(
 /// The SQL error of `error`, positioned in `sql` as written.
 pub fn locate_error(error: &TransformError, sql: &str) -> Option<SqlError> {
     let (_, lead) = clean_sql(sql);
-    error.sql_error().map(|e| {
-        // DuckDB saw `DESCRIBE <sql>` or `<sql>` (from the trimmed text).
-        let shifted = e.locate(&sql[lead..], "DESCRIBE ".len());
-        let Some(offset) = shifted.offset.map(|o| o + lead) else {
-            return shifted;
-        };
-        // Line and column in the text as written.
-        let before = &sql[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        SqlError {
-            offset: Some(offset),
-            line: Some(before.matches('\n').count() + 1),
-            column: Some(sql[line_start..offset].chars().count() + 1),
-            ..shifted
+    let (found, offset) = match error {
+        // Checked on the trimmed text.
+        TransformError::Statement {
+            message, offset, ..
+        } => (
+            SqlError {
+                message: message.clone(),
+                line: None,
+                column: None,
+                offset: None,
+            },
+            Some(offset + lead),
+        ),
+        _ => {
+            // DuckDB saw `DESCRIBE <sql>` or `<sql>` (from the trimmed text).
+            let shifted = error.sql_error()?.locate(&sql[lead..], "DESCRIBE ".len());
+            let offset = shifted.offset.map(|o| o + lead);
+            (shifted, offset)
         }
+    };
+    let Some(offset) = offset.filter(|&o| sql.is_char_boundary(o)) else {
+        return Some(found);
+    };
+    // Line and column in the text as written.
+    let before = &sql[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some(SqlError {
+        offset: Some(offset),
+        line: Some(before.matches('\n').count() + 1),
+        column: Some(sql[line_start..offset].chars().count() + 1),
+        ..found
     })
 }
 
@@ -250,7 +267,17 @@ impl std::fmt::Debug for Transforms {
 impl Transforms {
     /// Transforms for `defs`; lookup files resolve against `base_dir`.
     pub fn new(defs: Vec<TransformDef>, base_dir: &Path) -> Result<Self, TransformError> {
-        let root = duck::open_engine(base_dir)?;
+        Self::open(defs, base_dir, false)
+    }
+
+    /// As [`Transforms::new`]; `all_cores` lets one query use every core
+    /// (the preview runs one query at a time).
+    pub(crate) fn open(
+        defs: Vec<TransformDef>,
+        base_dir: &Path,
+        all_cores: bool,
+    ) -> Result<Self, TransformError> {
+        let root = duck::open_engine(base_dir, all_cores)?;
         let mut running = Vec::with_capacity(defs.len());
         for def in defs {
             let conn = root

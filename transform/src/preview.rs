@@ -106,7 +106,9 @@ impl PreviewProblem {
         PreviewProblem {
             message: error.to_string(),
             help: match error {
-                TransformError::Invalid { help, .. } => Some(help.clone()),
+                TransformError::Invalid { help, .. } | TransformError::Statement { help, .. } => {
+                    Some(help.clone())
+                }
                 _ => None,
             },
             sql: locate_error(error, sql),
@@ -143,7 +145,7 @@ impl Preview {
             sql: "SELECT * FROM source".into(),
             lookups: input.lookups.iter().map(|(t, _)| t.id.clone()).collect(),
         };
-        let mut transforms = Transforms::new(vec![def], base_dir)?;
+        let mut transforms = Transforms::open(vec![def], base_dir, true)?;
         for (schema, rows) in &input.lookups {
             transforms.load_lookup(schema, rows)?;
         }
@@ -151,9 +153,6 @@ impl Preview {
             .root
             .try_clone()
             .map_err(|e| TransformError::engine("opening the preview connection", e))?;
-        // The preview runs one query at a time, on all cores.
-        conn.execute_batch("RESET threads")
-            .map_err(|e| TransformError::engine("configuring the preview", e))?;
         duck::create_input(&conn, &input.table)?;
         let rows: Vec<&Row> = input.rows.iter().collect();
         duck::load_rows(&conn, &input.table, &rows)?;

@@ -346,6 +346,11 @@ fn a_lookup_table_is_joined_and_kept_up_to_date() {
 }
 
 fn derive_error(sql: &str) -> TransformError {
+    derive_error_in(tempfile::tempdir().unwrap().path(), sql)
+}
+
+/// Checks `sql` as transform `open_orders` of a pipeline in `dir`.
+fn derive_in(dir: &std::path::Path, sql: &str) -> Result<(), TransformError> {
     let mut t = Transforms::new(
         vec![TransformDef {
             name: "open_orders".into(),
@@ -353,10 +358,109 @@ fn derive_error(sql: &str) -> TransformError {
             sql: sql.into(),
             lookups: Vec::new(),
         }],
-        std::env::temp_dir().as_path(),
+        dir,
     )
     .unwrap();
-    t.derive_all(&[orders()]).unwrap_err().1
+    t.derive_all(&[orders()]).map(drop).map_err(|e| e.1)
+}
+
+fn derive_error_in(dir: &std::path::Path, sql: &str) -> TransformError {
+    derive_in(dir, sql).unwrap_err()
+}
+
+#[test]
+fn a_second_statement_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("written.csv");
+    let sql = format!(
+        "SELECT id FROM source;\n  COPY (SELECT 42) TO '{}';\nSELECT id FROM source",
+        written.display()
+    );
+    let e = derive_error_in(dir.path(), &sql);
+    assert!(matches!(e, TransformError::Statement { .. }), "{e:?}");
+    assert!(!written.exists(), "checking the SQL ran its COPY");
+    let located = locate_error(&e, &sql).unwrap();
+    assert_eq!(
+        (located.line, located.column),
+        (Some(2), Some(3)),
+        "{located:?}"
+    );
+    assert!(
+        sql[located.offset.unwrap()..].starts_with("COPY"),
+        "{located:?}"
+    );
+
+    // Two queries are two statements as well.
+    let sql = "SELECT id FROM source; SELECT 'a;b' AS id";
+    let e = derive_error(sql);
+    insta::assert_snapshot!(e.to_string(), @"the transform's SQL holds more than one statement");
+    let located = locate_error(&e, sql).unwrap();
+    assert_eq!(located.offset, sql.find("SELECT 'a"), "{located:?}");
+}
+
+#[test]
+fn only_a_query_is_a_transform() {
+    for sql in [
+        "DROP TABLE source",
+        "  INSTALL httpfs",
+        "SET enable_external_access = true",
+        "ATTACH 'other.duckdb' AS o",
+        "CREATE TABLE t AS SELECT * FROM source",
+    ] {
+        let e = derive_error(sql);
+        let TransformError::Statement { message, help, .. } = &e else {
+            panic!("{sql}: {e:?}");
+        };
+        assert!(message.contains("must be one SELECT"), "{sql}: {message}");
+        assert!(help.contains("cannot change tables"), "{sql}: {help}");
+        let located = locate_error(&e, sql).unwrap();
+        assert_eq!(located.offset, Some(sql.len() - sql.trim_start().len()));
+    }
+    // Every way to write a query passes.
+    let dir = tempfile::tempdir().unwrap();
+    for sql in [
+        "SELECT id FROM source;",
+        "WITH s AS (SELECT * FROM source) SELECT id FROM s",
+        "FROM source SELECT id",
+        "(SELECT id FROM source) UNION ALL (SELECT id FROM source)",
+    ] {
+        derive_in(dir.path(), sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[test]
+fn transform_sql_reads_files_only_inside_the_pipeline_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("pipeline");
+    std::fs::create_dir_all(folder.join("ref")).unwrap();
+    std::fs::write(folder.join("ref/labels.csv"), "code,label\npaid,Paid\n").unwrap();
+    std::fs::write(root.path().join("secret.csv"), "code,label\nx,y\n").unwrap();
+    let inside = folder.join("ref/labels.csv");
+    let outside = root.path().join("secret.csv");
+    for read in [
+        "'ref/labels.csv'".to_owned(),
+        "'./ref/labels.csv'".to_owned(),
+        format!("'{}'", inside.display()),
+    ] {
+        let sql = format!(
+            "SELECT o.id, l.label FROM source o LEFT JOIN read_csv({read}) l ON l.code = o.status"
+        );
+        derive_in(&folder, &sql).unwrap_or_else(|e| panic!("{read}: {e}"));
+    }
+    for read in [
+        format!("read_csv('{}')", outside.display()),
+        "read_csv('../secret.csv')".to_owned(),
+        format!("read_csv('{}/../secret.csv')", folder.display()),
+        "read_text('/etc/hostname')".to_owned(),
+        "read_csv('https://example.com/a.csv')".to_owned(),
+    ] {
+        let sql = format!("SELECT o.id, x.* FROM source o, {read} x");
+        let e = derive_error_in(&folder, &sql);
+        assert!(
+            e.to_string().contains("Permission Error"),
+            "{read} was not refused: {e}"
+        );
+    }
 }
 
 #[test]
@@ -389,6 +493,12 @@ fn sql_errors_carry_their_position() {
         "{located:?}"
     );
     assert_eq!(located.offset, sql.rfind("id"), "{located:?}");
+
+    // Columns count characters, offsets bytes.
+    let sql = "SELECT 'ünï', id FROM source ORDER id";
+    let located = locate_error(&derive_error(sql), sql).unwrap();
+    assert_eq!(located.offset, sql.rfind("id"), "{located:?}");
+    assert_eq!(located.column, Some(36), "{located:?}");
 }
 
 #[test]
