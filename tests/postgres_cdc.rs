@@ -566,3 +566,149 @@ fn key_scans_remove_rows_deleted_at_the_source() {
         "{err}"
     );
 }
+
+/// Runs `syncline run --once` on `dir/p.toml`; its exit code and output.
+fn run_once(dir: &Path) -> (i32, String) {
+    let (code, out, err) = syncline(&["run", "--once", "p.toml"], dir);
+    (code, format!("{out}{err}"))
+}
+
+/// Two pipelines of the same name, in two folders, on one database: each
+/// has its own slot, neither's first run drops the other's, and `drop` of
+/// one leaves the other running.
+#[test]
+fn pipelines_named_alike_keep_their_own_slots() {
+    let db = TestDb::create("twins");
+    seed(&db, 100);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&a, &b] {
+        std::fs::write(
+            dir.path().join("p.toml"),
+            db.pipeline("shop", &["accounts"], "", "upsert"),
+        )
+        .unwrap();
+    }
+    let (code, out) = run_once(a.path());
+    assert_eq!(code, 0, "{out}");
+    db.exec("INSERT INTO accounts (id, owner, balance) SELECT i, 'late ' || i, 1 FROM generate_series(101, 150) i");
+    let (code, out) = run_once(b.path());
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(db.slots().len(), 2, "one slot each: {:?}", db.slots());
+    db.exec("UPDATE accounts SET version = version + 1 WHERE id % 10 = 0");
+    // A's changes since its first run are still in its own slot.
+    let (code, out) = run_once(a.path());
+    assert_eq!(code, 0, "{out}");
+    assert_in_sync(&db, &a.path().join("out.duckdb"));
+
+    let (code, out, err) = syncline(&["drop", "p.toml"], b.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.slots().len(),
+        1,
+        "B's drop took A's slot: {:?}",
+        db.slots()
+    );
+    db.exec("DELETE FROM accounts WHERE id % 7 = 0");
+    let (code, out) = run_once(a.path());
+    assert_eq!(code, 0, "{out}");
+    assert_in_sync(&db, &a.path().join("out.duckdb"));
+}
+
+/// A slot whose publication names another owner is neither read nor
+/// dropped.
+#[test]
+fn a_slot_another_pipeline_owns_is_left_alone() {
+    let db = TestDb::create("owned");
+    seed(&db, 50);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        db.pipeline("owned", &["accounts"], "", "upsert"),
+    )
+    .unwrap();
+    let (code, out) = run_once(tmp.path());
+    assert_eq!(code, 0, "{out}");
+    let publication = db.publications().pop().unwrap();
+    db.exec(&format!(
+        r#"COMMENT ON PUBLICATION {publication} IS '{{"syncline_pipeline":"ffffffffffff","pipeline":"elsewhere","source":"pg"}}'"#
+    ));
+    db.exec("INSERT INTO accounts (id, owner, balance) VALUES (1000, 'x', 1)");
+    let (code, out) = run_once(tmp.path());
+    assert_ne!(code, 0, "ran on another pipeline's slot: {out}");
+    assert!(
+        out.contains(&format!("{publication} belong to pipeline `elsewhere`")),
+        "{out}"
+    );
+    let (code, out, err) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("left alone"), "{out}");
+    assert_eq!(
+        db.slots(),
+        vec![publication.clone()],
+        "dropped another's slot"
+    );
+    assert_eq!(db.publications(), vec![publication]);
+}
+
+/// A slot that has confirmed past what the targets hold (another reader
+/// consumed changes) is refused, not resumed from with a silent gap.
+#[test]
+fn a_slot_that_moved_past_the_targets_is_refused() {
+    let db = TestDb::create("gap");
+    seed(&db, 50);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        db.pipeline("gap", &["accounts"], "", "upsert"),
+    )
+    .unwrap();
+    let (code, out) = run_once(tmp.path());
+    assert_eq!(code, 0, "{out}");
+    let slot = db.slots().pop().unwrap();
+    db.exec("INSERT INTO accounts (id, owner, balance) VALUES (1000, 'consumed elsewhere', 1)");
+    db.exec(&format!(
+        "SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())"
+    ));
+    let (code, out) = run_once(tmp.path());
+    assert_ne!(code, 0, "resumed past a gap: {out}");
+    assert!(out.contains("are lost to this pipeline"), "{out}");
+    assert!(out.contains("syncline drop"), "{out}");
+    // After a drop, a new snapshot brings the row.
+    let (code, out, err) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out) = run_once(tmp.path());
+    assert_eq!(code, 0, "{out}");
+    assert_in_sync(&db, &tmp.path().join("out.duckdb"));
+}
+
+/// Ctrl-C while a backlog streams in stops within the graceful-stop
+/// deadline (the batch in hand finished or abandoned, a final checkpoint),
+/// exits 0, and the next run takes over where it stopped.
+#[test]
+fn ctrl_c_with_a_backlog_stops_promptly() {
+    let db = TestDb::create("ctrlc");
+    seed(&db, 2_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(&pipeline, db.pipeline("ctrlc", &["accounts"], "", "upsert")).unwrap();
+    let (code, out) = run_once(tmp.path());
+    assert_eq!(code, 0, "{out}");
+    // A backlog while the pipeline is stopped: 300 transactions of 2,000
+    // updates each.
+    db.exec(
+        "DO $$ BEGIN FOR i IN 1..300 LOOP
+             UPDATE accounts SET version = version + 1, balance = balance + 0.01;
+             COMMIT;
+         END LOOP; END $$",
+    );
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("catching up", Duration::from_secs(120), |s| {
+        total(s, "updates") >= 20_000
+    });
+    let asked = std::time::Instant::now();
+    assert_eq!(run.interrupt(), 0, "Ctrl-C did not end in a graceful stop");
+    eprintln!("stopped {:?} after Ctrl-C", asked.elapsed());
+    let (code, out) = run_once(tmp.path());
+    assert_eq!(code, 0, "{out}");
+    assert_in_sync(&db, &tmp.path().join("out.duckdb"));
+}

@@ -27,12 +27,12 @@ use crate::{Pipeline, sink, source, state_dir};
 /// Builds a pipeline's connectors and creates its state folder: everything
 /// before the engine runs it.
 pub async fn prepare(pipeline: &Pipeline) -> Result<PipelinePlan> {
-    let plan = crate::plan(pipeline).await?;
     let state = state_dir(pipeline);
     std::fs::create_dir_all(&state).map_err(|e| {
         Error::new(ErrorKind::Io, format!("creating {}", state.display())).with_source(e)
     })?;
-    Ok(plan)
+    crate::registry::ensure_identity(&state)?;
+    crate::plan(pipeline).await
 }
 
 /// Run options: `follow` keeps streaming after the snapshot;
@@ -64,7 +64,7 @@ pub async fn drop_pipeline(pipeline: &Pipeline, mut report: impl FnMut(String)) 
         let mut s = source(pipeline, name)?;
         let removed = s.release().await.map_err(|e| context("source", name, e))?;
         for r in removed {
-            report(format!("source {name}: removed {r}"));
+            report(format!("source {name}: {r}"));
         }
     }
     for name in pipeline.spec.targets.keys() {

@@ -130,13 +130,59 @@ pub fn schema() -> serde_json::Value {
     config::pipeline_schema::<SourceConfig, TargetConfig>()
 }
 
-/// Where a pipeline keeps its local state (source manifests, last status):
+/// Where a pipeline keeps its local state (identity, source manifests, last
+/// status):
 /// `.syncline/<name>/` beside the pipeline file.
 pub fn state_dir(pipeline: &Pipeline) -> PathBuf {
     pipeline
         .base_dir()
         .join(".syncline")
         .join(&pipeline.spec.name)
+}
+
+/// The file in a pipeline's state folder that holds its identity.
+const IDENTITY_FILE: &str = "id";
+
+/// The identity of the pipeline whose state folder is `state`, if it has
+/// one: 12 hex digits, random, made at its first run. Replication slots
+/// carry it in their names, so pipelines named alike never share one.
+pub(crate) fn identity(state: &Path) -> Result<Option<String>> {
+    let path = state.join(IDENTITY_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(
+                Error::new(ErrorKind::Io, format!("reading {}", path.display())).with_source(e),
+            );
+        }
+    };
+    let id = text.trim();
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(id.to_ascii_lowercase()))
+    } else {
+        Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "{} does not hold a pipeline identity (12 hex digits); restore it, or run `syncline drop` and start over",
+                path.display()
+            ),
+        ))
+    }
+}
+
+/// The identity of the pipeline whose state folder is `state`, made (and
+/// kept there) if it has none yet.
+pub(crate) fn ensure_identity(state: &Path) -> Result<String> {
+    if let Some(id) = identity(state)? {
+        return Ok(id);
+    }
+    let id = format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
+    let path = state.join(IDENTITY_FILE);
+    std::fs::write(&path, format!("{id}\n")).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("writing {}", path.display())).with_source(e)
+    })?;
+    Ok(id)
 }
 
 /// Builds one source connector.
@@ -171,7 +217,12 @@ pub(crate) fn build_source(
             base_dir,
             &state.join(format!("files-{name}")),
         )?),
-        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(name, pipeline, c)),
+        SourceConfig::Postgres(c) => Box::new(PostgresSource::new(
+            name,
+            pipeline,
+            identity(state)?.as_deref(),
+            c,
+        )),
     })
 }
 

@@ -10,16 +10,31 @@ use crate::process::Monitored;
 use crate::raw::RAW_SLOT;
 use crate::run::Bench;
 
-/// Pipeline of the snapshot and streaming tests (its slot and publication
-/// are `syncline_bench_pg`).
+/// Pipeline of the snapshot and streaming tests (its slot and publication:
+/// [`slot_of`]).
 pub const PIPELINE: &str = "bench";
 /// Pipeline of the latency test.
 pub const LAT_PIPELINE: &str = "bench_lat";
 
-/// `syncline_<pipeline>_<source>`, as the Postgres source names its slot
-/// and publication (the names used here need no cleaning).
-pub fn slot_of(pipeline: &str) -> String {
-    format!("syncline_{pipeline}_pg")
+/// The slot (and publication) of source `pg` of pipeline `pipeline`, found
+/// by the owner record the source keeps in its publication's comment.
+pub async fn slot_of(conn: &mut sqlx::PgConnection, pipeline: &str) -> Result<String> {
+    let sql = format!(
+        "SELECT string_agg(pubname, ',') FROM pg_publication
+          WHERE obj_description(oid, 'pg_publication')::jsonb @> {}::jsonb",
+        pg::literal(&format!(r#"{{"pipeline":"{pipeline}","source":"pg"}}"#))
+    );
+    let names = pg::text(conn, &sql).await?;
+    match names
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .collect::<Vec<_>>()[..]
+    {
+        [one] => Ok(one.to_owned()),
+        ref found => {
+            bail!("expected one publication owned by pipeline `{pipeline}`, found {found:?}")
+        }
+    }
 }
 
 impl Bench {

@@ -24,12 +24,12 @@ impl Bench {
         let rows = self.args.rows;
         let server = self.server.clone();
         let db = self.db().to_owned();
-        let slot = slot_of(PIPELINE);
         self.note(&format!(
             "streaming: {updates} updates in {tx_rows}-row transactions (pipeline stopped)"
         ));
-        let (before, after, gen_secs, wal_bytes) = self.rt.block_on(async {
+        let (slot, before, after, gen_secs, wal_bytes) = self.rt.block_on(async {
             let mut c = server.connect(&db).await?;
+            let slot = slot_of(&mut c, PIPELINE).await?;
             let have = pg::int(
                 &mut c,
                 &format!(
@@ -60,7 +60,7 @@ impl Bench {
                 &format!("SELECT pg_wal_lsn_diff('{after}', '{before}')::int8"),
             )
             .await?;
-            anyhow::Ok((before, after, gen_secs, wal))
+            anyhow::Ok((slot, before, after, gen_secs, wal))
         })?;
         let load = load_note();
 

@@ -68,6 +68,7 @@ impl Origin for Database {
         Box::new(PostgresSource::new(
             SOURCE_NAME,
             &self.db.name,
+            Some("0123456789ab"),
             &config(&self.db.name, 5432),
         ))
     }
@@ -96,6 +97,7 @@ impl SourceHarness for Postgres {
         Box::new(PostgresSource::new(
             SOURCE_NAME,
             "kit_broken",
+            Some("0123456789ab"),
             &config("postgres", 1),
         ))
     }

@@ -100,7 +100,7 @@ fn config(db: &str) -> PostgresSourceConfig {
 /// slot names are cluster-wide: one per test) from `resume` and returns
 /// every batch it emitted; `blocks`: the consumers read column blocks.
 async fn run(db: &str, pipeline: &str, resume: Option<Position>, blocks: bool) -> Vec<Batch> {
-    let mut source = PostgresSource::new("pg", pipeline, &config(db));
+    let mut source = PostgresSource::new("pg", pipeline, Some("0123456789ab"), &config(db));
     source.discover().await.unwrap();
     let (tx, mut rx) = mpsc::channel(16);
     let (_acked_tx, acked_rx) = watch::channel(resume.clone());

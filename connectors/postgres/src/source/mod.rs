@@ -30,6 +30,7 @@
 //! and `peek` previews recent changes.
 
 mod config;
+mod owner;
 mod peek;
 pub mod poll;
 mod runner;
@@ -50,6 +51,8 @@ use syncline_engine::{Error, ErrorKind, Result};
 use tracing::info;
 
 pub use config::{PgTableConfig, PostgresSourceConfig};
+use owner::Claim;
+pub use owner::Owner;
 use runner::Runner;
 use snapshot::Chunk;
 
@@ -93,7 +96,12 @@ pub struct TableChunks {
 #[derive(Debug)]
 pub struct PostgresSource {
     name: String,
+    /// The slot (and publication) this source uses: named from its owner,
+    /// or, on a resume, the one the stored position names.
     slot: String,
+    /// The pipeline this source belongs to; `None` before its first run
+    /// (it has no identity yet, so it owns no slot).
+    owner: Option<Owner>,
     config: PostgresSourceConfig,
     tables: Vec<TableInfo>,
     /// The connection `discover` used, kept for `run` (saves a connection
@@ -101,9 +109,12 @@ pub struct PostgresSource {
     conn: Option<PgConnection>,
 }
 
-/// Slot and publication name for a pipeline's source: lowercase, at most 63
-/// characters, unique per (pipeline, source).
-pub fn slot_name(pipeline: &str, source: &str) -> String {
+/// Slot and publication name for source `source` of the pipeline named
+/// `pipeline` whose identity is `id`: lowercase, at most 63 characters,
+/// readable, and unique per (pipeline identity, source), so pipelines named
+/// alike never share a slot. Without an identity: the name a pipeline used
+/// before identities existed, `syncline_<pipeline>_<source>`.
+pub fn slot_name(pipeline: &str, source: &str, id: Option<&str>) -> String {
     let raw = format!("syncline_{pipeline}_{source}").to_ascii_lowercase();
     let clean: String = raw
         .chars()
@@ -115,13 +126,24 @@ pub fn slot_name(pipeline: &str, source: &str) -> String {
             }
         })
         .collect();
-    if clean.len() <= 63 {
-        return clean;
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        })
+    };
+    match id {
+        Some(id) => {
+            // The raw names, not the cleaned ones: `a-b` and `a_b` differ.
+            let hash = fnv(format!("{pipeline}\0{source}\0{id}").as_bytes());
+            let keep = clean.len().min(50);
+            format!("{}_{:012x}", &clean[..keep], hash & 0xffff_ffff_ffff)
+        }
+        None if clean.len() <= 63 => clean,
+        None => {
+            let hash = fnv(clean.as_bytes());
+            format!("{}_{:012x}", &clean[..50], hash & 0xffff_ffff_ffff)
+        }
     }
-    let hash = clean.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
-    format!("{}_{:012x}", &clean[..50], hash & 0xffff_ffff_ffff)
 }
 
 fn lsn_text(lsn: u64) -> String {
@@ -134,11 +156,23 @@ fn parse_lsn(text: &str) -> Option<u64> {
 }
 
 impl PostgresSource {
-    /// A source named `name` of pipeline `pipeline`.
-    pub fn new(name: &str, pipeline: &str, config: &PostgresSourceConfig) -> Self {
+    /// A source named `name` of the pipeline named `pipeline` whose
+    /// identity is `id` (`None` before the pipeline first ran: such a source
+    /// can be checked and discovered but not run).
+    pub fn new(
+        name: &str,
+        pipeline: &str,
+        id: Option<&str>,
+        config: &PostgresSourceConfig,
+    ) -> Self {
         PostgresSource {
             name: name.to_owned(),
-            slot: slot_name(pipeline, name),
+            slot: slot_name(pipeline, name, id),
+            owner: id.map(|id| Owner {
+                syncline_pipeline: id.to_owned(),
+                pipeline: pipeline.to_owned(),
+                source: name.to_owned(),
+            }),
             config: config.clone(),
             tables: Vec::new(),
             conn: None,
@@ -176,55 +210,127 @@ impl PostgresSource {
         Ok(())
     }
 
-    /// Drops the slot and publication this source created. Returns what was
-    /// removed, in words.
+    /// Drops the slot and publication this source owns: the one named from
+    /// its identity, and one of the old name (`syncline_<pipeline>_<source>`)
+    /// it adopted. Returns what it did, in words; slots of its names that
+    /// another pipeline owns, or that nobody claims, are left alone and said
+    /// so.
     pub async fn release(&self) -> Result<Vec<String>> {
         let mut conn = self.config.endpoint().connect().await?;
-        let mut removed = Vec::new();
+        let mut said = Vec::new();
+        let Some(owner) = &self.owner else {
+            said.push(format!(
+                "nothing removed: this pipeline has no identity here (it never ran, or its state folder is gone), so it owns no slot{}",
+                match self.slot_exists(&mut conn, &self.slot).await? {
+                    true => format!(
+                        "; replication slot {} has this pipeline's old-style name: drop it by hand if it is this pipeline's",
+                        self.slot
+                    ),
+                    false => String::new(),
+                }
+            ));
+            return Ok(said);
+        };
+        let legacy = slot_name(&owner.pipeline, &owner.source, None);
+        for name in [&self.slot, &legacy] {
+            match owner.claim_of(&mut conn, name).await? {
+                Claim::Ours => {
+                    self.drop_slot_and_publication(&mut conn, name, &mut said)
+                        .await?;
+                }
+                Claim::Free if name == &self.slot => {
+                    if self.slot_exists(&mut conn, name).await? {
+                        // Created, but the run stopped before its
+                        // publication was: the name is this pipeline's own.
+                        self.drop_slot_and_publication(&mut conn, name, &mut said)
+                            .await?;
+                    }
+                }
+                Claim::Free => {}
+                Claim::Unclaimed => said.push(format!(
+                    "left alone: publication {name} has no owner record; drop it (and its slot) by hand if it is this pipeline's"
+                )),
+                Claim::Theirs(who) => said.push(format!(
+                    "left alone: publication and replication slot {name} belong to {who}"
+                )),
+            }
+        }
+        Ok(said)
+    }
+
+    async fn slot_exists(&self, conn: &mut PgConnection, slot: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        )
+        .bind(slot)
+        .fetch_one(conn)
+        .await
+        .map_err(PgError::query("reading replication slots"))?)
+    }
+
+    async fn drop_slot_and_publication(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        said: &mut Vec<String>,
+    ) -> Result<()> {
         let active: Option<Option<i32>> =
             sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1")
-                .bind(&self.slot)
-                .fetch_optional(&mut conn)
+                .bind(name)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(PgError::query("reading replication slots"))?;
         match active {
             Some(Some(pid)) => {
                 return Err(PgError::Precondition(format!(
-                    "replication slot {} is in use by process {pid}: stop the pipeline first",
-                    self.slot
+                    "replication slot {name} is in use by process {pid}: stop the pipeline first"
                 ))
                 .into());
             }
             Some(None) => {
                 sqlx::query("SELECT pg_drop_replication_slot($1)")
-                    .bind(&self.slot)
-                    .execute(&mut conn)
+                    .bind(name)
+                    .execute(&mut *conn)
                     .await
                     .map_err(PgError::query("dropping the replication slot"))?;
-                removed.push(format!("replication slot {}", self.slot));
+                said.push(format!("removed replication slot {name}"));
             }
             None => {}
         }
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-                .bind(&self.slot)
-                .fetch_one(&mut conn)
+                .bind(name)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(PgError::query("reading publications"))?;
         if exists {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "DROP PUBLICATION {}",
-                quote(&self.slot)
+                quote(name)
             )))
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await
             .map_err(PgError::query("dropping the publication"))?;
-            removed.push(format!("publication {}", self.slot));
+            said.push(format!("removed publication {name}"));
         }
-        Ok(removed)
+        Ok(())
     }
 
+    /// This source's owner; an error before the pipeline has an identity.
+    fn owner(&self) -> Result<&Owner> {
+        self.owner.as_ref().ok_or_else(|| {
+            Error::internal(format!(
+                "source `{}` runs without a pipeline identity",
+                self.name
+            ))
+        })
+    }
+
+    /// Creates or updates this source's publication, refusing one another
+    /// pipeline owns and recording this pipeline as the owner.
     async fn ensure_publication(&self, conn: &mut PgConnection) -> Result<()> {
+        let owner = self.owner()?;
+        let claim = owner.ensure_not_theirs(conn, &self.slot).await?;
         let existing: Vec<String> = sqlx::query_scalar(
             "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
         )
@@ -259,6 +365,9 @@ impl PostgresSource {
             .execute(&mut *conn)
             .await
             .map_err(PgError::query("updating the publication"))?;
+        }
+        if claim != Claim::Ours {
+            owner.record(conn, &self.slot).await?;
         }
         Ok(())
     }
@@ -515,10 +624,36 @@ mod tests {
 
     #[test]
     fn slot_names_are_valid_and_distinct() {
-        assert_eq!(slot_name("Shop-Sync", "pg"), "syncline_shop_sync_pg");
-        let long = slot_name(&"x".repeat(80), "a");
+        assert_eq!(slot_name("Shop-Sync", "pg", None), "syncline_shop_sync_pg");
+        let long = slot_name(&"x".repeat(80), "a", None);
         assert!(long.len() <= 63, "{long}");
-        assert_ne!(long, slot_name(&"x".repeat(80), "b"));
+        assert_ne!(long, slot_name(&"x".repeat(80), "b", None));
+
+        let id = Some("0f3a9c2e41d7");
+        let named = slot_name("Shop-Sync", "pg", id);
+        assert!(named.starts_with("syncline_shop_sync_pg_"), "{named}");
+        let valid = |s: &str| {
+            s.len() <= 63
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        // Pipelines named alike, sources whose names clean alike, long
+        // names that differ only past the cut: all apart.
+        let names = [
+            named.clone(),
+            slot_name("Shop-Sync", "pg", Some("77aa01bc93de")),
+            slot_name("shop_sync", "pg", id),
+            slot_name("Shop-Sync", "PG", id),
+            slot_name(&"x".repeat(80), "a", id),
+            slot_name(&"x".repeat(80), "b", id),
+        ];
+        for (i, a) in names.iter().enumerate() {
+            assert!(valid(a), "{a}");
+            for b in &names[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(named, slot_name("Shop-Sync", "pg", id), "stable");
     }
 
     #[test]

@@ -66,13 +66,9 @@ impl Runner {
                         ctx.name
                     ))
                 })?;
-                if state.slot != src.slot {
-                    return Err(PgError::State(format!(
-                        "the stored position belongs to slot {}, this source uses {}",
-                        state.slot, src.slot
-                    ))
-                    .into());
-                }
+                // Resume on the slot the targets' position was read from
+                // (its owner is checked before it is read).
+                src.slot.clone_from(&state.slot);
                 (state, p.seq)
             }
             None => (
@@ -234,6 +230,7 @@ impl Runner {
             if !self.slot_exists().await? {
                 return Err(self.slot_gone());
             }
+            self.ensure_no_gap().await?;
             info!("resuming the snapshot from its last finished chunk");
             // The chunks are read again under a new snapshot: number their
             // batches above what any sink holds, so none is skipped.
@@ -242,6 +239,8 @@ impl Runner {
             self.state.catch_up_until = Some(self.current_lsn().await?);
         } else if !self.slot_exists().await? {
             return Err(self.slot_gone());
+        } else {
+            self.ensure_no_gap().await?;
         }
         if self.state.snapshot.is_some() {
             // Cancelled mid-snapshot.
@@ -303,6 +302,31 @@ impl Runner {
         };
         let config = self.src.config.clone();
         poll::run(&config, &mut self.conn, &tables, ctx, resume).await
+    }
+
+    /// Fails when the slot has confirmed more than the targets hold: the
+    /// changes in between were read by something else (a second pipeline
+    /// on the slot, or a slot dropped and made again under the same name),
+    /// and streaming from it would skip them.
+    async fn ensure_no_gap(&mut self) -> Result<()> {
+        let confirmed: Option<String> = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(&self.src.slot)
+        .fetch_optional(&mut self.conn)
+        .await
+        .map_err(PgError::query("reading the slot's confirmed position"))?
+        .flatten();
+        match confirmed.as_deref().and_then(parse_lsn) {
+            Some(c) if c > self.state.lsn => Err(PgError::State(format!(
+                "replication slot {} has confirmed changes up to {}, past what the targets hold ({}): the changes in between were read by something else (another pipeline on the slot, or a slot dropped and created again) and are lost to this pipeline; run `syncline drop` on the pipeline and run it again to start from a new snapshot",
+                self.src.slot,
+                super::lsn_text(c),
+                super::lsn_text(self.state.lsn)
+            ))
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     fn slot_gone(&self) -> Error {
