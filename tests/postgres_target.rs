@@ -802,3 +802,108 @@ inputs = [\"pg\"]
         .collect();
     assert_same_rows("the DuckDB target", &expected, &duck);
 }
+
+/// Special values from a Postgres source: a NaN `numeric(p,s)` is stored by
+/// the Postgres target and becomes a dead letter of its row in DuckDB (whose
+/// DECIMAL has no NaN), never a NULL; `infinity` and `-infinity` dates and
+/// timestamps arrive as themselves in both. Through the snapshot and the
+/// stream.
+#[test]
+fn special_values_reach_each_target_or_its_dead_letters() {
+    let src = TestDb::create("special_src");
+    let dst = TestDb::create("special_dst");
+    src.exec("CREATE TABLE odd (id int PRIMARY KEY, amount numeric(10,2), day date, seen timestamp)");
+    let rows = |base: i32| {
+        format!(
+            "INSERT INTO odd VALUES
+                ({}, 1.50, '2024-01-02', '2024-01-02 03:04:05'),
+                ({}, 'NaN', '2024-01-03', NULL),
+                ({}, 2, 'infinity', '-infinity'),
+                ({}, 3, '-infinity', 'infinity')",
+            base + 1,
+            base + 2,
+            base + 3,
+            base + 4
+        )
+    };
+    src.exec(&rows(0));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        format!(
+            "name = \"special\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{}\"
+heartbeat_secs = 1
+[[sources.pg.tables]]
+name = \"odd\"
+
+[targets.warehouse]
+kind = \"postgres\"
+database = \"{}\"
+schema = \"sync\"
+inputs = [\"pg\"]
+
+[targets.duck]
+kind = \"duckdb\"
+path = \"out.duckdb\"
+inputs = [\"pg\"]
+",
+            src.name, dst.name
+        ),
+    )
+    .unwrap();
+    run_once(tmp.path());
+    src.exec(&rows(10));
+    run_once(tmp.path());
+
+    let select = "SELECT id::text, amount::text, day::text, seen::text FROM";
+    let expected = src.rows(&format!("{select} odd ORDER BY odd.id"));
+    assert_eq!(expected.len(), 8);
+    assert_eq!(
+        dst.rows(&format!("{select} sync.odd ORDER BY odd.id")),
+        expected,
+        "the Postgres target holds every row as the source has it"
+    );
+    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(id AS VARCHAR), CAST(amount AS VARCHAR), CAST(day AS VARCHAR), CAST(seen AS VARCHAR)
+             FROM odd ORDER BY id",
+        )
+        .unwrap();
+    let duck: Vec<Vec<String>> = stmt
+        .query_map([], |r| {
+            (0..4)
+                .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
+                .collect()
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let without_nan: Vec<Vec<String>> =
+        expected.iter().filter(|r| r[1] != "NaN").cloned().collect();
+    assert_eq!(duck, without_nan, "DuckDB holds every row but the NaN ones");
+    drop(stmt);
+    drop(conn);
+
+    let (code, stdout, stderr) = syncline(
+        &["dlq", "list", "p.toml", "--json", "--target", "duck"],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let kept = listed[0]["rows"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{stdout}");
+    for r in kept {
+        assert_eq!(r["stage"], "target", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("NaN"), "{r}");
+    }
+    let (code, stdout, stderr) = syncline(
+        &["dlq", "list", "p.toml", "--json", "--target", "warehouse"],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("\"reason\""), "{stdout}");
+}

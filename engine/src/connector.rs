@@ -254,12 +254,17 @@ pub trait Sink: Send {
     async fn check(&mut self) -> Vec<Check>;
 
     /// Opens the target, creates or evolves the tables it will receive, and
-    /// returns the last position it durably holds, per source name.
+    /// returns the last position it durably holds, per source name. Target
+    /// tables are named by [`TableId::name`](crate::model::TableId) alone:
+    /// the runtime never opens a sink with two tables of one name.
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>>;
 
     /// Applies one batch from `source` atomically together with its position,
     /// and returns only once both are durable. Batches already held (see the
-    /// module's redelivery rule) are skipped.
+    /// module's redelivery rule) are skipped. A change holding a value this
+    /// target cannot store (see [`apply::set_aside`](crate::apply::set_aside))
+    /// becomes a dead letter committed with the batch, here only: never a
+    /// NULL, never a batch that fails on every retry.
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()>;
 
     /// Applies consecutive batches of one source, in order, as one unit where

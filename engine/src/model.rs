@@ -106,6 +106,9 @@ impl DataType {
             (DataType::Int32, Value::Int(i)) => i32::try_from(*i).is_ok(),
             (DataType::Int64, Value::Int(_)) => true,
             (DataType::Float64, Value::Float(_) | Value::Int(_)) => true,
+            // NaN and the infinities: whether a target stores them is its
+            // own call (`Sink` implementations refuse what they cannot).
+            (DataType::Decimal { .. }, Value::Decimal(d)) if is_decimal_special(d) => true,
             (DataType::Decimal { precision, scale }, Value::Decimal(d)) => DecimalParts::parse(d)
                 .is_some_and(|p| {
                     p.frac.len() <= usize::from(*scale)
@@ -171,19 +174,23 @@ pub enum Value {
     Int(i64),
     /// Floating point.
     Float(f64),
-    /// Exact decimal, as text (`"-12.50"`).
+    /// Exact decimal, as text (`"-12.50"`), or one of the special values
+    /// `"NaN"`, `"Infinity"`, `"-Infinity"` (see [`is_decimal_special`]).
     Decimal(String),
     /// Text.
     Text(String),
     /// Bytes.
     Bytes(Vec<u8>),
-    /// Days since 1970-01-01.
+    /// Days since 1970-01-01; `i32::MAX` is `infinity` and `i32::MIN`
+    /// `-infinity` (as Postgres has them).
     Date(i32),
     /// Microseconds since midnight.
     Time(i64),
-    /// Microseconds since 1970-01-01 00:00:00 (no time zone).
+    /// Microseconds since 1970-01-01 00:00:00 (no time zone); `i64::MAX`
+    /// is `infinity` and `i64::MIN` `-infinity`.
     Timestamp(i64),
-    /// Microseconds since the Unix epoch, UTC.
+    /// Microseconds since the Unix epoch, UTC; infinities as in
+    /// [`Value::Timestamp`].
     TimestampTz(i64),
     /// UUID bytes.
     Uuid([u8; 16]),
@@ -203,6 +210,12 @@ pub enum Value {
     /// The source did not send this value because it did not change (a
     /// Postgres TOAST value in an update). Sinks keep the value they hold.
     Unchanged,
+}
+
+/// Whether decimal text is one of the special values `NaN`, `Infinity`,
+/// `-Infinity` (Postgres `numeric` has them; most targets do not).
+pub fn is_decimal_special(text: &str) -> bool {
+    matches!(text, "NaN" | "Infinity" | "-Infinity")
 }
 
 impl Value {

@@ -17,6 +17,7 @@
 //! growing a queue. The coordinator acknowledges a position to a source only
 //! when every sink that receives that source has committed it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::batch::{Batch, Position};
 use crate::connector::{Sink, Source, SourceContext, Transform};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{DeadLetter, DeadLetterStage, KeptChange, TableId, TableSchema};
+use crate::model::{TableId, TableSchema};
 use crate::status::{PipelineState, StatusHandle};
 
 /// Which tables a sink receives: whole sources, single tables, or the
@@ -387,6 +388,18 @@ async fn open(plan: PipelinePlan, status: &StatusHandle) -> Result<Opened> {
             .filter(|t| sink.filter.accepts(&t.id))
             .cloned()
             .collect();
+        // Targets name tables by their name alone (see `Sink::open`).
+        for (i, a) in mine.iter().enumerate() {
+            if let Some(b) = mine[..i].iter().find(|b| b.id.name == a.id.name) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "target `{}` would write `{}` and `{}` into one table `{}`: the rows of one would overwrite the other's; send them to different targets, or list only one of them in the target's `inputs`",
+                        sink.name, b.id, a.id, a.id.name
+                    ),
+                ));
+            }
+        }
         let held = sink.sink.open(&mine).await?;
         info!(sink = %sink.name, checkpoints = held.len(), "opened");
         if max_dead_letters.is_some() {
@@ -629,53 +642,8 @@ async fn supervise(
 /// into the batch's dead letters, so that one bad value costs one row, not
 /// the pipeline (the sinks would refuse the whole batch).
 fn quarantine_misfits(batch: &mut Batch) {
-    let misfit = |change: &crate::model::Change| -> Option<String> {
-        // A prune lists keys column-wise, not a row.
-        if change.op == crate::model::Op::Prune {
-            return None;
-        }
-        let row = change.after.as_ref()?;
-        change
-            .table
-            .columns
-            .iter()
-            .zip(row)
-            .find(|(c, v)| !c.data_type.accepts(v))
-            .map(|(c, v)| {
-                format!(
-                    "value {} does not fit column `{}` of type {}",
-                    short_value(v),
-                    c.name,
-                    c.data_type
-                )
-            })
-    };
-    if !batch.changes.iter().any(|c| misfit(c).is_some()) {
-        return;
-    }
-    let changes = std::mem::take(&mut batch.changes);
-    for change in changes {
-        match misfit(&change) {
-            None => batch.changes.push(change),
-            Some(reason) => batch.dead_letters.push(DeadLetter {
-                table: change.table.id.clone(),
-                origin: batch.origin(),
-                line: None,
-                raw: crate::model::row_json(&change.table, change.key_row()),
-                reason,
-                stage: DeadLetterStage::Target,
-                kept: Some(KeptChange::of(&change, None)),
-            }),
-        }
-    }
-}
-
-fn short_value(v: &crate::model::Value) -> String {
-    let text = format!("{v:?}");
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(60).collect::<String>())
-    } else {
-        text
+    if let Cow::Owned(b) = crate::apply::set_aside(batch, |_, _| None) {
+        *batch = b;
     }
 }
 

@@ -11,6 +11,7 @@
 //! scenarios run in parallel and leave nothing behind.
 
 pub mod fixtures;
+mod model;
 pub mod sink;
 pub mod source;
 

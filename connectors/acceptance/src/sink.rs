@@ -19,7 +19,9 @@
 //! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
 //! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
 //! | [`dead_letters_commit_with_their_batch`] | dead letters are kept once, with their reason, even when redelivered |
+//! | [`values_the_target_cannot_store_become_dead_letters`] | a value of the column's type the target cannot store costs its row, as a dead letter; the batch applies |
 //! | [`check_explains_a_failure`] | a target that cannot work fails its pre-flight check with a fix |
+//! | [`random_changes_match_a_reference_model`] | random histories (inserts, updates, key changes, values left out, deletes, truncates) in random batches, with a restart, equal a reference model |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +59,12 @@ pub trait Harness: Sync {
     /// A sink that cannot work (an unreachable server, a path it cannot
     /// write): its pre-flight check must fail and say how to fix it.
     fn broken_sink(&self) -> Box<dyn Sink>;
+
+    /// A column type and two values of it: one the target stores, shown as
+    /// the target renders it, and one that fits the type but that the target
+    /// cannot store (text with a NUL character for Postgres, a NaN decimal
+    /// for DuckDB).
+    fn unstorable(&self) -> (DataType, Value, &'static str, Value);
 }
 
 /// Makes one `#[tokio::test]` per scenario for the harness `$harness`
@@ -75,7 +83,9 @@ macro_rules! sink_acceptance {
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
             dead_letters_commit_with_their_batch,
+            values_the_target_cannot_store_become_dead_letters,
             check_explains_a_failure,
+            random_changes_match_a_reference_model,
         );
     };
     (@tests $harness:expr; $($scenario:ident),* $(,)?) => {
@@ -87,6 +97,8 @@ macro_rules! sink_acceptance {
         )*
     };
 }
+
+pub use crate::model::random_changes_match_a_reference_model;
 
 const SOURCE: &str = "src";
 const PIPELINE: &str = "kit";
@@ -346,17 +358,26 @@ pub async fn redelivered_batches_change_nothing(h: &dyn Harness) {
     }
 }
 
-/// A batch the target refuses (a value of the wrong type, after rows it
-/// could store) changes nothing: neither data nor checkpoint; the sink
-/// stays usable and a restart resumes after the last good batch.
+/// A batch the target refuses partway (text its own cast to UUID rejects,
+/// after rows it could store and another table's changes) changes nothing:
+/// neither data nor checkpoint; the sink stays usable and a restart
+/// resumes after the last good batch.
 pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harness) {
     let target = h.target("atomic").await;
-    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    let ids = crate::fixtures::table(
+        "ids",
+        &[("id", DataType::Int64), ("u", DataType::Uuid)],
+        &[0],
+        1,
+    );
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1), ids.clone()]).await;
     write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
-    let mut bad = insert(3, "c", "x");
-    if let Some(after) = bad.after.as_mut() {
-        after[0] = text("not a number");
-    }
+    let bad = Change {
+        op: Op::Insert,
+        table: ids.clone(),
+        before: None,
+        after: Some(vec![Value::Int(3), text("not-a-uuid")]),
+    };
     let refused = sink
         .write(
             SOURCE,
@@ -365,16 +386,20 @@ pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harn
         .await;
     assert!(
         refused.is_err(),
-        "a value of the wrong type must be refused"
+        "text that is not a UUID must be refused by the target's cast"
     );
     assert_eq!(
         contents(&*target).await,
         [t(&[Some("1"), Some("a"), Some("x")])],
         "the refused batch left rows behind"
     );
+    assert!(
+        target.rows("ids", &["id"]).await.is_empty(),
+        "the refused batch left rows behind"
+    );
     write(&mut *sink, batch(3, vec![insert(4, "d", "x")])).await;
     close(sink).await;
-    let (sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    let (sink, held) = open(&*target, WriteMode::Upsert, &[items(1), ids]).await;
     assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(3));
     close(sink).await;
     assert_eq!(
@@ -623,6 +648,52 @@ pub async fn dead_letters_commit_with_their_batch(h: &dyn Harness) {
         contents(&*target).await,
         [t(&[Some("1"), Some("a"), Some("x")])]
     );
+}
+
+/// A value the target cannot store costs its row: the row becomes a dead
+/// letter saying why (kept once, even when the batch is redelivered), the
+/// other rows of the batch are applied, and no NULL is written in its place.
+pub async fn values_the_target_cannot_store_become_dead_letters(h: &dyn Harness) {
+    let (data_type, good, shown, bad) = h.unstorable();
+    let odd = crate::fixtures::table("odd", &[("id", DataType::Int64), ("v", data_type)], &[0], 1);
+    let insert = |id: i64, v: &Value| Change {
+        op: Op::Insert,
+        table: odd.clone(),
+        before: None,
+        after: Some(vec![Value::Int(id), v.clone()]),
+    };
+    let target = h.target("unstorable").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, std::slice::from_ref(&odd)).await;
+    let changes = vec![insert(1, &good), insert(2, &bad), insert(3, &good)];
+    write(&mut *sink, batch(1, changes.clone())).await;
+    close(sink).await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, std::slice::from_ref(&odd)).await;
+    write(&mut *sink, batch(1, changes)).await;
+    write(&mut *sink, batch(2, vec![insert(4, &good)])).await;
+    close(sink).await;
+    assert_eq!(
+        sorted(target.rows("odd", &["id", "v"]).await),
+        [1, 3, 4].map(|id| t(&[Some(&id.to_string()), Some(shown)])),
+        "the rows with storable values, and no NULL in place of the other"
+    );
+    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
+    let kept = sink
+        .dead_letters()
+        .await
+        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let one = &kept[0];
+    assert_eq!(
+        (one.table.as_str(), one.seq, one.stage),
+        ("odd", 1, DeadLetterStage::Target)
+    );
+    assert!(
+        one.reason.contains("`v`"),
+        "the reason names the column: {}",
+        one.reason
+    );
+    assert!(one.raw.contains('2'), "{}", one.raw);
+    assert!(one.kept.is_some(), "the change is kept for replay");
 }
 
 /// A sink that cannot work fails its pre-flight check, saying what is wrong

@@ -245,7 +245,7 @@ pub fn build_column<'a>(
             for v in values {
                 match v {
                     Value::Null | Value::Unchanged => b.append_null(),
-                    Value::Date(d) => b.append_value(*d),
+                    Value::Date(d) => b.append_value(duckdb_days(*d)),
                     other => return Err(bad(other)),
                 }
             }
@@ -267,7 +267,9 @@ pub fn build_column<'a>(
             for v in values {
                 match v {
                     Value::Null | Value::Unchanged => b.append_null(),
-                    Value::Timestamp(t) | Value::TimestampTz(t) => b.append_value(*t),
+                    Value::Timestamp(t) | Value::TimestampTz(t) => {
+                        b.append_value(duckdb_micros(*t))
+                    }
                     other => return Err(bad(other)),
                 }
             }
@@ -279,6 +281,40 @@ pub fn build_column<'a>(
             }
         }
     })
+}
+
+/// Why DuckDB cannot store `value` in a column of type `t`, or `None`:
+/// its DECIMAL has no NaN or infinity.
+pub fn refuses(t: &DataType, value: &Value) -> Option<String> {
+    match (t, value) {
+        (DataType::Decimal { precision, scale }, Value::Decimal(d))
+            if syncline_engine::model::is_decimal_special(d) =>
+        {
+            Some(format!(
+                "DuckDB's DECIMAL({precision},{scale}) has no {d}; a DOUBLE or VARCHAR column could hold it"
+            ))
+        }
+        (DataType::List { item }, Value::List(items)) => {
+            items.iter().find_map(|v| refuses(item, v))
+        }
+        _ => None,
+    }
+}
+
+/// A day count in DuckDB's encoding: its `-infinity` is `-i32::MAX`, not
+/// the engine's `i32::MIN` (which DuckDB reads as a date in 5877642 BC).
+pub fn duckdb_days(days: i32) -> i32 {
+    if days == i32::MIN { -i32::MAX } else { days }
+}
+
+/// Microseconds in DuckDB's encoding: its `-infinity` is `-i64::MAX`; the
+/// engine's `i64::MIN` would be a timestamp DuckDB cannot read back.
+pub fn duckdb_micros(micros: i64) -> i64 {
+    if micros == i64::MIN {
+        -i64::MAX
+    } else {
+        micros
+    }
 }
 
 /// An interval as DuckDB parses it.
@@ -315,6 +351,8 @@ fn json_item(v: &Value) -> String {
         Value::Text(s) => text(s),
         Value::Json(s) => text(s),
         Value::Bytes(b) => text(&b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Value::Date(i32::MAX) => text("infinity"),
+        Value::Date(i32::MIN) => text("-infinity"),
         Value::Date(d) => text(
             &chrono::DateTime::from_timestamp(i64::from(*d) * 86_400, 0)
                 .map(|t| t.date_naive().to_string())

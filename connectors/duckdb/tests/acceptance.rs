@@ -10,6 +10,7 @@ use syncline_acceptance::{Harness, Target, TextRow, sink_acceptance};
 use syncline_duckdb::{DuckDbSink, DuckDbTargetConfig, quote, shared};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::Sink;
+use syncline_engine::model::{DataType, Value};
 
 struct DuckDb;
 
@@ -78,6 +79,19 @@ impl Harness for DuckDb {
             &std::env::temp_dir(),
             "kit",
         ))
+    }
+
+    fn unstorable(&self) -> (DataType, Value, &'static str, Value) {
+        // DuckDB's DECIMAL has no NaN.
+        (
+            DataType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+            Value::Decimal("1.50".into()),
+            "1.50",
+            Value::Decimal("NaN".into()),
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use syncline_acceptance::{Harness, Target, TextRow, sink_acceptance};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::Sink;
+use syncline_engine::model::{DataType, Value};
 use syncline_postgres::introspect::quote;
 use syncline_postgres::{PostgresSink, PostgresTargetConfig, SslMode};
 
@@ -66,6 +67,16 @@ impl Harness for Postgres {
             config("postgres", 1, WriteMode::Upsert),
             "kit",
         ))
+    }
+
+    fn unstorable(&self) -> (DataType, Value, &'static str, Value) {
+        // Postgres text cannot hold NUL.
+        (
+            DataType::Text,
+            Value::Text("plain".into()),
+            "plain",
+            Value::Text("nul \0 inside".into()),
+        )
     }
 }
 

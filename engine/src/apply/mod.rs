@@ -11,9 +11,95 @@ use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::model::{
-    Change, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId, TableSchema,
-    Value, row_json,
+    Change, DataType, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId,
+    TableSchema, Value, row_json,
 };
+
+/// `batch` without the changes holding a NULL key, a value that does not
+/// fit its column's type ([`DataType::accepts`]) or one that `refuses` says the target
+/// cannot store (text with a NUL character in Postgres, NaN in a DuckDB
+/// DECIMAL), each of them moved into the batch's dead letters with the
+/// reason, so one such value costs its row, in this target only, and
+/// never turns into NULL; the batch as it is when every value can be
+/// stored. Sinks call this first in [`Sink::write`](crate::connector::Sink::write).
+pub fn set_aside<'b>(
+    batch: &'b Batch,
+    refuses: impl Fn(&DataType, &Value) -> Option<String>,
+) -> Cow<'b, Batch> {
+    let misfit = |change: &Change| -> Option<String> {
+        // A prune lists keys column-wise, not a row.
+        if change.op == Op::Prune {
+            return None;
+        }
+        let row = change.after.as_ref()?;
+        let schema = &change.table;
+        if let Some(&k) = schema
+            .key
+            .iter()
+            .find(|&&k| row.get(k).is_none_or(Value::is_null))
+        {
+            return Some(format!(
+                "key column `{}` is NULL: a row without its whole key cannot be kept in sync (declare a key whose columns always have values)",
+                schema.columns[k].name
+            ));
+        }
+        schema.columns.iter().zip(row).find_map(|(c, v)| {
+            if !c.data_type.accepts(v) {
+                Some(format!(
+                    "value {} does not fit column `{}` of type {}",
+                    short_value(v),
+                    c.name,
+                    c.data_type
+                ))
+            } else {
+                refuses(&c.data_type, v).map(|why| {
+                    format!(
+                        "value {} of column `{}` cannot be stored here: {why}",
+                        short_value(v),
+                        c.name
+                    )
+                })
+            }
+        })
+    };
+    if !batch.changes.iter().any(|c| misfit(c).is_some()) {
+        return Cow::Borrowed(batch);
+    }
+    let mut out = Batch {
+        position: batch.position.clone(),
+        kind: batch.kind,
+        txid: batch.txid.clone(),
+        commit_time: batch.commit_time,
+        changes: Vec::with_capacity(batch.changes.len()),
+        block: batch.block.clone(),
+        dead_letters: batch.dead_letters.clone(),
+        inserts_are_new: batch.inserts_are_new,
+    };
+    for change in &batch.changes {
+        match misfit(change) {
+            None => out.changes.push(change.clone()),
+            Some(reason) => out.dead_letters.push(DeadLetter {
+                table: change.table.id.clone(),
+                origin: batch.origin(),
+                line: None,
+                raw: row_json(&change.table, change.key_row()),
+                reason,
+                stage: DeadLetterStage::Target,
+                kept: Some(KeptChange::of(change, None)),
+            }),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn short_value(v: &Value) -> String {
+    let text = format!("{v:?}");
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
 
 /// `change` as a sink whose table is registered with `registered` must
 /// stage it, where that differs from the change itself (`None`: as it is):
@@ -413,6 +499,45 @@ mod tests {
             state: serde_json::Value::Null,
         };
         Batch::stream(position, changes)
+    }
+
+    #[test]
+    fn rows_a_target_cannot_keep_are_set_aside_as_dead_letters() {
+        let docs = docs();
+        let mut null_key = insert(&docs, "", "n", "b");
+        null_key.after.as_mut().unwrap()[0] = Value::Null;
+        let batch = batch(vec![
+            insert(&docs, "1", "ok", "b"),
+            null_key,
+            insert(&docs, "2", "nul \0", "b"),
+            insert(&docs, "3", "ok", "b"),
+        ]);
+        let refuses = |_: &DataType, v: &Value| match v {
+            Value::Text(s) if s.contains('\0') => Some("no NUL here".to_owned()),
+            _ => None,
+        };
+        let out = set_aside(&batch, refuses);
+        let kept: Vec<&Value> = out
+            .changes
+            .iter()
+            .map(|c| &c.after.as_ref().unwrap()[0])
+            .collect();
+        assert_eq!(kept, [&t("1"), &t("3")]);
+        let reasons: Vec<&str> = out.dead_letters.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].contains("key column `k` is NULL"), "{reasons:?}");
+        assert!(
+            reasons[1].contains("column `n`") && reasons[1].contains("no NUL here"),
+            "{reasons:?}"
+        );
+        assert!(
+            out.dead_letters
+                .iter()
+                .all(|d| d.stage == DeadLetterStage::Target)
+        );
+        // Nothing to set aside: the batch itself.
+        let clean = self::batch(vec![insert(&docs, "1", "ok", "b")]);
+        assert!(matches!(set_aside(&clean, refuses), Cow::Borrowed(_)));
     }
 
     /// Each staged row as (op, row, lookup key), through a plan for an

@@ -411,11 +411,23 @@ fn appends_directly(schema: &TableSchema, rows: &[std::borrow::Cow<'_, Row>]) ->
 /// every column of a type the appender stores as staged, or JSON (which a
 /// block holds only valid, see [`InsertBlock`]).
 fn block_appends_directly(block: &InsertBlock) -> bool {
-    block
-        .table
-        .columns
-        .iter()
-        .all(|c| c.data_type == DataType::Json || appends_as_staged(&c.data_type))
+    use duckdb::arrow::array::AsArray as _;
+    use duckdb::arrow::datatypes::{Date32Type, TimestampMicrosecondType};
+    // `-infinity` is encoded differently in DuckDB: such a block goes the
+    // way of rows, which translate it.
+    let no_minus_infinity = |i: usize| {
+        let array = block.columns.column(i);
+        if let Some(a) = array.as_primitive_opt::<Date32Type>() {
+            return !a.iter().any(|d| d == Some(i32::MIN));
+        }
+        if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+            return !a.iter().any(|t| t == Some(i64::MIN));
+        }
+        true
+    };
+    block.table.columns.iter().enumerate().all(|(i, c)| {
+        (c.data_type == DataType::Json || appends_as_staged(&c.data_type)) && no_minus_infinity(i)
+    })
 }
 
 /// The staging table's leading columns: order in the segment, op code,

@@ -268,11 +268,14 @@ impl Writer {
     /// many batches were applied.
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let held = self.held.get(source).copied();
-        let fresh: Vec<&Batch> = batches
+        // Changes with values DuckDB cannot store become dead letters.
+        let screened: Vec<std::borrow::Cow<'_, Batch>> = batches
             .iter()
             .copied()
             .filter(|b| held.is_none_or(|h| b.position.seq > h))
+            .map(|b| apply::set_aside(b, crate::types::refuses))
             .collect();
+        let fresh: Vec<&Batch> = screened.iter().map(|b| &**b).collect();
         let Some(last) = fresh.last().copied() else {
             return Ok(0);
         };

@@ -103,6 +103,8 @@ impl State {
         batch: &Batch,
         seq: i64,
     ) -> Result<(), PgError> {
+        // Changes with values Postgres cannot store become dead letters.
+        let batch = &*apply::set_aside(batch, super::values::refuses);
         let targets = &self.targets;
         let plan = apply::Plan::new(
             batch.changes.iter().map(|c| (c, batch)),

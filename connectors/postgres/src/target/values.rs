@@ -23,14 +23,15 @@
 //! | T[]           | `T[]`                      | array literal, every item quoted   |
 //!
 //! Values that do not fit their column (a decimal with more digits than the
-//! column's scale, an integer out of range, text into a date, ...) fail the
-//! batch with the column named; nothing is rounded or truncated silently.
-//! Text containing NUL characters cannot be stored in Postgres and is refused
-//! the same way.
+//! column's scale, an integer out of range, text into a date, ...) and
+//! values Postgres cannot store ([`refuses`]: text with NUL characters, an
+//! infinite `numeric(p,s)`, dates outside its range) become dead letters
+//! of their row before anything is staged; nothing is rounded, truncated
+//! or turned into NULL silently.
 
 use std::fmt::Write as _;
 
-use syncline_engine::model::{DataType, DecimalParts, Value};
+use syncline_engine::model::{DataType, DecimalParts, Value, is_decimal_special};
 
 /// The Postgres type of a column of engine type `t` (see the module's type
 /// map).
@@ -100,6 +101,9 @@ pub fn value_text(t: &DataType, v: &Value, out: &mut String) -> Result<bool, Str
         (DataType::Float64, Value::Int(x)) => {
             let _ = write!(out, "{x}");
         }
+        (DataType::Decimal { .. }, Value::Decimal(text)) if is_decimal_special(text) => {
+            out.push_str(text);
+        }
         (DataType::Decimal { precision, scale }, Value::Decimal(text)) => {
             out.push_str(&exact_decimal(text, *precision, *scale).ok_or_else(|| {
                 format!("{text} does not fit decimal({precision},{scale}) without rounding")
@@ -121,6 +125,8 @@ pub fn value_text(t: &DataType, v: &Value, out: &mut String) -> Result<bool, Str
                 let _ = write!(out, "{byte:02x}");
             }
         }
+        (DataType::Date, Value::Date(i32::MAX)) => out.push_str("infinity"),
+        (DataType::Date, Value::Date(i32::MIN)) => out.push_str("-infinity"),
         (DataType::Date, Value::Date(d)) => push_date(out, i64::from(*d)),
         (DataType::Time, Value::Time(t)) => {
             if !(0..=86_400_000_000).contains(t) {
@@ -152,6 +158,71 @@ pub fn value_text(t: &DataType, v: &Value, out: &mut String) -> Result<bool, Str
         (_, other) => return Err(bad(other)),
     }
     Ok(true)
+}
+
+/// Days from 1970-01-01 of the first and last dates Postgres stores
+/// (4714-11-24 BC and 5874897-12-31).
+const PG_DAYS: std::ops::RangeInclusive<i32> = -2_440_588..=2_145_042_905;
+/// Microseconds from 1970-01-01 of the first timestamp Postgres stores
+/// (4714-11-24 00:00 BC); every later one an `i64` holds fits.
+const PG_FIRST_MICROS: i64 = -210_866_803_200_000_000;
+
+/// Why Postgres cannot store `value` in a column of type `t`, or `None`:
+/// text with a NUL character, `\u0000` in a JSON document (`jsonb`),
+/// an infinite `numeric(p,s)`, a date or timestamp outside Postgres's
+/// range, a time of day past 24:00. Values that fit the column's type but
+/// not Postgres become dead letters this way, in this target only.
+pub fn refuses(t: &DataType, value: &Value) -> Option<String> {
+    match (t, value) {
+        (_, Value::Text(s) | Value::Json(s)) if s.contains('\0') => {
+            Some("Postgres text cannot hold the NUL character (U+0000)".into())
+        }
+        (DataType::Json, Value::Text(s) | Value::Json(s)) if json_has_nul_escape(s) => {
+            Some("Postgres jsonb cannot hold \\u0000 in a string".into())
+        }
+        (DataType::Decimal { precision, scale }, Value::Decimal(d)) if d.ends_with("Infinity") => {
+            Some(format!(
+                "Postgres numeric({precision},{scale}) cannot hold an infinite value"
+            ))
+        }
+        (DataType::Date, Value::Date(d))
+            if *d != i32::MAX && *d != i32::MIN && !PG_DAYS.contains(d) =>
+        {
+            Some("the date is outside Postgres's range (4714 BC to 5874897 AD)".into())
+        }
+        (
+            DataType::Timestamp | DataType::TimestampTz,
+            Value::Timestamp(t) | Value::TimestampTz(t),
+        ) if *t != i64::MIN && *t < PG_FIRST_MICROS => {
+            Some("the timestamp is before Postgres's first (4714-11-24 BC)".into())
+        }
+        (DataType::Time, Value::Time(t)) if !(0..=86_400_000_000).contains(t) => {
+            Some("the time of day is outside 00:00 to 24:00".into())
+        }
+        (DataType::List { item }, Value::List(items)) => {
+            items.iter().find_map(|v| refuses(item, v))
+        }
+        _ => None,
+    }
+}
+
+/// Whether JSON text holds the escape `\u0000` (outside an escaped
+/// backslash), which `jsonb` refuses.
+fn json_has_nul_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skip the escaped character (`\\` included).
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 fn push_text(out: &mut String, s: &str) -> Result<(), String> {
