@@ -400,3 +400,49 @@ fn schema_is_valid_json_schema_with_descriptions() {
 
     insta::assert_snapshot!("schema", text);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Good files with random bytes cut, repeated or replaced never make
+    /// the parser panic: each loads, or is refused with errors to show.
+    #[test]
+    fn mutated_files_never_panic(
+        which in 0usize..64,
+        edits in proptest::collection::vec((0usize..4096, 0u8..4, proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let good = cases("good");
+        let (_, relative, absolute) = &good[which % good.len()];
+        let mut bytes = read(absolute).into_bytes();
+        for (at, op, byte) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = at % bytes.len();
+            match op {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => bytes.insert(at, byte),
+                2 => {
+                    let end = (at + 1 + usize::from(byte % 16)).min(bytes.len());
+                    let piece = bytes[at..end].to_vec();
+                    bytes.splice(at..at, piece);
+                }
+                _ => {
+                    let tokens = b" =[]\"'.#\n,{}x1";
+                    bytes[at] = tokens[usize::from(byte) % tokens.len()];
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Err(errors) = syncline_app::parse(relative, text) {
+            let rendered = errors.render();
+            proptest::prop_assert!(!rendered.is_empty());
+        }
+    }
+}

@@ -574,6 +574,8 @@ fn check_references<S, T>(
             .chain(tables.keys())
             .map(String::as_str)
             .collect();
+        // Target table name → what fills it (`source.table` or a transform).
+        let mut filled_by: BTreeMap<String, String> = BTreeMap::new();
         for (i, input) in target.inputs().iter().enumerate() {
             let pointer = format!("{base}/inputs/{i}");
             // What the input resolves to: (table name for messages, its declaration).
@@ -601,6 +603,30 @@ fn check_references<S, T>(
                 ));
                 continue;
             };
+            let transform = spec.transforms.contains_key(input);
+            for (what, decl) in &resolved {
+                // A transform's output table is named after the transform.
+                let table = if transform { input } else { &decl.name };
+                match filled_by.get(table) {
+                    Some(other) if other != what => errors.push(
+                        error_at(
+                            doc,
+                            &pointer,
+                            false,
+                            format!(
+                                "target `{name}` would write `{other}` and `{what}` into one table `{table}`: the rows of one would overwrite the other's, and a full reload of one would delete the other's"
+                            ),
+                        )
+                        .with_help(
+                            "send them to different targets, or list only one of them in `inputs` (a `source.table` input takes one table of a source)",
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        filled_by.insert(table.clone(), what.clone());
+                    }
+                }
+            }
             if target.write_mode() == WriteMode::Upsert {
                 for (table_name, decl) in resolved
                     .iter()
