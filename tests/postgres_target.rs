@@ -812,7 +812,9 @@ inputs = [\"pg\"]
 fn special_values_reach_each_target_or_its_dead_letters() {
     let src = TestDb::create("special_src");
     let dst = TestDb::create("special_dst");
-    src.exec("CREATE TABLE odd (id int PRIMARY KEY, amount numeric(10,2), day date, seen timestamp)");
+    src.exec(
+        "CREATE TABLE odd (id int PRIMARY KEY, amount numeric(10,2), day date, seen timestamp)",
+    );
     let rows = |base: i32| {
         format!(
             "INSERT INTO odd VALUES
