@@ -446,3 +446,20 @@ proptest::proptest! {
         }
     }
 }
+
+/// A secret written into a file is refused without being shown back: every
+/// rendering of the errors masks it, however many errors point at its line.
+#[test]
+fn a_literal_secret_is_never_echoed() {
+    for (file, secret) in [
+        ("literal_password", "hunter2"),
+        ("literal_api_token", "sk_live_51Habc"),
+    ] {
+        let relative = Path::new("tests").join("bad").join(format!("{file}.toml"));
+        let absolute = Path::new(env!("CARGO_MANIFEST_DIR")).join(&relative);
+        assert!(read(&absolute).contains(secret), "{file} holds no secret");
+        let rendered = errors_of(&relative, &absolute).render();
+        assert!(rendered.contains("a secret is written into the file"), "{rendered}");
+        assert!(!rendered.contains(secret), "{file}: the secret is shown:\n{rendered}");
+    }
+}

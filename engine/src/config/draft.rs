@@ -170,6 +170,7 @@ fn refuse_literal_secrets(value: &Json, pointer: &str) -> Result<(), ConfigError
                                 "store it in the OS keyring (${keyring:...}) or reference an environment variable (${env:NAME})"
                                     .to_owned(),
                             ),
+                            secret: true,
                         });
                     }
                     _ => refuse_literal_secrets(v, &child)?,

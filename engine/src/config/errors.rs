@@ -10,7 +10,7 @@ use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, Config};
 
 /// One problem in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigError {
     /// Field path, e.g. `sources.shop.tables[0].key`; empty for the file itself.
     pub field: String,
@@ -20,25 +20,25 @@ pub struct ConfigError {
     pub message: String,
     /// How to fix it, where there is something to say.
     pub help: Option<String>,
+    /// The span is a secret's value written into the file: rendered
+    /// masked, wherever a rendering shows its line.
+    pub secret: bool,
 }
 
 impl ConfigError {
     /// An error about the file as a whole.
     pub fn root(message: impl Into<String>) -> Self {
         ConfigError {
-            field: String::new(),
-            span: None,
             message: message.into(),
-            help: None,
+            ..ConfigError::default()
         }
     }
 
     pub(crate) fn at_span(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         ConfigError {
-            field: String::new(),
             span,
             message: message.into(),
-            help: None,
+            ..ConfigError::default()
         }
     }
 
@@ -83,9 +83,31 @@ impl ConfigErrors {
         Some((line, column))
     }
 
-    /// Renders all errors as plain text, like a compiler would.
+    /// The file's text with every secret value an error points at masked
+    /// (`"*******"`, byte for byte, so every span still holds).
+    fn shown_text(&self) -> String {
+        let mut bytes = self.text.clone().into_bytes();
+        for span in self
+            .errors
+            .iter()
+            .filter(|e| e.secret)
+            .filter_map(|e| e.span.clone())
+        {
+            let end = span.end.min(bytes.len());
+            for b in bytes.get_mut(span.start..end).into_iter().flatten() {
+                if !matches!(*b, b'"' | b'\'') {
+                    *b = b'*';
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Renders all errors as plain text, like a compiler would. Secret
+    /// values written into the file are never shown.
     pub fn render(&self) -> String {
-        let file = SimpleFile::new(self.path.display().to_string(), self.text.as_str());
+        let shown = self.shown_text();
+        let file = SimpleFile::new(self.path.display().to_string(), shown.as_str());
         let config = Config::default();
         let mut out = String::new();
         for error in &self.errors {

@@ -277,6 +277,7 @@ impl<S, T> LoadedPipeline<S, T> {
                 span,
                 message: message.into(),
                 help,
+                secret: false,
             }],
         )
     }

@@ -222,8 +222,14 @@ fn literal_secret(doc: &SpannedDocument, pointer: &str) -> ConfigError {
             .to_ascii_uppercase()
     )
     .replace("__", "_");
-    error_at(doc, pointer, false, "a secret is written into the file as a value, which is refused")
-        .with_help(format!(
+    let mut e = error_at(
+        doc,
+        pointer,
+        false,
+        "a secret is written into the file as a value, which is refused",
+    );
+    e.secret = true;
+    e.with_help(format!(
             "reference it instead: {leaf} = \"${{env:{}}}\" and set that environment variable (or use ${{keyring:service/account}})",
             var.trim_end_matches('_')
         ))
@@ -707,7 +713,7 @@ pub(super) fn error_at(
         field: field_path(pointer),
         span: doc.span(pointer, prefer_key),
         message: message.into(),
-        help: None,
+        ..ConfigError::default()
     }
 }
 
