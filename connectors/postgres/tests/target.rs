@@ -10,11 +10,12 @@ use syncline_acceptance::fixtures::{change, table};
 
 use std::sync::Arc;
 
-use syncline_engine::ErrorKind;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
-use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema, Value};
+use syncline_engine::model::{
+    Change, DataType, DeadLetter, DeadLetterStage, Op, Row, TableSchema, Value,
+};
 use syncline_postgres::introspect::quote;
 use syncline_postgres::{PostgresSink, PostgresTargetConfig, SslMode};
 
@@ -214,7 +215,7 @@ async fn redelivered_batches_at_or_below_the_checkpoint_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_batch_rolls_back_and_the_sink_stays_usable() {
+async fn values_postgres_cannot_store_cost_their_row_not_the_batch() {
     let db = Db::create("refused").await;
     let t = table(
         "amounts",
@@ -259,56 +260,59 @@ async fn a_refused_batch_rolls_back_and_the_sink_stays_usable() {
         kept: None,
     });
     sink.write("src", Arc::new(first)).await.unwrap();
+    // Values Postgres cannot store (or that do not fit the column) cost
+    // their row: a dead letter naming the column; the batch goes on.
     for (seq, bad, needle) in [
+        (2, row(2, Value::Decimal("1.005".into()), "x"), "`amount`"),
+        (3, row(2, Value::Decimal("10000".into()), "x"), "`amount`"),
+        (4, row(2, Value::Float(1.5), "x"), "`amount`"),
+        (5, row(2, i(3), "nul \0 inside"), "`note`"),
         (
-            2,
-            row(2, Value::Decimal("1.005".into()), "x"),
-            "column amount",
+            6,
+            vec![Value::Null, i(1), s("null key")],
+            "key column `id` is NULL",
         ),
-        (
-            2,
-            row(2, Value::Decimal("10000".into()), "x"),
-            "column amount",
-        ),
-        (2, row(2, Value::Float(1.5), "x"), "column amount"),
-        (2, row(2, i(3), "nul \0 inside"), "column note"),
-        (2, vec![Value::Null, i(1), s("null key")], "null value"),
     ] {
-        let err = sink
-            .write(
-                "src",
-                batch(
-                    seq,
-                    vec![
-                        change(Op::Insert, &t, row(5, i(5), "before the bad row")),
-                        change(Op::Insert, &t, bad),
-                    ],
-                ),
-            )
-            .await
-            .unwrap_err();
-        assert!(err.chain().contains(needle), "{needle}: {}", err.chain());
-        assert_eq!(err.kind(), ErrorKind::Schema, "{}", err.chain());
+        sink.write(
+            "src",
+            batch(
+                seq,
+                vec![
+                    change(Op::Insert, &t, row(5, i(5), "before the bad row")),
+                    change(Op::Insert, &t, bad),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        let kept = sink.dead_letters().await.unwrap();
+        let last = kept.last().unwrap();
+        assert_eq!((last.seq, last.stage), (seq, DeadLetterStage::Target));
+        assert!(last.reason.contains(needle), "{needle}: {}", last.reason);
     }
     sink.write(
         "src",
-        batch(2, vec![change(Op::Insert, &t, row(2, i(-7), "fine"))]),
+        batch(7, vec![change(Op::Insert, &t, row(2, i(-7), "fine"))]),
     )
     .await
     .unwrap();
     assert_eq!(
         db.rows("SELECT id::text, amount::text, note FROM amounts ORDER BY id")
             .await,
-        vec![some(&["1", "12.50", "ok"]), some(&["2", "-7.00", "fine"])]
+        vec![
+            some(&["1", "12.50", "ok"]),
+            some(&["2", "-7.00", "fine"]),
+            some(&["5", "5.00", "before the bad row"])
+        ]
     );
     assert_eq!(
         db.rows("SELECT seq::text FROM _syncline_checkpoints").await,
-        vec![some(&["2"])]
+        vec![some(&["7"])]
     );
     assert_eq!(
         db.rows(
             "SELECT pipeline, source, table_name, origin, line::text, raw, reason, seq::text
-             FROM _syncline_dead_letters"
+             FROM _syncline_dead_letters ORDER BY id LIMIT 1"
         )
         .await,
         vec![some(&[
