@@ -401,3 +401,104 @@ fn validate_check_discover_and_schema_commands() {
     assert!(err.contains("unknown field `pth`"), "{err}");
     assert!(err.contains("did you mean `path`?"), "{err}");
 }
+
+/// Dead letters of a run's DuckDB target: (origin, reason), oldest first.
+fn kept(db: &Path) -> Vec<(String, String)> {
+    let conn = duckdb::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT origin, reason FROM _syncline_dead_letters ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn run_once_ok(dir: &Path) {
+    let (code, out, err) = syncline(&["run", "--once", "p.toml"], dir);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Files that cannot be read as a whole (empty, a header without the key,
+/// columns the table does not have) are quarantined: one dead letter names
+/// each and why, the other files sync, the run succeeds, and nothing is
+/// said twice; a quarantined file is read again once it is fixed. A column
+/// only a later file has is a column of the table. A key two files share
+/// stays while either still has it.
+#[test]
+fn unreadable_files_are_quarantined_and_shared_keys_survive_one_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.csv"), "id,name\n1,one\n2,two\n").unwrap();
+    std::fs::write(
+        data.join("b.csv"),
+        "id,name,note\n2,two,shared\n3,three,b only\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("c_empty.csv"), "").unwrap();
+    std::fs::write(data.join("d_nokey.csv"), "name\nnine\n").unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        r#"name = "quarantine"
+[sources.src]
+kind = "files"
+path = "data"
+[[sources.src.tables]]
+name = "items"
+pattern = "*.csv"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["src"]
+"#,
+    )
+    .unwrap();
+    run_once_ok(tmp.path());
+    let db = tmp.path().join("out.duckdb");
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(items.keys().cloned().collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert_eq!(items["3"], ["3", "three", "b only"], "b.csv's own column");
+    let letters = kept(&db);
+    let origins: Vec<&str> = letters.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(origins, ["c_empty.csv", "d_nokey.csv"], "{letters:?}");
+    for (_, reason) in &letters {
+        assert!(reason.contains("cannot be read"), "{reason}");
+    }
+    assert!(letters[1].1.contains("no key column `id`"), "{letters:?}");
+
+    // Nothing changed: nothing said again.
+    run_once_ok(tmp.path());
+    assert_eq!(kept(&db).len(), 2);
+
+    // While it runs: b.csv goes (key 3, b only, goes with it; key 2, also
+    // in a.csv, stays), a file arrives with a column the table does not
+    // have (quarantined), and the file without the key is fixed (read).
+    let mut run = Running::start(&tmp.path().join("p.toml"), &[]);
+    run.wait_for("following", Duration::from_secs(60), |s| {
+        s["tables"]["src.items"]["phase"] == "streaming"
+    });
+    std::fs::remove_file(data.join("b.csv")).unwrap();
+    std::fs::write(data.join("e_extra.csv"), "id,name,colour\n5,five,red\n").unwrap();
+    std::fs::write(data.join("d_nokey.csv"), "id,name\n9,nine\n").unwrap();
+    run.wait_for("changes applied", Duration::from_secs(60), |s| {
+        total(s, "deletes") >= 1 && total(s, "inserts") >= 1 && total(s, "dead_letters") >= 1
+    });
+    assert_eq!(run.interrupt(), 0);
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(items.keys().cloned().collect::<Vec<_>>(), ["1", "2", "9"]);
+    let letters = kept(&db);
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert_eq!(letters[2].0, "e_extra.csv");
+    assert!(letters[2].1.contains("`colour`"), "{letters:?}");
+
+    // A restart takes the new column in and reads the quarantined file.
+    run_once_ok(tmp.path());
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(
+        items.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "5", "9"]
+    );
+    assert_eq!(kept(&db).len(), 3, "nothing said twice");
+}

@@ -459,7 +459,13 @@ fn a_literal_secret_is_never_echoed() {
         let absolute = Path::new(env!("CARGO_MANIFEST_DIR")).join(&relative);
         assert!(read(&absolute).contains(secret), "{file} holds no secret");
         let rendered = errors_of(&relative, &absolute).render();
-        assert!(rendered.contains("a secret is written into the file"), "{rendered}");
-        assert!(!rendered.contains(secret), "{file}: the secret is shown:\n{rendered}");
+        assert!(
+            rendered.contains("a secret is written into the file"),
+            "{rendered}"
+        );
+        assert!(
+            !rendered.contains(secret),
+            "{file}: the secret is shown:\n{rendered}"
+        );
     }
 }

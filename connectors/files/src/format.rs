@@ -256,6 +256,24 @@ fn parse_csv(
             ));
         }
     }
+    let unknown: Vec<&str> = headers
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !h.is_empty() && schema.column_index(h).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(FilesError::read(
+            path,
+            format!(
+                "the header has columns the table does not ({}; its columns come from the files present when the pipeline started): restart the pipeline to add them, and this file is read again then",
+                unknown
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     let mut out = ParsedFile::default();
     let mut record = csv::ByteRecord::new();
     loop {
@@ -382,6 +400,28 @@ fn parse_jsonl(origin: &str, bytes: &[u8], schema: &TableSchema) -> ParsedFile {
                 continue;
             }
         };
+        let unknown: Vec<&str> = object
+            .keys()
+            .map(String::as_str)
+            .filter(|k| schema.column_index(k).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            out.dead_letters.push(dead(
+                &schema.id,
+                origin,
+                line_no,
+                line,
+                format!(
+                    "{} not a column of the table (its columns come from the files present when the pipeline started); restart the pipeline to add it as a column, then touch the file to read it again",
+                    unknown
+                        .iter()
+                        .map(|k| format!("`{k}` is"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            continue;
+        }
         let row: Result<Row, String> = schema
             .columns
             .iter()

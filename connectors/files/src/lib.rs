@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::{SyncMode, TableDecl};
 use syncline_engine::connector::{Check, Source, SourceContext, sample_indexes, stopped};
-use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableId, TableSchema, Value};
+use syncline_engine::model::{
+    Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
+};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::{Instrument, debug, info, warn};
@@ -205,21 +207,47 @@ impl FilesSource {
                 ),
             });
         };
-        let path = self.root.join(first);
-        let format = t.format_of(&path).ok_or_else(|| FilesError::Table {
-            table: t.cfg.name.clone(),
-            detail: format!(
-                "cannot tell the format of {first}; set format = \"csv\", \"jsonl\" or \"parquet\""
-            ),
-        })?;
-        let bytes = if format == FileFormat::Parquet {
-            Vec::new()
-        } else {
-            std::fs::read(&path).map_err(|e| FilesError::read(&path, e.to_string()))?
-        };
-        let columns = format::infer_columns(&path, &bytes, format, t.dialect(), &|c| {
-            overrides.get(c).cloned()
-        })?;
+        // The columns of every file: the first file's, in its order, then
+        // those only later files have (a column must not vanish because the
+        // first file lacks it). A file that cannot be read is left to be
+        // quarantined when it is synced.
+        let mut columns: Vec<Column> = Vec::new();
+        let mut first_error = None;
+        for (i, file) in files.iter().enumerate() {
+            let path = self.root.join(file);
+            let format = t.format_of(&path).ok_or_else(|| FilesError::Table {
+                table: t.cfg.name.clone(),
+                detail: format!(
+                    "cannot tell the format of {file}; set format = \"csv\", \"jsonl\" or \"parquet\""
+                ),
+            })?;
+            // Types come from the first file's leading records; later files
+            // are read only far enough for their header.
+            let limit = if i == 0 { 4 << 20 } else { 64 << 10 };
+            let found = read_prefix(&path, format, limit).and_then(|bytes| {
+                format::infer_columns(&path, &bytes, format, t.dialect(), &|c| {
+                    overrides.get(c).cloned()
+                })
+            });
+            match found {
+                Ok(found) => {
+                    for c in found {
+                        if !columns.iter().any(|have| have.name == c.name) {
+                            columns.push(c);
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(table = %t.cfg.name, file = %file, error = %e, "columns not inferred from this file");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if columns.is_empty()
+            && let Some(e) = first_error
+        {
+            return Err(e);
+        }
         let mut key = Vec::new();
         for k in &t.cfg.key {
             match columns.iter().position(|c| c.name == *k) {
@@ -243,7 +271,7 @@ impl FilesSource {
             if !columns.iter().any(|col| col.name == *c) {
                 return Err(FilesError::Table {
                     table: t.cfg.name.clone(),
-                    detail: format!("`columns` names `{c}`, which {first} does not have"),
+                    detail: format!("`columns` names `{c}`, which none of its files has"),
                 });
             }
         }
@@ -254,6 +282,27 @@ impl FilesSource {
             version: 1,
         }))
     }
+}
+
+/// Up to `limit` bytes from the start of `path`, cut after the last whole
+/// line (the whole file when it is shorter); nothing for Parquet, whose
+/// columns come from its metadata.
+fn read_prefix(path: &Path, format: FileFormat, limit: u64) -> Result<Vec<u8>, FilesError> {
+    use std::io::Read as _;
+    if format == FileFormat::Parquet {
+        return Ok(Vec::new());
+    }
+    let file = std::fs::File::open(path).map_err(|e| FilesError::read(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FilesError::read(path, e.to_string()))?;
+    if bytes.len() as u64 == limit
+        && let Some(end) = bytes.iter().rposition(|b| *b == b'\n')
+    {
+        bytes.truncate(end + 1);
+    }
+    Ok(bytes)
 }
 
 #[async_trait]

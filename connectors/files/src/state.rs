@@ -30,6 +30,12 @@ pub struct FileState {
     pub emitted: u64,
     /// Every change of this content has been emitted.
     pub done: bool,
+    /// The file as last seen (`size`, `mtime_ns`) could not be read and was
+    /// quarantined (a dead letter says why); `digest` is still the last
+    /// content that could. Such a file is read again at every start and
+    /// whenever it changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 /// The whole source position state: table → relative path → file state.

@@ -202,6 +202,7 @@ impl FolderSync {
         };
         if let Some(p) = &prev
             && p.done
+            && !p.quarantined
             && p.size == meta.len()
             && p.mtime_ns == mtime_ns(&meta)
         {
@@ -219,9 +220,17 @@ impl FolderSync {
             let rel_owned = rel.to_owned();
             let prev = prev.clone();
             let meta = meta.clone();
+            let others = self.other_digests(&table_name, rel);
+            let table_owned = table_name.clone();
             tokio::task::spawn_blocking(move || {
+                let elsewhere = Elsewhere {
+                    manifests: &manifests,
+                    table: &table_owned,
+                    digests: &others,
+                };
                 read_and_diff(
                     t, &abs, &rel_owned, format, dialect, &schema, prev, &meta, &manifests,
+                    &elsewhere,
                 )
             })
             .await
@@ -270,8 +279,17 @@ impl FolderSync {
         if schema.key.is_empty() {
             warn!(table = %table_name, file = rel, "file removed; without a key its rows cannot be deleted");
         }
+        // A key another file of the table still has stays.
+        let others = self.other_digests(&table_name, rel);
+        let held = Elsewhere {
+            manifests: &self.manifests,
+            table: &table_name,
+            digests: &others,
+        }
+        .keys();
         let changes: Vec<(Op, Row)> = keys
             .iter()
+            .filter(|k| !held.contains(k.as_str()))
             .filter_map(|k| key_row(&schema, k))
             .map(|row| (Op::Delete, row))
             .collect();
@@ -304,6 +322,21 @@ impl FolderSync {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The content digests of the other files of `table` (and the contents
+    /// they are diffed against): what those files hold in the targets.
+    fn other_digests(&self, table: &str, rel: &str) -> Vec<String> {
+        self.state
+            .tables
+            .get(table)
+            .into_iter()
+            .flatten()
+            .filter(|(other, _)| other.as_str() != rel)
+            .flat_map(|(_, f)| [Some(f.digest.clone()), f.base.clone()])
+            .flatten()
+            .filter(|d| !d.is_empty())
+            .collect()
     }
 
     /// Emits a file's changes in batches, recording progress in the state.
@@ -550,13 +583,48 @@ fn read_and_diff(
     prev: Option<FileState>,
     meta: &std::fs::Metadata,
     manifests: &ManifestStore,
+    elsewhere: &Elsewhere<'_>,
 ) -> Result<Option<Pending>, FilesError> {
-    let bytes = std::fs::read(abs).map_err(|e| FilesError::read(abs, e.to_string()))?;
+    let commit_time = meta.modified().ok().map(DateTime::<Utc>::from);
+    let bytes = match std::fs::read(abs) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Some(quarantined(
+                table,
+                rel,
+                schema,
+                prev,
+                meta,
+                e.to_string(),
+                commit_time,
+            )));
+        }
+    };
     let digest = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-    if prev.as_ref().is_some_and(|p| p.done && p.digest == digest) {
+    if prev
+        .as_ref()
+        .is_some_and(|p| p.done && !p.quarantined && p.digest == digest)
+    {
         return Ok(None);
     }
-    let parsed: ParsedFile = format::parse_file(abs, rel, &bytes, format, dialect, schema)?;
+    let parsed: ParsedFile = match format::parse_file(abs, rel, &bytes, format, dialect, schema) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let reason = match e {
+                FilesError::Read { detail, .. } => detail,
+                other => other.to_string(),
+            };
+            return Ok(Some(quarantined(
+                table,
+                rel,
+                schema,
+                prev,
+                meta,
+                reason,
+                commit_time,
+            )));
+        }
+    };
     drop(bytes);
     let table_name = &schema.id.name;
     let manifest = Manifest {
@@ -572,7 +640,6 @@ fn read_and_diff(
             .collect(),
     };
     manifests.write(table_name, &digest, &manifest)?;
-    let commit_time = meta.modified().ok().map(DateTime::<Utc>::from);
     let new_state = |base: Option<String>| FileState {
         digest: digest.clone(),
         base,
@@ -580,12 +647,13 @@ fn read_and_diff(
         mtime_ns: mtime_ns(meta),
         emitted: 0,
         done: false,
+        quarantined: false,
     };
 
     // Resuming the same content: redo the same diff and skip what was emitted.
     if let Some(p) = prev.as_ref().filter(|p| p.digest == digest) {
         let base = p.base.as_ref().and_then(|b| manifests.read(table_name, b));
-        let changes = diff(schema, base.as_ref(), &parsed, &manifest);
+        let changes = diff(schema, base.as_ref(), &parsed, &manifest, elsewhere);
         return Ok(Some(Pending {
             table,
             rel: rel.to_owned(),
@@ -600,6 +668,8 @@ fn read_and_diff(
     // New content: diff against what the target holds from this file.
     let (base_digest, base): (Option<String>, Option<Manifest>) = match &prev {
         None => (None, None),
+        // Quarantined before any content of it was read: nothing applied.
+        Some(p) if p.done && p.digest.is_empty() => (None, None),
         Some(p) if p.done => (
             Some(p.digest.clone()),
             manifests.read(table_name, &p.digest),
@@ -623,7 +693,7 @@ fn read_and_diff(
             "the manifest of the file's previous content is gone; its rows are upserted and no deletes can be derived"
         );
     }
-    let changes = diff(schema, base.as_ref(), &parsed, &manifest);
+    let changes = diff(schema, base.as_ref(), &parsed, &manifest, elsewhere);
     let known_rejects: HashSet<u64> = base
         .as_ref()
         .map(|b| b.rejected.iter().copied().collect())
@@ -658,6 +728,7 @@ fn diff(
     base: Option<&Manifest>,
     parsed: &ParsedFile,
     manifest: &Manifest,
+    elsewhere: &Elsewhere<'_>,
 ) -> Vec<(Op, Row)> {
     let Some(base) = base else {
         return parsed
@@ -685,14 +756,109 @@ fn diff(
         }
     }
     let new_keys: HashSet<&str> = manifest.rows.iter().map(|(k, _)| k.as_str()).collect();
+    let gone: Vec<&str> = base
+        .rows
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !new_keys.contains(k))
+        .collect();
+    if gone.is_empty() {
+        return changes;
+    }
+    // A key another file of the table still has stays.
+    let held = elsewhere.keys();
     let mut deleted = HashSet::new();
-    for (k, _) in &base.rows {
-        if !new_keys.contains(k.as_str())
-            && deleted.insert(k.as_str())
+    for k in gone {
+        if !held.contains(k)
+            && deleted.insert(k)
             && let Some(row) = key_row(schema, k)
         {
             changes.push((Op::Delete, row));
         }
     }
     changes
+}
+
+/// The other files of a table, by the contents the targets hold from them.
+struct Elsewhere<'a> {
+    manifests: &'a ManifestStore,
+    table: &'a str,
+    digests: &'a [String],
+}
+
+impl Elsewhere<'_> {
+    /// Every key those contents hold.
+    fn keys(&self) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for d in self.digests {
+            if let Some(m) = self.manifests.read(self.table, d) {
+                out.extend(m.rows.into_iter().map(|(k, _)| k));
+            }
+        }
+        out
+    }
+}
+
+/// A file that cannot be read as a whole (truncated, empty, its header
+/// without the key, unreadable): no changes, one dead letter naming the
+/// file and why, and a state under which what its earlier content put in
+/// the targets stays as it is and the file is read again once it changes
+/// (a half-copied file, when the copy completes).
+fn quarantined(
+    table: usize,
+    rel: &str,
+    schema: &TableSchema,
+    prev: Option<FileState>,
+    meta: &std::fs::Metadata,
+    reason: String,
+    commit_time: Option<DateTime<Utc>>,
+) -> Pending {
+    let (size, mtime) = (meta.len(), mtime_ns(meta));
+    // Quarantined before as it is now: said already.
+    let known = prev
+        .as_ref()
+        .is_some_and(|p| p.quarantined && p.size == size && p.mtime_ns == mtime);
+    if !known {
+        warn!(file = rel, reason = %reason, "file quarantined");
+    }
+    let file_state = match prev {
+        Some(p) => FileState {
+            size,
+            mtime_ns: mtime,
+            quarantined: true,
+            ..p
+        },
+        None => FileState {
+            digest: String::new(),
+            base: None,
+            size,
+            mtime_ns: mtime,
+            emitted: 0,
+            done: true,
+            quarantined: true,
+        },
+    };
+    Pending {
+        table,
+        rel: rel.to_owned(),
+        file_state,
+        changes: Vec::new(),
+        dead_letters: if known {
+            Vec::new()
+        } else {
+            vec![DeadLetter {
+                table: schema.id.clone(),
+                origin: rel.to_owned(),
+                line: None,
+                raw: String::new(),
+                reason: format!(
+                    "the file cannot be read, so none of its rows were taken: {reason}; it is read again when it changes, and rows its earlier content brought stay as they are"
+                ),
+                stage: DeadLetterStage::Read,
+                kept: None,
+            }]
+        },
+        skip: 0,
+        commit_time,
+    }
 }
