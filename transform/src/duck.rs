@@ -24,6 +24,7 @@
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit, ValueRef};
 use duckdb::{Connection, params};
+use syncline_duckdb::query::{self, Parsed};
 use syncline_duckdb::quote;
 use syncline_duckdb::types::{
     arrow_field, arrow_schema, build_column, cast_from_stage, stage_type,
@@ -426,7 +427,9 @@ fn files_within(dir: &std::path::Path) -> Vec<String> {
 /// anything: a transform computes rows from `source`, and preparing more
 /// than one statement would run all but the last.
 pub(crate) fn check_query(conn: &Connection, sql: &str) -> Result<(), TransformError> {
-    match parse(conn, sql)? {
+    let engine = |e| TransformError::engine("parsing the transform's SQL", e);
+    let next = |conn: &Connection| query::next_statement(conn, sql).map_err(engine);
+    match query::parse(conn, sql).map_err(engine)? {
         Parsed::Queries(1) => Ok(()),
         Parsed::Queries(0) => Err(TransformError::Statement {
             message: "the transform's SQL is empty".into(),
@@ -436,7 +439,7 @@ pub(crate) fn check_query(conn: &Connection, sql: &str) -> Result<(), TransformE
         Parsed::Queries(_) => Err(TransformError::Statement {
             message: "the transform's SQL holds more than one statement".into(),
             help: "a transform is one SELECT (or WITH ... SELECT): remove the statements after the first".into(),
-            offset: next_statement(conn, sql)?,
+            offset: next(conn)?,
         }),
         Parsed::SyntaxError { message, offset } => Err(TransformError::Statement {
             message: format!("Parser Error: {message}"),
@@ -448,65 +451,7 @@ pub(crate) fn check_query(conn: &Connection, sql: &str) -> Result<(), TransformE
                 "the transform's SQL must be one SELECT (or WITH ... SELECT); DuckDB reads another kind of statement here ({message})"
             ),
             help: "a transform only computes rows from `source`: it cannot change tables, files or settings".into(),
-            offset: next_statement(conn, sql)?,
+            offset: next(conn)?,
         }),
     }
-}
-
-/// What DuckDB's parser makes of some SQL text.
-enum Parsed {
-    /// This many statements, all queries.
-    Queries(usize),
-    /// A syntax error at a byte offset.
-    SyntaxError { message: String, offset: usize },
-    /// A statement that is not a query.
-    NotQuery(String),
-}
-
-fn parse(conn: &Connection, sql: &str) -> Result<Parsed, TransformError> {
-    let json: String = conn
-        .query_row(
-            "SELECT json_serialize_sql(CAST(? AS VARCHAR))",
-            [sql],
-            |r| r.get(0),
-        )
-        .map_err(|e| TransformError::engine("parsing the transform's SQL", e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| TransformError::Invalid {
-            message: format!("DuckDB's parse of the transform's SQL is not JSON: {e}"),
-            help: "report this: the embedded DuckDB answered json_serialize_sql unexpectedly"
-                .into(),
-        })?;
-    if v["error"].as_bool() != Some(true) {
-        return Ok(Parsed::Queries(
-            v["statements"].as_array().map_or(0, Vec::len),
-        ));
-    }
-    let message = v["error_message"]
-        .as_str()
-        .unwrap_or("unreadable SQL")
-        .to_owned();
-    if v["error_type"].as_str() == Some("parser") {
-        // DuckDB counts characters.
-        let chars = v["position"]
-            .as_str()
-            .and_then(|p| p.parse::<usize>().ok())
-            .unwrap_or(0);
-        let offset = sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i);
-        return Ok(Parsed::SyntaxError { message, offset });
-    }
-    Ok(Parsed::NotQuery(message))
-}
-
-/// Where the statement after the first one starts: after the first `;`
-/// that ends exactly one query (DuckDB judges: a `;` inside a string or a
-/// comment leaves a prefix that does not parse), else at the start.
-fn next_statement(conn: &Connection, sql: &str) -> Result<usize, TransformError> {
-    for (i, _) in sql.match_indices(';') {
-        if matches!(parse(conn, &sql[..i])?, Parsed::Queries(1)) {
-            let rest = &sql[i + 1..];
-            return Ok(i + 1 + (rest.len() - rest.trim_start().len()));
-        }
-    }
-    Ok(sql.len() - sql.trim_start().len())
 }

@@ -123,11 +123,12 @@ impl From<DuckDbError> for Failure {
     fn from(e: DuckDbError) -> Self {
         let code = match &e {
             DuckDbError::NotFound { .. } => FailureCode::NotFound,
-            DuckDbError::Query(_) => FailureCode::Sql,
+            DuckDbError::Query(_) | DuckDbError::Refused { .. } => FailureCode::Sql,
             _ => FailureCode::Io,
         };
         match e {
             DuckDbError::Query(e) => Failure::new(code, e.to_string()),
+            DuckDbError::Refused { message, .. } => Failure::new(code, message),
             other => Failure::new(code, Error::from(other).chain()),
         }
     }

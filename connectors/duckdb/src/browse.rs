@@ -125,6 +125,12 @@ pub fn list_tables(path: &Path) -> Result<Vec<TableSummary>, DuckDbError> {
 /// Runs `sql` and returns at most `limit` rows.
 pub fn run_query(path: &Path, sql: &str, limit: usize) -> Result<QueryRows, DuckDbError> {
     let conn = open(path)?;
+    // Read-only: one query, checked before anything is prepared (preparing
+    // several statements runs all but the last).
+    let trimmed = sql.trim().trim_end_matches(';');
+    if let Err((message, offset)) = crate::query::one_query(&conn, trimmed).map_err(sql_error)? {
+        return Err(DuckDbError::Refused { message, offset });
+    }
     let started = Instant::now();
     let mut stmt = conn.prepare(sql).map_err(sql_error)?;
     let arrow = stmt.query_arrow([]).map_err(sql_error)?;
@@ -308,5 +314,30 @@ mod tests {
             Err(DuckDbError::Query(e)) => assert!(e.to_string().contains("nope"), "{e}"),
             other => panic!("expected a SQL error, got {other:?}"),
         }
+
+        // Read-only: only one query runs, and nothing before it.
+        for (sql, at) in [
+            ("DELETE FROM t", "DELETE"),
+            ("SELECT 1; DROP TABLE t", "DROP"),
+            ("CREATE TABLE u AS SELECT 1; SELECT 1", "CREATE"),
+            ("COPY t TO 'out.csv'", "COPY"),
+            ("ATTACH 'other.duckdb'", "ATTACH"),
+        ] {
+            match run_query(&path, sql, 10) {
+                Err(DuckDbError::Refused { offset, .. }) => {
+                    assert!(sql[offset..].starts_with(at), "{sql}: at {offset}");
+                }
+                other => panic!("{sql}: expected a refusal, got {other:?}"),
+            }
+        }
+        let still = run_query(&path, "SELECT count(*) FROM t", 10).expect("runs");
+        assert_eq!(still.rows, vec![vec![serde_json::json!(3)]]);
+        let tables = run_query(
+            &path,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'u'",
+            10,
+        )
+        .expect("runs");
+        assert_eq!(tables.rows, vec![vec![serde_json::json!(0)]]);
     }
 }

@@ -14,6 +14,14 @@ pub enum DuckDbError {
     /// SQL a person wrote failed (DuckDB's message says why).
     #[error("{0}")]
     Query(#[source] duckdb::Error),
+    /// SQL a person wrote is not one query, where only a query may run.
+    #[error("{message}")]
+    Refused {
+        /// Why, in words.
+        message: String,
+        /// Byte offset in the (trimmed) SQL it concerns.
+        offset: usize,
+    },
     /// Opening the database file failed.
     #[error("cannot open DuckDB database {path}")]
     Open {
@@ -72,7 +80,7 @@ impl From<DuckDbError> for Error {
     fn from(e: DuckDbError) -> Self {
         let kind = match &e {
             DuckDbError::NotFound { .. } | DuckDbError::Open { .. } => ErrorKind::Io,
-            DuckDbError::Query(_) => ErrorKind::Config,
+            DuckDbError::Query(_) | DuckDbError::Refused { .. } => ErrorKind::Config,
             DuckDbError::Sql { .. } => ErrorKind::Io,
             DuckDbError::Value { .. } | DuckDbError::Schema { .. } => ErrorKind::Schema,
             DuckDbError::Checkpoint { .. } => ErrorKind::State,

@@ -19,6 +19,7 @@
 pub mod browse;
 mod dialect;
 mod error;
+pub mod query;
 pub mod shared;
 pub mod types;
 mod writer;
