@@ -45,6 +45,14 @@ impl Inference {
             return;
         }
         self.seen += 1;
+        // `007`, `-01.5`: a code, not a number; a number type would drop
+        // the zeros.
+        let digits = text.trim_start_matches(['-', '+']);
+        if digits.len() > 1 && digits.starts_with('0') && digits.as_bytes()[1].is_ascii_digit() {
+            self.integer = false;
+            self.decimal_scale = None;
+            self.float = false;
+        }
         if self.boolean && parse_bool(text).is_none() {
             self.boolean = false;
         }
@@ -255,6 +263,17 @@ mod tests {
         assert_eq!(infer(&["2024-01-31 10:00:00"]), DataType::Timestamp);
         assert_eq!(infer(&["2024-01-31T10:00:00Z"]), DataType::TimestampTz);
         assert_eq!(infer(&["abc", "1"]), DataType::Text);
+        // Leading zeros survive: such columns are text.
+        assert_eq!(infer(&["01234", "98765"]), DataType::Text);
+        assert_eq!(infer(&["1", "007"]), DataType::Text);
+        assert_eq!(infer(&["-01.50"]), DataType::Text);
+        assert_eq!(
+            infer(&["0", "0.5", "10"]),
+            DataType::Decimal {
+                precision: 18,
+                scale: 1
+            }
+        );
         assert_eq!(infer(&[""]), DataType::Text);
     }
 
