@@ -909,3 +909,176 @@ inputs = [\"pg\"]
     assert_eq!(code, 0, "{stderr}");
     assert!(!stdout.contains("\"reason\""), "{stdout}");
 }
+
+const DOCS: &str = "CREATE TABLE docs (
+    id bigint PRIMARY KEY,
+    rev int NOT NULL DEFAULT 0,
+    note text,
+    body text NOT NULL);
+    ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL";
+
+/// A body Postgres stores out of line (TOASTed): an update that does not
+/// touch it does not resend it.
+fn body_sql(id: &str) -> String {
+    format!("repeat(md5({id}::text), 100)")
+}
+
+/// One writer transaction of every kind the targets must carry: updates
+/// that leave the TOASTed body unchanged, key changes (a row moves between
+/// `id` and `-id`, its body unchanged), a swap of two keys through a
+/// temporary one, deletes, inserts, and now and then a truncate.
+fn write_docs(db: &str, round: u64, max_id: u64) {
+    let a = (round * 7919) % max_id + 1;
+    let b = (round * 104_729) % max_id + 1;
+    let c = (round * 3_571) % max_id + 1;
+    let sql = if round.is_multiple_of(97) {
+        format!(
+            "BEGIN;
+             TRUNCATE docs;
+             INSERT INTO docs (id, note, body)
+                 SELECT i, 'after truncate {round}', {body} FROM generate_series(1, 200) i;
+             COMMIT;",
+            body = body_sql("i")
+        )
+    } else {
+        format!(
+            "BEGIN;
+             UPDATE docs SET rev = rev + 1, note = 'r{round}' WHERE abs(id) BETWEEN {a} AND {a} + 10;
+             UPDATE docs SET id = -id, rev = rev + 1
+                 WHERE id = {c} AND NOT EXISTS (SELECT 1 FROM docs WHERE id = -{c});
+             UPDATE docs SET id = 0 WHERE id = {b};
+             UPDATE docs SET id = {b} WHERE id = -{b};
+             UPDATE docs SET id = -{b} WHERE id = 0;
+             DELETE FROM docs WHERE abs(id) BETWEEN {b} + 5 AND {b} + 6;
+             INSERT INTO docs (id, note, body) VALUES ({new}, 'new {round}', {body})
+                 ON CONFLICT (id) DO UPDATE SET rev = docs.rev + 1;
+             COMMIT;",
+            new = max_id + round,
+            body = body_sql(&(max_id + round).to_string())
+        )
+    };
+    exec_in(db, &sql);
+}
+
+/// `kill -9` trials of a Postgres → Postgres + DuckDB pipeline under a
+/// concurrent writer of every kind of change (key changes and swaps with
+/// unchanged TOASTed values, deletes, inserts, truncates): each trial
+/// starts the real binary, lets it run to a random point (mid-snapshot,
+/// catch-up or stream) and kills it. Afterwards one run catches up and both
+/// targets equal the source row by row. `SYNCLINE_KILL_TRIALS` sets how
+/// many trials (10 by default; `SYNCLINE_KILL_TRIALS=100` for the long run).
+#[test]
+fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal() {
+    let trials: u32 = std::env::var("SYNCLINE_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed_value = fastrand::u64(..);
+    eprintln!("kill points seed: {seed_value}");
+    let mut rng = fastrand::Rng::with_seed(seed_value);
+    let src = TestDb::create("trials_src");
+    let dst = TestDb::create("trials_dst");
+    const ROWS: u64 = 3_000;
+    src.exec(DOCS);
+    src.exec(&format!(
+        "INSERT INTO docs (id, note, body) SELECT i, 'seed', {} FROM generate_series(1, {ROWS}) i",
+        body_sql("i")
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline_file = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline_file,
+        format!(
+            "name = \"trials\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{}\"
+heartbeat_secs = 1
+chunk_rows = 500
+batch_rows = 300
+[[sources.pg.tables]]
+name = \"docs\"
+
+[targets.warehouse]
+kind = \"postgres\"
+database = \"{}\"
+schema = \"sync\"
+inputs = [\"pg\"]
+
+[targets.duck]
+kind = \"duckdb\"
+path = \"out.duckdb\"
+inputs = [\"pg\"]
+",
+            src.name, dst.name
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(src.name.clone(), write_docs, ROWS, stop.clone());
+    let mut kills = Vec::new();
+    for trial in 0..trials {
+        let mut run = Running::start(&pipeline_file, &[]);
+        let n = rng.u64(1..600);
+        let status = run.wait_for("progress", Duration::from_secs(180), |s| changes(s) >= n);
+        run.kill9();
+        kills.push(format!(
+            "{trial}: {} after {} changes",
+            status["tables"]["pg.docs"]["phase"],
+            changes(&status)
+        ));
+    }
+    eprintln!("kill points:\n{}", kills.join("\n"));
+    stop.store(true, Ordering::SeqCst);
+    let rounds = writer.join().unwrap();
+    eprintln!("{trials} trials, {rounds} writer transactions");
+
+    let run = Running::start(&pipeline_file, &["--once"]);
+    assert_eq!(run.wait(), 0);
+    let select = "SELECT id::text, rev::text, coalesce(note, ''), md5(body) FROM";
+    let expected = src.rows(&format!("{select} docs ORDER BY docs.id"));
+    assert_same_rows(
+        "the Postgres target",
+        &expected,
+        &dst.rows(&format!("{select} sync.docs ORDER BY docs.id")),
+    );
+    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(id AS VARCHAR), CAST(rev AS VARCHAR), coalesce(note, ''), md5(body)
+             FROM docs ORDER BY id",
+        )
+        .unwrap();
+    let duck: Vec<Vec<String>> = stmt
+        .query_map([], |r| (0..4).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_same_rows("the DuckDB target", &expected, &duck);
+    // Rows set aside may only be moved rows whose TOASTed value the target
+    // could not find under the old key: kept as dead letters, never written
+    // with a NULL. Both targets still end equal to the source. These appear
+    // after some restarts (tens in ten trials) and their first cause is not
+    // found yet: once one row is set aside, its later key changes are too.
+    // They must go to zero; this states what holds today.
+    let mut stmt = conn
+        .prepare("SELECT reason FROM _syncline_dead_letters")
+        .unwrap();
+    let mut reasons: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    reasons.extend(
+        dst.rows("SELECT reason FROM sync._syncline_dead_letters")
+            .into_iter()
+            .map(|r| r[0].clone()),
+    );
+    eprintln!("{} rows set aside in the two targets", reasons.len());
+    for reason in &reasons {
+        assert!(
+            reason.starts_with("the source left `body` out"),
+            "an unexpected dead letter: {reason}"
+        );
+    }
+}

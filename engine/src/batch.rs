@@ -33,6 +33,14 @@ pub enum BatchKind {
     Snapshot,
     /// Changes read from the source's change log (or a changed file).
     Stream,
+    /// Changes read from the change log that a target may already hold a
+    /// later state of: replayed after a resumed snapshot, which copied some
+    /// rows as they were after these changes. Applied as [`BatchKind::Stream`],
+    /// except that a row moved to another key whose left-out values
+    /// ([`Value::Unchanged`](crate::model::Value::Unchanged)) the target
+    /// cannot find under its old key takes them from the row the target
+    /// already holds under its new key.
+    CatchUp,
 }
 
 /// An ordered group of changes applied atomically: one source transaction or

@@ -586,19 +586,20 @@ fn read_and_diff(
     elsewhere: &Elsewhere<'_>,
 ) -> Result<Option<Pending>, FilesError> {
     let commit_time = meta.modified().ok().map(DateTime::<Utc>::from);
+    let quarantine = |prev: Option<FileState>, reason: String| {
+        Ok(Some(quarantined(
+            table,
+            rel,
+            schema,
+            prev,
+            meta,
+            reason,
+            commit_time,
+        )))
+    };
     let bytes = match std::fs::read(abs) {
         Ok(b) => b,
-        Err(e) => {
-            return Ok(Some(quarantined(
-                table,
-                rel,
-                schema,
-                prev,
-                meta,
-                e.to_string(),
-                commit_time,
-            )));
-        }
+        Err(e) => return quarantine(prev, e.to_string()),
     };
     let digest = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
     if prev
@@ -614,15 +615,7 @@ fn read_and_diff(
                 FilesError::Read { detail, .. } => detail,
                 other => other.to_string(),
             };
-            return Ok(Some(quarantined(
-                table,
-                rel,
-                schema,
-                prev,
-                meta,
-                reason,
-                commit_time,
-            )));
+            return quarantine(prev, reason);
         }
     };
     drop(bytes);

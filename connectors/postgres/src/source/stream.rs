@@ -239,6 +239,13 @@ impl Runner {
                     return Ok(());
                 }
                 self.state.lsn = end;
+                // Up to the catch-up point the targets may hold a later state
+                // of these rows (copied by the resumed snapshot).
+                let kind = if self.state.catch_up_until.is_some() {
+                    BatchKind::CatchUp
+                } else {
+                    BatchKind::Stream
+                };
                 if let Some(until) = self.state.catch_up_until
                     && end >= until
                 {
@@ -249,7 +256,7 @@ impl Runner {
                 }
                 self.emit(
                     buf.changes,
-                    BatchKind::Stream,
+                    kind,
                     Some(end),
                     Some(commit_timestamp),
                     Some(buf.xid.to_string()),
