@@ -803,6 +803,56 @@ inputs = [\"pg\"]
     assert_same_rows("the DuckDB target", &expected, &duck);
 }
 
+/// A pipeline `name` from `src`'s `table` into `dst` (schema `sync`) and a
+/// DuckDB file `out.duckdb`, in upsert mode; `extra` goes into the source.
+fn pg_and_duck_pipeline(
+    name: &str,
+    src: &TestDb,
+    dst: &TestDb,
+    table: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "name = \"{name}\"
+[sources.pg]
+kind = \"postgres\"
+database = \"{src}\"
+heartbeat_secs = 1
+{extra}
+[[sources.pg.tables]]
+name = \"{table}\"
+
+[targets.warehouse]
+kind = \"postgres\"
+database = \"{dst}\"
+schema = \"sync\"
+inputs = [\"pg\"]
+
+[targets.duck]
+kind = \"duckdb\"
+path = \"out.duckdb\"
+inputs = [\"pg\"]
+",
+        src = src.name,
+        dst = dst.name
+    )
+}
+
+/// Every row of `sql` on the DuckDB file at `path`, its first `n` columns
+/// as text (NULL as empty).
+fn duck_text_rows(path: &Path, sql: &str, n: usize) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(path).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
+            .collect()
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
 /// Special values from a Postgres source: a NaN `numeric(p,s)` is stored by
 /// the Postgres target and becomes a dead letter of its row in DuckDB (whose
 /// DECIMAL has no NaN), never a NULL; `infinity` and `-infinity` dates and
@@ -832,28 +882,7 @@ fn special_values_reach_each_target_or_its_dead_letters() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("p.toml"),
-        format!(
-            "name = \"special\"
-[sources.pg]
-kind = \"postgres\"
-database = \"{}\"
-heartbeat_secs = 1
-[[sources.pg.tables]]
-name = \"odd\"
-
-[targets.warehouse]
-kind = \"postgres\"
-database = \"{}\"
-schema = \"sync\"
-inputs = [\"pg\"]
-
-[targets.duck]
-kind = \"duckdb\"
-path = \"out.duckdb\"
-inputs = [\"pg\"]
-",
-            src.name, dst.name
-        ),
+        pg_and_duck_pipeline("special", &src, &dst, "odd", ""),
     )
     .unwrap();
     run_once(tmp.path());
@@ -868,27 +897,15 @@ inputs = [\"pg\"]
         expected,
         "the Postgres target holds every row as the source has it"
     );
-    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT CAST(id AS VARCHAR), CAST(amount AS VARCHAR), CAST(day AS VARCHAR), CAST(seen AS VARCHAR)
-             FROM odd ORDER BY id",
-        )
-        .unwrap();
-    let duck: Vec<Vec<String>> = stmt
-        .query_map([], |r| {
-            (0..4)
-                .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
-                .collect()
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let duck = duck_text_rows(
+        &tmp.path().join("out.duckdb"),
+        "SELECT CAST(id AS VARCHAR), CAST(amount AS VARCHAR), CAST(day AS VARCHAR), CAST(seen AS VARCHAR)
+         FROM odd ORDER BY id",
+        4,
+    );
     let without_nan: Vec<Vec<String>> =
         expected.iter().filter(|r| r[1] != "NaN").cloned().collect();
     assert_eq!(duck, without_nan, "DuckDB holds every row but the NaN ones");
-    drop(stmt);
-    drop(conn);
 
     let (code, stdout, stderr) = syncline(
         &["dlq", "list", "p.toml", "--json", "--target", "duck"],
@@ -988,29 +1005,12 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
     let pipeline_file = tmp.path().join("p.toml");
     std::fs::write(
         &pipeline_file,
-        format!(
-            "name = \"trials\"
-[sources.pg]
-kind = \"postgres\"
-database = \"{}\"
-heartbeat_secs = 1
-chunk_rows = 500
-batch_rows = 300
-[[sources.pg.tables]]
-name = \"docs\"
-
-[targets.warehouse]
-kind = \"postgres\"
-database = \"{}\"
-schema = \"sync\"
-inputs = [\"pg\"]
-
-[targets.duck]
-kind = \"duckdb\"
-path = \"out.duckdb\"
-inputs = [\"pg\"]
-",
-            src.name, dst.name
+        pg_and_duck_pipeline(
+            "trials",
+            &src,
+            &dst,
+            "docs",
+            "chunk_rows = 500\nbatch_rows = 300",
         ),
     )
     .unwrap();
@@ -1042,18 +1042,13 @@ inputs = [\"pg\"]
         &expected,
         &dst.rows(&format!("{select} sync.docs ORDER BY docs.id")),
     );
-    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT CAST(id AS VARCHAR), CAST(rev AS VARCHAR), coalesce(note, ''), md5(body)
-             FROM docs ORDER BY id",
-        )
-        .unwrap();
-    let duck: Vec<Vec<String>> = stmt
-        .query_map([], |r| (0..4).map(|i| r.get::<_, String>(i)).collect())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let out = tmp.path().join("out.duckdb");
+    let duck = duck_text_rows(
+        &out,
+        "SELECT CAST(id AS VARCHAR), CAST(rev AS VARCHAR), coalesce(note, ''), md5(body)
+         FROM docs ORDER BY id",
+        4,
+    );
     assert_same_rows("the DuckDB target", &expected, &duck);
     // Rows set aside may only be moved rows whose TOASTed value the target
     // could not find under the old key: kept as dead letters, never written
@@ -1061,14 +1056,11 @@ inputs = [\"pg\"]
     // after some restarts (tens in ten trials) and their first cause is not
     // found yet: once one row is set aside, its later key changes are too.
     // They must go to zero; this states what holds today.
-    let mut stmt = conn
-        .prepare("SELECT reason FROM _syncline_dead_letters")
-        .unwrap();
-    let mut reasons: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let mut reasons: Vec<String> =
+        duck_text_rows(&out, "SELECT reason FROM _syncline_dead_letters", 1)
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
     reasons.extend(
         dst.rows("SELECT reason FROM sync._syncline_dead_letters")
             .into_iter()
