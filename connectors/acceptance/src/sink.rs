@@ -15,6 +15,7 @@
 //! | [`a_failed_batch_leaves_data_and_checkpoint_as_they_were`] | the checkpoint and the data commit together, or neither |
 //! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
 //! | [`unchanged_values_without_a_row_become_dead_letters`] | values left out that the target cannot find become a dead letter, never NULLs |
+//! | [`replayed_key_changes_take_values_held_under_the_new_key`] | in catch-up, a moved row whose old key is gone keeps the values the target holds under its new key |
 //! | [`truncate_inside_a_batch`] | rows before a truncate are gone, rows after it stay |
 //! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
 //! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
@@ -27,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use syncline_engine::batch::{Batch, Position};
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, Sink};
 use syncline_engine::model::{
@@ -79,6 +80,7 @@ macro_rules! sink_acceptance {
             a_failed_batch_leaves_data_and_checkpoint_as_they_were,
             unchanged_values_follow_key_changes,
             unchanged_values_without_a_row_become_dead_letters,
+            replayed_key_changes_take_values_held_under_the_new_key,
             truncate_inside_a_batch,
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
@@ -759,4 +761,31 @@ pub async fn unchanged_values_without_a_row_become_dead_letters(h: &dyn Harness)
         };
         assert_eq!(rows, expected, "{} mode", mode_name(mode));
     }
+}
+
+/// A batch replayed after a resumed snapshot ([`BatchKind::CatchUp`]) may
+/// move a row whose later state the snapshot already copied under the new
+/// key, while its old key is gone: the values the source left out are the
+/// ones the target holds under the new key, not a dead letter. (Outside
+/// catch-up the same change is a dead letter, see
+/// [`unchanged_values_without_a_row_become_dead_letters`].)
+pub async fn replayed_key_changes_take_values_held_under_the_new_key(h: &dyn Harness) {
+    let target = h.target("catch_up").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    // The resumed snapshot copied row 7 as it is now: moved to key 8.
+    write(&mut *sink, batch(1, vec![insert(8, "eight", "body 8")])).await;
+    let mut replayed = Arc::unwrap_or_clone(batch(2, vec![moved(7, 8, "replayed")]));
+    replayed.kind = BatchKind::CatchUp;
+    write(&mut *sink, Arc::new(replayed)).await;
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [t(&[Some("8"), Some("replayed"), Some("body 8")])]
+    );
+    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
+    let kept = sink
+        .dead_letters()
+        .await
+        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    assert!(kept.is_empty(), "{kept:?}");
 }
