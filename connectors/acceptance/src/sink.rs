@@ -30,7 +30,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
-use syncline_engine::connector::{CheckOutcome, Sink};
+use syncline_engine::connector::{CheckOutcome, KeptRow, Sink};
 use syncline_engine::model::{
     Change, DataType, DeadLetter, DeadLetterStage, Op, Row, TableSchema, Value,
 };
@@ -220,6 +220,15 @@ async fn close(mut sink: Box<dyn Sink>) {
     sink.close()
         .await
         .unwrap_or_else(|e| panic!("closing the sink: {e}"));
+}
+
+/// The dead letters of the kit's pipeline in `target`, read by a new sink.
+async fn kept(target: &dyn Target, mode: WriteMode) -> Vec<KeptRow> {
+    target
+        .sink(PIPELINE, mode)
+        .dead_letters()
+        .await
+        .unwrap_or_else(|e| panic!("reading dead letters: {e}"))
 }
 
 /// `(id, name, body)` of every row, sorted.
@@ -621,11 +630,7 @@ pub async fn dead_letters_commit_with_their_batch(h: &dyn Harness) {
     write(&mut *sink, with_dead_letter()).await;
     write(&mut *sink, with_dead_letter()).await;
     close(sink).await;
-    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
-    let kept = sink
-        .dead_letters()
-        .await
-        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    let kept = kept(&*target, WriteMode::Upsert).await;
     assert_eq!(kept.len(), 1, "{kept:?}");
     let one = &kept[0];
     assert_eq!(
@@ -678,11 +683,7 @@ pub async fn values_the_target_cannot_store_become_dead_letters(h: &dyn Harness)
         [1, 3, 4].map(|id| t(&[Some(&id.to_string()), Some(shown)])),
         "the rows with storable values, and no NULL in place of the other"
     );
-    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
-    let kept = sink
-        .dead_letters()
-        .await
-        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    let kept = kept(&*target, WriteMode::Upsert).await;
     assert_eq!(kept.len(), 1, "{kept:?}");
     let one = &kept[0];
     assert_eq!(
@@ -737,11 +738,7 @@ pub async fn unchanged_values_without_a_row_become_dead_letters(h: &dyn Harness)
         )
         .await;
         close(sink).await;
-        let mut sink = target.sink(PIPELINE, mode);
-        let kept = sink
-            .dead_letters()
-            .await
-            .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+        let kept = kept(&*target, mode).await;
         assert_eq!(kept.len(), 1, "{} mode: {kept:?}", mode_name(mode));
         let one = &kept[0];
         assert_eq!((one.table.as_str(), one.seq), ("items", 2));
@@ -782,10 +779,6 @@ pub async fn replayed_key_changes_take_values_held_under_the_new_key(h: &dyn Har
         contents(&*target).await,
         [t(&[Some("8"), Some("replayed"), Some("body 8")])]
     );
-    let mut sink = target.sink(PIPELINE, WriteMode::Upsert);
-    let kept = sink
-        .dead_letters()
-        .await
-        .unwrap_or_else(|e| panic!("reading dead letters: {e}"));
+    let kept = kept(&*target, WriteMode::Upsert).await;
     assert!(kept.is_empty(), "{kept:?}");
 }

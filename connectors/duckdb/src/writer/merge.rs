@@ -284,16 +284,22 @@ impl Writer {
         // row of that key in upsert mode, the latest that carries values
         // otherwise.
         if !unchanged_columns.is_empty() && !schema.key.is_empty() {
-            let join: Vec<String> = schema
-                .key
-                .iter()
-                .enumerate()
-                .map(|(i, &k)| {
-                    let c = &schema.columns[k];
-                    let looked = cast_from_stage(&format!("s.{}", lookup_column(i)), &c.data_type);
-                    format!("t.{} = {looked}", quote(&c.name))
-                })
-                .collect();
+            // The target row `t` whose key equals a key of the staged row
+            // `s`: the one it is looked up under, or its own.
+            let key_join = |staged: &dyn Fn(usize, &str) -> String| -> String {
+                schema
+                    .key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| {
+                        let c = &schema.columns[k];
+                        let value = cast_from_stage(&staged(i, &c.name), &c.data_type);
+                        format!("t.{} = {value}", quote(&c.name))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            let join = key_join(&|i, _| format!("s.{}", lookup_column(i)));
             let (holds_values, order) = if self.mode == WriteMode::History {
                 (
                     "t.\"_op\" IN ('i', 'u')",
@@ -324,15 +330,7 @@ impl Writer {
                         )
                     })
                     .collect();
-                let own_join: Vec<String> = schema
-                    .key
-                    .iter()
-                    .map(|&k| {
-                        let c = &schema.columns[k];
-                        let own = cast_from_stage(&format!("s.{}", quote(&c.name)), &c.data_type);
-                        format!("t.{} = {own}", quote(&c.name))
-                    })
-                    .collect();
+                let own_join = key_join(&|_, name| format!("s.{}", quote(name)));
                 let sql = format!(
                     "UPDATE {stage} s SET {set}
                       WHERE s.\"_syncline_seq\" IN ({replayed}) AND s.\"_syncline_unchanged\" IS NOT NULL
@@ -342,8 +340,6 @@ impl Writer {
                     table = target.table,
                     set = set.join(", "),
                     replayed = replayed.join(", "),
-                    join = join.join(" AND "),
-                    own_join = own_join.join(" AND "),
                 );
                 self.conn
                     .execute_batch(&sql)
@@ -360,7 +356,6 @@ impl Writer {
                      AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} AND {holds_values}) ORDER BY 1",
                     stage = target.stage,
                     table = target.table,
-                    join = join.join(" AND "),
                 );
                 let what = || format!("looking up unchanged values of {}", target.table);
                 let mut stmt = self.conn.prepare(&sql).map_err(DuckDbError::sql(what()))?;
@@ -398,7 +393,6 @@ impl Writer {
                     stage = target.stage,
                     table = target.table,
                     value = stage_from_target(&format!("t.{col}"), &schema.columns[c].data_type),
-                    join = join.join(" AND "),
                 );
                 self.conn
                     .execute_batch(&sql)
