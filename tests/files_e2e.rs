@@ -502,3 +502,42 @@ inputs = ["src"]
     );
     assert_eq!(kept(&db).len(), 3, "nothing said twice");
 }
+
+/// A header that names a column twice quarantines its file; a value under
+/// a field with no name in the header is a dead letter, not dropped.
+#[test]
+fn headers_that_lose_values_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.csv"), "id,name,\n1,one,\n2,two,extra\n").unwrap();
+    std::fs::write(data.join("b.csv"), "id,name,name\n3,three,tres\n").unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        r#"name = "headers"
+[sources.src]
+kind = "files"
+path = "data"
+[[sources.src.tables]]
+name = "items"
+pattern = "*.csv"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["src"]
+"#,
+    )
+    .unwrap();
+    run_once_ok(tmp.path());
+    let db = tmp.path().join("out.duckdb");
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(items.keys().cloned().collect::<Vec<_>>(), ["1"]);
+    assert_eq!(items["1"], ["1", "one"], "no column without a name");
+    let letters = kept(&db);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0].0, "a.csv");
+    assert!(letters[0].1.contains("no column name"), "{letters:?}");
+    assert_eq!(letters[1].0, "b.csv");
+    assert!(letters[1].1.contains("`name` twice"), "{letters:?}");
+}

@@ -154,12 +154,28 @@ pub fn infer_columns(
         }
         FileFormat::Parquet => return parquet_columns(path, overrides),
     }
-    if names.is_empty() {
+    if let Some((i, n)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| !n.is_empty() && names[..*i].contains(n))
+    {
+        return Err(FilesError::read(
+            path,
+            format!(
+                "the header names `{n}` twice (field {}): name each column once",
+                i + 1
+            ),
+        ));
+    }
+    // A field without a name is no column (a value under it is refused when
+    // rows are read).
+    if names.iter().all(String::is_empty) {
         return Err(FilesError::read(path, "no columns found".into()));
     }
     Ok(names
         .into_iter()
         .zip(inferences)
+        .filter(|(name, _)| !name.is_empty())
         .map(|(name, inf)| Column {
             data_type: overrides(&name).unwrap_or_else(|| inf.data_type()),
             nullable: true,
@@ -256,6 +272,24 @@ fn parse_csv(
             ));
         }
     }
+    if let Some((i, h)) = headers
+        .iter()
+        .enumerate()
+        .find(|(i, h)| !h.is_empty() && headers[..*i].contains(h))
+    {
+        return Err(FilesError::read(
+            path,
+            format!(
+                "the header names `{h}` twice (fields {} and {}): name each column once",
+                headers.iter().position(|x| x == h).unwrap_or(0) + 1,
+                i + 1
+            ),
+        ));
+    }
+    // Fields under an empty header name: only empty values are let go.
+    let unnamed: Vec<usize> = (0..headers.len())
+        .filter(|&i| headers[i].is_empty())
+        .collect();
     let unknown: Vec<&str> = headers
         .iter()
         .map(String::as_str)
@@ -303,6 +337,22 @@ fn parse_csv(
                 line,
                 raw,
                 format!("expected {} fields, found {}", headers.len(), record.len()),
+            ));
+            continue;
+        }
+        if let Some(&i) = unnamed
+            .iter()
+            .find(|&&i| !record[i].trim_ascii().is_empty())
+        {
+            out.dead_letters.push(dead(
+                &schema.id,
+                origin,
+                line,
+                raw,
+                format!(
+                    "field {} has a value but no column name in the header",
+                    i + 1
+                ),
             ));
             continue;
         }
