@@ -24,11 +24,9 @@
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::{TimeUnit, ValueRef};
 use duckdb::{Connection, params};
-use syncline_duckdb::query::{self, Parsed};
-use syncline_duckdb::quote;
-use syncline_duckdb::types::{
-    arrow_field, arrow_schema, build_column, cast_from_stage, stage_type,
-};
+use syncline_duck::query::{self, Parsed};
+use syncline_duck::quote;
+use syncline_duck::types::{arrow_field, arrow_schema, build_column, cast_from_stage, stage_type};
 use syncline_engine::model::{Column, DataType, Row, TableSchema, Value};
 
 use crate::error::TransformError;

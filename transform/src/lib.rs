@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use duckdb::Connection;
-use syncline_duckdb::quote;
+use syncline_duck::quote;
 use syncline_engine::batch::Batch;
 use syncline_engine::connector::Transform;
 use syncline_engine::model::{
@@ -330,7 +330,7 @@ impl Transforms {
                 format!(
                     "{} {}",
                     quote(&c.name),
-                    syncline_duckdb::types::duckdb_type(&c.data_type)
+                    syncline_duck::types::duckdb_type(&c.data_type)
                 )
             })
             .collect();

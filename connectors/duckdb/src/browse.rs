@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::DuckDbError;
 use crate::shared::{self, SharedConnection};
-use crate::writer::quote;
+use syncline_duck::quote;
 
 /// A column and its DuckDB type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,7 +128,9 @@ pub fn run_query(path: &Path, sql: &str, limit: usize) -> Result<QueryRows, Duck
     // Read-only: one query, checked before anything is prepared (preparing
     // several statements runs all but the last).
     let trimmed = sql.trim().trim_end_matches(';');
-    if let Err((message, offset)) = crate::query::one_query(&conn, trimmed).map_err(sql_error)? {
+    if let Err((message, offset)) =
+        syncline_duck::query::one_query(&conn, trimmed).map_err(sql_error)?
+    {
         return Err(DuckDbError::Refused { message, offset });
     }
     let started = Instant::now();

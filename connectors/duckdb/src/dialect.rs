@@ -5,7 +5,7 @@ use syncline_engine::apply::sql::SqlDialect;
 use syncline_engine::model::DataType;
 
 use crate::types::cast_from_stage;
-use crate::writer::quote;
+use syncline_duck::quote;
 
 /// DuckDB SQL. Text compares byte by byte already, so keys need no
 /// collation; staged lists, JSON, UUIDs and intervals are cast back from

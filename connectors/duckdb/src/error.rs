@@ -76,6 +76,16 @@ impl DuckDbError {
     }
 }
 
+impl From<syncline_duck::DuckError> for DuckDbError {
+    fn from(e: syncline_duck::DuckError) -> Self {
+        match e {
+            syncline_duck::DuckError::Value { column, detail } => {
+                DuckDbError::Value { column, detail }
+            }
+        }
+    }
+}
+
 impl From<DuckDbError> for Error {
     fn from(e: DuckDbError) -> Self {
         let kind = match &e {

@@ -19,10 +19,10 @@
 pub mod browse;
 mod dialect;
 mod error;
-pub mod query;
 pub mod shared;
-pub mod types;
 mod writer;
+
+pub use syncline_duck::{quote, types};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,9 +38,7 @@ use syncline_engine::model::TableSchema;
 use syncline_engine::{Error, Result};
 
 pub use error::DuckDbError;
-pub use writer::{
-    CHECKPOINT_TABLE, DEAD_LETTER_TABLE, WriteStats, Writer, quote, read_checkpoints,
-};
+pub use writer::{CHECKPOINT_TABLE, DEAD_LETTER_TABLE, WriteStats, Writer, read_checkpoints};
 
 /// A DuckDB database file as a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -26,6 +26,7 @@ use crate::types::{
     appends_as_staged, arrow_field, arrow_schema, build_column, cast_from_stage, duckdb_type,
     json_is_valid, stage_from_target, stage_type,
 };
+use syncline_duck::quote;
 
 mod dead_letters;
 mod merge;
@@ -45,11 +46,6 @@ pub const DEAD_LETTER_TABLE: &str = "_syncline_dead_letters";
 /// Metadata columns of history-mode tables ([`sql::HISTORY`]), before the
 /// data columns.
 const HISTORY_COLUMNS: &str = "\"_op\" VARCHAR NOT NULL, \"_seq\" UBIGINT NOT NULL, \"_commit_time\" TIMESTAMPTZ, \"_synced_at\" TIMESTAMPTZ NOT NULL";
-
-/// Quotes an identifier for DuckDB.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
 
 #[derive(Clone)]
 struct Target {

@@ -33,7 +33,7 @@ use syncline_engine::columnar;
 pub use syncline_engine::columnar::{format_uuid, json_is_valid, scaled_decimal};
 use syncline_engine::model::{DataType, Value};
 
-use crate::error::DuckDbError;
+use crate::DuckError;
 
 /// The DuckDB column type for an engine type.
 pub fn duckdb_type(t: &DataType) -> String {
@@ -127,9 +127,9 @@ pub fn build_column<'a>(
     t: &DataType,
     column: &str,
     values: impl ExactSizeIterator<Item = &'a Value>,
-) -> Result<ArrayRef, DuckDbError> {
+) -> Result<ArrayRef, DuckError> {
     let n = values.len();
-    let bad = |v: &Value| DuckDbError::Value {
+    let bad = |v: &Value| DuckError::Value {
         column: column.to_owned(),
         detail: format!("{v:?} is not a {t}"),
     };
@@ -182,7 +182,7 @@ pub fn build_column<'a>(
         DataType::Decimal { precision, scale } => {
             let mut b = Decimal128Builder::with_capacity(n)
                 .with_precision_and_scale(*precision, *scale as i8)
-                .map_err(|e| DuckDbError::Value {
+                .map_err(|e| DuckError::Value {
                     column: column.to_owned(),
                     detail: e.to_string(),
                 })?;
