@@ -10,6 +10,7 @@
 mod document;
 mod draft;
 mod errors;
+mod schema_errors;
 mod secret;
 mod validate;
 
