@@ -519,7 +519,9 @@ fn preview_shows_recent_changes_of_a_postgres_source_with_their_output() {
     // A run creates the slot; changes made after it stays retained.
     let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
     assert_eq!(code, 0, "{stderr}");
-    let slot_lsn = pg.scalar("SELECT confirmed_flush_lsn FROM pg_replication_slots");
+    let slot_lsn = pg.scalar(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE database = current_database()",
+    );
     pg.exec(
         "INSERT INTO orders VALUES (3, 'placed', 30);
          UPDATE orders SET status = 'cancelled' WHERE id = 1;
@@ -560,7 +562,9 @@ fn preview_shows_recent_changes_of_a_postgres_source_with_their_output() {
     assert_eq!(changes[1]["after"]["status"], "cancelled");
     // Peeking did not consume the slot.
     assert_eq!(
-        pg.scalar("SELECT confirmed_flush_lsn FROM pg_replication_slots"),
+        pg.scalar(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE database = current_database()",
+    ),
         slot_lsn
     );
     let (code, _, stderr) = syncline(&["drop", "p.toml"], tmp.path());

@@ -33,13 +33,13 @@ pub enum BatchKind {
     Snapshot,
     /// Changes read from the source's change log (or a changed file).
     Stream,
-    /// Changes read from the change log that a target may already hold a
-    /// later state of: replayed after a resumed snapshot, which copied some
-    /// rows as they were after these changes. Applied as [`BatchKind::Stream`],
-    /// except that a row moved to another key whose left-out values
-    /// ([`Value::Unchanged`](crate::model::Value::Unchanged)) the target
-    /// cannot find under its old key takes them from the row the target
-    /// already holds under its new key.
+    /// Changes read from the change log while the target may lack some
+    /// rows, because a copy of their tables at a later point follows (a
+    /// snapshot resumed after a crash: the log is replayed up to the point
+    /// of a new copy, then the copy is applied). Applied as
+    /// [`BatchKind::Stream`], except that a change whose left-out values
+    /// (unchanged TOAST) the target cannot find is skipped, not kept as a
+    /// dead letter: the copy that follows holds that row as it is then.
     CatchUp,
 }
 

@@ -166,6 +166,13 @@ pub struct SourceContext {
     /// exactly as before (a re-read snapshot, a changed file) must be
     /// numbered above it, so that no sink skips them as already held.
     pub highest_held: u64,
+    /// The position each sink of this source holds (sinks holding none are
+    /// left out). A source whose resumed work differs per sink (a snapshot
+    /// some sinks finished while others did not) numbers it above the
+    /// positions of the sinks that need it and at or below those of the
+    /// sinks that already hold what it stands for, so each skips exactly
+    /// what it holds.
+    pub held: Vec<Position>,
     /// `true`: every consumer of this source's batches reads
     /// [`Batch::block`], so the source may send bulk inserts column by
     /// column. `false`: changes only.
@@ -185,7 +192,9 @@ pub struct SourceContext {
 ///   reached once it is applied; `position.seq` increases strictly, across
 ///   restarts too (start above `ctx.resume`'s). A batch the source cannot
 ///   reproduce exactly as before (a re-read snapshot, a changed file) is
-///   numbered above [`SourceContext::highest_held`], so no sink skips it.
+///   numbered above the position of every sink that needs it
+///   ([`SourceContext::held`]; [`SourceContext::highest_held`] when the
+///   source cannot tell), so no such sink skips it.
 /// * **Resume.** A run starts after `ctx.resume` (the lowest position every
 ///   sink holds) or, with none, from a consistent snapshot that meets the
 ///   change stream with no gap and no overlap.

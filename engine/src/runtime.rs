@@ -269,11 +269,11 @@ async fn run_inner(
         if let Some(p) = &resume {
             info!(source = %s.name, seq = p.seq, "resuming");
         }
-        let highest_held = consumers[si]
+        let held: Vec<Position> = consumers[si]
             .iter()
-            .filter_map(|&k| checkpoints[k].get(&s.name).map(|p| p.seq))
-            .max()
-            .unwrap_or(0);
+            .filter_map(|&k| checkpoints[k].get(&s.name).cloned())
+            .collect();
+        let highest_held = held.iter().map(|p| p.seq).max().unwrap_or(0);
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(capacity);
         let (acked_tx, acked_rx) = watch::channel(resume.clone());
         ack_watches.push(acked_tx);
@@ -286,6 +286,7 @@ async fn run_inner(
             cancel: inner_cancel.clone(),
             follow: options.follow,
             highest_held,
+            held,
             blocks: blocks[si],
         };
         let span = info_span!("source", source = %s.name);

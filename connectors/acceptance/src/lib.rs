@@ -14,6 +14,8 @@ pub mod fixtures;
 mod model;
 pub mod sink;
 pub mod source;
+pub mod types;
 
 pub use sink::{Harness, Target, TextRow, batch, items};
 pub use source::{Origin, SourceHarness, Write};
+pub use types::TypeCase;

@@ -1,7 +1,8 @@
 //! The model-based scenario of the sink kit: random change histories, cut
-//! into random batches (with a restart and a redelivery in between),
-//! applied through a sink, must leave the target holding exactly what a
-//! reference model of upsert semantics holds. Histories are those a real
+//! into random batches written in random groups (`Sink::write_group`, as a
+//! sink that is behind receives them), with a restart and a redelivery in
+//! between, must leave the target holding exactly what a reference model of
+//! upsert semantics holds, and no dead letter. Histories are those a real
 //! source produces: inserts of absent keys, updates and deletes of present
 //! ones, key changes to absent keys, values left out (unchanged TOAST)
 //! only where the row had them, truncates. proptest generates them and,
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use syncline_engine::batch::Position;
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::model::{Change, DataType, Op, Row, TableSchema, Value};
 
@@ -22,6 +23,9 @@ use crate::sink::{Harness, TextRow};
 const CASES: u32 = 24;
 /// Keys are drawn from `0..KEYS`, so histories revisit them.
 const KEYS: u8 = 6;
+/// The most batches written together (`Sink::write_group`, as a sink that
+/// is behind receives them).
+const MAX_GROUP: usize = 3;
 
 /// One step as generated: what to try, and on which keys.
 #[derive(Debug, Clone)]
@@ -137,8 +141,9 @@ fn expected(model: &Model) -> Vec<TextRow> {
         .collect()
 }
 
-/// Random histories through an upsert sink equal the reference model; a
-/// restart in the middle redelivers the last batch, which changes nothing.
+/// Random histories through an upsert sink, in groups of batches, equal
+/// the reference model and leave no dead letter; a restart in the middle
+/// redelivers the last group, which changes nothing.
 pub async fn random_changes_match_a_reference_model(h: &dyn Harness) {
     let target = h.target("model").await;
     let target = &*target;
@@ -149,7 +154,11 @@ pub async fn random_changes_match_a_reference_model(h: &dyn Harness) {
         ..Config::default()
     });
     let case = std::sync::atomic::AtomicU32::new(0);
-    let result = runner.run(&prop::collection::vec(step(), 1..40), |steps| {
+    let inputs = (
+        prop::collection::vec(step(), 1..40),
+        prop::collection::vec(1..=MAX_GROUP, 40),
+    );
+    let result = runner.run(&inputs, |(steps, group_sizes)| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let name = format!("model_{n}");
         let table = crate::fixtures::table(
@@ -163,27 +172,45 @@ pub async fn random_changes_match_a_reference_model(h: &dyn Harness) {
             1,
         );
         let mut model = Model::new();
-        let batches = history(&table, &steps, &mut model);
+        let batches: Vec<Arc<Batch>> = history(&table, &steps, &mut model)
+            .into_iter()
+            .enumerate()
+            .map(|(i, changes)| {
+                let seq = i as u64 + 1;
+                let position = Position {
+                    seq,
+                    state: serde_json::json!({ "at": seq }),
+                };
+                Arc::new(Batch::stream(position, changes))
+            })
+            .collect();
+        // Consecutive batches a sink that is behind receives together.
+        let mut groups: Vec<&[Arc<Batch>]> = Vec::new();
+        let mut rest = &batches[..];
+        for &size in &group_sizes {
+            if rest.is_empty() {
+                break;
+            }
+            let (group, tail) = rest.split_at(size.min(rest.len()));
+            groups.push(group);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            groups.push(rest);
+        }
         let pipeline = format!("kit_{name}");
-        let rows = tokio::task::block_in_place(|| {
+        let (rows, kept) = tokio::task::block_in_place(|| {
             handle.block_on(async {
-                let restart_at = batches.len() / 2;
+                let restart_at = groups.len() / 2;
                 let mut sink = target.sink(&pipeline, WriteMode::Upsert);
                 sink.open(std::slice::from_ref(&table))
                     .await
                     .map_err(|e| format!("opening: {e}"))?;
-                for (i, changes) in batches.iter().enumerate() {
-                    let seq = i as u64 + 1;
-                    let batch = Arc::new(syncline_engine::batch::Batch::stream(
-                        Position {
-                            seq,
-                            state: serde_json::json!({ "at": seq }),
-                        },
-                        changes.clone(),
-                    ));
-                    sink.write("src", batch.clone())
+                for (i, group) in groups.iter().enumerate() {
+                    let seqs = || group.iter().map(|b| b.position.seq).collect::<Vec<_>>();
+                    sink.write_group("src", group.to_vec())
                         .await
-                        .map_err(|e| format!("writing batch {seq}: {e}"))?;
+                        .map_err(|e| format!("writing batches {:?}: {e}", seqs()))?;
                     if i + 1 == restart_at {
                         sink.close().await.map_err(|e| format!("closing: {e}"))?;
                         sink = target.sink(&pipeline, WriteMode::Upsert);
@@ -191,19 +218,35 @@ pub async fn random_changes_match_a_reference_model(h: &dyn Harness) {
                             .await
                             .map_err(|e| format!("reopening: {e}"))?;
                         // Redelivered after the restart: already held.
-                        sink.write("src", batch)
+                        sink.write_group("src", group.to_vec())
                             .await
-                            .map_err(|e| format!("redelivering batch {seq}: {e}"))?;
+                            .map_err(|e| format!("redelivering batches {:?}: {e}", seqs()))?;
                     }
                 }
                 sink.close().await.map_err(|e| format!("closing: {e}"))?;
                 let mut rows = target.rows(&name, &["id", "name", "body"]).await;
                 rows.sort_by_key(|r| r[0].as_deref().and_then(|k| k.parse::<i64>().ok()));
-                Ok::<_, String>(rows)
+                let kept = target
+                    .sink(&pipeline, WriteMode::Upsert)
+                    .dead_letters()
+                    .await
+                    .map_err(|e| format!("reading dead letters: {e}"))?;
+                Ok::<_, String>((rows, kept))
             })
         })
         .map_err(TestCaseError::fail)?;
-        prop_assert_eq!(rows, expected(&model), "batches: {:#?}", batches);
+        let groups: Vec<Vec<&Vec<Change>>> = groups
+            .iter()
+            .map(|g| g.iter().map(|b| &b.changes).collect())
+            .collect();
+        let reasons: Vec<&str> = kept.iter().map(|k| k.reason.as_str()).collect();
+        prop_assert!(
+            reasons.is_empty(),
+            "a valid history left dead letters {:?}; batches by group: {:#?}",
+            reasons,
+            groups
+        );
+        prop_assert_eq!(rows, expected(&model), "batches by group: {:#?}", groups);
         Ok(())
     });
     if let Err(e) = result {

@@ -56,6 +56,11 @@ pub trait Origin: Send + Sync {
     /// folder), as the engine does across a restart.
     fn source(&self) -> Box<dyn Source>;
 
+    /// Adds a text column `extra` to `items` and sets it to `value` in row
+    /// `id`, as one unit (one transaction, one rewrite of a file); every
+    /// other row holds NULL in it, and later writes leave it NULL.
+    async fn add_column(&self, id: i64, value: &str);
+
     /// Writes a record the source cannot read into `items` and returns
     /// what its dead letter's reason must mention; `None` where the origin
     /// enforces its own schema, so no such record can exist.
@@ -86,6 +91,7 @@ macro_rules! source_acceptance {
             a_restart_resumes_after_the_acknowledged_position,
             discover_reports_the_table_and_its_key,
             unreadable_records_become_dead_letters,
+            an_added_column_arrives_with_its_values,
             source_check_explains_a_failure,
         );
     };
@@ -123,6 +129,8 @@ fn apply(expected: &mut Rows, writes: &[Write]) {
 #[derive(Debug, Default)]
 struct Replica {
     rows: Rows,
+    /// The columns of the last change's table, in order.
+    columns: Vec<String>,
     last: Option<Position>,
     dead_letters: Vec<DeadLetter>,
 }
@@ -165,6 +173,16 @@ impl Replica {
             let (Some(id), Some(name)) = (id, name) else {
                 panic!("`items` arrived without `id` or `name`: {schema:?}");
             };
+            let extra = schema.column_index("extra");
+            self.columns = schema.columns.iter().map(|c| c.name.clone()).collect();
+            // `name`, and `extra` after it where the row holds one.
+            let record = |row: Option<&Vec<Value>>| {
+                let name = text(row.and_then(|r| r.get(name)));
+                match extra.and_then(|e| row.and_then(|r| r.get(e))) {
+                    None | Some(Value::Null) => name,
+                    Some(v) => format!("{name} | {}", text(Some(v))),
+                }
+            };
             let key = |row: Option<&Vec<Value>>| {
                 int(row.and_then(|r| r.get(id)))
                     .unwrap_or_else(|| panic!("a change without its key: {change:?}"))
@@ -172,7 +190,7 @@ impl Replica {
             match change.op {
                 Op::Insert => {
                     let k = key(change.after.as_ref());
-                    let v = text(change.after.as_ref().and_then(|r| r.get(name)));
+                    let v = record(change.after.as_ref());
                     let before = self.rows.insert(k, v);
                     assert!(
                         before.is_none(),
@@ -186,7 +204,7 @@ impl Replica {
                         .as_ref()
                         .and_then(|b| int(b.get(id)))
                         .unwrap_or(k);
-                    let v = text(change.after.as_ref().and_then(|r| r.get(name)));
+                    let v = record(change.after.as_ref());
                     assert!(
                         self.rows.remove(&from).is_some(),
                         "update of key {from}, which never arrived (a change lost)"
@@ -228,6 +246,7 @@ async fn start(mut source: Box<dyn Source>, resume: Option<Position>) -> Running
     let ctx = SourceContext {
         name: SOURCE_NAME.into(),
         highest_held: resume.as_ref().map_or(0, |p| p.seq),
+        held: resume.iter().cloned().collect(),
         resume,
         batches: tx,
         acknowledged: acked_rx,
@@ -422,6 +441,30 @@ pub async fn unreadable_records_become_dead_letters(h: &dyn SourceHarness) {
     );
     assert_eq!(dl.table.name, "items");
     assert!(!dl.raw.is_empty(), "the dead letter keeps the raw record");
+    origin.clean_up().await;
+}
+
+/// A column added at the origin while the source runs arrives without a
+/// restart: the changes after it carry it in their table's schema (a new
+/// version, which the targets add as a column) and the row that holds a
+/// value in it arrives with that value.
+pub async fn an_added_column_arrives_with_its_values(h: &dyn SourceHarness) {
+    let (origin, mut expected, mut replica, mut running) =
+        begin(h, "added_column", &[(1, "one"), (2, "two")]).await;
+    origin.add_column(1, "more").await;
+    expected.insert(1, "one | more".into());
+    running.until(&mut replica, &expected, 0).await;
+    let later = [Write::Upsert(3, "three".into())];
+    running
+        .write_and_wait(&*origin, &mut replica, &mut expected, &later)
+        .await;
+    running.stop().await;
+    assert_eq!(replica.rows, expected);
+    assert_eq!(
+        replica.columns,
+        ["id", "name", "extra"],
+        "the last change's table has the added column"
+    );
     origin.clean_up().await;
 }
 

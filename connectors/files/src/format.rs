@@ -299,7 +299,7 @@ fn parse_csv(
         return Err(FilesError::read(
             path,
             format!(
-                "the header has columns the table does not ({}; its columns come from the files present when the pipeline started): restart the pipeline to add them, and this file is read again then",
+                "the header has columns the table does not ({}), and their types could not be inferred from the file's start: restart the pipeline to add them, and this file is read again then",
                 unknown
                     .iter()
                     .map(|h| format!("`{h}`"))
@@ -462,7 +462,7 @@ fn parse_jsonl(origin: &str, bytes: &[u8], schema: &TableSchema) -> ParsedFile {
                 line_no,
                 line,
                 format!(
-                    "{} not a column of the table (its columns come from the files present when the pipeline started); restart the pipeline to add it as a column, then touch the file to read it again",
+                    "{} not a column of the table: its columns come from the first 4 MiB of each file, and this field first appears after that",
                     unknown
                         .iter()
                         .map(|k| format!("`{k}` is"))

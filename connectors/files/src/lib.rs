@@ -21,6 +21,7 @@ mod config;
 mod error;
 pub mod format;
 pub mod infer;
+mod read;
 pub mod state;
 mod sync;
 
@@ -60,6 +61,22 @@ struct Table {
 }
 
 impl Table {
+    /// The column types the table's `columns` setting declares.
+    fn overrides(&self) -> Result<HashMap<String, DataType>, FilesError> {
+        self.cfg
+            .columns
+            .iter()
+            .map(|(c, ty)| {
+                DataType::parse(ty).map(|d| (c.clone(), d)).ok_or_else(|| FilesError::Table {
+                    table: self.cfg.name.clone(),
+                    detail: format!(
+                        "column `{c}`: unknown type `{ty}` (use boolean, int, bigint, double, decimal(p,s), text, bytes, date, time, timestamp, timestamptz, uuid or json)"
+                    ),
+                })
+            })
+            .collect()
+    }
+
     fn id(&self, source: &str) -> TableId {
         TableId {
             origin: source.to_owned(),
@@ -181,21 +198,39 @@ impl FilesSource {
         (!hidden && !text.is_empty()).then_some(text)
     }
 
-    fn infer_schema(&self, t: &Table) -> Result<Arc<TableSchema>, FilesError> {
-        let id = t.id(&self.name);
-        let overrides: HashMap<String, DataType> = t
-            .cfg
-            .columns
-            .iter()
-            .map(|(c, ty)| {
-                DataType::parse(ty).map(|d| (c.clone(), d)).ok_or_else(|| FilesError::Table {
-                    table: t.cfg.name.clone(),
-                    detail: format!(
-                        "column `{c}`: unknown type `{ty}` (use boolean, int, bigint, double, decimal(p,s), text, bytes, date, time, timestamp, timestamptz, uuid or json)"
-                    ),
+    /// The columns `path` brings that `schema` lacks (a file that arrived
+    /// or changed with a column more), inferred as at discovery. None when
+    /// the file cannot be read: reading it for its rows quarantines it.
+    pub(crate) fn added_columns(
+        &self,
+        t: &Table,
+        schema: &TableSchema,
+        path: &Path,
+    ) -> Vec<Column> {
+        let Some(format) = t.format_of(path) else {
+            return Vec::new();
+        };
+        let Ok(overrides) = t.overrides() else {
+            return Vec::new();
+        };
+        read_prefix(path, format, INFER_BYTES)
+            .and_then(|bytes| {
+                format::infer_columns(path, &bytes, format, t.dialect(), &|c| {
+                    overrides.get(c).cloned()
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .map(|found| {
+                found
+                    .into_iter()
+                    .filter(|c| schema.column_index(&c.name).is_none())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn infer_schema(&self, t: &Table) -> Result<Arc<TableSchema>, FilesError> {
+        let id = t.id(&self.name);
+        let overrides = t.overrides()?;
         let files = self.list(t)?;
         let Some(first) = files.first() else {
             return Err(FilesError::Table {
@@ -223,7 +258,7 @@ impl FilesSource {
             })?;
             // Types come from the first file's leading records; later files
             // are read only far enough for their header.
-            let limit = if i == 0 { 4 << 20 } else { 64 << 10 };
+            let limit = if i == 0 { INFER_BYTES } else { 64 << 10 };
             let found = read_prefix(&path, format, limit).and_then(|bytes| {
                 format::infer_columns(&path, &bytes, format, t.dialect(), &|c| {
                     overrides.get(c).cloned()
@@ -283,6 +318,9 @@ impl FilesSource {
         }))
     }
 }
+
+/// How much of a file's start its column types are inferred from.
+const INFER_BYTES: u64 = 4 << 20;
 
 /// Up to `limit` bytes from the start of `path`, cut after the last whole
 /// line (the whole file when it is shorter); nothing for Parquet, whose

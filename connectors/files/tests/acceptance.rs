@@ -19,6 +19,8 @@ struct Files;
 struct Folder {
     dir: tempfile::TempDir,
     rows: Mutex<BTreeMap<i64, String>>,
+    /// `extra` of each row, once the column is added.
+    extra: Mutex<Option<BTreeMap<i64, String>>>,
     /// Lines no reader accepts, kept in every rewrite.
     bad: Mutex<Vec<String>>,
 }
@@ -44,9 +46,20 @@ impl Folder {
     /// Writes `items.csv` anew from the rows, through a rename so the
     /// source never reads half a file.
     fn rewrite(&self) {
-        let mut text = "id,name\n".to_owned();
+        let extra = self.extra.lock().unwrap();
+        let mut text = match extra.as_ref() {
+            Some(_) => "id,name,extra\n",
+            None => "id,name\n",
+        }
+        .to_owned();
         for (id, name) in self.rows.lock().unwrap().iter() {
-            text.push_str(&format!("{id},{}\n", csv_field(name)));
+            text.push_str(&format!("{id},{}", csv_field(name)));
+            if let Some(extra) = extra.as_ref() {
+                // An empty field is NULL.
+                text.push(',');
+                text.push_str(&extra.get(id).map(|v| csv_field(v)).unwrap_or_default());
+            }
+            text.push('\n');
         }
         for line in self.bad.lock().unwrap().iter() {
             text.push_str(line);
@@ -94,6 +107,11 @@ impl Origin for Folder {
         )
     }
 
+    async fn add_column(&self, id: i64, value: &str) {
+        *self.extra.lock().unwrap() = Some(BTreeMap::from([(id, value.to_owned())]));
+        self.rewrite();
+    }
+
     async fn write_unreadable(&self) -> Option<String> {
         self.bad.lock().unwrap().push("7,seven,extra".into());
         self.rewrite();
@@ -113,6 +131,7 @@ impl SourceHarness for Files {
         Box::new(Folder {
             dir,
             rows: Mutex::default(),
+            extra: Mutex::default(),
             bad: Mutex::default(),
         })
     }

@@ -73,6 +73,15 @@ impl Origin for Database {
         ))
     }
 
+    async fn add_column(&self, id: i64, value: &str) {
+        self.db
+            .exec(&format!(
+                "BEGIN; ALTER TABLE items ADD COLUMN extra text; UPDATE items SET extra = {} WHERE id = {id}; COMMIT;",
+                literal(value)
+            ))
+            .await;
+    }
+
     async fn write_unreadable(&self) -> Option<String> {
         // Postgres checks every value against its column's type on input.
         None

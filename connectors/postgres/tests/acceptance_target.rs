@@ -7,7 +7,7 @@
 mod support;
 
 use async_trait::async_trait;
-use syncline_acceptance::{Harness, Target, TextRow, sink_acceptance};
+use syncline_acceptance::{Harness, Target, TextRow, TypeCase, sink_acceptance, types};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::Sink;
 use syncline_engine::model::{DataType, Value};
@@ -77,6 +77,51 @@ impl Harness for Postgres {
             "plain",
             Value::Text("nul \0 inside".into()),
         )
+    }
+
+    fn types(&self) -> Vec<TypeCase> {
+        // As `::text` shows them (sqlx sessions are in UTC), in
+        // `edge_values` order.
+        types::cases(&[
+            "true",
+            "false",
+            "-2147483648",
+            "2147483647",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "-1.2345678",
+            "1e+300",
+            "NaN",
+            "-Infinity",
+            "1234567890123456789012345678.0123456789",
+            "-9876543210987654321.0000000001",
+            "1.50",
+            "-999.99",
+            types::TEXT,
+            "",
+            "line\nbreak\ttab",
+            r"\x00ff41105c27",
+            r"\x",
+            "2024-02-29",
+            "0001-01-01",
+            "9999-12-31",
+            "infinity",
+            "-infinity",
+            "00:00:00",
+            "23:59:59.999999",
+            "2024-02-29 13:14:15.123456",
+            "1969-12-31 23:59:59.999999",
+            "infinity",
+            "-infinity",
+            "2024-02-29 13:14:15.123456+00",
+            "infinity",
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+            r#"{"a": "ü \"q\"", "b": [1, 2.50, null, true], "n": {}}"#,
+            "1 year 2 mons 3 days 01:00:00.000001",
+            "-1 mons -2 days -00:00:00.000003",
+            "{1,NULL,3}",
+            r#"{a,"b c","q\"",""}"#,
+        ])
     }
 }
 

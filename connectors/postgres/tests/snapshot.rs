@@ -107,6 +107,7 @@ async fn run(db: &str, pipeline: &str, resume: Option<Position>, blocks: bool) -
     let ctx = SourceContext {
         name: "pg".into(),
         highest_held: resume.as_ref().map_or(0, |p| p.seq),
+        held: resume.iter().cloned().collect(),
         resume,
         batches: tx,
         acknowledged: acked_rx,

@@ -308,46 +308,6 @@ impl Writer {
             } else {
                 ("true", "ORDER BY t.rowid DESC")
             };
-            // Replayed after a resumed snapshot: a moved row the target
-            // cannot find under its old key may already be held, in a later
-            // state, under its new one.
-            let replayed: Vec<String> = segment
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, b))| b.kind == BatchKind::CatchUp)
-                .map(|(i, _)| i.to_string())
-                .collect();
-            if !replayed.is_empty() {
-                let set: Vec<String> = schema
-                    .key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &k)| {
-                        format!(
-                            "{} = s.{}",
-                            lookup_column(i),
-                            quote(&schema.columns[k].name)
-                        )
-                    })
-                    .collect();
-                let own_join = key_join(&|_, name| format!("s.{}", quote(name)));
-                let sql = format!(
-                    "UPDATE {stage} s SET {set}
-                      WHERE s.\"_syncline_seq\" IN ({replayed}) AND s.\"_syncline_unchanged\" IS NOT NULL
-                        AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} AND {holds_values})
-                        AND EXISTS (SELECT 1 FROM {table} t WHERE {own_join} AND {holds_values})",
-                    stage = target.stage,
-                    table = target.table,
-                    set = set.join(", "),
-                    replayed = replayed.join(", "),
-                );
-                self.conn
-                    .execute_batch(&sql)
-                    .map_err(DuckDbError::sql(format!(
-                        "finding replayed rows' values in {}",
-                        target.table
-                    )))?;
-            }
             // Rows whose values the target cannot take over: dead letters,
             // not rows with NULLs.
             let lost: Vec<i64> = {
@@ -381,6 +341,10 @@ impl Writer {
                     else {
                         continue;
                     };
+                    if batch.kind == BatchKind::CatchUp {
+                        // A copy of the table follows and holds the row.
+                        continue;
+                    }
                     let dl = apply::unchanged_values_lost(change, batch, row, key);
                     self.write_dead_letter_rows(source, batch.position.seq, &[dl])?;
                 }

@@ -35,6 +35,9 @@ pub(super) struct Runner {
     seq: u64,
     /// Table index by `schema.table`, as pgoutput names it.
     pub(super) by_wire: HashMap<String, usize>,
+    /// Set by the stream when the replay before a resumed snapshot's copy
+    /// reached the copy's point.
+    pub(super) replayed: bool,
 }
 
 impl Runner {
@@ -93,6 +96,7 @@ impl Runner {
             state,
             seq,
             by_wire,
+            replayed: false,
         })
     }
 
@@ -156,15 +160,7 @@ impl Runner {
         .map_err(PgError::query("reading replication slots"))?)
     }
 
-    async fn current_lsn(&mut self) -> Result<u64> {
-        let text: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(PgError::query("reading the WAL position"))?;
-        parse_lsn(&text).ok_or_else(|| Error::internal(format!("unreadable LSN {text}")))
-    }
-
-    pub(super) async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+    pub(super) async fn run(&mut self, mut ctx: SourceContext) -> Result<()> {
         if self.src.config.polls_only() {
             return self.poll(&ctx).await;
         }
@@ -186,6 +182,7 @@ impl Runner {
             ));
         }
         let fresh = ctx.resume.is_none();
+        let mut resumed = false;
         // The copy workers connect while the publication and the slot are
         // set up.
         let copiers = (fresh || self.state.snapshot.is_some())
@@ -231,12 +228,27 @@ impl Runner {
                 return Err(self.slot_gone());
             }
             self.ensure_no_gap().await?;
-            info!("resuming the snapshot from its last finished chunk");
-            // The chunks are read again under a new snapshot: number their
-            // batches above what any sink holds, so none is skipped.
-            self.seq = self.seq.max(ctx.highest_held);
-            self.snapshot(None, copiers, &ctx).await?;
-            self.state.catch_up_until = Some(self.current_lsn().await?);
+            // Numbered above the position of every sink still in the
+            // snapshot, so none of those skips what follows. A sink that
+            // finished the snapshot holds a higher position (streamed
+            // batches are numbered by commit LSN): it skips the replay up to
+            // where it is and the copy (at or below its position too, or an
+            // upsert of what it holds), never replaying history onto a
+            // later state.
+            let in_snapshot = ctx
+                .held
+                .iter()
+                .filter(|p| {
+                    serde_json::from_value::<PgState>(p.state.clone())
+                        .is_ok_and(|s| s.snapshot.is_some())
+                })
+                .map(|p| p.seq)
+                .max()
+                .unwrap_or(0);
+            self.seq = self.seq.max(in_snapshot);
+            drop(stream);
+            stream = self.resume_snapshot(copiers, &mut ctx).await?;
+            resumed = true;
         } else if !self.slot_exists().await? {
             return Err(self.slot_gone());
         } else {
@@ -247,16 +259,135 @@ impl Runner {
             return Ok(());
         }
         // Record the finished snapshot (and catch-up target) in the position.
-        if fresh || self.state.catch_up_until.is_some() {
+        if fresh || resumed {
             self.emit(Vec::new(), BatchKind::Snapshot, None, None, None, &ctx)
                 .await?;
         }
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
+        // Past any replay (a position stored while replaying before a
+        // copy names the copy's point; streaming goes on beyond it).
+        self.state.catch_up_until = None;
         let stop_at =
             stream_start(&mut stream, self.state.lsn, !ctx.follow, &mut self.conn).await?;
-        self.stream(stop_at, stream, ctx).await
+        self.stream(stop_at, stream, &mut ctx).await
+    }
+
+    /// Finishes a snapshot a crash interrupted. The targets hold the chunks
+    /// copied before, each exactly as of the position they hold (the
+    /// snapshot's point, or an earlier resume's), and nothing of the rest.
+    /// A temporary slot exports a new snapshot at point `P`; the copy
+    /// workers take it up at once. The change log is replayed from the
+    /// stored position up to `P` ([`BatchKind::CatchUp`]: rows the targets
+    /// lack are left to the copy), then every unfinished table is copied
+    /// whole at `P` (a row may have moved into a chunk that was done, so
+    /// the chunks left are not enough), and the stream goes on after `P`.
+    /// Every target then equals the source at `P`; no change is applied to
+    /// a row in a later state than the change's.
+    async fn resume_snapshot(
+        &mut self,
+        copiers: Option<CopyConnections>,
+        ctx: &mut SourceContext,
+    ) -> Result<LogicalReplicationStream> {
+        info!(
+            "resuming the snapshot: replaying the change log up to a new snapshot, then copying the unfinished tables at it"
+        );
+        let url = self.src.config.endpoint().replication_url()?;
+        let mut marker = LogicalReplicationStream::new(&url, self.resume_marker_config())
+            .await
+            .map_err(PgError::replication("connecting for a new snapshot"))?;
+        marker
+            .ensure_replication_slot()
+            .await
+            .map_err(PgError::replication("exporting a new snapshot"))?;
+        let snapshot_name = marker
+            .exported_snapshot_name()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                PgError::Precondition("the temporary slot exported no snapshot".into())
+            })?;
+        let point: String = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(self.resume_marker_slot())
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(PgError::query("reading the new snapshot's point"))?;
+        let point =
+            parse_lsn(&point).ok_or_else(|| Error::internal(format!("unreadable LSN {point}")))?;
+        let copiers = match copiers {
+            Some(copiers) => copiers,
+            None => connect_copy_workers(&self.src.config),
+        };
+        let mut workers = Vec::new();
+        for conn in copiers
+            .await
+            .map_err(|_| Error::internal("connecting the snapshot workers stopped"))?
+        {
+            workers.push(begin_snapshot(conn?, Some(&snapshot_name)).await?);
+        }
+        // Imported: the temporary slot may go.
+        drop(marker);
+        // A commit after the point, so the replay sees the point passed even
+        // when nothing else is written.
+        sqlx::query("SELECT pg_logical_emit_message(true, 'syncline_heartbeat', 'resume')")
+            .execute(&mut self.conn)
+            .await
+            .map_err(PgError::query(
+                "marking the new snapshot's point in the WAL",
+            ))?;
+
+        // Replay up to the point.
+        self.state.catch_up_until = Some(point);
+        self.replayed = false;
+        let mut stream = LogicalReplicationStream::new(&url, self.stream_config())
+            .await
+            .map_err(PgError::replication("connecting for replication"))?;
+        stream_start(&mut stream, self.state.lsn, false, &mut self.conn).await?;
+        self.stream(None, stream, ctx).await?;
+        if !self.replayed {
+            // Stopped first.
+            return Err(Error::cancelled());
+        }
+        self.replayed = false;
+        self.state.catch_up_until = None;
+        self.state.lsn = self.state.lsn.max(point);
+
+        // Copy the unfinished tables whole at the point.
+        if let Some(plan) = self.state.snapshot.as_mut() {
+            for tc in plan.tables.values_mut() {
+                if tc.done.len() < tc.chunks.len() {
+                    tc.done.clear();
+                }
+            }
+        }
+        self.snapshot_with(None, Workers::InSnapshot(workers), ctx)
+            .await?;
+        Ok(LogicalReplicationStream::new(&url, self.stream_config())
+            .await
+            .map_err(PgError::replication("connecting for replication"))?)
+    }
+
+    /// The temporary slot that exports a resumed snapshot's new snapshot.
+    fn resume_marker_slot(&self) -> String {
+        let base: String = self.src.slot.chars().take(56).collect();
+        format!("{base}_resume")
+    }
+
+    fn resume_marker_config(&self) -> pg_walstream::ReplicationStreamConfig {
+        pg_walstream::ReplicationStreamConfig::builder(
+            self.resume_marker_slot(),
+            self.src.slot.clone(),
+        )
+        .with_protocol_version(1)
+        .with_streaming_mode(pg_walstream::StreamingMode::Off)
+        .with_binary(true)
+        .with_slot_options(pg_walstream::ReplicationSlotOptions {
+            temporary: true,
+            snapshot: Some("export".into()),
+            ..pg_walstream::ReplicationSlotOptions::default()
+        })
     }
 
     /// Incremental and full tables: no slot, just queries.
@@ -361,12 +492,24 @@ impl Runner {
         copiers: Option<CopyConnections>,
         ctx: &SourceContext,
     ) -> Result<()> {
-        let Some(plan) = self.state.snapshot.clone() else {
-            return Ok(());
-        };
         let copiers = match copiers {
             Some(copiers) => copiers,
             None => connect_copy_workers(&self.src.config),
+        };
+        self.snapshot_with(exported, Workers::Connecting(copiers), ctx)
+            .await
+    }
+
+    /// The copy of the chunks not done, by workers that take up the
+    /// snapshot `exported` (or, `InSnapshot`, already hold theirs).
+    async fn snapshot_with(
+        &mut self,
+        exported: Option<String>,
+        start: Workers,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let Some(plan) = self.state.snapshot.clone() else {
+            return Ok(());
         };
         let mut work = VecDeque::new();
         for (ti, t) in self.src.tables.iter().enumerate() {
@@ -393,16 +536,24 @@ impl Runner {
         let (tx, mut rx) =
             mpsc::channel::<std::result::Result<Part, PgError>>(if ctx.blocks { 1 } else { 2 });
         let mut workers = tokio::task::JoinSet::new();
-        let connections = copiers
-            .await
-            .map_err(|_| Error::internal("connecting the snapshot workers stopped"))?;
+        let connections: Vec<PgConnection> = match start {
+            Workers::Connecting(copiers) => {
+                let mut begun = Vec::new();
+                for conn in copiers
+                    .await
+                    .map_err(|_| Error::internal("connecting the snapshot workers stopped"))?
+                {
+                    begun.push(begin_snapshot(conn?, exported.as_deref()).await?);
+                }
+                begun
+            }
+            Workers::InSnapshot(conns) => conns,
+        };
         for conn in connections {
-            let conn = conn?;
             let work = work.clone();
             let tx = tx.clone();
             let tables = self.src.tables.clone();
             let config = self.src.config.clone();
-            let exported = exported.clone();
             let cancel = ctx.cancel.clone();
             let blocks = ctx.blocks;
             workers.spawn(async move {
@@ -411,16 +562,7 @@ impl Runner {
                 } else {
                     snapshot::Shape::Rows(config.batch_rows)
                 };
-                let result = copy_worker(
-                    conn,
-                    &tables,
-                    exported.as_deref(),
-                    shape,
-                    &work,
-                    &tx,
-                    &cancel,
-                )
-                .await;
+                let result = copy_worker(conn, &tables, shape, &work, &tx, &cancel).await;
                 if let Err(e) = result {
                     let _ = tx.send(Err(e)).await;
                 }
@@ -519,16 +661,20 @@ fn connect_copy_workers(config: &PostgresSourceConfig) -> CopyConnections {
     })
 }
 
-/// One snapshot worker: takes chunks off the queue and copies them.
-async fn copy_worker(
+/// How the copy workers get their connections.
+enum Workers {
+    /// Being opened; each then takes up the exported snapshot.
+    Connecting(CopyConnections),
+    /// Open, each inside a transaction that holds the snapshot.
+    InSnapshot(Vec<PgConnection>),
+}
+
+/// Opens the read-only snapshot transaction of a copy worker on `conn`,
+/// taking up the snapshot `exported` (a slot's) where there is one.
+async fn begin_snapshot(
     mut conn: PgConnection,
-    tables: &[TableInfo],
     exported: Option<&str>,
-    shape: snapshot::Shape,
-    work: &Mutex<VecDeque<(usize, usize, Chunk)>>,
-    tx: &mpsc::Sender<std::result::Result<Part, PgError>>,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> std::result::Result<(), PgError> {
+) -> std::result::Result<PgConnection, PgError> {
     sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut conn)
         .await
@@ -542,6 +688,18 @@ async fn copy_worker(
         .await
         .map_err(PgError::query("importing the slot's snapshot"))?;
     }
+    Ok(conn)
+}
+
+/// One snapshot worker: takes chunks off the queue and copies them.
+async fn copy_worker(
+    mut conn: PgConnection,
+    tables: &[TableInfo],
+    shape: snapshot::Shape,
+    work: &Mutex<VecDeque<(usize, usize, Chunk)>>,
+    tx: &mpsc::Sender<std::result::Result<Part, PgError>>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> std::result::Result<(), PgError> {
     loop {
         if cancel.is_cancelled() {
             break;

@@ -41,9 +41,8 @@ impl Runner {
         &mut self,
         stop_at: Option<u64>,
         stream: LogicalReplicationStream,
-        ctx: SourceContext,
+        ctx: &mut SourceContext,
     ) -> Result<()> {
-        let mut ctx = ctx;
         let reader_cancel = ctx.cancel.child_token();
         // The LSN every sink holds: what the server may forget.
         let mut acked_lsn = self.state.lsn;
@@ -143,7 +142,7 @@ impl Runner {
                             ctx.status.record_error(format!("replication connection lost, reconnecting: {message}"));
                             tx_buf = None;
                             let _ = (&mut reader).await;
-                            match self.reconnect(acked_lsn, &mut backoff, &ctx).await {
+                            match self.reconnect(acked_lsn, &mut backoff, ctx).await {
                                 Ok(stream) => {
                                     (reader, rx, feedback) = spawn_reader(stream, acked_lsn, reader_cancel.clone());
                                     info!(lsn = %lsn_text(acked_lsn), "replication resumed");
@@ -153,8 +152,12 @@ impl Runner {
                             }
                         }
                     };
-                    if let Err(e) = self.on_event(event, &mut tx_buf, &mut ctx).await {
+                    if let Err(e) = self.on_event(event, &mut tx_buf, ctx).await {
                         break Err(e);
+                    }
+                    if self.replayed {
+                        // Replayed up to the new copy's point.
+                        break Ok(());
                     }
                     if let Some(stop) = stop_at && self.state.lsn >= stop && tx_buf.is_none() {
                         break Ok(());
@@ -164,7 +167,7 @@ impl Runner {
         };
         reader_cancel.cancel();
         let _ = reader.await;
-        if result.is_ok() && !ctx.follow {
+        if result.is_ok() && !ctx.follow && !self.replayed {
             for t in &self.src.tables {
                 ctx.status.set_phase(&t.schema.id, Phase::Done);
             }
@@ -238,22 +241,21 @@ impl Runner {
                     debug!(lsn = %lsn_text(end), "skipping a transaction the targets already hold");
                     return Ok(());
                 }
+                if let Some(until) = self.state.catch_up_until
+                    && end > until
+                {
+                    // Committed after the point of the copy that follows
+                    // the replay: it comes again after the copy.
+                    self.replayed = true;
+                    return Ok(());
+                }
                 self.state.lsn = end;
-                // Up to the catch-up point the targets may hold a later state
-                // of these rows (copied by the resumed snapshot).
+                // Before the copy that follows, the targets may lack rows.
                 let kind = if self.state.catch_up_until.is_some() {
                     BatchKind::CatchUp
                 } else {
                     BatchKind::Stream
                 };
-                if let Some(until) = self.state.catch_up_until
-                    && end >= until
-                {
-                    self.state.catch_up_until = None;
-                    for t in &self.src.tables {
-                        ctx.status.set_phase(&t.schema.id, Phase::Streaming);
-                    }
-                }
                 self.emit(
                     buf.changes,
                     kind,

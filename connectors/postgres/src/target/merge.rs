@@ -351,27 +351,6 @@ impl State {
             } else {
                 ""
             };
-            if batch.kind == BatchKind::CatchUp {
-                // Replayed after a resumed snapshot: a moved row the target
-                // cannot find under its old key may already be held, in a
-                // later state, under its new one.
-                let own: Vec<String> = keys.iter().map(|k| format!("s.{k}::text")).collect();
-                let own_join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "UPDATE {stage} s SET _syncline_from = ARRAY[{own}]
-                      WHERE s._syncline_unchanged IS NOT NULL
-                        AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} {holds_values})
-                        AND EXISTS (SELECT 1 FROM {table} t WHERE {own_join} {holds_values})",
-                    own = own.join(", "),
-                    join = lookup_join.join(" AND "),
-                    own_join = own_join.join(" AND "),
-                )))
-                .execute(&mut *conn)
-                .await
-                .map_err(statement_failed(format!(
-                    "finding replayed rows' values in {table}"
-                )))?;
-            }
             let lost: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
                 "SELECT s._syncline_seq FROM {stage} s WHERE s._syncline_unchanged IS NOT NULL
                  AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {join} {holds_values}) ORDER BY 1",
@@ -390,8 +369,11 @@ impl State {
                 .execute(&mut *conn)
                 .await
                 .map_err(statement_failed("setting aside rows without their values"))?;
+                // In a replay a copy of the table follows and holds the
+                // row: nothing is lost.
                 let dead_letters: Vec<DeadLetter> = lost
                     .iter()
+                    .filter(|_| batch.kind != BatchKind::CatchUp)
                     .filter_map(|&i| {
                         let i = usize::try_from(i).ok()?;
                         let key = lookups.get(i)?.as_ref()?;
