@@ -15,6 +15,7 @@ mod model;
 pub mod sink;
 pub mod source;
 pub mod types;
+mod unchanged;
 
 pub use sink::{Harness, Target, TextRow, batch, items};
 pub use source::{Origin, SourceHarness, Write};

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{CheckOutcome, KeptRow, Sink};
 use syncline_engine::model::{
@@ -109,6 +109,10 @@ macro_rules! sink_acceptance {
 
 pub use crate::model::random_changes_match_a_reference_model;
 pub use crate::types::every_type_round_trips;
+pub use crate::unchanged::{
+    replayed_changes_without_their_row_are_skipped,
+    unchanged_values_without_a_row_become_dead_letters,
+};
 
 const SOURCE: &str = "src";
 const PIPELINE: &str = "kit";
@@ -127,15 +131,15 @@ pub fn items(version: u32) -> Arc<TableSchema> {
     crate::fixtures::table("items", &columns, &[0], version)
 }
 
-fn row(id: i64, name: &str, body: &str) -> Row {
+pub(crate) fn row(id: i64, name: &str, body: &str) -> Row {
     vec![Value::Int(id), text(name), text(body)]
 }
 
-fn text(v: &str) -> Value {
+pub(crate) fn text(v: &str) -> Value {
     Value::Text(v.into())
 }
 
-fn insert(id: i64, name: &str, body: &str) -> Change {
+pub(crate) fn insert(id: i64, name: &str, body: &str) -> Change {
     Change {
         op: Op::Insert,
         table: items(1),
@@ -144,7 +148,7 @@ fn insert(id: i64, name: &str, body: &str) -> Change {
     }
 }
 
-fn update(id: i64, name: &str, body: &str) -> Change {
+pub(crate) fn update(id: i64, name: &str, body: &str) -> Change {
     Change {
         op: Op::Update,
         table: items(1),
@@ -156,7 +160,7 @@ fn update(id: i64, name: &str, body: &str) -> Change {
 /// An update of row `from` to key `to` that leaves `body` out, as Postgres
 /// sends an update that does not touch a TOASTed value (the old key in
 /// `before`).
-fn moved(from: i64, to: i64, name: &str) -> Change {
+pub(crate) fn moved(from: i64, to: i64, name: &str) -> Change {
     Change {
         op: Op::Update,
         table: items(1),
@@ -166,7 +170,7 @@ fn moved(from: i64, to: i64, name: &str) -> Change {
 }
 
 /// A delete carrying only the key.
-fn delete(id: i64) -> Change {
+pub(crate) fn delete(id: i64) -> Change {
     Change {
         op: Op::Delete,
         table: items(1),
@@ -175,7 +179,7 @@ fn delete(id: i64) -> Change {
     }
 }
 
-fn truncate() -> Change {
+pub(crate) fn truncate() -> Change {
     Change {
         op: Op::Truncate,
         table: items(1),
@@ -193,18 +197,18 @@ pub fn batch(seq: u64, changes: Vec<Change>) -> Arc<Batch> {
     Arc::new(Batch::stream(position, changes))
 }
 
-fn t(cells: &[Option<&str>]) -> TextRow {
+pub(crate) fn t(cells: &[Option<&str>]) -> TextRow {
     cells.iter().map(|c| c.map(str::to_owned)).collect()
 }
 
-fn sorted(mut rows: Vec<TextRow>) -> Vec<TextRow> {
+pub(crate) fn sorted(mut rows: Vec<TextRow>) -> Vec<TextRow> {
     rows.sort();
     rows
 }
 
 /// Opens a sink of the kit's pipeline for `items`, returning the positions
 /// it holds.
-async fn open(
+pub(crate) async fn open(
     target: &dyn Target,
     mode: WriteMode,
     tables: &[Arc<TableSchema>],
@@ -217,21 +221,21 @@ async fn open(
     (sink, held)
 }
 
-async fn write(sink: &mut dyn Sink, batch: Arc<Batch>) {
+pub(crate) async fn write(sink: &mut dyn Sink, batch: Arc<Batch>) {
     let seq = batch.position.seq;
     sink.write(SOURCE, batch)
         .await
         .unwrap_or_else(|e| panic!("writing batch {seq}: {e}"));
 }
 
-async fn close(mut sink: Box<dyn Sink>) {
+pub(crate) async fn close(mut sink: Box<dyn Sink>) {
     sink.close()
         .await
         .unwrap_or_else(|e| panic!("closing the sink: {e}"));
 }
 
 /// The dead letters of the kit's pipeline in `target`, read by a new sink.
-async fn kept(target: &dyn Target, mode: WriteMode) -> Vec<KeptRow> {
+pub(crate) async fn kept(target: &dyn Target, mode: WriteMode) -> Vec<KeptRow> {
     target
         .sink(PIPELINE, mode)
         .dead_letters()
@@ -240,11 +244,11 @@ async fn kept(target: &dyn Target, mode: WriteMode) -> Vec<KeptRow> {
 }
 
 /// `(id, name, body)` of every row, sorted.
-async fn contents(target: &dyn Target) -> Vec<TextRow> {
+pub(crate) async fn contents(target: &dyn Target) -> Vec<TextRow> {
     sorted(target.rows("items", &["id", "name", "body"]).await)
 }
 
-fn mode_name(mode: WriteMode) -> &'static str {
+pub(crate) fn mode_name(mode: WriteMode) -> &'static str {
     match mode {
         WriteMode::Upsert => "upsert",
         WriteMode::Append => "append",
@@ -724,82 +728,4 @@ pub async fn check_explains_a_failure(h: &dyn Harness) {
             "a failed check without a fix: {c:?}"
         );
     }
-}
-
-/// A row whose left-out values the target cannot find (it holds no row
-/// under the key the row had: the row was never synced, or was removed by
-/// hand) becomes a dead letter saying which values and why, in every mode;
-/// it is never written with NULLs. The rest of the batch is applied.
-pub async fn unchanged_values_without_a_row_become_dead_letters(h: &dyn Harness) {
-    for mode in [WriteMode::Upsert, WriteMode::History] {
-        let target = h
-            .target(&format!("unchanged_lost_{}", mode_name(mode)))
-            .await;
-        let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
-        write(&mut *sink, batch(1, vec![insert(1, "one", "body 1")])).await;
-        write(
-            &mut *sink,
-            batch(
-                2,
-                vec![moved(7, 8, "never synced"), moved(1, 1, "one again")],
-            ),
-        )
-        .await;
-        close(sink).await;
-        let kept = kept(&*target, mode).await;
-        assert_eq!(kept.len(), 1, "{} mode: {kept:?}", mode_name(mode));
-        let one = &kept[0];
-        assert_eq!((one.table.as_str(), one.seq), ("items", 2));
-        assert!(
-            one.reason.contains("`body`") && one.reason.contains("(7)"),
-            "the reason names the value left out and the key looked under: {}",
-            one.reason
-        );
-        assert!(one.raw.contains("never synced"), "{}", one.raw);
-        let rows = sorted(target.rows("items", &["id", "name", "body"]).await);
-        let expected = match mode {
-            WriteMode::History => vec![
-                t(&[Some("1"), Some("one"), Some("body 1")]),
-                t(&[Some("1"), Some("one again"), Some("body 1")]),
-            ],
-            _ => vec![t(&[Some("1"), Some("one again"), Some("body 1")])],
-        };
-        assert_eq!(rows, expected, "{} mode", mode_name(mode));
-    }
-}
-
-/// A batch replayed before a new copy of its table ([`BatchKind::CatchUp`],
-/// a resumed snapshot) may move or update a row the target does not hold
-/// yet: a change whose left-out values the target cannot find is skipped,
-/// neither written with NULLs nor kept as a dead letter (the copy brings
-/// the row). Changes with all their values, and moves of rows it holds,
-/// apply as usual. (Outside catch-up the same change is a dead letter, see
-/// [`unchanged_values_without_a_row_become_dead_letters`].)
-pub async fn replayed_changes_without_their_row_are_skipped(h: &dyn Harness) {
-    let target = h.target("catch_up").await;
-    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
-    write(&mut *sink, batch(1, vec![insert(1, "one", "body 1")])).await;
-    let mut replayed = Arc::unwrap_or_clone(batch(
-        2,
-        vec![
-            // Row 7 was never copied: skipped.
-            moved(7, 8, "replayed"),
-            // Held: moved with its body.
-            moved(1, 2, "two"),
-            // All values: applied.
-            insert(5, "five", "body 5"),
-        ],
-    ));
-    replayed.kind = BatchKind::CatchUp;
-    write(&mut *sink, Arc::new(replayed)).await;
-    close(sink).await;
-    assert_eq!(
-        contents(&*target).await,
-        [
-            t(&[Some("2"), Some("two"), Some("body 1")]),
-            t(&[Some("5"), Some("five"), Some("body 5")]),
-        ]
-    );
-    let kept = kept(&*target, WriteMode::Upsert).await;
-    assert!(kept.is_empty(), "{kept:?}");
 }
