@@ -96,7 +96,10 @@ impl Endpoint<'_> {
     pub fn describe(&self) -> String {
         format!(
             "postgres://{}@{}:{}/{}",
-            self.user, self.host, self.port, self.database
+            self.user,
+            url_host(self.host),
+            self.port,
+            self.database
         )
     }
 
@@ -104,7 +107,7 @@ impl Endpoint<'_> {
     /// is looked up here.
     pub fn connect_options(&self) -> Result<PgConnectOptions, PgError> {
         let mut o = PgConnectOptions::new_without_pgpass()
-            .host(self.host)
+            .host(self.host.trim_start_matches('[').trim_end_matches(']'))
             .port(self.port)
             .username(self.user)
             .database(self.database)
@@ -141,7 +144,7 @@ impl Endpoint<'_> {
         Ok(format!(
             "postgresql://{}{password}@{}:{}/{}?replication=database&sslmode={}&application_name={APPLICATION_NAME}",
             percent_encode(self.user),
-            self.host,
+            url_host(self.host),
             self.port,
             percent_encode(self.database),
             self.sslmode.as_str()
@@ -152,6 +155,16 @@ impl Endpoint<'_> {
         self.password
             .map(|s| s.resolve().map_err(PgError::Secret))
             .transpose()
+    }
+}
+
+/// `host` as a URL's authority holds it: an IPv6 address in brackets (a
+/// bare `::1` would read as host `:` and port `:1`).
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
     }
 }
 
@@ -232,6 +245,27 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Precondition);
         assert!(err.to_string().starts_with("password: "), "{err}");
         assert!(e.replication_url().is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_urls() {
+        let e = Endpoint {
+            host: "::1",
+            ..endpoint(None)
+        };
+        assert_eq!(
+            e.replication_url().expect("url"),
+            "postgresql://sync%40er@[::1]:6543/shop%20floor?replication=database&sslmode=require&application_name=syncline"
+        );
+        assert_eq!(e.describe(), "postgres://sync@er@[::1]:6543/shop floor");
+        let bracketed = Endpoint {
+            host: "[::1]",
+            ..endpoint(None)
+        };
+        assert_eq!(
+            bracketed.describe(),
+            "postgres://sync@er@[::1]:6543/shop floor"
+        );
     }
 
     #[test]
