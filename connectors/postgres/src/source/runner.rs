@@ -202,25 +202,10 @@ impl Runner {
                 warn!(slot = %self.src.slot, "dropping a replication slot no target has a checkpoint for");
                 self.src.release_slot_only(&mut self.conn).await?;
             }
-            stream
-                .ensure_replication_slot()
-                .await
-                .map_err(PgError::replication("creating the replication slot"))?;
-            let snapshot_name = stream
-                .exported_snapshot_name()
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    PgError::Precondition("the replication slot exported no snapshot".into())
-                })?;
-            let consistent: String = sqlx::query_scalar(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            )
-            .bind(&self.src.slot)
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(PgError::query("reading the slot's consistent point"))?;
-            self.state.lsn = parse_lsn(&consistent).unwrap_or(0);
-            info!(slot = %self.src.slot, lsn = %consistent, "replication slot created");
+            let slot = self.src.slot.clone();
+            let (snapshot_name, consistent) = self.export_snapshot(&mut stream, &slot).await?;
+            self.state.lsn = consistent;
+            info!(slot = %self.src.slot, lsn = %super::lsn_text(consistent), "replication slot created");
             self.plan_snapshot().await?;
             self.snapshot(Some(snapshot_name), copiers, &ctx).await?;
         } else if self.state.snapshot.is_some() {
@@ -297,25 +282,8 @@ impl Runner {
         let mut marker = LogicalReplicationStream::new(&url, self.resume_marker_config())
             .await
             .map_err(PgError::replication("connecting for a new snapshot"))?;
-        marker
-            .ensure_replication_slot()
-            .await
-            .map_err(PgError::replication("exporting a new snapshot"))?;
-        let snapshot_name = marker
-            .exported_snapshot_name()
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                PgError::Precondition("the temporary slot exported no snapshot".into())
-            })?;
-        let point: String = sqlx::query_scalar(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-        )
-        .bind(self.resume_marker_slot())
-        .fetch_one(&mut self.conn)
-        .await
-        .map_err(PgError::query("reading the new snapshot's point"))?;
-        let point =
-            parse_lsn(&point).ok_or_else(|| Error::internal(format!("unreadable LSN {point}")))?;
+        let marker_slot = self.resume_marker_slot();
+        let (snapshot_name, point) = self.export_snapshot(&mut marker, &marker_slot).await?;
         let copiers = match copiers {
             Some(copiers) => copiers,
             None => connect_copy_workers(&self.src.config),
@@ -367,6 +335,36 @@ impl Runner {
         Ok(LogicalReplicationStream::new(&url, self.stream_config())
             .await
             .map_err(PgError::replication("connecting for replication"))?)
+    }
+
+    /// Creates `slot` through `stream` with an exported snapshot: the
+    /// snapshot's name and the slot's consistent point (the LSN the
+    /// snapshot sees everything before).
+    async fn export_snapshot(
+        &mut self,
+        stream: &mut LogicalReplicationStream,
+        slot: &str,
+    ) -> Result<(String, u64)> {
+        stream
+            .ensure_replication_slot()
+            .await
+            .map_err(PgError::replication("creating a replication slot"))?;
+        let name = stream
+            .exported_snapshot_name()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                PgError::Precondition(format!("replication slot {slot} exported no snapshot"))
+            })?;
+        let point: String = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(slot)
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(PgError::query("reading the slot's consistent point"))?;
+        let point =
+            parse_lsn(&point).ok_or_else(|| Error::internal(format!("unreadable LSN {point}")))?;
+        Ok((name, point))
     }
 
     /// The temporary slot that exports a resumed snapshot's new snapshot.
