@@ -33,13 +33,10 @@ pub enum BatchKind {
     Snapshot,
     /// Changes read from the source's change log (or a changed file).
     Stream,
-    /// Changes read from the change log while the target may lack some
-    /// rows, because a copy of their tables at a later point follows (a
-    /// snapshot resumed after a crash: the log is replayed up to the point
-    /// of a new copy, then the copy is applied). Applied as
-    /// [`BatchKind::Stream`], except that a change whose left-out values
-    /// (unchanged TOAST) the target cannot find is skipped, not kept as a
-    /// dead letter: the copy that follows holds that row as it is then.
+    /// Changes read from the change log while a resumed snapshot replays
+    /// it up to the point of a new copy of its unfinished tables. Applied
+    /// exactly as [`BatchKind::Stream`]; the source leaves out what that
+    /// copy supersedes.
     CatchUp,
 }
 

@@ -15,7 +15,6 @@
 //! | [`a_failed_batch_leaves_data_and_checkpoint_as_they_were`] | the checkpoint and the data commit together, or neither |
 //! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
 //! | [`unchanged_values_without_a_row_become_dead_letters`] | values left out that the target cannot find become a dead letter, never NULLs |
-//! | [`replayed_changes_without_their_row_are_skipped`] | in catch-up (a copy follows), a change whose left-out values the target cannot find is skipped, not a dead letter |
 //! | [`truncate_inside_a_batch`] | rows before a truncate are gone, rows after it stay |
 //! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
 //! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
@@ -86,7 +85,6 @@ macro_rules! sink_acceptance {
             a_failed_batch_leaves_data_and_checkpoint_as_they_were,
             unchanged_values_follow_key_changes,
             unchanged_values_without_a_row_become_dead_letters,
-            replayed_changes_without_their_row_are_skipped,
             truncate_inside_a_batch,
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
@@ -109,10 +107,7 @@ macro_rules! sink_acceptance {
 
 pub use crate::model::random_changes_match_a_reference_model;
 pub use crate::types::every_type_round_trips;
-pub use crate::unchanged::{
-    replayed_changes_without_their_row_are_skipped,
-    unchanged_values_without_a_row_become_dead_letters,
-};
+pub use crate::unchanged::unchanged_values_without_a_row_become_dead_letters;
 
 const SOURCE: &str = "src";
 const PIPELINE: &str = "kit";

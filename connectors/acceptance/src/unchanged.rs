@@ -1,14 +1,10 @@
-//! Sink scenarios of values the source left out (unchanged TOAST) that the
-//! target cannot find: a dead letter in the stream, skipped in a replay
-//! that a copy follows.
+//! The sink scenario of values the source left out (unchanged TOAST) that
+//! the target cannot find: a dead letter, never a row with NULLs.
 
-use std::sync::Arc;
-
-use syncline_engine::batch::BatchKind;
 use syncline_engine::config::WriteMode;
 
 use crate::sink::{
-    Harness, batch, close, contents, insert, items, kept, mode_name, moved, open, sorted, t, write,
+    Harness, batch, close, insert, items, kept, mode_name, moved, open, sorted, t, write,
 };
 
 /// A row whose left-out values the target cannot find (it holds no row
@@ -51,40 +47,4 @@ pub async fn unchanged_values_without_a_row_become_dead_letters(h: &dyn Harness)
         };
         assert_eq!(rows, expected, "{} mode", mode_name(mode));
     }
-}
-
-/// A batch replayed before a new copy of its table ([`BatchKind::CatchUp`],
-/// a resumed snapshot) may move or update a row the target does not hold
-/// yet: a change whose left-out values the target cannot find is skipped,
-/// neither written with NULLs nor kept as a dead letter (the copy brings
-/// the row). Changes with all their values, and moves of rows it holds,
-/// apply as usual. (Outside catch-up the same change is a dead letter, see
-/// [`unchanged_values_without_a_row_become_dead_letters`].)
-pub async fn replayed_changes_without_their_row_are_skipped(h: &dyn Harness) {
-    let target = h.target("catch_up").await;
-    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
-    write(&mut *sink, batch(1, vec![insert(1, "one", "body 1")])).await;
-    let mut replayed = Arc::unwrap_or_clone(batch(
-        2,
-        vec![
-            // Row 7 was never copied: skipped.
-            moved(7, 8, "replayed"),
-            // Held: moved with its body.
-            moved(1, 2, "two"),
-            // All values: applied.
-            insert(5, "five", "body 5"),
-        ],
-    ));
-    replayed.kind = BatchKind::CatchUp;
-    write(&mut *sink, Arc::new(replayed)).await;
-    close(sink).await;
-    assert_eq!(
-        contents(&*target).await,
-        [
-            t(&[Some("2"), Some("two"), Some("body 1")]),
-            t(&[Some("5"), Some("five"), Some("body 5")]),
-        ]
-    );
-    let kept = kept(&*target, WriteMode::Upsert).await;
-    assert!(kept.is_empty(), "{kept:?}");
 }

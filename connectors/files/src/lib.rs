@@ -198,36 +198,6 @@ impl FilesSource {
         (!hidden && !text.is_empty()).then_some(text)
     }
 
-    /// The columns `path` brings that `schema` lacks (a file that arrived
-    /// or changed with a column more), inferred as at discovery. None when
-    /// the file cannot be read: reading it for its rows quarantines it.
-    pub(crate) fn added_columns(
-        &self,
-        t: &Table,
-        schema: &TableSchema,
-        path: &Path,
-    ) -> Vec<Column> {
-        let Some(format) = t.format_of(path) else {
-            return Vec::new();
-        };
-        let Ok(overrides) = t.overrides() else {
-            return Vec::new();
-        };
-        read_prefix(path, format, INFER_BYTES)
-            .and_then(|bytes| {
-                format::infer_columns(path, &bytes, format, t.dialect(), &|c| {
-                    overrides.get(c).cloned()
-                })
-            })
-            .map(|found| {
-                found
-                    .into_iter()
-                    .filter(|c| schema.column_index(&c.name).is_none())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     fn infer_schema(&self, t: &Table) -> Result<Arc<TableSchema>, FilesError> {
         let id = t.id(&self.name);
         let overrides = t.overrides()?;
@@ -258,7 +228,7 @@ impl FilesSource {
             })?;
             // Types come from the first file's leading records; later files
             // are read only far enough for their header.
-            let limit = if i == 0 { INFER_BYTES } else { 64 << 10 };
+            let limit = if i == 0 { INFER_BYTES } else { HEADER_BYTES };
             let found = read_prefix(&path, format, limit).and_then(|bytes| {
                 format::infer_columns(&path, &bytes, format, t.dialect(), &|c| {
                     overrides.get(c).cloned()
@@ -321,6 +291,53 @@ impl FilesSource {
 
 /// How much of a file's start its column types are inferred from.
 const INFER_BYTES: u64 = 4 << 20;
+/// How much of a later file's start is read for its header.
+const HEADER_BYTES: u64 = 64 << 10;
+
+/// The columns `path` brings that `schema` lacks (a file that arrived or
+/// changed with a column more), inferred as at discovery: the header from
+/// the file's start and, only when it names a new column, the types from
+/// the first [`INFER_BYTES`]. None when the file cannot be read (reading it
+/// for its rows quarantines it).
+fn added_columns(
+    path: &Path,
+    format: FileFormat,
+    dialect: CsvDialect,
+    overrides: &HashMap<String, DataType>,
+    schema: &TableSchema,
+) -> Vec<Column> {
+    let new_in = |limit| -> Vec<Column> {
+        read_prefix(path, format, limit)
+            .and_then(|bytes| {
+                format::infer_columns(path, &bytes, format, dialect, &|c| {
+                    overrides.get(c).cloned()
+                })
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| schema.column_index(&c.name).is_none())
+            .collect()
+    };
+    if new_in(HEADER_BYTES).is_empty() {
+        return Vec::new();
+    }
+    new_in(INFER_BYTES)
+}
+
+/// `schema` with the `added` columns (nullable), as its next version.
+fn evolved(schema: &TableSchema, added: Vec<Column>) -> Arc<TableSchema> {
+    let mut columns = schema.columns.clone();
+    columns.extend(added.into_iter().map(|c| Column {
+        nullable: true,
+        ..c
+    }));
+    Arc::new(TableSchema {
+        id: schema.id.clone(),
+        columns,
+        key: schema.key.clone(),
+        version: schema.version + 1,
+    })
+}
 
 /// Up to `limit` bytes from the start of `path`, cut after the last whole
 /// line (the whole file when it is shorter); nothing for Parquet, whose

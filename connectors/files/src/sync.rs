@@ -209,8 +209,7 @@ impl FolderSync {
         {
             return Ok(());
         }
-        self.evolve(t, &abs)?;
-        let pending = {
+        let (pending, schema) = {
             let table = &self.src.tables[t];
             let schema = self.schema(t)?;
             let format = table.format_of(&abs).ok_or_else(|| FilesError::Table {
@@ -218,6 +217,7 @@ impl FolderSync {
                 detail: format!("cannot tell the format of {rel}"),
             })?;
             let dialect = table.dialect();
+            let overrides = table.overrides()?;
             let manifests = self.manifests.clone();
             let rel_owned = rel.to_owned();
             let prev = prev.clone();
@@ -225,6 +225,17 @@ impl FolderSync {
             let others = self.other_digests(&table_name, rel);
             let table_owned = table_name.clone();
             tokio::task::spawn_blocking(move || {
+                // A column the file brings (added where the files are
+                // exported) becomes the table's next schema version, so its
+                // values reach the targets; other rows hold NULL there.
+                let schema = match added_columns(&abs, format, dialect, &overrides, &schema) {
+                    added if added.is_empty() => schema,
+                    added => {
+                        let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+                        info!(table = %schema.id, columns = %names.join(", "), "columns added");
+                        evolved(&schema, added)
+                    }
+                };
                 let elsewhere = Elsewhere {
                     manifests: &manifests,
                     table: &table_owned,
@@ -234,10 +245,12 @@ impl FolderSync {
                     t, &abs, &rel_owned, format, dialect, &schema, prev, &meta, &manifests,
                     &elsewhere,
                 )
+                .map(|pending| (pending, schema))
             })
             .await
             .map_err(|_| Error::internal("file reader stopped"))??
         };
+        self.src.tables[t].schema = Some(schema);
         let Some(pending) = pending else {
             // Same content as already applied (touched, not changed).
             if let Some(mut p) = prev {
@@ -253,34 +266,6 @@ impl FolderSync {
         };
         debug!(table = %table_name, file = rel, changes = pending.changes.len(), "file read");
         self.emit_file(pending, kind, ctx).await
-    }
-
-    /// Adds the columns a new or changed file brings (a column added where
-    /// the files are exported) as the table's next schema version, so its
-    /// values reach the targets; rows without them hold NULL there.
-    fn evolve(&mut self, t: usize, abs: &Path) -> Result<()> {
-        let schema = self.schema(t)?;
-        let added = self.src.added_columns(&self.src.tables[t], &schema, abs);
-        if added.is_empty() {
-            return Ok(());
-        }
-        info!(
-            table = %schema.id,
-            columns = %added.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
-            "columns added"
-        );
-        let mut columns = schema.columns.clone();
-        columns.extend(added.into_iter().map(|c| Column {
-            nullable: true,
-            ..c
-        }));
-        self.src.tables[t].schema = Some(Arc::new(TableSchema {
-            id: schema.id.clone(),
-            columns,
-            key: schema.key.clone(),
-            version: schema.version + 1,
-        }));
-        Ok(())
     }
 
     async fn removed(

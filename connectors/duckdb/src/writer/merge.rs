@@ -341,10 +341,6 @@ impl Writer {
                     else {
                         continue;
                     };
-                    if batch.kind == BatchKind::CatchUp {
-                        // A copy of the table follows and holds the row.
-                        continue;
-                    }
                     let dl = apply::unchanged_values_lost(change, batch, row, key);
                     self.write_dead_letter_rows(source, batch.position.seq, &[dl])?;
                 }

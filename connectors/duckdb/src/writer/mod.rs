@@ -12,7 +12,7 @@ use duckdb::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
 use duckdb::{Connection, params};
 use syncline_engine::apply::sql::{self, Recorded, Tables, lookup_column};
 use syncline_engine::apply::{self, Step};
-use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::batch::{Batch, Position};
 use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::KeptRow;

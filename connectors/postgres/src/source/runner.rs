@@ -243,7 +243,7 @@ impl Runner {
             // Cancelled mid-snapshot.
             return Ok(());
         }
-        // Record the finished snapshot (and catch-up target) in the position.
+        // Record the finished snapshot in the position.
         if fresh || resumed {
             self.emit(Vec::new(), BatchKind::Snapshot, None, None, None, &ctx)
                 .await?;
@@ -264,8 +264,9 @@ impl Runner {
     /// snapshot's point, or an earlier resume's), and nothing of the rest.
     /// A temporary slot exports a new snapshot at point `P`; the copy
     /// workers take it up at once. The change log is replayed from the
-    /// stored position up to `P` ([`BatchKind::CatchUp`]: rows the targets
-    /// lack are left to the copy), then every unfinished table is copied
+    /// stored position up to `P` ([`BatchKind::CatchUp`], less the updates
+    /// of unfinished tables the copy supersedes: see `superseded_by_copy`),
+    /// then every unfinished table is copied
     /// whole at `P` (a row may have moved into a chunk that was done, so
     /// the chunks left are not enough), and the stream goes on after `P`.
     /// Every target then equals the source at `P`; no change is applied to
@@ -279,10 +280,11 @@ impl Runner {
             "resuming the snapshot: replaying the change log up to a new snapshot, then copying the unfinished tables at it"
         );
         let url = self.src.config.endpoint().replication_url()?;
-        let mut marker = LogicalReplicationStream::new(&url, self.resume_marker_config())
-            .await
-            .map_err(PgError::replication("connecting for a new snapshot"))?;
         let marker_slot = self.resume_marker_slot();
+        let mut marker =
+            LogicalReplicationStream::new(&url, self.slot_config(marker_slot.clone(), true))
+                .await
+                .map_err(PgError::replication("connecting for a new snapshot"))?;
         let (snapshot_name, point) = self.export_snapshot(&mut marker, &marker_slot).await?;
         let copiers = match copiers {
             Some(copiers) => copiers,
@@ -371,21 +373,6 @@ impl Runner {
     fn resume_marker_slot(&self) -> String {
         let base: String = self.src.slot.chars().take(56).collect();
         format!("{base}_resume")
-    }
-
-    fn resume_marker_config(&self) -> pg_walstream::ReplicationStreamConfig {
-        pg_walstream::ReplicationStreamConfig::builder(
-            self.resume_marker_slot(),
-            self.src.slot.clone(),
-        )
-        .with_protocol_version(1)
-        .with_streaming_mode(pg_walstream::StreamingMode::Off)
-        .with_binary(true)
-        .with_slot_options(pg_walstream::ReplicationSlotOptions {
-            temporary: true,
-            snapshot: Some("export".into()),
-            ..pg_walstream::ReplicationSlotOptions::default()
-        })
     }
 
     /// Incremental and full tables: no slot, just queries.

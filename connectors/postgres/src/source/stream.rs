@@ -23,14 +23,22 @@ use crate::error::PgError;
 use crate::introspect;
 
 impl Runner {
+    /// The stream of the source's slot (created with an exported snapshot).
     pub(super) fn stream_config(&self) -> ReplicationStreamConfig {
-        ReplicationStreamConfig::builder(self.src.slot.clone(), self.src.slot.clone())
+        self.slot_config(self.src.slot.clone(), false)
+    }
+
+    /// A stream of `slot` over the source's publication; `temporary`: the
+    /// slot goes with the connection.
+    pub(super) fn slot_config(&self, slot: String, temporary: bool) -> ReplicationStreamConfig {
+        ReplicationStreamConfig::builder(slot, self.src.slot.clone())
             .with_protocol_version(1)
             .with_streaming_mode(StreamingMode::Off)
             .with_binary(true)
             .with_messages(true)
             .with_feedback_interval(Duration::from_secs(1))
             .with_slot_options(ReplicationSlotOptions {
+                temporary,
                 snapshot: Some("export".into()),
                 ..ReplicationSlotOptions::default()
             })
@@ -250,14 +258,23 @@ impl Runner {
                     return Ok(());
                 }
                 self.state.lsn = end;
-                // Before the copy that follows, the targets may lack rows.
-                let kind = if self.state.catch_up_until.is_some() {
-                    BatchKind::CatchUp
-                } else {
-                    BatchKind::Stream
+                let (kind, changes) = match &self.state.snapshot {
+                    Some(plan) if self.state.catch_up_until.is_some() => {
+                        let recopied: Vec<&str> = plan
+                            .tables
+                            .iter()
+                            .filter(|(_, t)| t.done.len() < t.chunks.len())
+                            .map(|(name, _)| name.as_str())
+                            .collect();
+                        (
+                            BatchKind::CatchUp,
+                            superseded_by_copy(buf.changes, &recopied),
+                        )
+                    }
+                    _ => (BatchKind::Stream, buf.changes),
                 };
                 self.emit(
-                    buf.changes,
+                    changes,
                     kind,
                     Some(end),
                     Some(commit_timestamp),
@@ -463,6 +480,37 @@ impl Runner {
     }
 }
 
+/// The changes of a transaction replayed before tables `recopied` are
+/// copied whole (a resumed snapshot), less what that copy supersedes: an
+/// update of such a table that leaves values out (unchanged TOAST), which
+/// a target may not hold the row for, is dropped, since the copy brings the
+/// row as it is then; if it moved the row, the removal of the old key is
+/// kept as a delete (the copy does not remove rows). Every other change is
+/// kept: the targets hold the rows of the other tables exactly.
+fn superseded_by_copy(changes: Vec<Change>, recopied: &[&str]) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter_map(|c| {
+            let leaves_out = c.op == Op::Update
+                && c.after
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|v| matches!(v, Value::Unchanged)));
+            if !leaves_out || !recopied.contains(&c.table.id.name.as_str()) {
+                return Some(c);
+            }
+            let moved = match (&c.before, &c.after) {
+                (Some(before), Some(after)) => c.table.key_of(before) != c.table.key_of(after),
+                _ => false,
+            };
+            moved.then_some(Change {
+                op: Op::Delete,
+                after: None,
+                ..c
+            })
+        })
+        .collect()
+}
+
 struct TxBuf {
     xid: u32,
     changes: Vec<Change>,
@@ -543,4 +591,71 @@ pub(super) async fn stream_start(
         .await
         .map_err(PgError::replication("starting replication"))?;
     Ok(stop.filter(|s| *s > lsn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncline_engine::model::{DataType, TableId, TableSchema};
+
+    fn table(name: &str) -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            id: TableId {
+                origin: "pg".into(),
+                name: name.into(),
+            },
+            columns: ["id", "body"]
+                .iter()
+                .map(|n| Column {
+                    name: (*n).into(),
+                    data_type: DataType::Int64,
+                    nullable: true,
+                })
+                .collect(),
+            key: vec![0],
+            version: 1,
+        })
+    }
+
+    fn update(t: &Arc<TableSchema>, from: Option<i64>, to: i64, body: Value) -> Change {
+        Change {
+            op: Op::Update,
+            table: t.clone(),
+            before: from.map(|k| vec![Value::Int(k), Value::Null]),
+            after: Some(vec![Value::Int(to), body]),
+        }
+    }
+
+    #[test]
+    fn a_copy_supersedes_only_updates_that_leave_values_out_of_recopied_tables() {
+        let (docs, other) = (table("docs"), table("other"));
+        let kept = superseded_by_copy(
+            vec![
+                update(&docs, None, 1, Value::Unchanged),
+                update(&docs, Some(2), 3, Value::Unchanged),
+                update(&docs, None, 4, Value::Int(4)),
+                update(&other, None, 5, Value::Unchanged),
+            ],
+            &["docs"],
+        );
+        let shown: Vec<(Op, &str, Option<i64>)> = kept
+            .iter()
+            .map(|c| {
+                let row = c.after.as_ref().or(c.before.as_ref());
+                let key = row.and_then(|r| match r[0] {
+                    Value::Int(k) => Some(k),
+                    _ => None,
+                });
+                (c.op, c.table.id.name.as_str(), key)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Op::Delete, "docs", Some(2)),
+                (Op::Update, "docs", Some(4)),
+                (Op::Update, "other", Some(5)),
+            ]
+        );
+    }
 }

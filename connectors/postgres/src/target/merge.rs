@@ -10,7 +10,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _};
 use syncline_engine::apply::sql::{self, Recorded, Tables};
 use syncline_engine::apply::{self, Step};
-use syncline_engine::batch::{Batch, BatchKind};
+use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
 use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema, Value};
 
@@ -369,11 +369,8 @@ impl State {
                 .execute(&mut *conn)
                 .await
                 .map_err(statement_failed("setting aside rows without their values"))?;
-                // In a replay a copy of the table follows and holds the
-                // row: nothing is lost.
                 let dead_letters: Vec<DeadLetter> = lost
                     .iter()
-                    .filter(|_| batch.kind != BatchKind::CatchUp)
                     .filter_map(|&i| {
                         let i = usize::try_from(i).ok()?;
                         let key = lookups.get(i)?.as_ref()?;
