@@ -462,6 +462,16 @@ impl Change {
         self.after.as_ref().or(self.before.as_ref())
     }
 
+    /// A truncate of `table`: every row goes.
+    pub fn truncate(table: Arc<TableSchema>) -> Change {
+        Change {
+            op: Op::Truncate,
+            table,
+            before: None,
+            after: None,
+        }
+    }
+
     /// A prune of `table`'s keys in `(after_key, last of present]` (see
     /// [`Op::Prune`]); `present` are key tuples in key-column order.
     pub fn prune(

@@ -1,6 +1,7 @@
 //! Reading CSV, JSON-lines and Parquet files into rows, keeping every record
 //! that cannot be read as a dead letter with its line, raw text and reason.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use duckdb::types::ValueRef;
@@ -68,6 +69,56 @@ const SAMPLE_ROWS: usize = 2_000;
 
 /// Infers the columns of a file from its first rows. `overrides` (column →
 /// type) win over inference.
+/// About how many records `path` holds, for progress, from its size and
+/// its first 64 KiB: exact for a file that small and for Parquet (its
+/// metadata), otherwise the file's size over the mean record length of its
+/// start. The file is never read through for it.
+pub fn record_estimate(path: &Path, format: FileFormat) -> Result<u64, FilesError> {
+    const PREFIX: usize = 64 * 1024;
+    if format == FileFormat::Parquet {
+        return record_count(path, format);
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| FilesError::read(path, e.to_string()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| FilesError::read(path, e.to_string()))?
+        .len();
+    let mut start = Vec::with_capacity(PREFIX);
+    (&mut file)
+        .take(PREFIX as u64)
+        .read_to_end(&mut start)
+        .map_err(|e| FilesError::read(path, e.to_string()))?;
+    let header = match format {
+        FileFormat::Csv => start
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(start.len(), |i| i + 1),
+        _ => 0,
+    };
+    let lines = count_lines(&start[header..]);
+    if size <= start.len() as u64 {
+        return Ok(lines);
+    }
+    let body = (start.len() - header).max(1) as u64;
+    // Whole lines only: the prefix ends inside one.
+    let whole = lines.saturating_sub(1).max(1);
+    Ok((size.saturating_sub(header as u64)) * whole / body)
+}
+
+/// Lines holding more than whitespace.
+fn count_lines(bytes: &[u8]) -> u64 {
+    let (mut lines, mut content) = (0u64, false);
+    for &b in bytes {
+        if b == b'\n' {
+            lines += u64::from(content);
+            content = false;
+        } else if !b.is_ascii_whitespace() {
+            content = true;
+        }
+    }
+    lines + u64::from(content)
+}
+
 /// How many records `path` holds, for a progress estimate, read as a
 /// stream (never whole into memory): CSV lines after the header, JSON
 /// lines that are not blank, a Parquet file's row count from its metadata.
@@ -197,15 +248,24 @@ fn observe_json(inf: &mut Inference, v: &serde_json::Value) {
     }
 }
 
-fn csv_reader(bytes: &[u8], dialect: CsvDialect) -> csv::Reader<&[u8]> {
+fn csv_reader<R: Read>(input: R, dialect: CsvDialect) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .delimiter(dialect.delimiter)
-        .from_reader(bytes)
+        .from_reader(input)
 }
 
-/// Reads every record of a file against `schema`.
+/// One record of a file, as read.
+#[derive(Debug)]
+pub enum Record {
+    /// A good row.
+    Row(ParsedRow),
+    /// A record that could not be read, with its reason.
+    Dead(Box<DeadLetter>),
+}
+
+/// Reads every record of a file against `schema`, whole.
 pub fn parse_file(
     path: &Path,
     origin: &str,
@@ -214,10 +274,118 @@ pub fn parse_file(
     dialect: CsvDialect,
     schema: &TableSchema,
 ) -> Result<ParsedFile, FilesError> {
+    if format == FileFormat::Parquet {
+        return parse_parquet(path, schema);
+    }
+    let mut out = ParsedFile::default();
+    stream_records(path, origin, bytes, format, dialect, schema, |record| {
+        match record {
+            Record::Row(row) => out.rows.push(row),
+            Record::Dead(dead) => out.dead_letters.push(*dead),
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// Reads the records of a CSV or JSON-lines file from `input` as a stream,
+/// handing each to `each` in file order (`false` from it stops the read):
+/// memory holds one record and the reader's buffer, whatever the file's
+/// size. Returns the digest of the bytes read (the same as
+/// [`content_digest`] of them) once the whole input is read, or `None`
+/// when `each` stopped it. Parquet is not read this way (see
+/// [`parse_file`]).
+pub fn stream_records(
+    path: &Path,
+    origin: &str,
+    input: impl Read,
+    format: FileFormat,
+    dialect: CsvDialect,
+    schema: &TableSchema,
+    each: impl FnMut(Record) -> bool,
+) -> Result<Option<String>, FilesError> {
     match format {
-        FileFormat::Csv => parse_csv(path, origin, bytes, dialect, schema),
-        FileFormat::Jsonl => Ok(parse_jsonl(origin, bytes, schema)),
-        FileFormat::Parquet => parse_parquet(path, schema),
+        FileFormat::Csv => stream_csv(path, origin, input, dialect, schema, each),
+        FileFormat::Jsonl => stream_jsonl(path, origin, input, schema, each),
+        FileFormat::Parquet => Err(FilesError::read(
+            path,
+            "a Parquet file is read whole, not as a stream".into(),
+        )),
+    }
+}
+
+/// The digest that names a file's content (xxh3, 128 bits, as hex).
+pub fn content_digest(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// The digest of the file at `path`, read as a stream.
+pub fn file_digest(path: &Path) -> Result<String, FilesError> {
+    let file = std::fs::File::open(path).map_err(|e| FilesError::read(path, e.to_string()))?;
+    let mut tail = Tail::new(file, false);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match tail.read(&mut buf) {
+            Ok(0) => return Ok(tail.digest()),
+            Ok(_) => {}
+            Err(e) => return Err(FilesError::read(path, e.to_string())),
+        }
+    }
+}
+
+/// A reader that digests every byte it passes on and, when asked, keeps
+/// the bytes from a given offset on, so the raw text of a bad record can be
+/// shown while the file streams.
+struct Tail<R> {
+    inner: R,
+    keep: bool,
+    kept: Vec<u8>,
+    /// The offset of `kept[0]` in the input.
+    kept_from: u64,
+    hasher: Xxh3,
+}
+
+impl<R: Read> Tail<R> {
+    fn new(inner: R, keep: bool) -> Tail<R> {
+        Tail {
+            inner,
+            keep,
+            kept: Vec::new(),
+            kept_from: 0,
+            hasher: Xxh3::new(),
+        }
+    }
+
+    /// The bytes at `start..end` of the input, as far as they are kept.
+    fn bytes(&self, start: u64, end: u64) -> &[u8] {
+        let len = self.kept.len() as u64;
+        let from = start.saturating_sub(self.kept_from).min(len);
+        let to = end.saturating_sub(self.kept_from).clamp(from, len);
+        &self.kept[from as usize..to as usize]
+    }
+
+    /// Drops the kept bytes before `offset`.
+    fn forget_before(&mut self, offset: u64) {
+        let n = offset
+            .saturating_sub(self.kept_from)
+            .min(self.kept.len() as u64);
+        self.kept.drain(..n as usize);
+        self.kept_from += n;
+    }
+
+    fn digest(&self) -> String {
+        format!("{:032x}", self.hasher.digest128())
+    }
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if self.keep {
+            self.kept.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -244,14 +412,15 @@ fn check_key(schema: &TableSchema, row: &Row) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_csv(
+fn stream_csv(
     path: &Path,
     origin: &str,
-    bytes: &[u8],
+    input: impl Read,
     dialect: CsvDialect,
     schema: &TableSchema,
-) -> Result<ParsedFile, FilesError> {
-    let mut reader = csv_reader(bytes, dialect);
+    mut each: impl FnMut(Record) -> bool,
+) -> Result<Option<String>, FilesError> {
+    let mut reader = csv_reader(Tail::new(input, true), dialect);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| FilesError::read(path, e.to_string()))?
@@ -308,93 +477,81 @@ fn parse_csv(
             ),
         ));
     }
-    let mut out = ParsedFile::default();
     let mut record = csv::ByteRecord::new();
+    let bad = |reader: &csv::Reader<Tail<_>>, line: u64, start: u64, reason: String| {
+        let end = reader.position().byte();
+        let raw = reader.get_ref().bytes(start, end);
+        Record::Dead(Box::new(dead(&schema.id, origin, line, raw, reason)))
+    };
     loop {
-        let start = reader.position().byte() as usize;
+        let start = reader.position().byte();
+        reader.get_mut().forget_before(start);
         let line = reader.position().line();
-        match reader.read_byte_record(&mut record) {
+        let record_read = reader.read_byte_record(&mut record);
+        let go_on = match record_read {
             Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let end = (reader.position().byte() as usize).clamp(start, bytes.len());
-                out.dead_letters.push(dead(
-                    &schema.id,
-                    origin,
-                    line,
-                    &bytes[start..end],
-                    format!("unreadable CSV: {e}"),
-                ));
-                continue;
+            Err(e) if e.is_io_error() => {
+                return Err(FilesError::read(path, e.to_string()));
             }
+            Err(e) => each(bad(&reader, line, start, format!("unreadable CSV: {e}"))),
+            Ok(true) => match csv_row(&record, &headers, &positions, &unnamed, schema) {
+                Ok(row) => each(Record::Row(row)),
+                Err(reason) => each(bad(&reader, line, start, reason)),
+            },
+        };
+        if !go_on {
+            return Ok(None);
         }
-        let end = (reader.position().byte() as usize).clamp(start, bytes.len());
-        let raw = &bytes[start..end];
-        if record.len() != headers.len() {
-            out.dead_letters.push(dead(
-                &schema.id,
-                origin,
-                line,
-                raw,
-                format!("expected {} fields, found {}", headers.len(), record.len()),
-            ));
-            continue;
-        }
-        if let Some(&i) = unnamed
-            .iter()
-            .find(|&&i| !record[i].trim_ascii().is_empty())
-        {
-            out.dead_letters.push(dead(
-                &schema.id,
-                origin,
-                line,
-                raw,
-                format!(
-                    "field {} has a value but no column name in the header",
-                    i + 1
-                ),
-            ));
-            continue;
-        }
-        let mut row = Vec::with_capacity(schema.columns.len());
-        let mut error = None;
-        for (column, pos) in schema.columns.iter().zip(&positions) {
-            let Some(pos) = pos else {
-                row.push(Value::Null);
-                continue;
-            };
-            let field = &record[*pos];
-            let text = match std::str::from_utf8(field) {
-                Ok(t) => t,
-                Err(_) => {
-                    error = Some(format!("column `{}` is not valid UTF-8", column.name));
-                    break;
-                }
-            };
-            match parse_value(text, &column.data_type) {
-                Ok(v) => row.push(v),
-                Err(reason) => {
-                    error = Some(format!("column `{}`: {reason}", column.name));
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = error.or_else(|| check_key(schema, &row).err()) {
-            out.dead_letters
-                .push(dead(&schema.id, origin, line, raw, reason));
-            continue;
-        }
-        let mut hasher = Xxh3::new();
-        for field in record.iter() {
-            hasher.update(field);
-            hasher.update(&[0x1f]);
-        }
-        out.rows.push(ParsedRow {
-            row,
-            hash: hasher.digest(),
-        });
     }
-    Ok(out)
+    Ok(Some(reader.get_ref().digest()))
+}
+
+/// One CSV record as a row of the table, or why it is not one.
+fn csv_row(
+    record: &csv::ByteRecord,
+    headers: &[String],
+    positions: &[Option<usize>],
+    unnamed: &[usize],
+    schema: &TableSchema,
+) -> Result<ParsedRow, String> {
+    if record.len() != headers.len() {
+        return Err(format!(
+            "expected {} fields, found {}",
+            headers.len(),
+            record.len()
+        ));
+    }
+    if let Some(&i) = unnamed
+        .iter()
+        .find(|&&i| !record[i].trim_ascii().is_empty())
+    {
+        return Err(format!(
+            "field {} has a value but no column name in the header",
+            i + 1
+        ));
+    }
+    let mut row = Vec::with_capacity(schema.columns.len());
+    for (column, pos) in schema.columns.iter().zip(positions) {
+        let Some(pos) = pos else {
+            row.push(Value::Null);
+            continue;
+        };
+        let text = std::str::from_utf8(&record[*pos])
+            .map_err(|_| format!("column `{}` is not valid UTF-8", column.name))?;
+        let value = parse_value(text, &column.data_type)
+            .map_err(|reason| format!("column `{}`: {reason}", column.name))?;
+        row.push(value);
+    }
+    check_key(schema, &row)?;
+    let mut hasher = Xxh3::new();
+    for field in record.iter() {
+        hasher.update(field);
+        hasher.update(&[0x1f]);
+    }
+    Ok(ParsedRow {
+        row,
+        hash: hasher.digest(),
+    })
 }
 
 fn json_to_value(v: &serde_json::Value, t: &DataType) -> Result<Value, String> {
@@ -419,80 +576,77 @@ fn json_to_value(v: &serde_json::Value, t: &DataType) -> Result<Value, String> {
     }
 }
 
-fn parse_jsonl(origin: &str, bytes: &[u8], schema: &TableSchema) -> ParsedFile {
-    let mut out = ParsedFile::default();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        let line_no = i as u64 + 1;
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
+fn stream_jsonl(
+    path: &Path,
+    origin: &str,
+    input: impl Read,
+    schema: &TableSchema,
+    mut each: impl FnMut(Record) -> bool,
+) -> Result<Option<String>, FilesError> {
+    let mut reader = BufReader::with_capacity(1 << 16, Tail::new(input, false));
+    let mut line = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| FilesError::read(path, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let object = match serde_json::from_slice::<serde_json::Value>(trimmed) {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(_) => {
-                out.dead_letters.push(dead(
-                    &schema.id,
-                    origin,
-                    line_no,
-                    line,
-                    "the line is not a JSON object".into(),
-                ));
-                continue;
-            }
-            Err(e) => {
-                out.dead_letters.push(dead(
-                    &schema.id,
-                    origin,
-                    line_no,
-                    line,
-                    format!("invalid JSON: {e}"),
-                ));
-                continue;
-            }
+        let record = match json_row(&line, schema) {
+            Ok(row) => Record::Row(row),
+            Err(reason) => Record::Dead(Box::new(dead(&schema.id, origin, line_no, &line, reason))),
         };
-        let unknown: Vec<&str> = object
-            .keys()
-            .map(String::as_str)
-            .filter(|k| schema.column_index(k).is_none())
-            .collect();
-        if !unknown.is_empty() {
-            out.dead_letters.push(dead(
-                &schema.id,
-                origin,
-                line_no,
-                line,
-                format!(
-                    "{} not a column of the table: its columns come from the first 4 MiB of each file, and this field first appears after that",
-                    unknown
-                        .iter()
-                        .map(|k| format!("`{k}` is"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-            continue;
-        }
-        let row: Result<Row, String> = schema
-            .columns
-            .iter()
-            .map(|c| {
-                object
-                    .get(&c.name)
-                    .map_or(Ok(Value::Null), |v| json_to_value(v, &c.data_type))
-                    .map_err(|reason| format!("column `{}`: {reason}", c.name))
-            })
-            .collect();
-        match row.and_then(|row| check_key(schema, &row).map(|()| row)) {
-            Ok(row) => out.rows.push(ParsedRow {
-                row,
-                hash: xxhash_rust::xxh3::xxh3_64(trimmed),
-            }),
-            Err(reason) => out
-                .dead_letters
-                .push(dead(&schema.id, origin, line_no, line, reason)),
+        if !each(record) {
+            return Ok(None);
         }
     }
-    out
+    Ok(Some(reader.get_ref().digest()))
+}
+
+/// One JSON line as a row of the table, or why it is not one.
+fn json_row(line: &[u8], schema: &TableSchema) -> Result<ParsedRow, String> {
+    let trimmed = line.trim_ascii();
+    let object = match serde_json::from_slice::<serde_json::Value>(trimmed) {
+        Ok(serde_json::Value::Object(o)) => o,
+        Ok(_) => return Err("the line is not a JSON object".into()),
+        Err(e) => return Err(format!("invalid JSON: {e}")),
+    };
+    let unknown: Vec<&str> = object
+        .keys()
+        .map(String::as_str)
+        .filter(|k| schema.column_index(k).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{} not a column of the table: its columns come from the first 4 MiB of each file, and this field first appears after that",
+            unknown
+                .iter()
+                .map(|k| format!("`{k}` is"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let row: Row = schema
+        .columns
+        .iter()
+        .map(|c| {
+            object
+                .get(&c.name)
+                .map_or(Ok(Value::Null), |v| json_to_value(v, &c.data_type))
+                .map_err(|reason| format!("column `{}`: {reason}", c.name))
+        })
+        .collect::<Result<_, _>>()?;
+    check_key(schema, &row)?;
+    Ok(ParsedRow {
+        row,
+        hash: xxhash_rust::xxh3::xxh3_64(trimmed),
+    })
 }
 
 fn duckdb_err(path: &Path) -> impl Fn(duckdb::Error) -> FilesError + '_ {

@@ -4,9 +4,10 @@
 use super::*;
 use crate::sync::{Pending, mtime_ns};
 
-/// Rows the snapshot will read from files not yet done (lines, less headers).
-/// The records of `files` not yet done, for the snapshot's progress; a
-/// file that cannot be counted counts nothing (reading it reports why).
+/// About how many records the snapshot will read from the files of
+/// `files` not yet done, for its progress, without reading them (see
+/// [`format::record_estimate`]); a file that cannot be looked at counts
+/// nothing (reading it reports why).
 pub(crate) fn expected_rows(
     table: &Table,
     root: &Path,
@@ -19,7 +20,7 @@ pub(crate) fn expected_rows(
         .filter_map(|f| {
             let path = root.join(f);
             let format = table.format_of(&path)?;
-            format::record_count(&path, format).ok()
+            format::record_estimate(&path, format).ok()
         })
         .sum()
 }
@@ -39,8 +40,32 @@ pub(crate) fn key_row(schema: &TableSchema, key: &str) -> Option<Row> {
     Some(row)
 }
 
+/// What reading a file comes to.
+pub(crate) enum Reading {
+    /// The content is what the targets hold from the file already.
+    Unchanged,
+    /// The file's changes, worked out whole: a changed file diffed against
+    /// its earlier content, a Parquet file, or the file's quarantine.
+    Whole(Pending),
+    /// Every row of the content is new to what the file put in the
+    /// targets (a new file, or one resumed before any earlier content was
+    /// applied): it is read as a stream, in batches, never whole.
+    Stream(Streaming),
+}
+
+/// A file to read as a stream.
+pub(crate) struct Streaming {
+    /// The content's digest, from a first pass over the bytes.
+    pub(crate) digest: String,
+    /// Rows of this content emitted before (a resumed read skips them).
+    pub(crate) skip: u64,
+    /// The file's state while its batches go out.
+    pub(crate) file_state: FileState,
+    pub(crate) commit_time: Option<DateTime<Utc>>,
+}
+
 /// Reads a file and works out the changes it brings relative to what was
-/// applied from it before. `None`: nothing to do.
+/// applied from it before.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn read_and_diff(
     table: usize,
@@ -53,10 +78,10 @@ pub(crate) fn read_and_diff(
     meta: &std::fs::Metadata,
     manifests: &ManifestStore,
     elsewhere: &Elsewhere<'_>,
-) -> Result<Option<Pending>, FilesError> {
+) -> Result<Reading, FilesError> {
     let commit_time = meta.modified().ok().map(DateTime::<Utc>::from);
     let quarantine = |prev: Option<FileState>, reason: String| {
-        Ok(Some(quarantined(
+        Ok(Reading::Whole(quarantined(
             table,
             rel,
             schema,
@@ -66,17 +91,54 @@ pub(crate) fn read_and_diff(
             commit_time,
         )))
     };
-    let bytes = match std::fs::read(abs) {
-        Ok(b) => b,
-        Err(e) => return quarantine(prev, e.to_string()),
+    let digest = match format::file_digest(abs) {
+        Ok(d) => d,
+        Err(FilesError::Read { detail, .. }) => return quarantine(prev, detail),
+        Err(e) => return Err(e),
     };
-    let digest = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
     if prev
         .as_ref()
         .is_some_and(|p| p.done && !p.quarantined && p.digest == digest)
     {
-        return Ok(None);
+        return Ok(Reading::Unchanged);
     }
+    // Contents a sink further ahead holds: diffed against them all below.
+    let ahead = prev.as_ref().is_some_and(|p| !p.also.is_empty());
+    if format != FileFormat::Parquet && !ahead {
+        let skip = match &prev {
+            None => Some(0),
+            // Quarantined before any content of it was read.
+            Some(p) if p.done && p.digest.is_empty() => Some(0),
+            // The same content, cut short before it was all emitted, with
+            // nothing earlier to diff against.
+            Some(p) if !p.done && p.digest == digest && p.base.is_none() => Some(p.emitted),
+            _ => None,
+        };
+        if let Some(skip) = skip {
+            return Ok(Reading::Stream(Streaming {
+                file_state: FileState {
+                    digest: digest.clone(),
+                    base: None,
+                    size: meta.len(),
+                    mtime_ns: mtime_ns(meta),
+                    emitted: skip,
+                    done: false,
+                    quarantined: false,
+                    also: Vec::new(),
+                },
+                digest,
+                skip,
+                commit_time,
+            }));
+        }
+    }
+    let bytes = match std::fs::read(abs) {
+        Ok(b) => b,
+        Err(e) => return quarantine(prev, e.to_string()),
+    };
+    // The bytes read now name the content (the file may have changed since
+    // the first pass).
+    let digest = format::content_digest(&bytes);
     let parsed: ParsedFile = match format::parse_file(abs, rel, &bytes, format, dialect, schema) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -110,13 +172,14 @@ pub(crate) fn read_and_diff(
         emitted: 0,
         done: false,
         quarantined: false,
+        also: Vec::new(),
     };
 
     // Resuming the same content: redo the same diff and skip what was emitted.
-    if let Some(p) = prev.as_ref().filter(|p| p.digest == digest) {
+    if let Some(p) = prev.as_ref().filter(|p| p.digest == digest && !ahead) {
         let base = p.base.as_ref().and_then(|b| manifests.read(table_name, b));
         let changes = diff(schema, base.as_ref(), &parsed, &manifest, elsewhere);
-        return Ok(Some(Pending {
+        return Ok(Reading::Whole(Pending {
             table,
             rel: rel.to_owned(),
             file_state: new_state(p.base.clone()),
@@ -137,10 +200,11 @@ pub(crate) fn read_and_diff(
             manifests.read(table_name, &p.digest),
         ),
         Some(p) => {
-            // Changed while half applied: treat everything it may have written
-            // as present (deletes of absent keys are no-ops; rows are upserted).
+            // Changed while half applied, or held further by another sink:
+            // treat everything it may have written as present (deletes of
+            // absent keys are no-ops; rows are upserted).
             let mut merged = Manifest::default();
-            for d in [Some(&p.digest), p.base.as_ref()].into_iter().flatten() {
+            for d in p.contents() {
                 if let Some(m) = manifests.read(table_name, d) {
                     merged.rows.extend(m.rows.into_iter().map(|(k, _)| (k, 0)));
                     merged.rejected.extend(m.rejected);
@@ -167,7 +231,7 @@ pub(crate) fn read_and_diff(
         .filter(|(_, h)| !known_rejects.contains(h))
         .map(|(d, _)| d)
         .collect();
-    Ok(Some(Pending {
+    Ok(Reading::Whole(Pending {
         table,
         rel: rel.to_owned(),
         // A resumed diff must be the same diff: record the base only when it
@@ -298,6 +362,7 @@ pub(crate) fn quarantined(
             emitted: 0,
             done: true,
             quarantined: true,
+            also: Vec::new(),
         },
     };
     Pending {

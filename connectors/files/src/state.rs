@@ -36,6 +36,12 @@ pub struct FileState {
     /// whenever it changes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quarantined: bool,
+    /// Contents of this file that a sink further ahead holds (a restart
+    /// resumed from a sink behind it): the file is read again and diffed
+    /// against every key any of them may have put in the targets, so each
+    /// sink ends with the file as it is now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// The whole source position state: table → relative path → file state.
@@ -51,13 +57,53 @@ impl FilesState {
         let mut out = BTreeSet::new();
         for (table, files) in &self.tables {
             for f in files.values() {
-                out.insert((table.clone(), f.digest.clone()));
-                if let Some(b) = &f.base {
-                    out.insert((table.clone(), b.clone()));
+                for d in f.contents() {
+                    out.insert((table.clone(), d.to_owned()));
                 }
             }
         }
         out
+    }
+
+    /// Takes in what `ahead` (the state of a sink further ahead than this
+    /// one) holds: every file on which the two differ is to be read again
+    /// against the contents of both (see [`FileState::also`]), and a file
+    /// only `ahead` knows is taken with its contents to diff against.
+    pub fn hold_also(&mut self, ahead: &FilesState) {
+        for (table, files) in &ahead.tables {
+            let ours = self.tables.entry(table.clone()).or_default();
+            for (rel, theirs) in files {
+                match ours.get_mut(rel) {
+                    Some(mine) if mine == theirs => {}
+                    Some(mine) => {
+                        for d in theirs.contents() {
+                            if !mine.contents().any(|m| m == d) {
+                                mine.also.push(d.to_owned());
+                            }
+                        }
+                        mine.done = false;
+                    }
+                    None => {
+                        let mut taken = theirs.clone();
+                        taken.also = theirs.contents().map(str::to_owned).collect();
+                        taken.done = false;
+                        ours.insert(rel.clone(), taken);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl FileState {
+    /// The contents whose rows the targets may hold from this file: the
+    /// one applied (or being applied), the one it is diffed against, and
+    /// those a sink further ahead holds.
+    pub fn contents(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.digest.as_str())
+            .chain(self.base.as_deref())
+            .chain(self.also.iter().map(String::as_str))
+            .filter(|d| !d.is_empty())
     }
 }
 
@@ -89,30 +135,54 @@ impl ManifestStore {
         })
     }
 
-    fn path(&self, table: &str, digest: &str) -> PathBuf {
-        self.dir.join(format!("{table}-{digest}.json"))
+    fn path(&self, table: &str, digest: &str, kind: &str) -> PathBuf {
+        self.dir.join(format!("{table}-{digest}.{kind}"))
     }
 
-    /// Writes a manifest atomically (temp file + rename).
+    /// Writes a manifest atomically (temp file + rename), unless one of
+    /// this content is there.
     pub fn write(&self, table: &str, digest: &str, manifest: &Manifest) -> Result<(), FilesError> {
-        let path = self.path(table, digest);
-        if path.exists() {
+        if self.path(table, digest, DONE).exists() {
             return Ok(());
         }
-        let err = |e: String| FilesError::State {
-            path: self.dir.clone(),
-            detail: e,
-        };
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_vec(manifest).map_err(|e| err(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))
+        let mut writer = self.writer(table, digest)?;
+        for (key, hash) in &manifest.rows {
+            writer.row(key, *hash)?;
+        }
+        for hash in &manifest.rejected {
+            writer.rejected(*hash)?;
+        }
+        writer.finish()
     }
 
-    /// Reads a manifest, if present.
+    /// A manifest written as a file streams: each entry as it is read.
+    /// Until [`ManifestWriter::finish`], [`ManifestStore::read`] gives what
+    /// was written so far (the keys a read cut short may have put in the
+    /// targets).
+    pub fn writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
+        let partial = self.path(table, digest, PARTIAL);
+        let file = std::fs::File::create(&partial).map_err(|e| FilesError::State {
+            path: partial.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(ManifestWriter {
+            out: std::io::BufWriter::with_capacity(1 << 16, file),
+            done: self.path(table, digest, DONE),
+            partial,
+        })
+    }
+
+    /// Reads a manifest, if present: a finished one, else one written by
+    /// an earlier version (JSON), else what a read cut short wrote.
     pub fn read(&self, table: &str, digest: &str) -> Option<Manifest> {
-        let bytes = std::fs::read(self.path(table, digest)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        if let Ok(file) = std::fs::File::open(self.path(table, digest, DONE)) {
+            return read_lines(file);
+        }
+        if let Ok(bytes) = std::fs::read(self.path(table, digest, LEGACY)) {
+            return serde_json::from_slice(&bytes).ok();
+        }
+        let file = std::fs::File::open(self.path(table, digest, PARTIAL)).ok()?;
+        read_lines(file)
     }
 
     /// Deletes every manifest not in `keep`.
@@ -120,7 +190,10 @@ impl ManifestStore {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let keep: BTreeSet<String> = keep.iter().map(|(t, d)| format!("{t}-{d}.json")).collect();
+        let keep: BTreeSet<String> = keep
+            .iter()
+            .flat_map(|(t, d)| [DONE, LEGACY, PARTIAL].map(|kind| format!("{t}-{d}.{kind}")))
+            .collect();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !keep.contains(&name) {
@@ -128,4 +201,74 @@ impl ManifestStore {
             }
         }
     }
+}
+
+/// A finished manifest's file extension.
+const DONE: &str = "manifest";
+/// A manifest being written.
+const PARTIAL: &str = "partial";
+/// A manifest written whole as JSON by earlier versions.
+const LEGACY: &str = "json";
+
+/// Writes one manifest entry per line: `<hash> <key as JSON>` for a row,
+/// `! <hash>` for a rejected record (JSON escapes line breaks, so a key
+/// never spans lines).
+#[derive(Debug)]
+pub struct ManifestWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    partial: PathBuf,
+    done: PathBuf,
+}
+
+impl ManifestWriter {
+    fn fail(&self, e: &std::io::Error) -> FilesError {
+        FilesError::State {
+            path: self.partial.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// A good row's key and content hash.
+    pub fn row(&mut self, key: &str, hash: u64) -> Result<(), FilesError> {
+        use std::io::Write as _;
+        writeln!(self.out, "{hash:016x} {key}").map_err(|e| self.fail(&e))
+    }
+
+    /// A rejected record's hash.
+    pub fn rejected(&mut self, hash: u64) -> Result<(), FilesError> {
+        use std::io::Write as _;
+        writeln!(self.out, "! {hash:016x}").map_err(|e| self.fail(&e))
+    }
+
+    /// Hands what was written to the system, so that a process killed
+    /// after a batch that needs these entries went out still has them.
+    pub fn flush(&mut self) -> Result<(), FilesError> {
+        use std::io::Write as _;
+        self.out.flush().map_err(|e| self.fail(&e))
+    }
+
+    /// The manifest is whole: it becomes the content's manifest.
+    pub fn finish(mut self) -> Result<(), FilesError> {
+        self.flush()?;
+        std::fs::rename(&self.partial, &self.done).map_err(|e| self.fail(&e))
+    }
+}
+
+fn read_lines(file: std::fs::File) -> Option<Manifest> {
+    use std::io::BufRead as _;
+    let mut manifest = Manifest::default();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.ok()?;
+        if let Some(hash) = line.strip_prefix("! ") {
+            manifest.rejected.push(u64::from_str_radix(hash, 16).ok()?);
+        } else if let Some((hash, key)) = line.split_once(' ') {
+            manifest
+                .rows
+                .push((key.to_owned(), u64::from_str_radix(hash, 16).ok()?));
+        } else if !line.is_empty() {
+            // A line cut short by a crash ends what a partial one holds.
+            break;
+        }
+    }
+    Some(manifest)
 }

@@ -3,7 +3,10 @@
 //! their position.
 
 use super::*;
-use crate::read::{Elsewhere, expected_rows, key_row, read_and_diff};
+use crate::format::Record;
+use crate::read::{
+    Elsewhere, Reading, Streaming, expected_rows, key_row, key_string, read_and_diff,
+};
 
 /// The running source: its state and the next sequence number.
 pub(crate) struct FolderSync {
@@ -47,6 +50,15 @@ impl FolderSync {
                         ),
                     )
                 })?;
+                // A sink further ahead may hold other contents of some
+                // files: those are read again against every content any
+                // sink holds.
+                let mut state = state;
+                for ahead in ctx.held.iter().filter(|h| h.seq > p.seq) {
+                    if let Ok(theirs) = serde_json::from_value::<FilesState>(ahead.state.clone()) {
+                        state.hold_also(&theirs);
+                    }
+                }
                 // Batches are rebuilt from the files as they are now, which
                 // a sink further ahead may not have seen: number them above
                 // everything any sink holds.
@@ -91,6 +103,21 @@ impl FolderSync {
             if self.src.tables[t].cfg.mode == SyncMode::Full {
                 self.full_refresh(t, &files, ctx).await?;
             } else {
+                if ctx.resume.is_none() && !ctx.held.is_empty() {
+                    // Some sinks hold rows of an earlier run and another
+                    // holds nothing (a target added since): every file is
+                    // read again as new, so rows of files removed or changed
+                    // meanwhile must go from the sinks that hold them.
+                    let schema = self.schema(t)?;
+                    self.emit(
+                        vec![Change::truncate(schema)],
+                        Vec::new(),
+                        BatchKind::Snapshot,
+                        None,
+                        ctx,
+                    )
+                    .await?;
+                }
                 for rel in &files {
                     if ctx.cancel.is_cancelled() {
                         return Ok(());
@@ -147,14 +174,14 @@ impl FolderSync {
         }
         let schema = self.schema(t)?;
         self.state.tables.insert(name.clone(), BTreeMap::new());
-        let truncate = Change {
-            op: Op::Truncate,
-            table: schema,
-            before: None,
-            after: None,
-        };
-        self.emit(vec![truncate], Vec::new(), BatchKind::Snapshot, None, ctx)
-            .await?;
+        self.emit(
+            vec![Change::truncate(schema)],
+            Vec::new(),
+            BatchKind::Snapshot,
+            None,
+            ctx,
+        )
+        .await?;
         for rel in files {
             self.sync_file(t, rel, BatchKind::Snapshot, ctx).await?;
         }
@@ -209,7 +236,7 @@ impl FolderSync {
         {
             return Ok(());
         }
-        let (pending, schema) = {
+        let (reading, schema) = {
             let table = &self.src.tables[t];
             let schema = self.schema(t)?;
             let format = table.format_of(&abs).ok_or_else(|| FilesError::Table {
@@ -245,27 +272,207 @@ impl FolderSync {
                     t, &abs, &rel_owned, format, dialect, &schema, prev, &meta, &manifests,
                     &elsewhere,
                 )
-                .map(|pending| (pending, schema))
+                .map(|reading| (reading, schema))
             })
             .await
             .map_err(|_| Error::internal("file reader stopped"))??
         };
-        self.src.tables[t].schema = Some(schema);
-        let Some(pending) = pending else {
-            // Same content as already applied (touched, not changed).
-            if let Some(mut p) = prev {
-                p.size = meta.len();
-                p.mtime_ns = mtime_ns(&meta);
-                self.state
-                    .tables
-                    .entry(table_name)
-                    .or_default()
-                    .insert(rel.to_owned(), p);
+        self.src.tables[t].schema = Some(schema.clone());
+        match reading {
+            Reading::Unchanged => {
+                // Same content as already applied (touched, not changed).
+                if let Some(mut p) = prev {
+                    p.size = meta.len();
+                    p.mtime_ns = mtime_ns(&meta);
+                    self.state
+                        .tables
+                        .entry(table_name)
+                        .or_default()
+                        .insert(rel.to_owned(), p);
+                }
+                Ok(())
             }
-            return Ok(());
+            Reading::Whole(pending) => {
+                debug!(table = %table_name, file = rel, changes = pending.changes.len(), "file read");
+                self.emit_file(pending, kind, ctx).await
+            }
+            Reading::Stream(plan) => {
+                let changed = self
+                    .stream_file(t, rel, &schema, plan, &meta, kind, ctx)
+                    .await?;
+                if changed {
+                    // The file changed while it was read: what was read is
+                    // in the targets and in the manifest of the content
+                    // first seen; read it again, as a change of that.
+                    info!(table = %table_name, file = rel, "the file changed while it was read; reading it again");
+                    Box::pin(self.sync_file_in_span(t, rel, kind, ctx)).await
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Emits a file whose rows are all new to its contribution as it is
+    /// read: a blocking reader parses it record by record and hands over
+    /// one batch at a time (at most two wait), writing each row's key to
+    /// the content's manifest before the batch that holds it goes out.
+    /// Memory holds a few batches, whatever the file's size. Returns `true`
+    /// when the bytes read were not the content first digested (the file
+    /// changed meanwhile; it is left not done, to be read again).
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_file(
+        &mut self,
+        t: usize,
+        rel: &str,
+        schema: &Arc<TableSchema>,
+        plan: Streaming,
+        meta: &std::fs::Metadata,
+        kind: BatchKind,
+        ctx: &SourceContext,
+    ) -> Result<bool> {
+        struct Piece {
+            rows: Vec<Row>,
+            dead_letters: Vec<DeadLetter>,
+            /// Rows of the content read so far.
+            through: u64,
+            /// The last piece: whether the bytes read were the content
+            /// first digested.
+            last: Option<bool>,
+        }
+        let table = &self.src.tables[t];
+        let table_name = schema.id.name.clone();
+        let abs = self.src.root.join(rel);
+        let format = table.format_of(&abs).ok_or_else(|| FilesError::Table {
+            table: table_name.clone(),
+            detail: format!("cannot tell the format of {rel}"),
+        })?;
+        let dialect = table.dialect();
+        let batch_rows = self.src.batch_rows;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
+        let reader = {
+            let (schema, manifests, rel) = (schema.clone(), self.manifests.clone(), rel.to_owned());
+            let (digest, skip) = (plan.digest.clone(), plan.skip);
+            tokio::task::spawn_blocking(move || -> std::result::Result<(), FilesError> {
+                let file =
+                    std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
+                let mut manifest = manifests.writer(&schema.id.name, &digest)?;
+                let (mut rows, mut dead_letters) = (Vec::new(), Vec::new());
+                let mut seen = 0u64;
+                let mut failed = None;
+                let read =
+                    format::stream_records(&abs, &rel, file, format, dialect, &schema, |record| {
+                        let entry = match record {
+                            Record::Row(r) => {
+                                let entry = manifest.row(&key_string(&schema, &r.row), r.hash);
+                                seen += 1;
+                                if seen > skip {
+                                    rows.push(r.row);
+                                }
+                                entry
+                            }
+                            Record::Dead(d) => {
+                                let entry =
+                                    manifest.rejected(xxhash_rust::xxh3::xxh3_64(d.raw.as_bytes()));
+                                // One read before the last emitted row went out
+                                // with it.
+                                if seen >= skip {
+                                    dead_letters.push(*d);
+                                }
+                                entry
+                            }
+                        };
+                        if let Err(e) = entry {
+                            failed = Some(e);
+                            return false;
+                        }
+                        if rows.len() < batch_rows {
+                            return true;
+                        }
+                        if let Err(e) = manifest.flush() {
+                            failed = Some(e);
+                            return false;
+                        }
+                        let piece = Piece {
+                            rows: std::mem::take(&mut rows),
+                            dead_letters: std::mem::take(&mut dead_letters),
+                            through: seen,
+                            last: None,
+                        };
+                        tx.blocking_send(piece).is_ok()
+                    });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                let Some(read) = read? else {
+                    // Stopped: the source is stopping.
+                    return Ok(());
+                };
+                let same = read == digest;
+                if same {
+                    manifest.finish()?;
+                } else {
+                    // Left as it is: the keys this read put in the targets,
+                    // for the diff of the next read.
+                    manifest.flush()?;
+                }
+                let _ = tx.blocking_send(Piece {
+                    rows,
+                    dead_letters,
+                    through: seen,
+                    last: Some(same),
+                });
+                Ok(())
+            })
         };
-        debug!(table = %table_name, file = rel, changes = pending.changes.len(), "file read");
-        self.emit_file(pending, kind, ctx).await
+        let mut state = plan.file_state;
+        let mut changed = None;
+        while let Some(piece) = rx.recv().await {
+            state.emitted = piece.through;
+            state.done = piece.last == Some(true);
+            changed = piece.last.map(|same| !same);
+            self.state
+                .tables
+                .entry(table_name.clone())
+                .or_default()
+                .insert(rel.to_owned(), state.clone());
+            let changes = piece
+                .rows
+                .into_iter()
+                .map(|row| Change {
+                    op: Op::Insert,
+                    table: schema.clone(),
+                    before: None,
+                    after: Some(row),
+                })
+                .collect();
+            self.emit(changes, piece.dead_letters, kind, plan.commit_time, ctx)
+                .await?;
+        }
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(FilesError::Read { detail, .. })) => {
+                // Unreadable (its header, or the disk under it): quarantined,
+                // keeping what went out (it is read again when it changes).
+                let prev = self
+                    .state
+                    .tables
+                    .get(&table_name)
+                    .and_then(|m| m.get(rel))
+                    .cloned();
+                let pending =
+                    read::quarantined(t, rel, schema, prev, meta, detail, plan.commit_time);
+                self.emit_file(pending, kind, ctx).await?;
+                return Ok(false);
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(Error::internal("file reader stopped")),
+        }
+        match changed {
+            Some(changed) => Ok(changed),
+            // The reader stopped before its end: the source is stopping.
+            None => Err(Error::cancelled()),
+        }
     }
 
     async fn removed(
@@ -279,10 +486,7 @@ impl FolderSync {
         let table_name = schema.id.name.clone();
         let mut keys: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
-        for digest in [Some(&prev.digest), prev.base.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        for digest in prev.contents() {
             if let Some(m) = self.manifests.read(&table_name, digest) {
                 for (k, _) in m.rows {
                     if seen.insert(k.clone()) {
@@ -348,9 +552,7 @@ impl FolderSync {
             .into_iter()
             .flatten()
             .filter(|(other, _)| other.as_str() != rel)
-            .flat_map(|(_, f)| [Some(f.digest.clone()), f.base.clone()])
-            .flatten()
-            .filter(|d| !d.is_empty())
+            .flat_map(|(_, f)| f.contents().map(str::to_owned))
             .collect()
     }
 
