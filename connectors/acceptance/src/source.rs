@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use syncline_engine::batch::{Batch, Position};
 use syncline_engine::connector::{CheckOutcome, Source, SourceContext};
-use syncline_engine::model::{DeadLetter, Op, Value};
+use syncline_engine::model::{Change, DeadLetter, Op, Value};
 use syncline_engine::status::StatusHandle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -66,6 +66,13 @@ pub trait Origin: Send + Sync {
     /// enforces its own schema, so no such record can exist.
     async fn write_unreadable(&self) -> Option<String>;
 
+    /// Whether the source sees deletes. A source that polls by a cursor
+    /// does not (deletes reach its targets only through key scans), and the
+    /// scenarios then write none.
+    fn follows_deletes(&self) -> bool {
+        true
+    }
+
     /// Removes everything the origin made (databases, slots, folders).
     async fn clean_up(self: Box<Self>);
 }
@@ -92,6 +99,7 @@ macro_rules! source_acceptance {
             discover_reports_the_table_and_its_key,
             unreadable_records_become_dead_letters,
             an_added_column_arrives_with_its_values,
+            sinks_at_different_positions_each_end_equal,
             source_check_explains_a_failure,
         );
     };
@@ -152,6 +160,76 @@ fn text(v: Option<&Value>) -> String {
     }
 }
 
+/// What one change of `items` does, as the kit reads it.
+enum Effect {
+    /// The row `key` now holds `record`; it was under `from` before
+    /// (`from == key` unless the key changed). `insert`: the source says
+    /// the row is new.
+    Put {
+        from: i64,
+        key: i64,
+        record: String,
+        insert: bool,
+    },
+    /// The row of this key is gone.
+    Remove(i64),
+    /// Every row is gone.
+    Clear,
+}
+
+/// The effect of `change`, and the columns of its table.
+fn effect(change: &Change) -> (Effect, Vec<String>) {
+    let schema = &change.table;
+    assert_eq!(schema.id.name, "items", "only `items` is read");
+    let (id, name) = (schema.column_index("id"), schema.column_index("name"));
+    let (Some(id), Some(name)) = (id, name) else {
+        panic!("`items` arrived without `id` or `name`: {schema:?}");
+    };
+    let extra = schema.column_index("extra");
+    let columns = schema.columns.iter().map(|c| c.name.clone()).collect();
+    // `name`, and `extra` after it where the row holds one.
+    let record = |row: Option<&Vec<Value>>| {
+        let name = text(row.and_then(|r| r.get(name)));
+        match extra.and_then(|e| row.and_then(|r| r.get(e))) {
+            None | Some(Value::Null) => name,
+            Some(v) => format!("{name} | {}", text(Some(v))),
+        }
+    };
+    let key = |row: Option<&Vec<Value>>| {
+        int(row.and_then(|r| r.get(id)))
+            .unwrap_or_else(|| panic!("a change without its key: {change:?}"))
+    };
+    let effect = match change.op {
+        Op::Insert => {
+            let k = key(change.after.as_ref());
+            Effect::Put {
+                from: k,
+                key: k,
+                record: record(change.after.as_ref()),
+                insert: true,
+            }
+        }
+        Op::Update => {
+            let k = key(change.after.as_ref());
+            let from = change
+                .before
+                .as_ref()
+                .and_then(|b| int(b.get(id)))
+                .unwrap_or(k);
+            Effect::Put {
+                from,
+                key: k,
+                record: record(change.after.as_ref()),
+                insert: false,
+            }
+        }
+        Op::Delete => Effect::Remove(key(change.before.as_ref())),
+        Op::Truncate => Effect::Clear,
+        other => panic!("unexpected {other:?} from a plain table"),
+    };
+    (effect, columns)
+}
+
 impl Replica {
     fn apply(&mut self, batch: Batch) {
         if let Some(last) = &self.last {
@@ -167,63 +245,91 @@ impl Replica {
             "a source given `blocks: false` sends changes only"
         );
         for change in &batch.changes {
-            let schema = &change.table;
-            assert_eq!(schema.id.name, "items", "only `items` is read");
-            let (id, name) = (schema.column_index("id"), schema.column_index("name"));
-            let (Some(id), Some(name)) = (id, name) else {
-                panic!("`items` arrived without `id` or `name`: {schema:?}");
-            };
-            let extra = schema.column_index("extra");
-            self.columns = schema.columns.iter().map(|c| c.name.clone()).collect();
-            // `name`, and `extra` after it where the row holds one.
-            let record = |row: Option<&Vec<Value>>| {
-                let name = text(row.and_then(|r| r.get(name)));
-                match extra.and_then(|e| row.and_then(|r| r.get(e))) {
-                    None | Some(Value::Null) => name,
-                    Some(v) => format!("{name} | {}", text(Some(v))),
-                }
-            };
-            let key = |row: Option<&Vec<Value>>| {
-                int(row.and_then(|r| r.get(id)))
-                    .unwrap_or_else(|| panic!("a change without its key: {change:?}"))
-            };
-            match change.op {
-                Op::Insert => {
-                    let k = key(change.after.as_ref());
-                    let v = record(change.after.as_ref());
-                    let before = self.rows.insert(k, v);
+            let (effect, columns) = effect(change);
+            self.columns = columns;
+            match effect {
+                Effect::Put {
+                    from,
+                    key,
+                    record,
+                    insert: true,
+                } => {
+                    debug_assert_eq!(from, key);
+                    let before = self.rows.insert(key, record);
                     assert!(
                         before.is_none(),
-                        "key {k} inserted twice (a change delivered again)"
+                        "key {key} inserted twice (a change delivered again)"
                     );
                 }
-                Op::Update => {
-                    let k = key(change.after.as_ref());
-                    let from = change
-                        .before
-                        .as_ref()
-                        .and_then(|b| int(b.get(id)))
-                        .unwrap_or(k);
-                    let v = record(change.after.as_ref());
+                Effect::Put {
+                    from, key, record, ..
+                } => {
                     assert!(
                         self.rows.remove(&from).is_some(),
                         "update of key {from}, which never arrived (a change lost)"
                     );
-                    self.rows.insert(k, v);
+                    self.rows.insert(key, record);
                 }
-                Op::Delete => {
-                    let k = key(change.before.as_ref());
+                Effect::Remove(key) => {
                     assert!(
-                        self.rows.remove(&k).is_some(),
-                        "delete of key {k}, which never arrived (a change lost)"
+                        self.rows.remove(&key).is_some(),
+                        "delete of key {key}, which never arrived (a change lost)"
                     );
                 }
-                Op::Truncate => self.rows.clear(),
-                other => panic!("unexpected {other:?} from a plain table"),
+                Effect::Clear => self.rows.clear(),
             }
         }
         self.dead_letters.extend(batch.dead_letters);
         self.last = Some(batch.position);
+    }
+}
+
+/// What a target in upsert mode makes of the batches it is given: it skips
+/// a batch at or below the position it holds and applies the rest by key
+/// (an insert of a key it holds replaces the row, an update of one it
+/// lacks adds it, a delete of one it lacks does nothing).
+#[derive(Debug, Default)]
+struct Target {
+    name: &'static str,
+    rows: Rows,
+    last: Option<Position>,
+    /// Given nothing (stopped, while others go on); still holds its
+    /// position back from acknowledgement.
+    paused: bool,
+}
+
+impl Target {
+    fn new(name: &'static str) -> Target {
+        Target {
+            name,
+            ..Target::default()
+        }
+    }
+
+    fn offer(&mut self, batch: &Batch) {
+        if self.paused
+            || self
+                .last
+                .as_ref()
+                .is_some_and(|l| batch.position.seq <= l.seq)
+        {
+            return;
+        }
+        for change in &batch.changes {
+            match effect(change).0 {
+                Effect::Put {
+                    from, key, record, ..
+                } => {
+                    self.rows.remove(&from);
+                    self.rows.insert(key, record);
+                }
+                Effect::Remove(key) => {
+                    self.rows.remove(&key);
+                }
+                Effect::Clear => self.rows.clear(),
+            }
+        }
+        self.last = Some(batch.position.clone());
     }
 }
 
@@ -235,7 +341,18 @@ struct Running {
     cancel: CancellationToken,
 }
 
-async fn start(mut source: Box<dyn Source>, resume: Option<Position>) -> Running {
+async fn start(source: Box<dyn Source>, resume: Option<Position>) -> Running {
+    let held = resume.iter().cloned().collect();
+    start_holding(source, resume, held).await
+}
+
+/// Starts `source` as the runtime does for sinks holding `held` (the lowest
+/// of them, or `None` when a sink holds nothing, is `resume`).
+async fn start_holding(
+    mut source: Box<dyn Source>,
+    resume: Option<Position>,
+    held: Vec<Position>,
+) -> Running {
     source
         .discover()
         .await
@@ -245,8 +362,8 @@ async fn start(mut source: Box<dyn Source>, resume: Option<Position>) -> Running
     let cancel = CancellationToken::new();
     let ctx = SourceContext {
         name: SOURCE_NAME.into(),
-        highest_held: resume.as_ref().map_or(0, |p| p.seq),
-        held: resume.iter().cloned().collect(),
+        highest_held: held.iter().map(|p| p.seq).max().unwrap_or(0),
+        held,
         resume,
         batches: tx,
         acknowledged: acked_rx,
@@ -281,6 +398,40 @@ impl Running {
                 .unwrap_or_else(|| panic!("the source stopped early: {:?}", replica.rows));
             replica.apply(batch);
             let _ = self.acknowledged.send(replica.last.clone());
+        }
+    }
+
+    /// Offers batches to every target until each one not paused holds
+    /// `expected`, acknowledging the lowest position all targets hold.
+    async fn feed(&mut self, targets: &mut [&mut Target], expected: &Rows) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while targets.iter().any(|t| !t.paused && t.rows != *expected) {
+            let batch = tokio::time::timeout_at(deadline, self.batches.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    let held: Vec<String> = targets
+                        .iter()
+                        .map(|t| {
+                            let seq = t.last.as_ref().map(|p| p.seq);
+                            format!("{} (at {seq:?}) holds {:?}", t.name, t.rows)
+                        })
+                        .collect();
+                    panic!(
+                        "after {DEADLINE:?} the origin holds {expected:?}; {}",
+                        held.join("; ")
+                    )
+                })
+                .unwrap_or_else(|| panic!("the source stopped early"));
+            for t in targets.iter_mut() {
+                t.offer(&batch);
+            }
+            let lowest = targets
+                .iter()
+                .map(|t| t.last.clone())
+                .min_by_key(|p| p.as_ref().map(|p| p.seq));
+            if let Some(Some(lowest)) = lowest {
+                let _ = self.acknowledged.send(Some(lowest));
+            }
         }
     }
 
@@ -465,6 +616,97 @@ pub async fn an_added_column_arrives_with_its_values(h: &dyn SourceHarness) {
         ["id", "name", "extra"],
         "the last change's table has the added column"
     );
+    origin.clean_up().await;
+}
+
+/// Targets at different positions each end equal to the origin: one that
+/// fell behind (it stopped taking batches while another went on) gets what
+/// it lacks after a restart from the lowest position, the one ahead loses
+/// nothing the restart reads again differently, and a target added later
+/// (holding nothing) gets everything while the others drop what the origin
+/// deleted meanwhile. Every source must answer "which batches does each
+/// target still need" so; a batch a target skips (at or below its
+/// position) must hold nothing it lacks.
+pub async fn sinks_at_different_positions_each_end_equal(h: &dyn SourceHarness) {
+    let origin = h.origin("positions").await;
+    let initial = [(1, "one"), (2, "two"), (3, "three")];
+    origin.create(&initial).await;
+    let mut expected = rows(&initial);
+    let deletes = origin.follows_deletes();
+    let with_delete = |mut writes: Vec<Write>, id: i64| {
+        if deletes {
+            writes.push(Write::Delete(id));
+        }
+        writes
+    };
+    let (mut ahead, mut behind) = (Target::new("ahead"), Target::new("behind"));
+
+    // Both take the first copy; then `behind` stops taking batches.
+    let mut running = start(origin.source(), None).await;
+    running
+        .feed(&mut [&mut ahead, &mut behind], &expected)
+        .await;
+    behind.paused = true;
+    let first = with_delete(
+        vec![
+            Write::Upsert(4, "four".into()),
+            Write::Upsert(2, "two, again".into()),
+        ],
+        3,
+    );
+    origin.write(&first).await;
+    apply(&mut expected, &first);
+    running
+        .feed(&mut [&mut ahead, &mut behind], &expected)
+        .await;
+    running.stop().await;
+    assert_ne!(behind.rows, expected, "`behind` missed the first changes");
+
+    // Written while nothing reads; then a restart from the lowest position.
+    let offline = with_delete(
+        vec![
+            Write::Upsert(5, "five".into()),
+            Write::Upsert(1, "one, offline".into()),
+        ],
+        4,
+    );
+    origin.write(&offline).await;
+    apply(&mut expected, &offline);
+    behind.paused = false;
+    let held = |targets: &[&Target]| -> Vec<Position> {
+        targets.iter().filter_map(|t| t.last.clone()).collect()
+    };
+    let mut running = start_holding(
+        origin.source(),
+        behind.last.clone(),
+        held(&[&ahead, &behind]),
+    )
+    .await;
+    running
+        .feed(&mut [&mut ahead, &mut behind], &expected)
+        .await;
+    let online = vec![Write::Upsert(6, "six".into())];
+    origin.write(&online).await;
+    apply(&mut expected, &online);
+    running
+        .feed(&mut [&mut ahead, &mut behind], &expected)
+        .await;
+    running.stop().await;
+
+    // A target added: it holds nothing, so the run starts afresh while the
+    // other two hold positions.
+    let later = with_delete(vec![Write::Upsert(7, "seven".into())], 5);
+    origin.write(&later).await;
+    apply(&mut expected, &later);
+    let mut added = Target::new("added");
+    let mut running = start_holding(origin.source(), None, held(&[&ahead, &behind])).await;
+    running
+        .feed(&mut [&mut ahead, &mut behind, &mut added], &expected)
+        .await;
+    running.stop().await;
+    for t in [&ahead, &behind, &added] {
+        assert_eq!(t.rows, expected, "target `{}`", t.name);
+    }
     origin.clean_up().await;
 }
 

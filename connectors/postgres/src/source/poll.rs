@@ -123,7 +123,13 @@ pub async fn run(
     ctx: &SourceContext,
     resume: Option<(u64, PollState)>,
 ) -> Result<()> {
-    let (mut seq, mut state) = resume.unwrap_or_default();
+    let fresh = resume.is_none();
+    let (seq, mut state) = resume.unwrap_or_default();
+    // Pages are read as the tables are now, which a sink further ahead may
+    // not have seen: number them above everything any sink holds, so every
+    // sink applies them (they are upserts, prunes and truncates: applying
+    // one a sink already reflects changes nothing).
+    let mut seq = seq.max(ctx.highest_held);
     // A new run: full tables are copied again.
     state.run += 1;
     state.full_done.clear();
@@ -132,6 +138,20 @@ pub async fn run(
         state: &mut state,
         ctx,
     };
+    if fresh && !ctx.held.is_empty() {
+        // Some sinks hold rows of an earlier run and another holds nothing
+        // (a target added since): every table is read again from the
+        // start, so the rows the source deleted meanwhile must go from the
+        // sinks that hold them. Full tables begin with a truncate anyway.
+        let truncates: Vec<Change> = tables
+            .iter()
+            .filter(|t| t.mode == SyncMode::Incremental)
+            .map(|t| Change::truncate(t.info.schema.clone()))
+            .collect();
+        if !truncates.is_empty() {
+            emitter.emit(truncates, BatchKind::Snapshot).await?;
+        }
+    }
     for t in tables.iter().filter(|t| t.mode == SyncMode::Full) {
         ctx.status.set_phase(&t.info.schema.id, Phase::Snapshot);
         full_copy(config, conn, t, &mut emitter).await?;
@@ -231,13 +251,11 @@ async fn full_copy(
     t: &PolledTable,
     out: &mut Emitter<'_>,
 ) -> Result<()> {
-    let truncate = Change {
-        op: Op::Truncate,
-        table: t.info.schema.clone(),
-        before: None,
-        after: None,
-    };
-    out.emit(vec![truncate], BatchKind::Snapshot).await?;
+    out.emit(
+        vec![Change::truncate(t.info.schema.clone())],
+        BatchKind::Snapshot,
+    )
+    .await?;
     let (tx, mut rx) = mpsc::channel(2);
     let chunk = Chunk {
         start: 0,

@@ -207,6 +207,20 @@ impl Runner {
             self.state.lsn = consistent;
             info!(slot = %self.src.slot, lsn = %super::lsn_text(consistent), "replication slot created");
             self.plan_snapshot().await?;
+            if !ctx.held.is_empty() {
+                // Some sinks hold rows of an earlier run and another holds
+                // nothing (a target added since): every table is copied
+                // again, so rows deleted meanwhile must go from the sinks
+                // that hold them. The position is the snapshot's start.
+                let truncates = self
+                    .src
+                    .tables
+                    .iter()
+                    .map(|t| Change::truncate(t.schema.clone()))
+                    .collect();
+                self.emit(truncates, BatchKind::Snapshot, None, None, None, &ctx)
+                    .await?;
+            }
             self.snapshot(Some(snapshot_name), copiers, &ctx).await?;
         } else if self.state.snapshot.is_some() {
             if !self.slot_exists().await? {
