@@ -274,6 +274,13 @@ pub trait Sink: Send {
     /// target cannot store (see [`apply::set_aside`](crate::apply::set_aside))
     /// becomes a dead letter committed with the batch, here only: never a
     /// NULL, never a batch that fails on every retry.
+    ///
+    /// A write that fails with [`ErrorKind::Connection`](crate::ErrorKind)
+    /// (the target cannot be reached) is called again with the same batches
+    /// for as long as the pipeline runs, unless the sink holds uncommitted
+    /// batches ([`Sink::holds_uncommitted`]): the sink reconnects and, where
+    /// the failed attempt may have committed, finds that out from the
+    /// position it holds, so nothing is applied twice.
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()>;
 
     /// Applies consecutive batches of one source, in order, as one unit where

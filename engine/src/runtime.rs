@@ -255,8 +255,19 @@ async fn run_inner(
         sink_inputs.push((tx, Arc::new(Semaphore::new(max_rows))));
         let span = info_span!("sink", sink = %plan.name);
         tasks.spawn(
-            sink_worker(i, plan, rx, ack_tx.clone(), source_names.clone(), max_rows)
-                .instrument(span),
+            sink_worker(
+                i,
+                plan,
+                rx,
+                ack_tx.clone(),
+                source_names.clone(),
+                max_rows,
+                Outage {
+                    status: status.clone(),
+                    cancel: inner_cancel.clone(),
+                },
+            )
+            .instrument(span),
         );
     }
     drop(ack_tx);
@@ -437,6 +448,70 @@ async fn open(plan: PipelinePlan, status: &StatusHandle) -> Result<Opened> {
     })
 }
 
+/// The first wait before a write that lost its target is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between tries.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// What a sink worker reports an unreachable target to, and the stop that
+/// ends its waiting.
+struct Outage {
+    status: StatusHandle,
+    cancel: CancellationToken,
+}
+
+impl Outage {
+    /// Writes `batches`, trying again (with a growing wait, reported in the
+    /// status) for as long as the target cannot be reached and the pipeline
+    /// runs: the batches stay queued and unacknowledged meanwhile, so the
+    /// source holds its position and nothing is lost. Only for a sink that
+    /// holds no uncommitted batches (a failure might have lost those).
+    async fn write(
+        &self,
+        sink: &mut dyn Sink,
+        name: &str,
+        source: &str,
+        batches: Vec<Arc<Batch>>,
+        retry: bool,
+    ) -> Result<()> {
+        let mut wait = RETRY_FIRST;
+        let mut since: Option<std::time::Instant> = None;
+        loop {
+            match sink.write_group(source, batches.clone()).await {
+                Ok(()) => {
+                    if let Some(since) = since {
+                        let secs = since.elapsed().as_secs();
+                        info!(target = name, secs, "target reachable again");
+                        self.status.record_error(format!(
+                            "target `{name}` is reachable again after {secs} s; catching up"
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(e)
+                    if retry
+                        && e.kind() == ErrorKind::Connection
+                        && !self.cancel.is_cancelled() =>
+                {
+                    since.get_or_insert_with(std::time::Instant::now);
+                    warn!(target = name, error = %e.chain(), retry_in = ?wait, "target unreachable");
+                    self.status.record_error(format!(
+                        "target `{name}` is unreachable, trying again in {} s (nothing is lost meanwhile): {}",
+                        wait.as_secs_f64().ceil(),
+                        e.chain()
+                    ));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.cancel.cancelled() => return Err(e),
+                    }
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// One sink's worker: applies what is queued for it in order, a group of
 /// one source's batches at a time, and acknowledges each group once it is
 /// committed.
@@ -447,9 +522,10 @@ async fn sink_worker(
     ack_tx: mpsc::UnboundedSender<Ack>,
     names: Arc<Vec<String>>,
     max_rows: usize,
+    outage: Outage,
 ) -> Result<()> {
     let SinkPlan {
-        name: _,
+        name,
         mut sink,
         filter,
     } = plan;
@@ -483,7 +559,15 @@ async fn sink_worker(
         }
         let seq = group.last().map_or(0, |g| g.1.position.seq);
         let batches: Vec<Arc<Batch>> = group.iter().map(|g| filter.apply(g.1.clone())).collect();
-        sink.write_group(&names[source], batches).await?;
+        outage
+            .write(
+                sink.as_mut(),
+                &name,
+                &names[source],
+                batches,
+                unacked.is_empty(),
+            )
+            .await?;
         // Releases the rows' budget.
         drop(group);
         unacked.push(Ack {

@@ -22,6 +22,10 @@ use super::{PgState, lsn_text, parse_lsn};
 use crate::error::PgError;
 use crate::introspect;
 
+/// How long a heartbeat or another query beside the stream may take before
+/// its connection is taken for lost.
+const SIDE_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Runner {
     /// The stream of the source's slot (created with an exported snapshot).
     pub(super) fn stream_config(&self) -> ReplicationStreamConfig {
@@ -44,7 +48,8 @@ impl Runner {
             })
     }
 
-    /// Follows the slot, one batch per transaction.
+    /// Follows the slot, one batch per transaction. Heartbeats and the
+    /// retained-WAL reading wait at most [`SIDE_QUERY_TIMEOUT`] each.
     pub(super) async fn stream(
         &mut self,
         stop_at: Option<u64>,
@@ -67,8 +72,11 @@ impl Runner {
         }
         let heartbeat_secs = self.src.config.heartbeat_secs;
         let mut heartbeat = tokio::time::interval(Duration::from_secs(heartbeat_secs.max(1)));
+        // After a stall, one heartbeat, not one per missed tick.
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         let mut retained = tokio::time::interval(Duration::from_secs(5));
+        retained.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tx_buf: Option<TxBuf> = None;
         let result: Result<()> = loop {
             tokio::select! {
@@ -111,19 +119,44 @@ impl Runner {
                     }
                 }
                 _ = heartbeat.tick(), if heartbeat_secs > 0 => {
-                    if let Err(e) = sqlx::query("SELECT pg_logical_emit_message(true, 'syncline_heartbeat', '')")
-                        .execute(&mut self.conn).await {
-                        warn!(error = %e, "heartbeat failed; reconnecting its connection");
-                        if let Ok(conn) = self.src.config.endpoint().connect().await {
+                    // Bounded: a connection gone silent must not hold up
+                    // the stream (or a stop) behind it.
+                    let sent = tokio::time::timeout(
+                        SIDE_QUERY_TIMEOUT,
+                        sqlx::query("SELECT pg_logical_emit_message(true, 'syncline_heartbeat', '')")
+                            .execute(&mut self.conn),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(_))) {
+                        let error = match sent {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no answer within {SIDE_QUERY_TIMEOUT:?}"),
+                        };
+                        warn!(error = %error, "heartbeat failed; reconnecting its connection");
+                        let reconnected = self.src.config.endpoint().connect().await;
+                        ctx.status.record_error(format!(
+                            "source `{}`: connection lost ({error}); {}",
+                            ctx.name,
+                            match &reconnected {
+                                Ok(_) => "reconnected".to_owned(),
+                                Err(e) => format!("reconnecting failed ({e}), trying again at the next heartbeat"),
+                            }
+                        ));
+                        if let Ok(conn) = reconnected {
                             self.conn = conn;
                         }
                     }
                 }
                 _ = retained.tick() => {
-                    let bytes: std::result::Result<Option<i64>, _> = sqlx::query_scalar(
-                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1")
-                        .bind(&self.src.slot).fetch_optional(&mut self.conn).await.map(Option::flatten);
-                    if let Ok(Some(b)) = bytes {
+                    let bytes = tokio::time::timeout(
+                        SIDE_QUERY_TIMEOUT,
+                        sqlx::query_scalar::<_, Option<i64>>(
+                            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1")
+                            .bind(&self.src.slot)
+                            .fetch_optional(&mut self.conn),
+                    )
+                    .await;
+                    if let Ok(Ok(Some(Some(b)))) = bytes {
                         ctx.status.set_retained_bytes(&ctx.name, b.max(0) as u64);
                     }
                 }
@@ -330,12 +363,7 @@ impl Runner {
             EventType::Truncate { tables, .. } => {
                 for name in tables.iter() {
                     if let Some(&ti) = self.by_wire.get(name.as_ref()) {
-                        let change = Change {
-                            op: Op::Truncate,
-                            table: self.src.tables[ti].schema.clone(),
-                            before: None,
-                            after: None,
-                        };
+                        let change = Change::truncate(self.src.tables[ti].schema.clone());
                         push(tx_buf, ti, change);
                     }
                 }
