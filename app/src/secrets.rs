@@ -32,11 +32,20 @@ fn plain(e: keyring::Error) -> String {
 }
 
 /// Stores `value` under `name` and returns the reference to write into the
-/// file, `${keyring:name}`.
+/// file, `${keyring:name}`. Only in the `syncline` service: an entry of
+/// another application's service is never overwritten (a pipeline file may
+/// still reference one, to read it).
 pub fn store(name: &str, value: &str) -> Result<String, String> {
     if name.is_empty() || name.contains('}') {
         return Err(format!(
             "`{name}` cannot name a keyring entry (use letters, digits, `-`, `_` and one `/`)"
+        ));
+    }
+    if let Some((service, _)) = name.split_once('/')
+        && service != DEFAULT_SERVICE
+    {
+        return Err(format!(
+            "`{name}` names an entry of the keyring service `{service}`, which may belong to another application: the studio stores secrets only under `{DEFAULT_SERVICE}` (name it without a `/`, or `{DEFAULT_SERVICE}/...`)"
         ));
     }
     entry(name)?.set_password(value).map_err(plain)?;
@@ -62,7 +71,7 @@ mod tests {
     #[test]
     fn a_stored_secret_resolves_or_storing_says_why_not() {
         install();
-        let name = format!("syncline-test/secret-{}", std::process::id());
+        let name = format!("syncline/test-secret-{}", std::process::id());
         match store(&name, "s3cret") {
             Ok(reference) => {
                 assert_eq!(reference, format!("${{keyring:{name}}}"));
@@ -77,5 +86,16 @@ mod tests {
             Err(message) => assert!(message.contains("${env:NAME}"), "{message}"),
         }
         assert!(store("", "x").is_err());
+    }
+
+    #[test]
+    fn another_services_entry_is_never_written() {
+        // Refused before the keyring is touched, whether one runs or not.
+        let refused = store("Chrome Safe Storage/Chrome", "overwritten")
+            .expect_err("another service is refused");
+        assert!(
+            refused.contains("only under `syncline`"),
+            "the refusal says where secrets go: {refused}"
+        );
     }
 }

@@ -375,7 +375,7 @@ fn connector_kinds_carry_their_form_schemas() {
 
 #[tokio::test]
 async fn storing_a_secret_gives_a_reference_or_an_io_failure() {
-    let name = format!("syncline-test/desktop-{}", std::process::id());
+    let name = format!("syncline/test-desktop-{}", std::process::id());
     match desktop::store_secret(name.clone(), "s3cret".into()).await {
         Ok(reference) => assert_eq!(reference, format!("${{keyring:{name}}}")),
         // No Secret Service on this machine: `io`, with what to do instead.
