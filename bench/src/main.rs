@@ -12,10 +12,13 @@
 //! 4. **Latency**: a following `syncline run` into a history-mode DuckDB
 //!    target under a steady transaction rate; `_synced_at - _commit_time`.
 //! 5. **Memory**: the peak resident set of every `syncline` process.
+//! 6. **Files**: a large CSV file (`--csv-mb`) into DuckDB versus DuckDB's
+//!    own `read_csv` of it, with the peak resident set.
 //!
 //! The report goes to stdout (JSON with `--json`); progress to stderr.
 //! `scripts/bench` builds everything and runs this.
 
+mod files;
 mod latency;
 mod memory;
 mod pg;
@@ -102,7 +105,11 @@ struct Args {
     /// median round's ratio counts.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Phases to leave out: stream, latency (comma-separated).
+    /// Megabytes of the CSV file of the files phase.
+    #[arg(long, default_value_t = 2048)]
+    csv_mb: u64,
+    /// Phases to leave out: stream, latency, files, or pg for every
+    /// phase that reads from Postgres (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Print the report as JSON.

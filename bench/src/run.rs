@@ -33,8 +33,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--sslmode must be disable, prefer or require");
     }
     for s in &args.skip {
-        if !matches!(s.as_str(), "stream" | "latency") {
-            bail!("--skip takes stream and/or latency, not `{s}`");
+        if !matches!(s.as_str(), "stream" | "latency" | "files" | "pg") {
+            bail!("--skip takes stream, latency, files and pg, not `{s}`");
         }
     }
     let syncline = match &args.syncline {
@@ -274,21 +274,34 @@ impl Bench {
             self.args.sslmode
         ));
 
-        self.setup()?;
-        self.snapshot()?;
-        if self.args.skip.iter().any(|s| s == "stream") {
-            self.text.push("\n3. Streaming: skipped".into());
+        let skipped = |phase: &str| self.args.skip.iter().any(|s| s == phase || s == "pg");
+        let (no_pg, no_stream, no_latency) =
+            (skipped("snapshot"), skipped("stream"), skipped("latency"));
+        if no_pg {
+            self.text
+                .push("\n1.-4. Setup, snapshot, streaming and latency: skipped".into());
         } else {
-            self.stream()?;
+            self.setup()?;
+            self.snapshot()?;
+            if no_stream {
+                self.text.push("\n3. Streaming: skipped".into());
+            } else {
+                self.stream()?;
+            }
+            // The first pipeline is done with: release its slot so it does
+            // not keep WAL while the latency test runs.
+            self.drop_pipeline("p.toml")?;
+            if no_latency {
+                self.text.push("\n4. Latency: skipped".into());
+            } else {
+                self.latency()?;
+                self.drop_pipeline("lat.toml")?;
+            }
         }
-        // The first pipeline is done with: release its slot so it does not
-        // keep WAL while the latency test runs.
-        self.drop_pipeline("p.toml")?;
-        if self.args.skip.iter().any(|s| s == "latency") {
-            self.text.push("\n4. Latency: skipped".into());
+        if self.args.skip.iter().any(|s| s == "files") {
+            self.text.push("\n6. Files: skipped".into());
         } else {
-            self.latency()?;
-            self.drop_pipeline("lat.toml")?;
+            self.files()?;
         }
         Ok(())
     }

@@ -1,0 +1,129 @@
+//! Phase 6, files: one large CSV file (`--csv-mb`, 2 GB by default) read by
+//! `syncline run --once` into a fresh DuckDB file, against DuckDB's own
+//! parallel CSV reader loading the same file into a table of the same
+//! engine in the same run; the peak resident set shows that a file is read
+//! as a stream, never whole.
+
+use std::io::Write as _;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::report::{TARGET_RSS_MB, per_sec, rate, round3, thousands, verdict};
+use crate::run::Bench;
+
+/// The CSV's columns: a key, text, a decimal, a timestamp and a longer note.
+const HEADER: &str = "id,name,amount,at,note\n";
+
+impl Bench {
+    pub fn files(&mut self) -> Result<()> {
+        let bytes = self.args.csv_mb * 1024 * 1024;
+        let folder = self.dir.join("csv");
+        std::fs::create_dir_all(&folder)?;
+        let csv = folder.join("big.csv");
+        self.note(&format!(
+            "files: writing a {} MB CSV",
+            thousands(self.args.csv_mb)
+        ));
+        let rows = write_csv(&csv, bytes)?;
+
+        // Raw: DuckDB's own CSV reader (parallel, typed by sniffing) into
+        // a table of a fresh file.
+        self.note("files: raw DuckDB read_csv into a table");
+        let raw_db = self.dir.join("raw_csv.duckdb");
+        let started = std::time::Instant::now();
+        {
+            let conn = duckdb::Connection::open(&raw_db)?;
+            conn.execute_batch(&format!(
+                "CREATE TABLE big AS SELECT * FROM read_csv('{}', header = true)",
+                csv.display()
+            ))?;
+        }
+        let raw_secs = started.elapsed().as_secs_f64();
+        std::fs::remove_file(&raw_db).ok();
+
+        let pipeline = self.dir.join("files.toml");
+        std::fs::write(
+            &pipeline,
+            "name = \"bench_files\"\n\n[sources.csv]\nkind = \"files\"\npath = \"csv\"\n\n[[sources.csv.tables]]\nname = \"big\"\npattern = \"big.csv\"\nkey = [\"id\"]\n\n[targets.db]\nkind = \"duckdb\"\npath = \"files.duckdb\"\ninputs = [\"csv\"]\n",
+        )?;
+        self.note("files: syncline run --once");
+        let f = self
+            .syncline("files", &["run", "--once", "--json", "files.toml"], 250)?
+            .wait()?;
+        self.record(&f);
+        if f.exit_code != 0 {
+            bail!("syncline run --once (files) exited with {}", f.exit_code);
+        }
+        let landed: i64 = {
+            let conn = duckdb::Connection::open(self.dir.join("files.duckdb"))?;
+            conn.query_row("SELECT count(*) FROM big", [], |r| r.get(0))
+                .context("counting the rows that landed")?
+        };
+        if u64::try_from(landed).ok() != Some(rows) {
+            bail!("the CSV holds {rows} rows, the target {landed}");
+        }
+        let ratio = raw_secs / f.wall_secs;
+        let met = f.peak_rss_mb < TARGET_RSS_MB;
+        self.report.insert(
+            "files".into(),
+            json!({
+                "csv_bytes": bytes,
+                "rows": rows,
+                "raw_secs": round3(raw_secs),
+                "raw_rows_per_sec": round3(per_sec(rows, raw_secs)),
+                "syncline_secs": round3(f.wall_secs),
+                "syncline_rows_per_sec": round3(per_sec(rows, f.wall_secs)),
+                "ratio": round3(ratio),
+                "peak_rss_mb": round3(f.peak_rss_mb),
+                "target_rss_mb": TARGET_RSS_MB,
+                "met": met,
+            }),
+        );
+        self.text.push(format!(
+            "\n6. Files: a {} MB CSV ({} rows) into DuckDB\n   raw DuckDB read_csv: {:.1} s ({} rows/s)\n   syncline run --once: {:.1} s ({} rows/s) = {:.2} of raw\n   peak memory {:.0} MB (target < {TARGET_RSS_MB:.0} MB: {})",
+            thousands(self.args.csv_mb),
+            thousands(rows),
+            raw_secs,
+            rate(rows, raw_secs),
+            f.wall_secs,
+            rate(rows, f.wall_secs),
+            ratio,
+            f.peak_rss_mb,
+            verdict(met)
+        ));
+        std::fs::remove_file(&csv).ok();
+        Ok(())
+    }
+}
+
+/// Writes rows until the file holds `bytes`; returns how many.
+fn write_csv(path: &std::path::Path, bytes: u64) -> Result<u64> {
+    let file = std::fs::File::create(path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(HEADER.as_bytes())?;
+    let mut written = HEADER.len() as u64;
+    let mut rows = 0u64;
+    let mut line = String::new();
+    while written < bytes {
+        rows += 1;
+        line.clear();
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            line,
+            "{rows},customer {},{}.{:02},2026-{:02}-{:02} {:02}:{:02}:{:02},\"note {rows}, with a comma and \"\"quotes\"\"\"",
+            rows % 100_000,
+            rows % 10_000,
+            rows % 100,
+            rows % 12 + 1,
+            rows % 28 + 1,
+            rows % 24,
+            rows % 60,
+            (rows * 7) % 60
+        );
+        out.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+    }
+    out.flush()?;
+    Ok(rows)
+}
