@@ -160,10 +160,11 @@ fn source_connections_cut_stalled_and_refused_lose_nothing() {
         eprintln!("cut {round}: {} connections so far", proxy.accepted());
         proxy.cut();
     }
-    // The network goes silent for ten seconds, then comes back.
+    // The network goes silent for fifteen seconds (longer than a
+    // heartbeat may take), then comes back.
     progress(&mut run, "changes before the stall", 300);
     proxy.stall(true);
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(15));
     proxy.stall(false);
     // The server refuses connections for five seconds.
     progress(&mut run, "changes after the stall", 300);
@@ -174,7 +175,7 @@ fn source_connections_cut_stalled_and_refused_lose_nothing() {
 
     let last = finish(run, &stop, writer, &src, &dst);
     assert!(
-        errors(&last).contains("connection lost"),
+        errors(&last).contains("source `pg`: connection lost"),
         "the status shows the lost connection: {}",
         errors(&last)
     );
@@ -205,8 +206,8 @@ fn a_target_down_for_a_minute_is_waited_for_and_caught_up() {
     });
     let outage = Duration::from_secs(60).saturating_sub(down.elapsed());
     std::thread::sleep(outage);
-    let during = run.last.clone().unwrap();
-    assert_ne!(during["state"], "failed", "the pipeline waits: {during}");
+    let during = run.latest();
+    assert_eq!(during["state"], "running", "the pipeline waits: {during}");
     proxy.up();
     run.wait_for(
         "the target back in the status",

@@ -101,6 +101,20 @@ impl Running {
         }
     }
 
+    /// The newest status line: every line queued so far is read, then the
+    /// next one is waited for (the status is published several times a
+    /// second).
+    pub fn latest(&mut self) -> Json {
+        while let Ok(v) = self.lines.try_recv() {
+            self.last = Some(v);
+        }
+        match self.lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(v) => self.last = Some(v),
+            Err(e) => panic!("no status line within 10 s ({e}); last: {:?}", self.last),
+        }
+        self.last.clone().unwrap()
+    }
+
     /// `kill -9`.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();

@@ -5,7 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,11 @@ pub struct Proxy {
 
 struct Shared {
     upstream: u16,
-    down: AtomicBool,
+    port: u16,
+    /// Listening while up; `None` while down (connecting is refused). New
+    /// connections are taken and registered under this lock, so `down`
+    /// and `cut` never miss one.
+    listener: Mutex<Option<TcpListener>>,
     stalled: AtomicBool,
     stop: AtomicBool,
     live: Mutex<Vec<TcpStream>>,
@@ -30,17 +34,19 @@ impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream` there.
     pub fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream,
-            down: AtomicBool::new(false),
+            port,
+            listener: Mutex::new(Some(listener)),
             stalled: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             live: Mutex::new(Vec::new()),
             accepted: AtomicU64::new(0),
         });
         let accepting = shared.clone();
-        std::thread::spawn(move || accept(listener, port, &accepting));
+        std::thread::spawn(move || accept(&accepting));
         Proxy { port, shared }
     }
 
@@ -71,13 +77,19 @@ impl Proxy {
     /// The server goes away: open connections are cut and new ones refused
     /// until [`Proxy::up`].
     pub fn down(&self) {
-        self.shared.down.store(true, Ordering::SeqCst);
+        let mut listener = self.shared.listener.lock().unwrap();
+        *listener = None;
         self.cut();
     }
 
-    /// The server is back.
+    /// The server is back: listening again when this returns.
     pub fn up(&self) {
-        self.shared.down.store(false, Ordering::SeqCst);
+        let mut listener = self.shared.listener.lock().unwrap();
+        if listener.is_none() {
+            let l = TcpListener::bind(("127.0.0.1", self.shared.port)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            *listener = Some(l);
+        }
     }
 }
 
@@ -88,35 +100,21 @@ impl Drop for Proxy {
     }
 }
 
-fn accept(listener: TcpListener, port: u16, shared: &Arc<Shared>) {
-    let mut listener = Some(listener);
+fn accept(shared: &Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
-        if shared.down.load(Ordering::SeqCst) {
-            // Closed: connecting is refused.
-            listener = None;
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        let l = match &listener {
-            Some(l) => l,
-            None => match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => listener.insert(l),
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
+        let taken = {
+            let listener = shared.listener.lock().unwrap();
+            match listener.as_ref().map(TcpListener::accept) {
+                Some(Ok((client, _))) => {
+                    shared.accepted.fetch_add(1, Ordering::SeqCst);
+                    forward(client, shared);
+                    true
                 }
-            },
+                _ => false,
+            }
         };
-        l.set_nonblocking(true).unwrap();
-        match l.accept() {
-            Ok((client, _)) => {
-                shared.accepted.fetch_add(1, Ordering::SeqCst);
-                forward(client, shared);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        if !taken {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
