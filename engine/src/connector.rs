@@ -179,6 +179,62 @@ pub struct SourceContext {
     pub blocks: bool,
 }
 
+/// The key of a source's position state that holds its generation (see
+/// [`Start::Restate`]); absent means 0.
+pub const GENERATION: &str = "generation";
+
+/// How a source begins a run, from the positions its sinks hold
+/// ([`SourceContext::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Every sink holds a position of the same generation: go on after
+    /// [`SourceContext::resume`], keeping that generation in every
+    /// position.
+    Resume {
+        /// The generation the positions carry.
+        generation: u64,
+    },
+    /// No sink holds anything: a first run, generation 0.
+    Fresh,
+    /// Start from nothing while some sink holds rows of an earlier run: a
+    /// sink added since holds nothing, or the sinks hold positions of
+    /// different generations (a restatement stopped before every sink took
+    /// it up, so some hold part of it and others the run before). Every
+    /// table is truncated and then copied whole into every sink, numbered
+    /// above [`SourceContext::highest_held`], and every position of the
+    /// run carries `generation` (one more than any held), so that a stop
+    /// midway is told apart and restated again.
+    Restate {
+        /// The generation this run's positions carry.
+        generation: u64,
+    },
+}
+
+/// The generation a position carries.
+pub fn generation_of(position: &Position) -> u64 {
+    position
+        .state
+        .get(GENERATION)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+impl SourceContext {
+    /// How this run begins (see [`Start`]).
+    pub fn start(&self) -> Start {
+        let generations: std::collections::BTreeSet<u64> =
+            self.held.iter().map(generation_of).collect();
+        let highest = generations.iter().next_back().copied();
+        match (&self.resume, highest) {
+            (_, None) => Start::Fresh,
+            (Some(_), Some(generation)) if generations.len() == 1 => Start::Resume { generation },
+            (_, Some(highest)) => Start::Restate {
+                generation: highest + 1,
+            },
+        }
+    }
+}
+
 /// A system changes are read from.
 ///
 /// # Contract
@@ -197,7 +253,14 @@ pub struct SourceContext {
 ///   source cannot tell), so no such sink skips it.
 /// * **Resume.** A run starts after `ctx.resume` (the lowest position every
 ///   sink holds) or, with none, from a consistent snapshot that meets the
-///   change stream with no gap and no overlap.
+///   change stream with no gap and no overlap. [`SourceContext::start`]
+///   says which: when some sink holds rows but a run cannot resume for all
+///   (a sink added, or positions of different generations), every table is
+///   truncated and copied again ([`Start::Restate`]).
+/// * **Sinks at different positions.** Each sink skips the batches at or
+///   below its own position; whatever a sink further ahead holds that the
+///   run reads again differently (a changed file, a polled page) is sent
+///   numbered above it, so every sink ends equal to the source.
 /// * **Release.** Upstream resources (a replication slot's confirmed LSN, a
 ///   binlog position, a file's manifest) are released only up to a position
 ///   received on [`SourceContext::acknowledged`]: every sink has committed

@@ -420,8 +420,10 @@ impl Running {
                         "after {DEADLINE:?} the origin holds {expected:?}; {}",
                         held.join("; ")
                     )
-                })
-                .unwrap_or_else(|| panic!("the source stopped early"));
+                });
+            let Some(batch) = batch else {
+                self.stopped_early().await
+            };
             for t in targets.iter_mut() {
                 t.offer(&batch);
             }
@@ -433,6 +435,44 @@ impl Running {
                 let _ = self.acknowledged.send(Some(lowest));
             }
         }
+    }
+
+    /// Fails the scenario with what the source returned when it stopped
+    /// before it should have.
+    async fn stopped_early(&mut self) -> ! {
+        let result = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        panic!("the source stopped early: {result:?}")
+    }
+
+    /// Offers the next `n` batches to every target.
+    async fn offer(&mut self, targets: &mut [&mut Target], n: usize) {
+        for _ in 0..n {
+            let batch = tokio::time::timeout(DEADLINE, self.batches.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no batch within {DEADLINE:?}"));
+            let Some(batch) = batch else {
+                self.stopped_early().await
+            };
+            for t in targets.iter_mut() {
+                t.offer(&batch);
+            }
+        }
+    }
+
+    /// Stops the source (see [`Running::stop`]) and offers the targets
+    /// every batch it had sent before it stopped.
+    async fn stop_into(mut self, targets: &mut [&mut Target]) {
+        self.cancel.cancel();
+        while let Some(batch) = self.batches.recv().await {
+            for t in targets.iter_mut() {
+                t.offer(&batch);
+            }
+        }
+        let done = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("a cancelled source returns within 20 s");
+        done.expect("the source task panicked")
+            .unwrap_or_else(|e| panic!("the source failed: {e}"));
     }
 
     /// Writes `writes` at the origin and waits until the replica holds
@@ -694,16 +734,41 @@ pub async fn sinks_at_different_positions_each_end_equal(h: &dyn SourceHarness) 
     running.stop().await;
 
     // A target added: it holds nothing, so the run starts afresh while the
-    // other two hold positions.
-    let later = with_delete(vec![Write::Upsert(7, "seven".into())], 5);
-    origin.write(&later).await;
-    apply(&mut expected, &later);
+    // other two hold positions. It takes the first batch (the truncate
+    // that begins the restatement) and the run stops before the others
+    // take anything; the origin deletes a row meanwhile (a polling source
+    // sees it only because the restatement truncates).
     let mut added = Target::new("added");
     let mut running = start_holding(origin.source(), None, held(&[&ahead, &behind])).await;
+    (ahead.paused, behind.paused) = (true, true);
+    running
+        .offer(&mut [&mut ahead, &mut behind, &mut added], 1)
+        .await;
+    running.stop().await;
+    assert!(
+        added.last.is_some(),
+        "the added target took the restatement's first batch"
+    );
+    (ahead.paused, behind.paused) = (false, false);
+    let later = vec![Write::Upsert(7, "seven".into()), Write::Delete(5)];
+    origin.write(&later).await;
+    apply(&mut expected, &later);
+
+    // The restatement, resumed from the lowest position, must not leave
+    // the added target with part of it: every target ends equal.
+    let lowest = [&ahead, &behind, &added]
+        .into_iter()
+        .filter_map(|t| t.last.clone())
+        .min_by_key(|p| p.seq);
+    let mut running =
+        start_holding(origin.source(), lowest, held(&[&ahead, &behind, &added])).await;
     running
         .feed(&mut [&mut ahead, &mut behind, &mut added], &expected)
         .await;
-    running.stop().await;
+    // Whatever the source sent after that must not undo it.
+    running
+        .stop_into(&mut [&mut ahead, &mut behind, &mut added])
+        .await;
     for t in [&ahead, &behind, &added] {
         assert_eq!(t.rows, expected, "target `{}`", t.name);
     }

@@ -37,7 +37,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::{SyncMode, TableDecl};
-use syncline_engine::connector::{Check, Source, SourceContext, sample_indexes, stopped};
+use syncline_engine::connector::{Check, Source, SourceContext, Start, sample_indexes, stopped};
 use syncline_engine::model::{
     Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
 };

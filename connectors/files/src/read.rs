@@ -102,8 +102,10 @@ pub(crate) fn read_and_diff(
     {
         return Ok(Reading::Unchanged);
     }
-    // Contents a sink further ahead holds: diffed against them all below.
-    let ahead = prev.as_ref().is_some_and(|p| !p.also.is_empty());
+    // Contents a sink further ahead holds, or a diff cut short that was
+    // made against several: diffed against them all below. (Rows without a
+    // key cannot be told apart, so such a table only appends.)
+    let ahead = !schema.key.is_empty() && prev.as_ref().is_some_and(|p| !p.also.is_empty());
     if format != FileFormat::Parquet && !ahead {
         let skip = match &prev {
             None => Some(0),
@@ -191,11 +193,12 @@ pub(crate) fn read_and_diff(
     }
 
     // New content: diff against what the target holds from this file.
+    let merged = prev.as_ref().is_some_and(|p| !p.done || ahead);
     let (base_digest, base): (Option<String>, Option<Manifest>) = match &prev {
         None => (None, None),
         // Quarantined before any content of it was read: nothing applied.
-        Some(p) if p.done && p.digest.is_empty() => (None, None),
-        Some(p) if p.done => (
+        Some(p) if !merged && p.digest.is_empty() => (None, None),
+        Some(p) if !merged => (
             Some(p.digest.clone()),
             manifests.read(table_name, &p.digest),
         ),
@@ -231,16 +234,25 @@ pub(crate) fn read_and_diff(
         .filter(|(_, h)| !known_rejects.contains(h))
         .map(|(d, _)| d)
         .collect();
+    // A resumed diff must be the same diff: record the base only when it
+    // is one whole manifest; a merged one keeps the contents it merged
+    // until it is all emitted.
+    let mut file_state = new_state(
+        prev.as_ref()
+            .filter(|_| !merged && base.is_some())
+            .map(|p| p.digest.clone()),
+    );
+    if merged && let Some(p) = &prev {
+        file_state.also = p
+            .contents()
+            .filter(|d| *d != digest)
+            .map(str::to_owned)
+            .collect();
+    }
     Ok(Reading::Whole(Pending {
         table,
         rel: rel.to_owned(),
-        // A resumed diff must be the same diff: record the base only when it
-        // is one whole manifest.
-        file_state: new_state(
-            prev.as_ref()
-                .filter(|p| p.done && base.is_some())
-                .map(|p| p.digest.clone()),
-        ),
+        file_state,
         changes,
         dead_letters,
         skip: 0,

@@ -49,6 +49,13 @@ pub struct FileState {
 pub struct FilesState {
     /// Files per table.
     pub tables: BTreeMap<String, BTreeMap<String, FileState>>,
+    /// The run's generation (see `syncline_engine::connector::Start`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FilesState {
@@ -160,15 +167,55 @@ impl ManifestStore {
     /// was written so far (the keys a read cut short may have put in the
     /// targets).
     pub fn writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
-        let partial = self.path(table, digest, PARTIAL);
-        let file = std::fs::File::create(&partial).map_err(|e| FilesError::State {
-            path: partial.clone(),
+        self.open_writer(table, digest, PARTIAL)
+    }
+
+    /// A writer for a content whose reading is resumed: it writes beside
+    /// what the cut-short reads left, which stays as it is until the new
+    /// manifest is finished; until then [`ManifestStore::read`] gives the
+    /// entries of both (the keys any of the reads put in the targets).
+    pub fn resuming_writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
+        let (partial, rewrite) = (
+            self.path(table, digest, PARTIAL),
+            self.path(table, digest, REWRITE),
+        );
+        // An earlier resumed read cut short: its entries join the partial
+        // manifest before a new rewrite begins.
+        if let Ok(mut earlier) = std::fs::File::open(&rewrite) {
+            let fail = |e: std::io::Error| FilesError::State {
+                path: partial.clone(),
+                detail: e.to_string(),
+            };
+            let mut into = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&partial)
+                .map_err(fail)?;
+            // A line the crash cut short is ended, so it cannot join the
+            // next one.
+            std::io::Write::write_all(&mut into, b"\n").map_err(fail)?;
+            std::io::copy(&mut earlier, &mut into).map_err(fail)?;
+            std::io::Write::write_all(&mut into, b"\n").map_err(fail)?;
+        }
+        self.open_writer(table, digest, REWRITE)
+    }
+
+    fn open_writer(
+        &self,
+        table: &str,
+        digest: &str,
+        kind: &str,
+    ) -> Result<ManifestWriter, FilesError> {
+        let current = self.path(table, digest, kind);
+        let file = std::fs::File::create(&current).map_err(|e| FilesError::State {
+            path: current.clone(),
             detail: e.to_string(),
         })?;
         Ok(ManifestWriter {
             out: std::io::BufWriter::with_capacity(1 << 16, file),
+            current,
+            partial: self.path(table, digest, PARTIAL),
             done: self.path(table, digest, DONE),
-            partial,
         })
     }
 
@@ -181,8 +228,18 @@ impl ManifestStore {
         if let Ok(bytes) = std::fs::read(self.path(table, digest, LEGACY)) {
             return serde_json::from_slice(&bytes).ok();
         }
-        let file = std::fs::File::open(self.path(table, digest, PARTIAL)).ok()?;
-        read_lines(file)
+        let mut found: Option<Manifest> = None;
+        for kind in [PARTIAL, REWRITE] {
+            if let Some(m) = std::fs::File::open(self.path(table, digest, kind))
+                .ok()
+                .and_then(read_lines)
+            {
+                let all = found.get_or_insert_with(Manifest::default);
+                all.rows.extend(m.rows);
+                all.rejected.extend(m.rejected);
+            }
+        }
+        found
     }
 
     /// Deletes every manifest not in `keep`.
@@ -192,7 +249,9 @@ impl ManifestStore {
         };
         let keep: BTreeSet<String> = keep
             .iter()
-            .flat_map(|(t, d)| [DONE, LEGACY, PARTIAL].map(|kind| format!("{t}-{d}.{kind}")))
+            .flat_map(|(t, d)| {
+                [DONE, LEGACY, PARTIAL, REWRITE].map(|kind| format!("{t}-{d}.{kind}"))
+            })
             .collect();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -209,6 +268,8 @@ const DONE: &str = "manifest";
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
 const LEGACY: &str = "json";
+/// A manifest written again by a resumed read, beside the partial one.
+const REWRITE: &str = "rewrite";
 
 /// Writes one manifest entry per line: `<hash> <key as JSON>` for a row,
 /// `! <hash>` for a rejected record (JSON escapes line breaks, so a key
@@ -216,6 +277,8 @@ const LEGACY: &str = "json";
 #[derive(Debug)]
 pub struct ManifestWriter {
     out: std::io::BufWriter<std::fs::File>,
+    /// The file written to (the partial manifest, or a rewrite beside it).
+    current: PathBuf,
     partial: PathBuf,
     done: PathBuf,
 }
@@ -223,7 +286,7 @@ pub struct ManifestWriter {
 impl ManifestWriter {
     fn fail(&self, e: &std::io::Error) -> FilesError {
         FilesError::State {
-            path: self.partial.clone(),
+            path: self.current.clone(),
             detail: e.to_string(),
         }
     }
@@ -250,7 +313,12 @@ impl ManifestWriter {
     /// The manifest is whole: it becomes the content's manifest.
     pub fn finish(mut self) -> Result<(), FilesError> {
         self.flush()?;
-        std::fs::rename(&self.partial, &self.done).map_err(|e| self.fail(&e))
+        std::fs::rename(&self.current, &self.done).map_err(|e| self.fail(&e))?;
+        if self.current != self.partial {
+            // What the cut-short reads wrote is in the whole one now.
+            let _ = std::fs::remove_file(&self.partial);
+        }
+        Ok(())
     }
 }
 
@@ -258,15 +326,19 @@ fn read_lines(file: std::fs::File) -> Option<Manifest> {
     use std::io::BufRead as _;
     let mut manifest = Manifest::default();
     for line in std::io::BufReader::new(file).lines() {
-        let line = line.ok()?;
+        // A line cut short by a crash ends what a partial one holds.
+        let Ok(line) = line else { break };
         if let Some(hash) = line.strip_prefix("! ") {
-            manifest.rejected.push(u64::from_str_radix(hash, 16).ok()?);
+            let Ok(hash) = u64::from_str_radix(hash, 16) else {
+                break;
+            };
+            manifest.rejected.push(hash);
         } else if let Some((hash, key)) = line.split_once(' ') {
-            manifest
-                .rows
-                .push((key.to_owned(), u64::from_str_radix(hash, 16).ok()?));
+            let Ok(hash) = u64::from_str_radix(hash, 16) else {
+                break;
+            };
+            manifest.rows.push((key.to_owned(), hash));
         } else if !line.is_empty() {
-            // A line cut short by a crash ends what a partial one holds.
             break;
         }
     }

@@ -15,6 +15,9 @@ pub(crate) struct FolderSync {
     seq: u64,
     manifests: ManifestStore,
     acked_digests: std::collections::BTreeSet<(String, String)>,
+    /// This run restates every table (see [`Start::Restate`]): each is
+    /// truncated before its files are read.
+    restate: bool,
 }
 
 /// The folder's watcher and the events it reports.
@@ -39,21 +42,22 @@ pub(crate) struct Pending {
 
 impl FolderSync {
     pub(crate) fn new(src: FilesSource, ctx: &SourceContext) -> Result<Self> {
-        let (state, seq) = match &ctx.resume {
-            Some(p) => {
-                let state: FilesState = serde_json::from_value(p.state.clone()).map_err(|e| {
-                    Error::new(
-                        ErrorKind::State,
-                        format!(
-                            "the stored position of source `{}` is not a files position: {e}",
-                            ctx.name
-                        ),
-                    )
-                })?;
+        let start = ctx.start();
+        let (state, seq) = match (&ctx.resume, start) {
+            (Some(p), Start::Resume { .. }) => {
+                let mut state: FilesState =
+                    serde_json::from_value(p.state.clone()).map_err(|e| {
+                        Error::new(
+                            ErrorKind::State,
+                            format!(
+                                "the stored position of source `{}` is not a files position: {e}",
+                                ctx.name
+                            ),
+                        )
+                    })?;
                 // A sink further ahead may hold other contents of some
                 // files: those are read again against every content any
                 // sink holds.
-                let mut state = state;
                 for ahead in ctx.held.iter().filter(|h| h.seq > p.seq) {
                     if let Ok(theirs) = serde_json::from_value::<FilesState>(ahead.state.clone()) {
                         state.hold_also(&theirs);
@@ -64,7 +68,14 @@ impl FolderSync {
                 // everything any sink holds.
                 (state, p.seq.max(ctx.highest_held))
             }
-            None => (FilesState::default(), ctx.highest_held),
+            (_, Start::Restate { generation }) => (
+                FilesState {
+                    generation,
+                    ..FilesState::default()
+                },
+                ctx.highest_held,
+            ),
+            _ => (FilesState::default(), ctx.highest_held),
         };
         let manifests = ManifestStore::open(&src.state_dir)?;
         let acked_digests = state.digests();
@@ -74,6 +85,7 @@ impl FolderSync {
             seq,
             manifests,
             acked_digests,
+            restate: matches!(start, Start::Restate { .. }),
         })
     }
 
@@ -103,11 +115,11 @@ impl FolderSync {
             if self.src.tables[t].cfg.mode == SyncMode::Full {
                 self.full_refresh(t, &files, ctx).await?;
             } else {
-                if ctx.resume.is_none() && !ctx.held.is_empty() {
-                    // Some sinks hold rows of an earlier run and another
-                    // holds nothing (a target added since): every file is
-                    // read again as new, so rows of files removed or changed
-                    // meanwhile must go from the sinks that hold them.
+                if self.restate {
+                    // Some sinks hold rows of an earlier run (see
+                    // `Start::Restate`): every file is read again as new,
+                    // so rows of files removed or changed meanwhile must go
+                    // from the sinks that hold them.
                     let schema = self.schema(t)?;
                     self.emit(
                         vec![Change::truncate(schema)],
@@ -356,7 +368,11 @@ impl FolderSync {
             tokio::task::spawn_blocking(move || -> std::result::Result<(), FilesError> {
                 let file =
                     std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
-                let mut manifest = manifests.writer(&schema.id.name, &digest)?;
+                let mut manifest = if skip > 0 {
+                    manifests.resuming_writer(&schema.id.name, &digest)?
+                } else {
+                    manifests.writer(&schema.id.name, &digest)?
+                };
                 let (mut rows, mut dead_letters) = (Vec::new(), Vec::new());
                 let mut seen = 0u64;
                 let mut failed = None;
@@ -412,8 +428,8 @@ impl FolderSync {
                 if same {
                     manifest.finish()?;
                 } else {
-                    // Left as it is: the keys this read put in the targets,
-                    // for the diff of the next read.
+                    // Left unfinished: the keys the reads put in the
+                    // targets, for the diff of the next read.
                     manifest.flush()?;
                 }
                 let _ = tx.blocking_send(Piece {
@@ -562,6 +578,8 @@ impl FolderSync {
         let table_name = schema.id.name.clone();
         let total = p.changes.len() as u64;
         let mut state = p.file_state;
+        // A quarantine changes nothing of how far the file's content went.
+        let keeps = state.quarantined;
         let mut dead_letters = p.dead_letters;
         let mut offset = p.skip.min(total);
         let mut first = true;
@@ -584,8 +602,14 @@ impl FolderSync {
                     },
                 })
                 .collect();
-            state.emitted = end;
-            state.done = end == total;
+            if !keeps {
+                state.emitted = end;
+                state.done = end == total;
+                if state.done {
+                    // Every content merged into the diff is behind it now.
+                    state.also.clear();
+                }
+            }
             self.state
                 .tables
                 .entry(table_name.clone())

@@ -74,6 +74,13 @@ pub struct PgState {
     /// target is consistent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_until: Option<u64>,
+    /// The run's generation (see `syncline_engine::connector::Start`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Chunks per table and which are done.
@@ -373,13 +380,39 @@ impl PostgresSource {
     }
 
     /// Drops this source's slot if no process is using it.
+    /// Drops the slot, waiting (up to 30 s) for a reader that still holds
+    /// it to let go: the server ends a stopped run's replication connection
+    /// a moment after the client goes.
     async fn release_slot_only(&self, conn: &mut PgConnection) -> Result<()> {
-        sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active")
-            .bind(&self.slot)
-            .execute(conn)
-            .await
-            .map_err(PgError::query("dropping the stale replication slot"))?;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let holder: Option<Option<i32>> =
+                sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1")
+                    .bind(&self.slot)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(PgError::query("reading the replication slot"))?;
+            match holder {
+                None => return Ok(()),
+                Some(None) => {
+                    sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active")
+                        .bind(&self.slot)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(PgError::query("dropping the stale replication slot"))?;
+                }
+                Some(Some(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Some(Some(pid)) => {
+                    return Err(PgError::Precondition(format!(
+                        "replication slot {} is in use by server process {pid}: another reader holds it; stop that reader (or end it with pg_terminate_backend({pid})) and run again",
+                        self.slot
+                    ))
+                    .into());
+                }
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::SyncMode;
-use syncline_engine::connector::SourceContext;
+use syncline_engine::connector::{GENERATION, SourceContext, Start};
 use syncline_engine::model::{Change, Op, Row};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, Result};
@@ -123,8 +123,15 @@ pub async fn run(
     ctx: &SourceContext,
     resume: Option<(u64, PollState)>,
 ) -> Result<()> {
-    let fresh = resume.is_none();
-    let (seq, mut state) = resume.unwrap_or_default();
+    let start = ctx.start();
+    let (seq, mut state) = match start {
+        Start::Resume { .. } => resume.unwrap_or_default(),
+        Start::Fresh | Start::Restate { .. } => (0, PollState::default()),
+    };
+    let generation = match start {
+        Start::Resume { generation } | Start::Restate { generation } => generation,
+        Start::Fresh => 0,
+    };
     // Pages are read as the tables are now, which a sink further ahead may
     // not have seen: number them above everything any sink holds, so every
     // sink applies them (they are upserts, prunes and truncates: applying
@@ -136,13 +143,14 @@ pub async fn run(
     let mut emitter = Emitter {
         seq: &mut seq,
         state: &mut state,
+        generation,
         ctx,
     };
-    if fresh && !ctx.held.is_empty() {
-        // Some sinks hold rows of an earlier run and another holds nothing
-        // (a target added since): every table is read again from the
-        // start, so the rows the source deleted meanwhile must go from the
-        // sinks that hold them. Full tables begin with a truncate anyway.
+    if matches!(start, Start::Restate { .. }) {
+        // Some sinks hold rows of an earlier run (see `Start::Restate`):
+        // every table is read again from the start, so the rows the source
+        // deleted meanwhile must go from the sinks that hold them. Full
+        // tables begin with a truncate anyway.
         let truncates: Vec<Change> = tables
             .iter()
             .filter(|t| t.mode == SyncMode::Incremental)
@@ -205,14 +213,19 @@ pub async fn run(
 struct Emitter<'a> {
     seq: &'a mut u64,
     state: &'a mut PollState,
+    /// The run's generation, kept in every position.
+    generation: u64,
     ctx: &'a SourceContext,
 }
 
 impl Emitter<'_> {
     async fn emit(&mut self, changes: Vec<Change>, kind: BatchKind) -> Result<()> {
         *self.seq += 1;
-        let state = serde_json::to_value(serde_json::json!({ "poll": &*self.state }))
+        let mut state = serde_json::to_value(serde_json::json!({ "poll": &*self.state }))
             .map_err(|e| Error::internal(e.to_string()))?;
+        if self.generation > 0 {
+            state[GENERATION] = self.generation.into();
+        }
         let batch = Batch {
             position: Position {
                 seq: *self.seq,

@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnection;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::SyncMode;
-use syncline_engine::connector::SourceContext;
+use syncline_engine::connector::{SourceContext, Start};
 use syncline_engine::model::{Change, Op, Row};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, ErrorKind, Result};
@@ -51,18 +51,19 @@ impl Runner {
             Some(conn) => conn,
             None => src.config.endpoint().connect().await?,
         };
-        let (state, seq) = match &ctx.resume {
+        let fresh_state = |generation| PgState {
+            slot: src.slot.clone(),
+            lsn: 0,
+            snapshot: None,
+            catch_up_until: None,
+            generation,
+        };
+        let (state, seq) = match (&ctx.resume, ctx.start()) {
             // Polled sources keep their own position (see `poll`).
-            Some(_) if src.config.polls_only() => (
-                PgState {
-                    slot: src.slot.clone(),
-                    lsn: 0,
-                    snapshot: None,
-                    catch_up_until: None,
-                },
-                0,
-            ),
-            Some(p) => {
+            (Some(_), _) if src.config.polls_only() => (fresh_state(0), 0),
+            // Positions of different generations: start afresh.
+            (_, Start::Restate { generation }) => (fresh_state(generation), 0),
+            (Some(p), _) => {
                 let state: PgState = serde_json::from_value(p.state.clone()).map_err(|e| {
                     PgError::State(format!(
                         "the stored position of source `{}` is not a Postgres position: {e}",
@@ -74,15 +75,7 @@ impl Runner {
                 src.slot.clone_from(&state.slot);
                 (state, p.seq)
             }
-            None => (
-                PgState {
-                    slot: src.slot.clone(),
-                    lsn: 0,
-                    snapshot: None,
-                    catch_up_until: None,
-                },
-                0,
-            ),
+            (None, _) => (fresh_state(0), 0),
         };
         let by_wire = src
             .tables
@@ -181,7 +174,8 @@ impl Runner {
                 ),
             ));
         }
-        let fresh = ctx.resume.is_none();
+        let start = ctx.start();
+        let fresh = !matches!(start, Start::Resume { .. });
         let mut resumed = false;
         // The copy workers connect while the publication and the slot are
         // set up.
@@ -207,11 +201,11 @@ impl Runner {
             self.state.lsn = consistent;
             info!(slot = %self.src.slot, lsn = %super::lsn_text(consistent), "replication slot created");
             self.plan_snapshot().await?;
-            if !ctx.held.is_empty() {
-                // Some sinks hold rows of an earlier run and another holds
-                // nothing (a target added since): every table is copied
-                // again, so rows deleted meanwhile must go from the sinks
-                // that hold them. The position is the snapshot's start.
+            if matches!(start, Start::Restate { .. }) {
+                // Some sinks hold rows of an earlier run (see
+                // `Start::Restate`): every table is copied again, so rows
+                // deleted meanwhile must go from the sinks that hold them.
+                // The position is the snapshot's start.
                 let truncates = self
                     .src
                     .tables
@@ -412,8 +406,8 @@ impl Runner {
                 key_scan: cfg.key_scan_secs.map(Duration::from_secs),
             });
         }
-        let resume = match &ctx.resume {
-            Some(p) => {
+        let resume = match (&ctx.resume, ctx.start()) {
+            (Some(p), Start::Resume { .. }) => {
                 let state = p
                     .state
                     .get("poll")
@@ -428,7 +422,7 @@ impl Runner {
                     })?;
                 Some((p.seq, state))
             }
-            None => None,
+            _ => None,
         };
         let config = self.src.config.clone();
         poll::run(&config, &mut self.conn, &tables, ctx, resume).await

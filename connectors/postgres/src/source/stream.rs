@@ -614,12 +614,27 @@ pub(super) async fn stream_start(
     } else {
         None
     };
-    stream
-        .start(Some(lsn))
-        .await
-        .map_err(PgError::replication("starting replication"))?;
+    // The slot may still be held by the server for a run that just ended
+    // (its walsender exits a moment after the client goes): wait for it.
+    let deadline = tokio::time::Instant::now() + SLOT_BUSY_WAIT;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match stream.start(Some(lsn)).await {
+            Ok(()) => break,
+            Err(e) if e.to_string().contains("55006") && tokio::time::Instant::now() < deadline => {
+                debug!(error = %e, retry_in = ?wait, "the replication slot is still in use");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(PgError::replication("starting replication")(e).into()),
+        }
+    }
     Ok(stop.filter(|s| *s > lsn))
 }
+
+/// How long a start waits for a replication slot that another connection
+/// still holds (SQLSTATE 55006) before it gives up and says so.
+const SLOT_BUSY_WAIT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
