@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::pg::{TestDb, exec_in, spawn_writer};
+use support::pg::{TestDb, exec_in, position_lsn, spawn_writer};
 use support::proxy::Proxy;
 use support::*;
 
@@ -51,37 +51,6 @@ fn write_once(db: &str, round: u64, max_id: u64) {
 
 fn rows(db: &TestDb, table: &str) -> Vec<Vec<String>> {
     db.rows(&format!("SELECT id, name, rev FROM {table} ORDER BY id"))
-}
-
-fn assert_equal(src: &TestDb, dst: &TestDb) {
-    let (expected, actual) = (rows(src, "items"), rows(dst, "sync.items"));
-    if expected != actual {
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|r| !actual.contains(r))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = actual
-            .iter()
-            .filter(|r| !expected.contains(r))
-            .take(3)
-            .collect();
-        panic!(
-            "the target differs from the source ({} vs {} rows); source only {missing:?}; target only {extra:?}",
-            expected.len(),
-            actual.len()
-        );
-    }
-}
-
-fn lsn(s: &serde_json::Value) -> u64 {
-    s["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
-}
-
-fn current_lsn(db: &TestDb) -> u64 {
-    db.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-        .parse()
-        .unwrap()
 }
 
 fn errors(s: &serde_json::Value) -> String {
@@ -130,12 +99,12 @@ fn finish(
     stop.store(true, Ordering::SeqCst);
     let rounds = writer.join().unwrap();
     assert!(rounds > 20, "the writer ran only {rounds} transactions");
-    let end = current_lsn(src);
+    let end = src.current_lsn();
     let last = run.wait_for("every change applied", Duration::from_secs(180), |s| {
-        lsn(s) >= end
+        position_lsn(s) >= end
     });
     assert_eq!(run.interrupt(), 0, "a graceful stop after the faults");
-    assert_equal(src, dst);
+    assert_same_rows("the target", &rows(src, "items"), &rows(dst, "sync.items"));
     last
 }
 

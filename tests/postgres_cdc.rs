@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{TestDb, exec_in, spawn_writer};
+use support::pg::{TestDb, exec_in, position_lsn, spawn_writer};
 use support::*;
 
 const TABLE: &str = "CREATE TABLE accounts (
@@ -71,34 +71,7 @@ fn assert_in_sync(db: &TestDb, duck: &Path) {
         0,
         "duplicate keys in the target"
     );
-    if expected != actual {
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|r| !actual.contains(r))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = actual
-            .iter()
-            .filter(|r| !expected.contains(r))
-            .take(3)
-            .collect();
-        panic!(
-            "target differs from source ({} vs {} rows); source-only rows {missing:?}; target-only rows {extra:?}",
-            expected.len(),
-            actual.len()
-        );
-    }
-}
-
-/// The LSN the source has reached, from a status line.
-fn position_lsn(status: &serde_json::Value) -> u64 {
-    status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
-}
-
-fn current_lsn(db: &TestDb) -> u64 {
-    db.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-        .parse()
-        .unwrap()
+    assert_same_rows("the target", &expected, &actual);
 }
 
 #[test]
@@ -131,7 +104,7 @@ fn snapshot_and_stream_while_writers_run_end_in_sync() {
     stop.store(true, Ordering::SeqCst);
     let rounds = writer.join().unwrap();
     assert!(rounds > 10, "the writer ran only {rounds} transactions");
-    let end = current_lsn(&db);
+    let end = db.current_lsn();
     run.wait_for("every change applied", Duration::from_secs(120), |s| {
         position_lsn(s) >= end
     });
@@ -357,7 +330,7 @@ fn lost_connections_are_reestablished_and_streaming_resumes() {
     for round in 1..=20 {
         write_once(&db.name, round, 1_000);
     }
-    let first = current_lsn(&db);
+    let first = db.current_lsn();
     run.wait_for("first changes", Duration::from_secs(60), |s| {
         position_lsn(s) >= first
     });
@@ -372,7 +345,7 @@ fn lost_connections_are_reestablished_and_streaming_resumes() {
     for round in 21..=40 {
         write_once(&db.name, round, 1_000);
     }
-    let second = current_lsn(&db);
+    let second = db.current_lsn();
     let status = run.wait_for(
         "changes after the reconnect",
         Duration::from_secs(90),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{TestDb, exec_in, spawn_writer};
+use support::pg::{TestDb, exec_in, position_lsn, spawn_writer};
 use support::*;
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (
@@ -106,26 +106,6 @@ fn account_rows(db: &TestDb, table: &str) -> Vec<Vec<String>> {
     ))
 }
 
-fn assert_same_rows(what: &str, expected: &[Vec<String>], actual: &[Vec<String>]) {
-    if expected != actual {
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|r| !actual.contains(r))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = actual
-            .iter()
-            .filter(|r| !expected.contains(r))
-            .take(3)
-            .collect();
-        panic!(
-            "{what} differs from the source ({} vs {} rows); source-only rows {missing:?}; target-only rows {extra:?}",
-            expected.len(),
-            actual.len()
-        );
-    }
-}
-
 fn assert_pg_in_sync(src: &TestDb, dst: &TestDb) {
     assert_eq!(
         dst.scalar("SELECT count(*) - count(DISTINCT id) FROM sync.accounts"),
@@ -163,17 +143,6 @@ fn assert_duck_in_sync(src: &TestDb, duck: &Path) {
         "SELECT id, owner, balance, version, coalesce(array_to_string(tags, '|'), '') FROM accounts ORDER BY id",
     );
     assert_same_rows("the DuckDB target", &expected, &duck_rows(duck));
-}
-
-/// The LSN every target holds, from a status line.
-fn position_lsn(status: &serde_json::Value) -> u64 {
-    status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
-}
-
-fn current_lsn(db: &TestDb) -> u64 {
-    db.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-        .parse()
-        .unwrap()
 }
 
 fn checkpoints(dst: &TestDb, schema: &str, pipeline: &str) -> Vec<Vec<String>> {
@@ -218,7 +187,7 @@ fn postgres_to_postgres_snapshot_and_stream_with_concurrent_writers() {
     stop.store(true, Ordering::SeqCst);
     let rounds = writer.join().unwrap();
     assert!(rounds > 10, "the writer ran only {rounds} transactions");
-    let end = current_lsn(&src);
+    let end = src.current_lsn();
     run.wait_for("every change applied", Duration::from_secs(180), |s| {
         position_lsn(s) >= end
     });

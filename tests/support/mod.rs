@@ -162,6 +162,28 @@ impl Drop for Running {
     }
 }
 
+/// Fails with the first few rows each side lacks when `actual` is not
+/// `expected` row for row.
+pub fn assert_same_rows(what: &str, expected: &[Vec<String>], actual: &[Vec<String>]) {
+    if expected != actual {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| !actual.contains(r))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = actual
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(3)
+            .collect();
+        panic!(
+            "{what} differs from the source ({} vs {} rows); source-only rows {missing:?}; target-only rows {extra:?}",
+            expected.len(),
+            actual.len()
+        );
+    }
+}
+
 /// Sum of one counter over every table of a status line.
 pub fn total(status: &Json, field: &str) -> u64 {
     status["tables"]

@@ -67,6 +67,11 @@ pub fn spawn_writer(
     })
 }
 
+/// The LSN every target holds for source `pg`, from a status line.
+pub fn position_lsn(status: &serde_json::Value) -> u64 {
+    status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
+}
+
 impl TestDb {
     /// Creates `sl_<prefix>_<pid>_<n>`.
     pub fn create(prefix: &str) -> TestDb {
@@ -107,6 +112,13 @@ impl TestDb {
             .and_then(|r| r.first())
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The server's current WAL position, as a number.
+    pub fn current_lsn(&self) -> u64 {
+        self.scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            .parse()
+            .unwrap()
     }
 
     /// Replication slots of this database.

@@ -120,15 +120,7 @@ impl FolderSync {
                     // `Start::Restate`): every file is read again as new,
                     // so rows of files removed or changed meanwhile must go
                     // from the sinks that hold them.
-                    let schema = self.schema(t)?;
-                    self.emit(
-                        vec![Change::truncate(schema)],
-                        Vec::new(),
-                        BatchKind::Snapshot,
-                        None,
-                        ctx,
-                    )
-                    .await?;
+                    self.truncate(t, ctx).await?;
                 }
                 for rel in &files {
                     if ctx.cancel.is_cancelled() {
@@ -184,8 +176,17 @@ impl FolderSync {
             info!(table = %name, "full refresh: no file changed since the last run");
             return Ok(());
         }
-        let schema = self.schema(t)?;
         self.state.tables.insert(name.clone(), BTreeMap::new());
+        self.truncate(t, ctx).await?;
+        for rel in files {
+            self.sync_file(t, rel, BatchKind::Snapshot, ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Empties table `t` in every sink, as one batch.
+    async fn truncate(&mut self, t: usize, ctx: &SourceContext) -> Result<()> {
+        let schema = self.schema(t)?;
         self.emit(
             vec![Change::truncate(schema)],
             Vec::new(),
@@ -193,11 +194,7 @@ impl FolderSync {
             None,
             ctx,
         )
-        .await?;
-        for rel in files {
-            self.sync_file(t, rel, BatchKind::Snapshot, ctx).await?;
-        }
-        Ok(())
+        .await
     }
 
     /// Brings one file's contribution up to date: new, changed, resumed or

@@ -386,12 +386,13 @@ impl PostgresSource {
     async fn release_slot_only(&self, conn: &mut PgConnection) -> Result<()> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let holder: Option<Option<i32>> =
-                sqlx::query_scalar("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1")
-                    .bind(&self.slot)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(PgError::query("reading the replication slot"))?;
+            let holder: Option<Option<i32>> = sqlx::query_scalar(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            )
+            .bind(&self.slot)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(PgError::query("reading the replication slot"))?;
             match holder {
                 None => return Ok(()),
                 Some(None) => {
