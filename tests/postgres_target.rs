@@ -982,6 +982,9 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
                 1
             )),
         ));
+        // Each as it happens: a restart that fails leaves the kills before
+        // it in the log.
+        eprintln!("kill {}", kills.last().map_or("", String::as_str));
     }
     eprintln!("kill points:\n{}", kills.join("\n"));
     stop.store(true, Ordering::SeqCst);

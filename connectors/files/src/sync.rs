@@ -18,6 +18,9 @@ pub(crate) struct FolderSync {
     /// This run restates every table (see [`Start::Restate`]): each is
     /// truncated before its files are read.
     restate: bool,
+    /// Changes sent in snapshot batches of the table being read first: its
+    /// snapshot's size once read (the estimate before).
+    snapshot_changes: u64,
 }
 
 /// The folder's watcher and the events it reports.
@@ -86,6 +89,7 @@ impl FolderSync {
             manifests,
             acked_digests,
             restate: matches!(start, Start::Restate { .. }),
+            snapshot_changes: 0,
         })
     }
 
@@ -138,6 +142,9 @@ impl FolderSync {
                     self.sync_file(t, &rel, BatchKind::Stream, ctx).await?;
                 }
             }
+            // Read: the estimate gives way to what was sent.
+            ctx.status
+                .set_snapshot_total(&id, std::mem::take(&mut self.snapshot_changes));
             let phase = if ctx.follow && self.src.tables[t].cfg.mode == SyncMode::Cdc {
                 Phase::Streaming
             } else {
@@ -638,6 +645,9 @@ impl FolderSync {
         ctx: &SourceContext,
     ) -> Result<()> {
         self.seq += 1;
+        if kind == BatchKind::Snapshot {
+            self.snapshot_changes += changes.len() as u64;
+        }
         let state =
             serde_json::to_value(&self.state).map_err(|e| Error::internal(e.to_string()))?;
         let batch = Batch {
