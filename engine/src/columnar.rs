@@ -44,7 +44,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType as ArrowType, Field, Schema, TimeUnit};
 
-use crate::model::{Change, DataType, DecimalParts, Op, TableSchema, Value};
+use crate::model::{Change, DataType, DecimalParts, TableSchema, Value};
 
 /// The Arrow type that carries values of `t` (see the module table).
 pub fn arrow_type(t: &DataType) -> ArrowType {
@@ -145,12 +145,7 @@ impl InsertBlock {
             }
         }
         rows.into_iter()
-            .map(|row| Change {
-                op: Op::Insert,
-                table: self.table.clone(),
-                before: None,
-                after: Some(row),
-            })
+            .map(|row| Change::insert(self.table.clone(), row))
             .collect()
     }
 }
@@ -594,7 +589,7 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Column, TableId};
+    use crate::model::{Column, Op, TableId};
 
     fn table(types: &[(&str, &str)]) -> Arc<TableSchema> {
         Arc::new(TableSchema {

@@ -462,6 +462,16 @@ impl Change {
         self.after.as_ref().or(self.before.as_ref())
     }
 
+    /// An insert of `row` into `table`.
+    pub fn insert(table: Arc<TableSchema>, row: Row) -> Change {
+        Change {
+            op: Op::Insert,
+            table,
+            before: None,
+            after: Some(row),
+        }
+    }
+
     /// A truncate of `table`: every row goes.
     pub fn truncate(table: Arc<TableSchema>) -> Change {
         Change {

@@ -191,6 +191,15 @@ impl FolderSync {
         Ok(())
     }
 
+    /// What the state says of file `rel` of `table`.
+    fn file_state(&self, table: &str, rel: &str) -> Option<FileState> {
+        self.state
+            .tables
+            .get(table)
+            .and_then(|m| m.get(rel))
+            .cloned()
+    }
+
     /// Empties table `t` in every sink, as one batch.
     async fn truncate(&mut self, t: usize, ctx: &SourceContext) -> Result<()> {
         let schema = self.schema(t)?;
@@ -227,12 +236,7 @@ impl FolderSync {
         ctx: &SourceContext,
     ) -> Result<()> {
         let table_name = self.src.tables[t].cfg.name.clone();
-        let prev = self
-            .state
-            .tables
-            .get(&table_name)
-            .and_then(|m| m.get(rel))
-            .cloned();
+        let prev = self.file_state(&table_name, rel);
         let abs = self.src.root.join(rel);
         let meta = match std::fs::metadata(&abs) {
             Ok(m) if m.is_file() => Some(m),
@@ -459,12 +463,7 @@ impl FolderSync {
             let changes = piece
                 .rows
                 .into_iter()
-                .map(|row| Change {
-                    op: Op::Insert,
-                    table: schema.clone(),
-                    before: None,
-                    after: Some(row),
-                })
+                .map(|row| Change::insert(schema.clone(), row))
                 .collect();
             self.emit(changes, piece.dead_letters, kind, plan.commit_time, ctx)
                 .await?;
@@ -474,12 +473,7 @@ impl FolderSync {
             Ok(Err(FilesError::Read { detail, .. })) => {
                 // Unreadable (its header, or the disk under it): quarantined,
                 // keeping what went out (it is read again when it changes).
-                let prev = self
-                    .state
-                    .tables
-                    .get(&table_name)
-                    .and_then(|m| m.get(rel))
-                    .cloned();
+                let prev = self.file_state(&table_name, rel);
                 let pending =
                     read::quarantined(t, rel, schema, prev, meta, detail, plan.commit_time);
                 self.emit_file(pending, kind, ctx).await?;

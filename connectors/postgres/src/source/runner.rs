@@ -13,7 +13,7 @@ use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::columnar::InsertBlock;
 use syncline_engine::config::SyncMode;
 use syncline_engine::connector::{SourceContext, Start};
-use syncline_engine::model::{Change, Op, Row};
+use syncline_engine::model::{Change, Row};
 use syncline_engine::status::Phase;
 use syncline_engine::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
@@ -626,12 +626,7 @@ impl Runner {
         let inserts_are_new = under_exported_snapshot && info.key_is_unique;
         let changes = rows
             .into_iter()
-            .map(|row| Change {
-                op: Op::Insert,
-                table: schema.clone(),
-                before: None,
-                after: Some(row),
-            })
+            .map(|row| Change::insert(schema.clone(), row))
             .collect();
         let mut batch = self.next_batch(changes, BatchKind::Snapshot, None, None, None)?;
         batch.block = block;
