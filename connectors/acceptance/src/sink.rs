@@ -49,6 +49,16 @@ pub trait Target: Send + Sync {
     /// source table), the `columns` given rendered as text in the target's
     /// own rendering of integers and text, in any order.
     async fn rows(&self, table: &str, columns: &[&str]) -> Vec<TextRow>;
+
+    /// Puts something of another program's in the way of every write to
+    /// `table` (for a key-value target: a key of another type where the
+    /// sink keeps its own bookkeeping), so the sink must refuse the next
+    /// batch that touches it. `false`: the target has no such thing, and
+    /// the kit makes it refuse a value its own cast rejects instead.
+    async fn obstruct(&self, table: &str) -> bool {
+        let _ = table;
+        false
+    }
 }
 
 /// How the kit reaches a sink's real service.
@@ -64,8 +74,9 @@ pub trait Harness: Sync {
     /// A column type and two values of it: one the target stores, shown as
     /// the target renders it, and one that fits the type but that the target
     /// cannot store (text with a NUL character for Postgres, a NaN decimal
-    /// for DuckDB).
-    fn unstorable(&self) -> (DataType, Value, &'static str, Value);
+    /// for DuckDB). `None`: the target stores every value of every type
+    /// (the kit then checks that no edge value becomes a dead letter).
+    fn unstorable(&self) -> Option<(DataType, Value, &'static str, Value)>;
 
     /// Values of every kind of type the engine knows (at least one each;
     /// the values at the type's edges), each with the text the target shows
@@ -377,9 +388,10 @@ pub async fn redelivered_batches_change_nothing(h: &dyn Harness) {
 }
 
 /// A batch the target refuses partway (text its own cast to UUID rejects,
-/// after rows it could store and another table's changes) changes nothing:
-/// neither data nor checkpoint; the sink stays usable and a restart
-/// resumes after the last good batch.
+/// or a write something else stands in the way of, after rows it could
+/// store and another table's changes) changes nothing: neither data nor
+/// checkpoint; the sink stays usable and a restart resumes after the last
+/// good batch.
 pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harness) {
     let target = h.target("atomic").await;
     let ids = crate::fixtures::table(
@@ -390,11 +402,16 @@ pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harn
     );
     let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1), ids.clone()]).await;
     write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
+    let value = if target.obstruct("ids").await {
+        Value::Uuid(crate::types::UUID)
+    } else {
+        text("not-a-uuid")
+    };
     let bad = Change {
         op: Op::Insert,
         table: ids.clone(),
         before: None,
-        after: Some(vec![Value::Int(3), text("not-a-uuid")]),
+        after: Some(vec![Value::Int(3), value]),
     };
     let refused = sink
         .write(
@@ -404,7 +421,7 @@ pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harn
         .await;
     assert!(
         refused.is_err(),
-        "text that is not a UUID must be refused by the target's cast"
+        "the target must refuse the batch (its cast, or what stands in the way)"
     );
     assert_eq!(
         contents(&*target).await,
@@ -668,7 +685,9 @@ pub async fn dead_letters_commit_with_their_batch(h: &dyn Harness) {
 /// letter saying why (kept once, even when the batch is redelivered), the
 /// other rows of the batch are applied, and no NULL is written in its place.
 pub async fn values_the_target_cannot_store_become_dead_letters(h: &dyn Harness) {
-    let (data_type, good, shown, bad) = h.unstorable();
+    let Some((data_type, good, shown, bad)) = h.unstorable() else {
+        return every_value_is_stored(h).await;
+    };
     let odd = crate::fixtures::table("odd", &[("id", DataType::Int64), ("v", data_type)], &[0], 1);
     let insert = |id: i64, v: &Value| Change {
         op: Op::Insert,
@@ -704,6 +723,37 @@ pub async fn values_the_target_cannot_store_become_dead_letters(h: &dyn Harness)
     );
     assert!(one.raw.contains('2'), "{}", one.raw);
     assert!(one.kept.is_some(), "the change is kept for replay");
+}
+
+/// For a target that stores every value: a row holding every edge value
+/// of every type is applied, and nothing becomes a dead letter.
+async fn every_value_is_stored(h: &dyn Harness) {
+    let values = crate::types::edge_values();
+    let mut columns: Vec<(String, DataType)> = vec![("id".into(), DataType::Int64)];
+    columns.extend(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, (data_type, _))| (format!("c{i}"), data_type.clone())),
+    );
+    let named: Vec<(&str, DataType)> = columns
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    let odd = crate::fixtures::table("odd", &named, &[0], 1);
+    let mut row = vec![Value::Int(1)];
+    row.extend(values.into_iter().map(|(_, v)| v));
+    let target = h.target("unstorable").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, std::slice::from_ref(&odd)).await;
+    write(&mut *sink, batch(1, vec![Change::insert(odd.clone(), row)])).await;
+    close(sink).await;
+    assert_eq!(
+        target.rows("odd", &["id"]).await,
+        [t(&[Some("1")])],
+        "the row with every edge value"
+    );
+    let kept = kept(&*target, WriteMode::Upsert).await;
+    assert!(kept.is_empty(), "values became dead letters: {kept:?}");
 }
 
 /// A sink that cannot work fails its pre-flight check, saying what is wrong

@@ -69,14 +69,14 @@ impl Harness for Postgres {
         ))
     }
 
-    fn unstorable(&self) -> (DataType, Value, &'static str, Value) {
+    fn unstorable(&self) -> Option<(DataType, Value, &'static str, Value)> {
         // Postgres text cannot hold NUL.
-        (
+        Some((
             DataType::Text,
             Value::Text("plain".into()),
             "plain",
             Value::Text("nul \0 inside".into()),
-        )
+        ))
     }
 
     fn types(&self) -> Vec<TypeCase> {
