@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{TestDb, exec_in, position_lsn, spawn_writer};
+use support::pg::{DOCS, TestDb, body_sql, exec_in, position_lsn, spawn_writer, write_docs};
 use support::*;
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (
@@ -873,56 +873,6 @@ fn special_values_reach_each_target_or_its_dead_letters() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(!stdout.contains("\"reason\""), "{stdout}");
-}
-
-const DOCS: &str = "CREATE TABLE docs (
-    id bigint PRIMARY KEY,
-    rev int NOT NULL DEFAULT 0,
-    note text,
-    body text NOT NULL);
-    ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL";
-
-/// A body Postgres stores out of line (TOASTed): an update that does not
-/// touch it does not resend it.
-fn body_sql(id: &str) -> String {
-    format!("repeat(md5({id}::text), 100)")
-}
-
-/// One writer transaction of every kind the targets must carry: updates
-/// that leave the TOASTed body unchanged, key changes (a row moves between
-/// `id` and `-id`, its body unchanged), a swap of two keys through a
-/// temporary one, deletes, inserts, and now and then a truncate.
-fn write_docs(db: &str, round: u64, max_id: u64) {
-    let a = (round * 7919) % max_id + 1;
-    let b = (round * 104_729) % max_id + 1;
-    let c = (round * 3_571) % max_id + 1;
-    let sql = if round.is_multiple_of(97) {
-        format!(
-            "BEGIN;
-             TRUNCATE docs;
-             INSERT INTO docs (id, note, body)
-                 SELECT i, 'after truncate {round}', {body} FROM generate_series(1, 200) i;
-             COMMIT;",
-            body = body_sql("i")
-        )
-    } else {
-        format!(
-            "BEGIN;
-             UPDATE docs SET rev = rev + 1, note = 'r{round}' WHERE abs(id) BETWEEN {a} AND {a} + 10;
-             UPDATE docs SET id = -id, rev = rev + 1
-                 WHERE id = {c} AND NOT EXISTS (SELECT 1 FROM docs WHERE id = -{c});
-             UPDATE docs SET id = 0 WHERE id = {b};
-             UPDATE docs SET id = {b} WHERE id = -{b};
-             UPDATE docs SET id = -{b} WHERE id = 0;
-             DELETE FROM docs WHERE abs(id) BETWEEN {b} + 5 AND {b} + 6;
-             INSERT INTO docs (id, note, body) VALUES ({new}, 'new {round}', {body})
-                 ON CONFLICT (id) DO UPDATE SET rev = docs.rev + 1;
-             COMMIT;",
-            new = max_id + round,
-            body = body_sql(&(max_id + round).to_string())
-        )
-    };
-    exec_in(db, &sql);
 }
 
 /// `kill -9` trials of a Postgres → Postgres + DuckDB pipeline under a

@@ -16,6 +16,7 @@ use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
 use syncline_engine::{Error, ErrorKind, Result};
 use syncline_files::{FilesSource, FilesSourceConfig};
 use syncline_postgres::{PostgresSink, PostgresSource, PostgresSourceConfig, PostgresTargetConfig};
+use syncline_redis::{RedisSink, RedisTargetConfig};
 
 use crate::{secrets, transforms};
 
@@ -37,6 +38,8 @@ pub enum TargetConfig {
     Duckdb(DuckDbTargetConfig),
     /// A PostgreSQL database.
     Postgres(PostgresTargetConfig),
+    /// A Redis server: a cache kept in sync by key.
+    Redis(RedisTargetConfig),
 }
 
 impl ConnectorSet for SourceConfig {
@@ -53,6 +56,7 @@ impl ConnectorSet for TargetConfig {
         vec![
             kind_schema::<DuckDbTargetConfig>("duckdb"),
             kind_schema::<PostgresTargetConfig>("postgres"),
+            kind_schema::<RedisTargetConfig>("redis"),
         ]
     }
 }
@@ -85,6 +89,7 @@ impl TargetSpec for TargetConfig {
         match self {
             TargetConfig::Duckdb(_) => "duckdb",
             TargetConfig::Postgres(_) => "postgres",
+            TargetConfig::Redis(_) => "redis",
         }
     }
 
@@ -92,6 +97,7 @@ impl TargetSpec for TargetConfig {
         match self {
             TargetConfig::Duckdb(c) => &c.inputs,
             TargetConfig::Postgres(c) => &c.inputs,
+            TargetConfig::Redis(c) => &c.inputs,
         }
     }
 
@@ -99,6 +105,7 @@ impl TargetSpec for TargetConfig {
         match self {
             TargetConfig::Duckdb(c) => c.mode,
             TargetConfig::Postgres(c) => c.mode,
+            TargetConfig::Redis(c) => c.mode,
         }
     }
 }
@@ -241,6 +248,7 @@ pub(crate) fn build_sink(config: &TargetConfig, pipeline: &str, base_dir: &Path)
     match config {
         TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(c.clone(), base_dir, pipeline)),
         TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), pipeline)),
+        TargetConfig::Redis(c) => Box::new(RedisSink::new(c.clone(), pipeline)),
     }
 }
 

@@ -370,6 +370,16 @@ fn connector_kinds_carry_their_form_schemas() {
             .iter()
             .any(|k| k.kind == "postgres" && k.role == "source")
     );
+    let redis = kinds
+        .iter()
+        .find(|k| k.kind == "redis" && k.role == "target")
+        .expect("redis");
+    assert_eq!(redis.title, "Redis");
+    assert!(
+        redis.schema["properties"]["tables"].is_object(),
+        "{}",
+        redis.schema
+    );
     assert!(kinds.iter().all(|k| !k.description.is_empty()), "{kinds:?}");
 }
 

@@ -195,3 +195,55 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// `docs`: rows with a body Postgres stores out of line (TOAST), for the
+/// writers of kill trials ([`write_docs`]).
+pub const DOCS: &str = "CREATE TABLE docs (
+    id bigint PRIMARY KEY,
+    rev int NOT NULL DEFAULT 0,
+    note text,
+    body text NOT NULL);
+    ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL";
+
+/// A body Postgres stores out of line (TOASTed): an update that does not
+/// touch it does not resend it.
+pub fn body_sql(id: &str) -> String {
+    format!("repeat(md5({id}::text), 100)")
+}
+
+/// One writer transaction of every kind the targets must carry: updates
+/// that leave the TOASTed body unchanged, key changes (a row moves between
+/// `id` and `-id`, its body unchanged), a swap of two keys through a
+/// temporary one, deletes, inserts, and now and then a truncate.
+pub fn write_docs(db: &str, round: u64, max_id: u64) {
+    let a = (round * 7919) % max_id + 1;
+    let b = (round * 104_729) % max_id + 1;
+    let c = (round * 3_571) % max_id + 1;
+    let sql = if round.is_multiple_of(97) {
+        format!(
+            "BEGIN;
+             TRUNCATE docs;
+             INSERT INTO docs (id, note, body)
+                 SELECT i, 'after truncate {round}', {body} FROM generate_series(1, 200) i;
+             COMMIT;",
+            body = body_sql("i")
+        )
+    } else {
+        format!(
+            "BEGIN;
+             UPDATE docs SET rev = rev + 1, note = 'r{round}' WHERE abs(id) BETWEEN {a} AND {a} + 10;
+             UPDATE docs SET id = -id, rev = rev + 1
+                 WHERE id = {c} AND NOT EXISTS (SELECT 1 FROM docs WHERE id = -{c});
+             UPDATE docs SET id = 0 WHERE id = {b};
+             UPDATE docs SET id = {b} WHERE id = -{b};
+             UPDATE docs SET id = -{b} WHERE id = 0;
+             DELETE FROM docs WHERE abs(id) BETWEEN {b} + 5 AND {b} + 6;
+             INSERT INTO docs (id, note, body) VALUES ({new}, 'new {round}', {body})
+                 ON CONFLICT (id) DO UPDATE SET rev = docs.rev + 1;
+             COMMIT;",
+            new = max_id + round,
+            body = body_sql(&(max_id + round).to_string())
+        )
+    };
+    exec_in(db, &sql);
+}

@@ -37,6 +37,7 @@ fn title(kind: &str) -> &'static str {
         "files" => "Files",
         "postgres" => "PostgreSQL",
         "duckdb" => "DuckDB",
+        "redis" => "Redis",
         _ => "Connector",
     }
 }

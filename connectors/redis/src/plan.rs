@@ -1,0 +1,806 @@
+//! A group of batches turned into the operations of the apply script.
+//!
+//! The engine's [`Plan`] decides what the changes mean (conformed to the
+//! registered schema, grouped by table, cut at truncates and prunes;
+//! [`resolve`] fills values the source left out from earlier changes of
+//! the same row). What remains to fill comes from Redis, read before the
+//! script runs; an overlay of what the earlier steps of the same group
+//! wrote stands in for Redis where they touched it.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::Utc;
+use redis::AsyncCommands as _;
+use redis::aio::ConnectionManager;
+use serde_json::value::RawValue;
+use syncline_engine::apply::{Plan, Step, resolve, set_aside, unchanged_values_lost};
+use syncline_engine::batch::Batch;
+use syncline_engine::config::WriteMode;
+use syncline_engine::model::{
+    Change, DeadLetter, Op, PruneRange, Row, TableId, TableSchema, Value, row_json,
+};
+
+use crate::config::{DEFAULT_KEY, DEFAULT_STREAM, KeyTemplate, RedisTableConfig, ValueFormat};
+use crate::encode;
+use crate::error::RedisError;
+use crate::{Bookkeeping, StoredDeadLetter};
+
+/// The operations of one script call, and the keys whose type it checks.
+#[derive(Debug, Default)]
+pub struct Ops {
+    /// `(key, type)`: the key must hold that type or nothing.
+    pub checks: Vec<(String, &'static str)>,
+    /// Operation codes and their arguments, flat.
+    pub args: Vec<Vec<u8>>,
+}
+
+impl Ops {
+    /// Appends one operation.
+    pub fn push(&mut self, parts: &[&[u8]]) {
+        self.args.extend(parts.iter().map(|p| p.to_vec()));
+    }
+
+    fn check(&mut self, key: &str, kind: &'static str) {
+        if !self.checks.iter().any(|(k, _)| k == key) {
+            self.checks.push((key.to_owned(), kind));
+        }
+    }
+}
+
+/// One target table as the sink keeps it.
+#[derive(Debug)]
+pub struct TableState {
+    pub schema: Arc<TableSchema>,
+    pub name: String,
+    /// Row keys (upsert).
+    key: Option<KeyTemplate>,
+    format: ValueFormat,
+    /// Indexes of the stored columns.
+    stored: Vec<usize>,
+    ttl: Option<u64>,
+    /// The index hash.
+    index: String,
+    /// The target's prefix, in front of every row key.
+    namespace: String,
+    /// The stream (history and append).
+    stream: String,
+    max_len: Option<u64>,
+}
+
+impl TableState {
+    pub fn new(
+        schema: Arc<TableSchema>,
+        name: &str,
+        config: &RedisTableConfig,
+        format: ValueFormat,
+        mode: WriteMode,
+        keys: &Bookkeeping,
+    ) -> Result<Self, RedisError> {
+        let upsert = mode == WriteMode::Upsert;
+        // Streams hold JSON whatever the format.
+        let format = if upsert {
+            config.format.unwrap_or(format)
+        } else {
+            ValueFormat::Json
+        };
+        let refuse = |detail: String| RedisError::Config {
+            table: name.to_owned(),
+            detail,
+        };
+        let key = if upsert {
+            Some(KeyTemplate::parse(
+                config.key.as_deref().unwrap_or(DEFAULT_KEY),
+                &schema,
+                name,
+            )?)
+        } else {
+            if config.key.is_some()
+                || config.ttl_secs.is_some()
+                || config.columns.is_some()
+                || config.format.is_some()
+            {
+                return Err(refuse(format!(
+                    "`key`, `format`, `columns` and `ttl_secs` apply to upsert mode; in {} mode rows go to the stream `stream`",
+                    mode.as_str()
+                )));
+            }
+            None
+        };
+        if upsert && (config.stream.is_some() || config.stream_max_len.is_some()) {
+            return Err(refuse(
+                "`stream` and `stream_max_len` apply to history and append modes".into(),
+            ));
+        }
+        let stored = match &config.columns {
+            None => (0..schema.columns.len()).collect(),
+            Some(columns) => {
+                let mut stored = Vec::new();
+                for c in columns {
+                    let i = schema.column_index(c).ok_or_else(|| {
+                        refuse(format!(
+                            "`columns` lists `{c}`, which the table does not have (it has {})",
+                            schema
+                                .columns
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                    stored.push(i);
+                }
+                if format == ValueFormat::Hash {
+                    for &k in &schema.key {
+                        if !stored.contains(&k) {
+                            stored.push(k);
+                        }
+                    }
+                }
+                stored.sort_unstable();
+                stored.dedup();
+                stored
+            }
+        };
+        if config.ttl_secs == Some(0) {
+            return Err(refuse("`ttl_secs` must be at least 1".into()));
+        }
+        let stream = keys.data(
+            &config
+                .stream
+                .as_deref()
+                .unwrap_or(DEFAULT_STREAM)
+                .replace("{table}", name),
+        );
+        if !upsert && (stream.contains('{') || stream.contains('}')) {
+            return Err(refuse(format!(
+                "stream `{stream}`: only `{{table}}` may appear in it"
+            )));
+        }
+        Ok(TableState {
+            name: name.to_owned(),
+            key,
+            format,
+            stored,
+            ttl: config.ttl_secs,
+            index: keys.index(name),
+            namespace: keys.data(""),
+            stream,
+            max_len: config.stream_max_len,
+            schema,
+        })
+    }
+
+    /// What this table claims in Redis: its key template's skeleton, or
+    /// its stream.
+    pub fn claim(&self) -> String {
+        match &self.key {
+            Some(t) => t.skeleton(),
+            None => format!("stream {}", self.stream),
+        }
+    }
+
+    /// The Redis key of a row (upsert), from its key values.
+    fn redis_key(&self, row: &Row) -> Result<String, String> {
+        let Some(template) = &self.key else {
+            return Err("no key template".into());
+        };
+        for &k in &self.schema.key {
+            encode::text(row.get(k).unwrap_or(&Value::Null))?;
+        }
+        let key = template.render(&self.schema, |i| {
+            encode::text(row.get(i).unwrap_or(&Value::Null)).unwrap_or_default()
+        });
+        Ok(format!("{}{key}", self.namespace))
+    }
+
+    fn key_values(&self, row: &Row) -> Vec<Value> {
+        self.schema
+            .key
+            .iter()
+            .map(|&k| row.get(k).cloned().unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+/// A row as stored: column name → encoded value (a JSON fragment, or a
+/// hash field's bytes).
+type Stored = BTreeMap<String, Vec<u8>>;
+
+/// What the earlier steps of the group did to one table.
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Emptied by a truncate: Redis's rows before it are gone.
+    emptied: bool,
+    /// Rows written (`Some`) or removed (`None`), by index field.
+    rows: HashMap<String, Option<(Vec<Value>, Stored)>>,
+    /// The index as Redis holds it, read once when a prune needs it.
+    index: Option<HashMap<String, String>>,
+}
+
+fn json_object(stored: &Stored) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(b'{');
+    for (i, (name, fragment)) in stored.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(
+            serde_json::Value::String(name.clone())
+                .to_string()
+                .as_bytes(),
+        );
+        out.push(b':');
+        out.extend_from_slice(fragment);
+    }
+    out.push(b'}');
+    out
+}
+
+fn parse_json_object(bytes: &[u8]) -> Result<Stored, RedisError> {
+    let map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
+        .map_err(|e| RedisError::State(format!("a stored row is not a JSON object: {e}")))?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, v.get().as_bytes().to_vec()))
+        .collect())
+}
+
+/// Orders two values of one key column (as the source orders them for
+/// the numeric and binary types; text by its bytes).
+fn compare(a: &Value, b: &Value) -> Ordering {
+    use Value as V;
+    match (a, b) {
+        (V::Int(x), V::Int(y)) => x.cmp(y),
+        (V::Float(x), V::Float(y)) => x.total_cmp(y),
+        (V::Bool(x), V::Bool(y)) => x.cmp(y),
+        (V::Date(x), V::Date(y)) => x.cmp(y),
+        (V::Time(x), V::Time(y))
+        | (V::Timestamp(x), V::Timestamp(y))
+        | (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
+        (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
+        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
+        (V::Decimal(x), V::Decimal(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => x.cmp(y),
+        },
+        (V::Text(x), V::Text(y)) | (V::Json(x), V::Json(y)) => x.cmp(y),
+        _ => format!("{a:?}").cmp(&format!("{b:?}")),
+    }
+}
+
+fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| compare(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+/// Whether `key` is one a prune of `range` removes.
+fn pruned(key: &[Value], range: &PruneRange) -> bool {
+    let after = range
+        .after_key
+        .as_ref()
+        .is_none_or(|lo| compare_keys(key, lo).is_gt());
+    let within = range
+        .up_to
+        .as_ref()
+        .is_some_and(|hi| compare_keys(key, hi).is_le());
+    after && within && !range.present.iter().any(|p| compare_keys(key, p).is_eq())
+}
+
+/// Builds the operations for `batches` of `source`.
+pub async fn build(
+    mut conn: ConnectionManager,
+    keys: &Bookkeeping,
+    tables: &HashMap<TableId, TableState>,
+    mode: WriteMode,
+    source: &str,
+    batches: &[Arc<Batch>],
+) -> Result<Ops, RedisError> {
+    let mut ops = Ops::default();
+    // Every value has a form in Redis: only NULL keys and misfits are set aside.
+    let conformed: Vec<std::borrow::Cow<'_, Batch>> =
+        batches.iter().map(|b| set_aside(b, |_, _| None)).collect();
+    let mut dead: Vec<(DeadLetter, u64)> = Vec::new();
+    for b in &conformed {
+        dead.extend(b.dead_letters.iter().map(|d| (d.clone(), b.position.seq)));
+    }
+    let plan = Plan::new(
+        conformed
+            .iter()
+            .flat_map(|b| b.changes.iter().map(move |c| (c, b.as_ref()))),
+        |id| tables.get(id).map(|t| &t.schema),
+        mode == WriteMode::Upsert,
+    );
+    for (id, steps) in plan.tables() {
+        let table = tables.get(&id).ok_or_else(|| {
+            RedisError::State(format!("table `{}` was not opened in this target", id.name))
+        })?;
+        ops.check(&table.index, "hash");
+        if mode != WriteMode::Upsert {
+            ops.check(&table.stream, "stream");
+        }
+        let mut overlay = Overlay::default();
+        for step in steps {
+            match step {
+                Step::Rows(run) => {
+                    rows(
+                        &mut conn,
+                        table,
+                        mode,
+                        &run,
+                        &mut overlay,
+                        &mut ops,
+                        &mut dead,
+                    )
+                    .await?;
+                }
+                Step::Truncate(batch) => {
+                    truncate(table, mode, batch, &mut overlay, &mut ops);
+                }
+                Step::Prune(change, batch) => {
+                    prune(
+                        &mut conn,
+                        table,
+                        mode,
+                        change,
+                        batch,
+                        &mut overlay,
+                        &mut ops,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    let dead_letters = keys.dead_letters();
+    let counter = keys.dead_letter_ids();
+    if !dead.is_empty() {
+        ops.check(&dead_letters, "hash");
+        ops.check(&counter, "string");
+    }
+    let now = Utc::now();
+    for (d, seq) in dead {
+        let record = StoredDeadLetter {
+            source: source.to_owned(),
+            table: d.table.name.clone(),
+            stage: d.stage,
+            origin: d.origin,
+            line: d.line,
+            raw: d.raw,
+            reason: d.reason,
+            seq,
+            recorded_at: now,
+            kept: d.kept,
+        };
+        let text = serde_json::to_vec(&record).map_err(|e| RedisError::State(e.to_string()))?;
+        ops.push(&[b"L", dead_letters.as_bytes(), counter.as_bytes(), &text]);
+    }
+    Ok(ops)
+}
+
+/// The index field of a row: its Redis key (upsert) or its key values as
+/// JSON (streams).
+fn field_of(table: &TableState, mode: WriteMode, row: &Row) -> Result<String, String> {
+    if mode == WriteMode::Upsert {
+        table.redis_key(row)
+    } else {
+        serde_json::to_string(&table.key_values(row)).map_err(|e| e.to_string())
+    }
+}
+
+/// The row as stored (the stored columns, encoded for the format).
+fn encode_row(table: &TableState, mode: WriteMode, row: &Row) -> Result<Stored, String> {
+    let mut out = Stored::new();
+    let hash = mode == WriteMode::Upsert && table.format == ValueFormat::Hash;
+    let columns: Box<dyn Iterator<Item = usize>> = if mode == WriteMode::Upsert {
+        Box::new(table.stored.iter().copied())
+    } else {
+        Box::new(0..table.schema.columns.len())
+    };
+    for i in columns {
+        let column = &table.schema.columns[i];
+        let value = encode::conformed(&column.data_type, row.get(i).unwrap_or(&Value::Null));
+        let value = value.as_ref();
+        if matches!(value, Value::Unchanged) {
+            continue;
+        }
+        let encoded = if hash {
+            match encode::field(value) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(e) => return Err(format!("column `{}`: {e}", column.name)),
+            }
+        } else {
+            encode::json(value)
+                .map_err(|e| format!("column `{}`: {e}", column.name))?
+                .into_bytes()
+        };
+        out.insert(column.name.clone(), encoded);
+    }
+    Ok(out)
+}
+
+/// The columns of `row` the source left out, by name (only those stored).
+fn left_out(table: &TableState, mode: WriteMode, row: &Row) -> Vec<String> {
+    row.iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            matches!(v, Value::Unchanged) && (mode != WriteMode::Upsert || table.stored.contains(i))
+        })
+        .map(|(i, _)| table.schema.columns[i].name.clone())
+        .collect()
+}
+
+/// Reads what Redis holds for the index fields `fields` (rows for upsert,
+/// index entries for streams), skipping those the overlay answers.
+async fn fetch(
+    conn: &mut ConnectionManager,
+    table: &TableState,
+    mode: WriteMode,
+    fields: &[String],
+    overlay: &Overlay,
+) -> Result<HashMap<String, Option<Stored>>, RedisError> {
+    let mut found = HashMap::new();
+    let wanted: Vec<&String> = fields
+        .iter()
+        .filter(|f| !overlay.rows.contains_key(*f) && !overlay.emptied)
+        .collect();
+    for f in fields {
+        if let Some(known) = overlay.rows.get(f) {
+            found.insert(f.clone(), known.as_ref().map(|(_, s)| s.clone()));
+        } else if overlay.emptied {
+            found.insert(f.clone(), None);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let read = RedisError::command("reading rows to fill values the source left out");
+    if mode != WriteMode::Upsert {
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&table.index)
+            .arg(&wanted)
+            .query_async(conn)
+            .await
+            .map_err(read)?;
+        for (f, v) in wanted.into_iter().zip(values) {
+            let row = v.map(|bytes| parse_json_object(&bytes)).transpose()?;
+            found.insert(f.clone(), row);
+        }
+    } else if table.format == ValueFormat::Json {
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&wanted)
+            .query_async(conn)
+            .await
+            .map_err(read)?;
+        for (f, v) in wanted.into_iter().zip(values) {
+            let row = v.map(|bytes| parse_json_object(&bytes)).transpose()?;
+            found.insert(f.clone(), row);
+        }
+    } else {
+        let mut pipe = redis::pipe();
+        for f in &wanted {
+            pipe.hgetall(*f);
+        }
+        let values: Vec<BTreeMap<String, Vec<u8>>> = pipe.query_async(conn).await.map_err(read)?;
+        for (f, v) in wanted.into_iter().zip(values) {
+            found.insert(f.clone(), (!v.is_empty()).then_some(v));
+        }
+    }
+    Ok(found)
+}
+
+async fn rows(
+    conn: &mut ConnectionManager,
+    table: &TableState,
+    mode: WriteMode,
+    run: &[(&Change, &Batch)],
+    overlay: &mut Overlay,
+    ops: &mut Ops,
+    dead: &mut Vec<(DeadLetter, u64)>,
+) -> Result<(), RedisError> {
+    let changes: Vec<&Change> = run.iter().map(|(c, _)| *c).collect();
+    let staged = resolve(&table.schema, &changes);
+    // What Redis holds for the rows to fill, as the run begins.
+    let mut lookups = Vec::new();
+    for s in &staged {
+        if let Some(key) = &s.lookup {
+            let mut row = vec![Value::Null; table.schema.columns.len()];
+            for (&k, v) in table.schema.key.iter().zip(key) {
+                row[k] = v.clone();
+            }
+            if let Ok(f) = field_of(table, mode, &row) {
+                lookups.push(f);
+            }
+        }
+    }
+    let held = fetch(conn, table, mode, &lookups, overlay).await?;
+    for ((change, batch), s) in run.iter().zip(&staged) {
+        let seq = batch.position.seq;
+        let row: &Row = &s.row;
+        let field = match field_of(table, mode, row) {
+            Ok(f) => f,
+            Err(e) => {
+                dead.push((refused(change, batch, &e), seq));
+                continue;
+            }
+        };
+        if change.op == Op::Delete {
+            match mode {
+                WriteMode::Upsert => {
+                    ops.push(&[b"D", field.as_bytes(), table.index.as_bytes()]);
+                    overlay.rows.insert(field, None);
+                }
+                WriteMode::History => {
+                    let before = encode_row(table, mode, row).unwrap_or_default();
+                    entry(table, ops, "d", seq, batch, &field, None, Some(&before));
+                    if !table.schema.key.is_empty() {
+                        ops.push(&[b"J", table.index.as_bytes(), field.as_bytes()]);
+                    }
+                    overlay.rows.insert(field, None);
+                }
+                WriteMode::Append => {}
+            }
+            continue;
+        }
+        let mut stored = match encode_row(table, mode, row) {
+            Ok(s) => s,
+            Err(e) => {
+                dead.push((refused(change, batch, &e), seq));
+                continue;
+            }
+        };
+        let missing = left_out(table, mode, row);
+        if !missing.is_empty() {
+            let old = s.lookup.as_ref().and_then(|key| {
+                let mut r = vec![Value::Null; table.schema.columns.len()];
+                for (&k, v) in table.schema.key.iter().zip(key) {
+                    r[k] = v.clone();
+                }
+                field_of(table, mode, &r)
+                    .ok()
+                    .and_then(|f| held.get(&f).cloned().flatten())
+            });
+            let filled = old.filter(|old| {
+                missing
+                    .iter()
+                    .all(|c| old.contains_key(c) || table.format == ValueFormat::Hash)
+            });
+            match filled {
+                Some(old) => {
+                    for c in &missing {
+                        if let Some(v) = old.get(c) {
+                            stored.insert(c.clone(), v.clone());
+                        }
+                    }
+                }
+                None => {
+                    let lookup = s.lookup.clone().unwrap_or_default();
+                    dead.push((unchanged_values_lost(change, batch, row, &lookup), seq));
+                    continue;
+                }
+            }
+        }
+        match mode {
+            WriteMode::Upsert => {
+                let ttl = table.ttl.map(|t| t.to_string()).unwrap_or_default();
+                let entry = serde_json::to_vec(&table.key_values(row))
+                    .map_err(|e| RedisError::State(e.to_string()))?;
+                match table.format {
+                    ValueFormat::Json => ops.push(&[
+                        b"S",
+                        field.as_bytes(),
+                        &json_object(&stored),
+                        ttl.as_bytes(),
+                        table.index.as_bytes(),
+                        &entry,
+                    ]),
+                    ValueFormat::Hash => {
+                        let m = stored.len().to_string();
+                        let mut parts: Vec<&[u8]> = vec![
+                            b"H",
+                            field.as_bytes(),
+                            ttl.as_bytes(),
+                            table.index.as_bytes(),
+                            &entry,
+                            m.as_bytes(),
+                        ];
+                        for (k, v) in &stored {
+                            parts.push(k.as_bytes());
+                            parts.push(v);
+                        }
+                        ops.push(&parts);
+                    }
+                }
+            }
+            WriteMode::History | WriteMode::Append => {
+                let code = if change.op == Op::Insert { "i" } else { "u" };
+                entry(table, ops, code, seq, batch, &field, Some(&stored), None);
+                if mode == WriteMode::History
+                    && let Some(before) = syncline_engine::apply::moved_from(change)
+                    && let Ok(old) = field_of(table, mode, before)
+                {
+                    ops.push(&[b"J", table.index.as_bytes(), old.as_bytes()]);
+                    overlay.rows.insert(old, None);
+                }
+                if !table.schema.key.is_empty() {
+                    ops.push(&[
+                        b"I",
+                        table.index.as_bytes(),
+                        field.as_bytes(),
+                        &json_object(&stored),
+                    ]);
+                }
+            }
+        }
+        overlay
+            .rows
+            .insert(field, Some((table.key_values(row), stored)));
+    }
+    Ok(())
+}
+
+/// A stream entry of one change.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    table: &TableState,
+    ops: &mut Ops,
+    op: &str,
+    seq: u64,
+    batch: &Batch,
+    key: &str,
+    after: Option<&Stored>,
+    before: Option<&Stored>,
+) {
+    let seq = seq.to_string();
+    let max = table.max_len.map(|m| m.to_string()).unwrap_or_default();
+    let after = after.map(json_object);
+    let before = before.map(json_object);
+    let time = batch.commit_time.map(|t| t.to_rfc3339());
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b"op", op.as_bytes()),
+        (b"seq", seq.as_bytes()),
+        (b"key", key.as_bytes()),
+    ];
+    if let Some(a) = &after {
+        fields.push((b"after", a));
+    }
+    if let Some(b) = &before {
+        fields.push((b"before", b));
+    }
+    if let Some(t) = &time {
+        fields.push((b"commit_time", t.as_bytes()));
+    }
+    let m = fields.len().to_string();
+    let mut parts: Vec<&[u8]> = vec![b"X", table.stream.as_bytes(), max.as_bytes(), m.as_bytes()];
+    for (k, v) in &fields {
+        parts.push(k);
+        parts.push(v);
+    }
+    ops.push(&parts);
+}
+
+fn refused(change: &Change, batch: &Batch, why: &str) -> DeadLetter {
+    DeadLetter {
+        table: change.table.id.clone(),
+        origin: batch.origin(),
+        line: None,
+        raw: row_json(&change.table, change.key_row()),
+        reason: format!("cannot be stored in Redis: {why}"),
+        stage: syncline_engine::model::DeadLetterStage::Target,
+        kept: Some(syncline_engine::model::KeptChange::of(change, None)),
+    }
+}
+
+fn truncate(
+    table: &TableState,
+    mode: WriteMode,
+    batch: &Batch,
+    overlay: &mut Overlay,
+    ops: &mut Ops,
+) {
+    match mode {
+        WriteMode::Upsert => ops.push(&[b"T", table.index.as_bytes()]),
+        WriteMode::History => {
+            entry(table, ops, "t", batch.position.seq, batch, "", None, None);
+            ops.push(&[b"U", table.index.as_bytes()]);
+        }
+        WriteMode::Append => {
+            ops.push(&[b"U", table.stream.as_bytes()]);
+            ops.push(&[b"U", table.index.as_bytes()]);
+        }
+    }
+    overlay.emptied = true;
+    overlay.rows.clear();
+    overlay.index = Some(HashMap::new());
+}
+
+async fn prune(
+    conn: &mut ConnectionManager,
+    table: &TableState,
+    mode: WriteMode,
+    change: &Change,
+    batch: &Batch,
+    overlay: &mut Overlay,
+    ops: &mut Ops,
+) -> Result<(), RedisError> {
+    if mode == WriteMode::Append {
+        return Ok(());
+    }
+    let Some(range) = change.prune_range() else {
+        return Err(RedisError::State(format!(
+            "a malformed prune of table `{}`",
+            table.name
+        )));
+    };
+    if overlay.index.is_none() {
+        let mut index: HashMap<String, String> = HashMap::new();
+        let mut iter: redis::AsyncIter<'_, (String, String)> = conn
+            .hscan(&table.index)
+            .await
+            .map_err(RedisError::command("reading the key index"))?;
+        while let Some(item) = iter.next_item().await {
+            let (field, entry) = item.map_err(RedisError::command("reading the key index"))?;
+            index.insert(field, entry);
+        }
+        overlay.index = Some(index);
+    }
+    // The index as of now: Redis's, with the group's earlier writes.
+    let mut live: Vec<(String, Vec<Value>)> = Vec::new();
+    if let Some(index) = &overlay.index {
+        for (field, entry) in index {
+            if overlay.rows.contains_key(field) {
+                continue;
+            }
+            let text = if mode == WriteMode::Upsert {
+                entry
+            } else {
+                field
+            };
+            let key: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+                RedisError::State(format!(
+                    "an entry of the key index `{}` is unreadable: {e}",
+                    table.index
+                ))
+            })?;
+            live.push((field.clone(), key));
+        }
+    }
+    for (field, row) in &overlay.rows {
+        if let Some((key, _)) = row {
+            live.push((field.clone(), key.clone()));
+        }
+    }
+    for (field, key) in live {
+        if !pruned(&key, &range) {
+            continue;
+        }
+        match mode {
+            WriteMode::Upsert => ops.push(&[b"D", field.as_bytes(), table.index.as_bytes()]),
+            _ => {
+                let mut row = vec![Value::Null; table.schema.columns.len()];
+                for (&k, v) in table.schema.key.iter().zip(key) {
+                    row[k] = v;
+                }
+                let before = encode_row(table, mode, &row).unwrap_or_default();
+                entry(
+                    table,
+                    ops,
+                    "d",
+                    batch.position.seq,
+                    batch,
+                    &field,
+                    None,
+                    Some(&before),
+                );
+                ops.push(&[b"J", table.index.as_bytes(), field.as_bytes()]);
+            }
+        }
+        overlay.rows.insert(field, None);
+    }
+    Ok(())
+}

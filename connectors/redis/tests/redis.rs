@@ -1,0 +1,251 @@
+//! What the Redis target does beyond the kit, on the local server: lost
+//! data found and refused, key templates kept apart, TTLs, hashes without
+//! NULL fields, streams, and the pre-flight check.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::Namespace;
+use syncline_acceptance::{batch, items};
+use syncline_engine::ErrorKind;
+use syncline_engine::config::{Secret, WriteMode};
+use syncline_engine::connector::{CheckOutcome, Sink};
+use syncline_engine::model::{Change, Op, Value};
+use syncline_redis::{RedisSink, RedisTableConfig, ValueFormat};
+
+fn row(id: i64, name: &str) -> Vec<Value> {
+    vec![
+        Value::Int(id),
+        Value::Text(name.into()),
+        Value::Text(format!("body {id}")),
+    ]
+}
+
+fn insert(id: i64, name: &str) -> Change {
+    Change::insert(items(1), row(id, name))
+}
+
+async fn get(space: &Namespace, key: &str) -> Option<String> {
+    let mut conn = space.conn().await;
+    redis::cmd("GET")
+        .arg(space.key(key))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lost_data_is_found_and_never_resumed_silently() {
+    let space = Namespace::new("lost");
+    let mut sink = RedisSink::new(space.config(WriteMode::Upsert), "p");
+    sink.open(&[items(1)]).await.unwrap();
+    sink.write("src", batch(1, vec![insert(1, "a")]))
+        .await
+        .unwrap();
+    // Redis restarted without persistence: data and checkpoint gone.
+    let mut conn = space.conn().await;
+    for key in space.keys() {
+        let _: u64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let err = sink
+        .write("src", batch(2, vec![insert(2, "b")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::State, "{err}");
+    assert!(err.to_string().contains("was lost"), "{err}");
+    assert_eq!(
+        get(&space, "items:2").await,
+        None,
+        "nothing written after the loss"
+    );
+    // A new run finds no position (so the runtime restates every table).
+    let mut sink = RedisSink::new(space.config(WriteMode::Upsert), "p");
+    assert!(sink.open(&[items(1)]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_pipelines_never_share_keys() {
+    let space = Namespace::new("claims");
+    let mut one = RedisSink::new(space.config(WriteMode::Upsert), "one");
+    one.open(&[items(1)]).await.unwrap();
+    let mut two = RedisSink::new(space.config(WriteMode::Upsert), "two");
+    let err = two.open(&[items(1)]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("one/items") && err.to_string().contains("items:{}"),
+        "{err}"
+    );
+    // Another template for the same table: fine.
+    let mut config = space.config(WriteMode::Upsert);
+    config.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("item2:{id}".into()),
+            ..RedisTableConfig::default()
+        },
+    );
+    RedisSink::new(config, "two")
+        .open(&[items(1)])
+        .await
+        .unwrap();
+    // Once `one` is dropped, its keys are free.
+    one.forget().await.unwrap();
+    RedisSink::new(space.config(WriteMode::Upsert), "two")
+        .open(&[items(1)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn settings_shape_keys_values_and_lifetimes() {
+    let space = Namespace::new("settings");
+    let mut config = space.config(WriteMode::Upsert);
+    config.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("product:{id}".into()),
+            format: Some(ValueFormat::Hash),
+            columns: Some(vec!["name".into()]),
+            ttl_secs: Some(300),
+            ..RedisTableConfig::default()
+        },
+    );
+    let mut sink = RedisSink::new(config, "p");
+    sink.open(&[items(1)]).await.unwrap();
+    let mut nameless = insert(2, "x");
+    if let Some(after) = nameless.after.as_mut() {
+        after[1] = Value::Null;
+    }
+    sink.write("src", batch(1, vec![insert(1, "a"), nameless]))
+        .await
+        .unwrap();
+    let mut conn = space.conn().await;
+    let one: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(space.key("product:1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The key column always, the listed columns, nothing else.
+    assert_eq!(
+        one,
+        HashMap::from([("id".into(), "1".into()), ("name".into(), "a".into())])
+    );
+    let two: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(space.key("product:2"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        two,
+        HashMap::from([("id".into(), "2".into())]),
+        "NULL: no field"
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(space.key("product:1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=300).contains(&ttl), "TTL {ttl}");
+
+    // A table setting the target does not receive is refused by name.
+    let mut config = space.config(WriteMode::Upsert);
+    config
+        .tables
+        .insert("itemz".into(), RedisTableConfig::default());
+    let err = RedisSink::new(config, "p")
+        .open(&[items(1)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("itemz"), "{err}");
+    // A template holding a column that is not the key is refused.
+    let mut config = space.config(WriteMode::Upsert);
+    config.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("by-name:{name}".into()),
+            ..RedisTableConfig::default()
+        },
+    );
+    let err = RedisSink::new(config, "q")
+        .open(&[items(1)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a key column"), "{err}");
+}
+
+#[tokio::test]
+async fn history_streams_every_change_with_its_position() {
+    let space = Namespace::new("stream");
+    let mut sink = RedisSink::new(space.config(WriteMode::History), "p");
+    sink.open(&[items(1)]).await.unwrap();
+    let delete = Change {
+        op: Op::Delete,
+        table: items(1),
+        before: Some(vec![Value::Int(1), Value::Null, Value::Null]),
+        after: None,
+    };
+    sink.write("src", batch(7, vec![insert(1, "a"), delete]))
+        .await
+        .unwrap();
+    let mut conn = space.conn().await;
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(space.key("items:changes"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fields: Vec<(String, String, String)> = entries
+        .into_iter()
+        .map(|(_, f)| (f["op"].clone(), f["seq"].clone(), f["key"].clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("i".into(), "7".into(), r#"[{"t":"int","v":1}]"#.into()),
+            ("d".into(), "7".into(), r#"[{"t":"int","v":1}]"#.into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn check_reports_the_server_and_refuses_a_password_in_the_url() {
+    let space = Namespace::new("check");
+    let mut sink = RedisSink::new(space.config(WriteMode::Upsert), "p");
+    let checks = sink.check().await;
+    let connection = checks.iter().find(|c| c.name == "connection").unwrap();
+    assert_eq!(connection.outcome, CheckOutcome::Pass, "{checks:?}");
+    assert!(connection.detail.contains("Redis"), "{connection:?}");
+    assert!(checks.iter().any(|c| c.name == "persistence"), "{checks:?}");
+
+    let mut config = space.config(WriteMode::Upsert);
+    config.url = "redis://:hunter2@127.0.0.1:6379/0".into();
+    let checks = RedisSink::new(config, "p").check().await;
+    let failed = checks
+        .iter()
+        .find(|c| c.outcome == CheckOutcome::Fail)
+        .unwrap();
+    assert!(failed.detail.contains("password"), "{failed:?}");
+    assert!(
+        !failed.detail.contains("hunter2"),
+        "the password echoed: {failed:?}"
+    );
+
+    let mut config = space.config(WriteMode::Upsert);
+    config.password = Secret::parse("${env:SYNCLINE_TEST_UNSET_REDIS_PASSWORD}");
+    let checks = RedisSink::new(config, "p").check().await;
+    let failed = checks
+        .iter()
+        .find(|c| c.outcome == CheckOutcome::Fail)
+        .unwrap();
+    assert!(
+        failed.detail.contains("SYNCLINE_TEST_UNSET_REDIS_PASSWORD"),
+        "{failed:?}"
+    );
+}
