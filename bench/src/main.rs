@@ -14,10 +14,13 @@
 //! 5. **Memory**: the peak resident set of every `syncline` process.
 //! 6. **Files**: a large CSV file (`--csv-mb`) into DuckDB versus DuckDB's
 //!    own `read_csv` of it, with the peak resident set.
+//! 7. **Cache**: single-row updates of a `--cache-rows` table applied into
+//!    Redis versus pipelined `SET`s of one client to the same Redis.
 //!
 //! The report goes to stdout (JSON with `--json`); progress to stderr.
 //! `scripts/bench` builds everything and runs this.
 
+mod cache;
 mod files;
 mod latency;
 mod memory;
@@ -108,8 +111,14 @@ struct Args {
     /// Megabytes of the CSV file of the files phase.
     #[arg(long, default_value_t = 2048)]
     csv_mb: u64,
-    /// Phases to leave out: stream, latency, files, or pg for every
-    /// phase that reads from Postgres (comma-separated).
+    /// Rows of the table the cache phase keeps in Redis.
+    #[arg(long, default_value_t = 100_000)]
+    cache_rows: u64,
+    /// The Redis of the cache phase.
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+    redis: String,
+    /// Phases to leave out: stream, latency, files, cache, or pg for
+    /// every phase that reads from Postgres (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Print the report as JSON.

@@ -38,7 +38,7 @@ pub async fn slot_of(conn: &mut sqlx::PgConnection, pipeline: &str) -> Result<St
 }
 
 impl Bench {
-    fn source_block(&self, table: &str, extra: &[&str]) -> String {
+    pub(crate) fn source_block(&self, table: &str, extra: &[&str]) -> String {
         let mut s = format!(
             "[sources.pg]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndatabase = \"{}\"\nsslmode = \"{}\"\n",
             self.args.host,

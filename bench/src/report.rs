@@ -14,6 +14,8 @@ pub const TARGET_SNAPSHOT_RATIO: f64 = 0.60;
 pub const TARGET_STREAM_RATIO: f64 = 0.50;
 pub const TARGET_P99_MS: f64 = 100.0;
 pub const TARGET_RSS_MB: f64 = 300.0;
+/// Changes/s into Redis against pipelined SETs of one client.
+pub const TARGET_CACHE_RATIO: f64 = 0.50;
 
 /// 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {

@@ -33,8 +33,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--sslmode must be disable, prefer or require");
     }
     for s in &args.skip {
-        if !matches!(s.as_str(), "stream" | "latency" | "files" | "pg") {
-            bail!("--skip takes stream, latency, files and pg, not `{s}`");
+        if !matches!(s.as_str(), "stream" | "latency" | "files" | "cache" | "pg") {
+            bail!("--skip takes stream, latency, files, cache and pg, not `{s}`");
         }
     }
     let syncline = match &args.syncline {
@@ -275,8 +275,12 @@ impl Bench {
         ));
 
         let skipped = |phase: &str| self.args.skip.iter().any(|s| s == phase || s == "pg");
-        let (no_pg, no_stream, no_latency) =
-            (skipped("snapshot"), skipped("stream"), skipped("latency"));
+        let (no_pg, no_stream, no_latency, no_cache) = (
+            skipped("snapshot"),
+            skipped("stream"),
+            skipped("latency"),
+            skipped("cache"),
+        );
         if no_pg {
             self.text
                 .push("\n1.-4. Setup, snapshot, streaming and latency: skipped".into());
@@ -296,6 +300,11 @@ impl Bench {
             } else {
                 self.latency()?;
                 self.drop_pipeline("lat.toml")?;
+            }
+            if no_cache {
+                self.text.push("\n7. Cache: skipped".into());
+            } else {
+                self.cache()?;
             }
         }
         if self.args.skip.iter().any(|s| s == "files") {
