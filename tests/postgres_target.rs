@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{DOCS, TestDb, body_sql, exec_in, position_lsn, spawn_writer, write_docs};
+use support::pg::{
+    TestDb, docs_database, exec_in, kill_trials, position_lsn, spawn_writer, write_docs,
+};
 use support::*;
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (
@@ -884,21 +886,10 @@ fn special_values_reach_each_target_or_its_dead_letters() {
 /// many trials (10 by default; `SYNCLINE_KILL_TRIALS=100` for the long run).
 #[test]
 fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal() {
-    let trials: u32 = std::env::var("SYNCLINE_KILL_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let seed_value = fastrand::u64(..);
-    eprintln!("kill points seed: {seed_value}");
-    let mut rng = fastrand::Rng::with_seed(seed_value);
-    let src = TestDb::create("trials_src");
-    let dst = TestDb::create("trials_dst");
+    let (trials, mut rng) = kill_trials();
     const ROWS: u64 = 3_000;
-    src.exec(DOCS);
-    src.exec(&format!(
-        "INSERT INTO docs (id, note, body) SELECT i, 'seed', {} FROM generate_series(1, {ROWS}) i",
-        body_sql("i")
-    ));
+    let src = docs_database("trials_src", ROWS);
+    let dst = TestDb::create("trials_dst");
     let tmp = tempfile::tempdir().unwrap();
     let pipeline_file = tmp.path().join("p.toml");
     std::fs::write(

@@ -7,62 +7,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::pg::{DOCS, TestDb, body_sql, spawn_writer, write_docs};
+use support::cache::{Prefix, connect};
+use support::pg::{TestDb, docs_database, kill_trials, spawn_writer, write_docs};
 use support::*;
-
-fn redis() -> redis::Connection {
-    let url =
-        std::env::var("SYNCLINE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap_or_else(|e| panic!("Redis at {url}: {e}"))
-}
-
-/// Every key under `prefix`, removed when dropped.
-struct Prefix(String);
-
-impl Prefix {
-    fn new(name: &str) -> Prefix {
-        Prefix(format!(
-            "{name}_{}_{:06x}:",
-            std::process::id(),
-            fastrand::u32(..)
-        ))
-    }
-
-    fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut conn = redis();
-        let keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(format!("{}{pattern}", self.0))
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter(&mut conn)
-            .unwrap()
-            .filter_map(Result::ok)
-            .collect();
-        keys
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let keys = self.keys("*");
-        let mut conn = redis();
-        for chunk in keys.chunks(500) {
-            let _: Result<u64, _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-        }
-    }
-}
 
 fn pipeline(name: &str, src: &TestDb, prefix: &Prefix) -> String {
     format!(
@@ -81,43 +33,15 @@ kind = \"duckdb\"
 path = \"out.duckdb\"
 inputs = [\"pg\"]
 
-[targets.cache]
-kind = \"redis\"
-prefix = \"{prefix}\"
-inputs = [\"pg\"]
-[targets.cache.tables.docs]
-key = \"doc:{{id}}\"
-",
+{cache}",
         src = src.name,
-        prefix = prefix.0
+        cache = prefix.target("cache", "docs")
     )
 }
 
 /// `(id, rev, note, body)` of every doc Redis holds, by id.
 fn redis_docs(prefix: &Prefix) -> Vec<Vec<String>> {
-    let mut conn = redis();
-    let mut rows = BTreeMap::new();
-    for key in prefix.keys("doc:*") {
-        let value: Option<String> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
-        let Some(value) = value else { continue };
-        let doc: serde_json::Value = serde_json::from_str(&value).unwrap();
-        let text = |f: &str| match &doc[f] {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        let id: i64 = text("id").parse().unwrap();
-        assert_eq!(
-            key,
-            format!("{}doc:{id}", prefix.0),
-            "a row under another row's key"
-        );
-        rows.insert(
-            id,
-            vec![text("id"), text("rev"), text("note"), text("body")],
-        );
-    }
-    rows.into_values().collect()
+    prefix.json_rows("docs", &["id", "rev", "note", "body"])
 }
 
 fn duck_rows(path: &Path) -> Vec<Vec<String>> {
@@ -143,21 +67,10 @@ fn duck_rows(path: &Path) -> Vec<Vec<String>> {
 /// by default).
 #[test]
 fn kill_9_trials_leave_the_cache_and_the_warehouse_equal_to_the_source() {
-    let trials: u32 = std::env::var("SYNCLINE_KILL_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let seed = fastrand::u64(..);
-    eprintln!("kill points seed: {seed}");
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let src = TestDb::create("cache_src");
-    let prefix = Prefix::new("e2e_cache");
+    let (trials, mut rng) = kill_trials();
     const ROWS: u64 = 2_000;
-    src.exec(DOCS);
-    src.exec(&format!(
-        "INSERT INTO docs (id, note, body) SELECT i, 'seed', {} FROM generate_series(1, {ROWS}) i",
-        body_sql("i")
-    ));
+    let src = docs_database("cache_src", ROWS);
+    let prefix = Prefix::new("e2e_cache");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("p.toml");
     std::fs::write(&file, pipeline("cachetrials", &src, &prefix)).unwrap();
@@ -190,7 +103,7 @@ fn kill_9_trials_leave_the_cache_and_the_warehouse_equal_to_the_source() {
         &duck_rows(&tmp.path().join("out.duckdb")),
     );
     // The key index lists exactly the rows, and nothing was set aside.
-    let mut conn = redis();
+    let mut conn = connect();
     let index: u64 = redis::cmd("HLEN")
         .arg(format!("{}syncline:cachetrials:index:docs", prefix.0))
         .query(&mut conn)

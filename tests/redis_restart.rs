@@ -11,6 +11,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::cache::Prefix;
 use support::pg::TestDb;
 use support::*;
 
@@ -55,37 +56,12 @@ fn restart_redis() {
     wait_until("Redis to answer", Duration::from_secs(30), ping);
 }
 
-fn redis_docs(prefix: &str) -> Vec<Vec<String>> {
-    let mut conn = redis::Client::open("redis://127.0.0.1:6379/0")
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut rows = std::collections::BTreeMap::new();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}doc:*"))
-        .query(&mut conn)
-        .unwrap();
-    for key in keys {
-        let value: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&value).unwrap();
-        let id = doc["id"].as_i64().unwrap();
-        rows.insert(
-            id,
-            vec![
-                id.to_string(),
-                doc["note"].as_str().unwrap_or_default().to_owned(),
-            ],
-        );
-    }
-    rows.into_values().collect()
-}
-
 #[test]
 fn a_redis_restart_that_loses_everything_is_noticed_and_refilled() {
     let src = TestDb::create("redis_restart");
     src.exec("CREATE TABLE docs (id bigint PRIMARY KEY, note text NOT NULL)");
     src.exec("INSERT INTO docs SELECT i, 'seed' FROM generate_series(1, 300) i");
-    let prefix = format!("restart_{}:", std::process::id());
+    let prefix = Prefix::new("restart");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("p.toml");
     std::fs::write(
@@ -102,14 +78,9 @@ name = \"docs\"
 kind = \"duckdb\"
 path = \"out.duckdb\"
 inputs = [\"pg\"]
-[targets.cache]
-kind = \"redis\"
-prefix = \"{prefix}\"
-inputs = [\"pg\"]
-[targets.cache.tables.docs]
-key = \"doc:{{id}}\"
-",
-            src.name
+{}",
+            src.name,
+            prefix.target("cache", "docs")
         ),
     )
     .unwrap();
@@ -119,7 +90,8 @@ key = \"doc:{{id}}\"
     });
     src.exec("UPDATE docs SET note = 'before' WHERE id <= 10");
     wait_until("the first update in Redis", Duration::from_secs(60), || {
-        redis_docs(&prefix)
+        prefix
+            .json_rows("docs", &["id", "note"])
             .iter()
             .filter(|r| r[1] == "before")
             .count()
@@ -135,7 +107,7 @@ key = \"doc:{{id}}\"
     let code = run.wait();
     assert_ne!(code, 0, "the run went on after Redis lost its data");
     assert!(
-        redis_docs(&prefix).is_empty(),
+        prefix.json_rows("docs", &["id", "note"]).is_empty(),
         "something was written onto the emptied Redis"
     );
 
@@ -143,7 +115,11 @@ key = \"doc:{{id}}\"
     let (code, stdout, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let expected = src.rows("SELECT id::text, note FROM docs ORDER BY docs.id");
-    assert_same_rows("Redis after the restart", &expected, &redis_docs(&prefix));
+    assert_same_rows(
+        "Redis after the restart",
+        &expected,
+        &prefix.json_rows("docs", &["id", "note"]),
+    );
     assert_eq!(
         duckdb_count(
             &tmp.path().join("out.duckdb"),
@@ -151,13 +127,4 @@ key = \"doc:{{id}}\"
         ),
         20
     );
-    let mut conn = redis::Client::open("redis://127.0.0.1:6379/0")
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap();
-    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
 }

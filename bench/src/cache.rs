@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::pg;
 use crate::report::{TARGET_CACHE_RATIO, load_note, load_text, per_sec, rate, round3, verdict};
 use crate::run::Bench;
+use crate::setup::update_procedure;
 
 const TABLE: &str = "bench_cache";
 const PIPELINE: &str = "bench_cache";
@@ -39,31 +40,7 @@ impl Bench {
                 ),
             )
             .await?;
-            pg::exec(
-                &mut c,
-                &format!(
-                    "CREATE OR REPLACE PROCEDURE bench_cache_update(total bigint, per_tx bigint, max_id bigint)
-                     LANGUAGE plpgsql AS $$
-                     DECLARE
-                         blocks bigint := greatest(max_id / per_tx, 1);
-                         done bigint := 0;
-                         k bigint := 0;
-                         lo bigint;
-                         n bigint;
-                     BEGIN
-                         WHILE done < total LOOP
-                             n := least(per_tx, total - done);
-                             lo := (k % blocks) * per_tx;
-                             UPDATE {TABLE} SET c_int = c_int + 1, c_ts = c_ts + interval '1 millisecond'
-                                 WHERE id > lo AND id <= lo + n;
-                             done := done + n;
-                             k := k + 1;
-                             COMMIT;
-                         END LOOP;
-                     END $$"
-                ),
-            )
-            .await
+            pg::exec(&mut c, &update_procedure("bench_cache_update", TABLE)).await
         })?;
         let file = "cache.toml";
         std::fs::write(

@@ -85,31 +85,7 @@ impl Bench {
             // Updates for the streaming test: one UPDATE of `per_tx`
             // consecutive ids per transaction (each row one change in the
             // WAL and in pgoutput), committed by the procedure itself.
-            pg::exec(
-                &mut c,
-                &format!(
-                    "CREATE PROCEDURE bench_update(total bigint, per_tx bigint, max_id bigint)
-                     LANGUAGE plpgsql AS $$
-                     DECLARE
-                         blocks bigint := greatest(max_id / per_tx, 1);
-                         done bigint := 0;
-                         k bigint := 0;
-                         lo bigint;
-                         n bigint;
-                     BEGIN
-                         WHILE done < total LOOP
-                             n := least(per_tx, total - done);
-                             lo := (k % blocks) * per_tx;
-                             UPDATE {TABLE} SET c_int = c_int + 1, c_ts = c_ts + interval '1 millisecond'
-                                 WHERE id > lo AND id <= lo + n;
-                             done := done + n;
-                             k := k + 1;
-                             COMMIT;
-                         END LOOP;
-                     END $$"
-                ),
-            )
-            .await?;
+            pg::exec(&mut c, &update_procedure("bench_update", TABLE)).await?;
             anyhow::Ok((insert_secs, index_secs, vacuum_secs, size as f64 / 1048576.0))
         })?;
         self.report.insert(
@@ -189,4 +165,32 @@ async fn drop_database(admin: &mut sqlx::postgres::PgConnection, db: &str) -> Re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("replication slots of {db} stay active; cannot drop it")
+}
+
+/// `CREATE PROCEDURE name(total, per_tx, max_id)`: `total` single-row
+/// updates of `table` (`c_int` and `c_ts`), one UPDATE of `per_tx`
+/// consecutive ids per transaction (each row one change in the WAL and in
+/// pgoutput), committed by the procedure itself.
+pub fn update_procedure(name: &str, table: &str) -> String {
+    format!(
+        "CREATE OR REPLACE PROCEDURE {name}(total bigint, per_tx bigint, max_id bigint)
+         LANGUAGE plpgsql AS $$
+         DECLARE
+             blocks bigint := greatest(max_id / per_tx, 1);
+             done bigint := 0;
+             k bigint := 0;
+             lo bigint;
+             n bigint;
+         BEGIN
+             WHILE done < total LOOP
+                 n := least(per_tx, total - done);
+                 lo := (k % blocks) * per_tx;
+                 UPDATE {table} SET c_int = c_int + 1, c_ts = c_ts + interval '1 millisecond'
+                     WHERE id > lo AND id <= lo + n;
+                 done := done + n;
+                 k := k + 1;
+                 COMMIT;
+             END LOOP;
+         END $$"
+    )
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cache;
 pub mod pg;
 pub mod proxy;
 

@@ -247,3 +247,27 @@ pub fn write_docs(db: &str, round: u64, max_id: u64) {
     };
     exec_in(db, &sql);
 }
+
+/// How many `kill -9` trials to run (`SYNCLINE_KILL_TRIALS`, 10 by default)
+/// and where to kill: a generator whose seed is printed, so a failure can be
+/// replayed.
+pub fn kill_trials() -> (u32, fastrand::Rng) {
+    let trials = std::env::var("SYNCLINE_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed = fastrand::u64(..);
+    eprintln!("kill points seed: {seed}");
+    (trials, fastrand::Rng::with_seed(seed))
+}
+
+/// A database holding `docs` ([`DOCS`]) with `rows` seed rows.
+pub fn docs_database(prefix: &str, rows: u64) -> TestDb {
+    let db = TestDb::create(prefix);
+    db.exec(DOCS);
+    db.exec(&format!(
+        "INSERT INTO docs (id, note, body) SELECT i, 'seed', {} FROM generate_series(1, {rows}) i",
+        body_sql("i")
+    ));
+    db
+}

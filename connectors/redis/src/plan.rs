@@ -460,28 +460,7 @@ async fn fetch(
         return Ok(found);
     }
     let read = RedisError::command("reading rows to fill values the source left out");
-    if mode != WriteMode::Upsert {
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-            .arg(&table.index)
-            .arg(&wanted)
-            .query_async(conn)
-            .await
-            .map_err(read)?;
-        for (f, v) in wanted.into_iter().zip(values) {
-            let row = v.map(|bytes| parse_json_object(&bytes)).transpose()?;
-            found.insert(f.clone(), row);
-        }
-    } else if table.format == ValueFormat::Json {
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&wanted)
-            .query_async(conn)
-            .await
-            .map_err(read)?;
-        for (f, v) in wanted.into_iter().zip(values) {
-            let row = v.map(|bytes| parse_json_object(&bytes)).transpose()?;
-            found.insert(f.clone(), row);
-        }
-    } else {
+    if mode == WriteMode::Upsert && table.format == ValueFormat::Hash {
         let mut pipe = redis::pipe();
         for f in &wanted {
             pipe.hgetall(*f);
@@ -490,6 +469,19 @@ async fn fetch(
         for (f, v) in wanted.into_iter().zip(values) {
             found.insert(f.clone(), (!v.is_empty()).then_some(v));
         }
+        return Ok(found);
+    }
+    // JSON objects: the rows themselves (upsert), or the index's last
+    // version of each row (streams).
+    let command = if mode == WriteMode::Upsert {
+        redis::cmd("MGET").arg(&wanted).clone()
+    } else {
+        redis::cmd("HMGET").arg(&table.index).arg(&wanted).clone()
+    };
+    let values: Vec<Option<Vec<u8>>> = command.query_async(conn).await.map_err(read)?;
+    for (f, v) in wanted.into_iter().zip(values) {
+        let row = v.map(|bytes| parse_json_object(&bytes)).transpose()?;
+        found.insert(f.clone(), row);
     }
     Ok(found)
 }
