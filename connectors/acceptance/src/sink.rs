@@ -559,13 +559,16 @@ pub async fn truncate_inside_a_batch(h: &dyn Harness) {
 }
 
 /// A key scan of a range removes the rows in it whose keys are not listed,
-/// and only those; history records them as deletes; append keeps them.
+/// and only those; a range listing no key has no upper end (the scan went
+/// past the source's last key); history records them as deletes; append
+/// keeps them.
 pub async fn prune_removes_keys_gone_at_the_source(h: &dyn Harness) {
     let prune = Change::prune(
         items(1),
         Some(vec![Value::Int(1)]),
         vec![vec![Value::Int(3)], vec![Value::Int(5)]],
     );
+    let past_the_end = Change::prune(items(1), Some(vec![Value::Int(5)]), Vec::new());
     for mode in [WriteMode::Upsert, WriteMode::History, WriteMode::Append] {
         let target = h.target(&format!("prune_{}", mode_name(mode))).await;
         let (mut sink, _) = open(&*target, mode, &[items(1)]).await;
@@ -575,6 +578,7 @@ pub async fn prune_removes_keys_gone_at_the_source(h: &dyn Harness) {
         )
         .await;
         write(&mut *sink, batch(2, vec![prune.clone()])).await;
+        write(&mut *sink, batch(3, vec![past_the_end.clone()])).await;
         close(sink).await;
         let ids = |rows: Vec<TextRow>| -> Vec<String> {
             let mut ids: Vec<String> = rows.into_iter().filter_map(|r| r[0].clone()).collect();
@@ -584,8 +588,8 @@ pub async fn prune_removes_keys_gone_at_the_source(h: &dyn Harness) {
         match mode {
             WriteMode::Upsert => assert_eq!(
                 ids(target.rows("items", &["id"]).await),
-                ["1", "3", "5", "6"],
-                "range (1, 5]: 2 and 4 are gone"
+                ["1", "3", "5"],
+                "range (1, 5]: 2 and 4 are gone; past 5: 6 is gone"
             ),
             WriteMode::Append => assert_eq!(
                 ids(target.rows("items", &["id"]).await),
@@ -600,7 +604,7 @@ pub async fn prune_removes_keys_gone_at_the_source(h: &dyn Harness) {
                     .collect();
                 assert_eq!(
                     ids(deleted.into_iter().map(|r| vec![r[1].clone()]).collect()),
-                    ["2", "4"]
+                    ["2", "4", "6"]
                 );
             }
         }

@@ -30,9 +30,15 @@ end
 local i = 7
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  local t = redis.call('TYPE', ARGV[i])['ok']
-  if t ~= 'none' and t ~= ARGV[i + 1] then
-    return {'type', ARGV[i], t, ARGV[i + 1]}
+  local key, want = ARGV[i], ARGV[i + 1]
+  local t = redis.call('TYPE', key)['ok']
+  if want == 'counter' then
+    -- a string holding an integer (INCR must not fail after writes)
+    if t ~= 'none' and (t ~= 'string' or not tonumber(redis.call('GET', key))) then
+      return {'type', key, t, 'string holding a count'}
+    end
+  elseif t ~= 'none' and t ~= want then
+    return {'type', key, t, want}
   end
   i = i + 2
 end

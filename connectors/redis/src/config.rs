@@ -69,7 +69,8 @@ pub struct RedisTableConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
     /// Seconds each row's key lives after its last change (upsert; default:
-    /// forever). An expired row is simply absent from the cache.
+    /// forever; at most 100 years). An expired row is simply absent from
+    /// the cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
     /// The stream's key (history and append): placeholders as in `key`
@@ -195,11 +196,13 @@ impl KeyTemplate {
                 "with several placeholders, the text between them must hold a `:`".into(),
             ));
         }
-        Ok(KeyTemplate {
+        let template = KeyTemplate {
             pieces,
             table: table.to_owned(),
             text: text.to_owned(),
-        })
+        };
+        reserved(&template.skeleton()).map_err(refuse)?;
+        Ok(template)
     }
 
     /// The template with every value placeholder as `{}`: two tables whose
@@ -215,33 +218,13 @@ impl KeyTemplate {
             .collect()
     }
 
-    /// Whether the key holds more than one value (then `%` and `:` inside
-    /// values are escaped, so keys stay apart).
-    fn escapes(&self, schema: &TableSchema) -> bool {
-        let values: usize = self
-            .pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Key => schema.key.len(),
-                Piece::Column(_) => 1,
-                _ => 0,
-            })
-            .sum();
-        values > 1
-    }
-
     /// The Redis key of the row whose key values (in column order of the
-    /// whole row) are `key_text(i)` for column `i`.
+    /// whole row) are `key_text(i)` for column `i`. `%` and `:` inside a
+    /// value are escaped (`%25`, `%3A`), so a value never adds a segment:
+    /// keys of different templates (see [`overlaps`]) and of different rows
+    /// stay apart.
     pub fn render(&self, schema: &TableSchema, key_text: impl Fn(usize) -> String) -> String {
-        let escape = self.escapes(schema);
-        let part = |i: usize| {
-            let text = key_text(i);
-            if escape {
-                text.replace('%', "%25").replace(':', "%3A")
-            } else {
-                text
-            }
-        };
+        let part = |i: usize| key_text(i).replace('%', "%25").replace(':', "%3A");
         let mut out = String::new();
         for p in &self.pieces {
             match p {
@@ -256,6 +239,30 @@ impl KeyTemplate {
         }
         out
     }
+}
+
+/// Refuses a key skeleton (placeholders as `{}`) whose first `:`-segment is
+/// not plain text, or is `syncline` (the target's own bookkeeping).
+pub fn reserved(skeleton: &str) -> Result<(), String> {
+    let first = skeleton.split(':').next().unwrap_or_default();
+    if first.contains("{}") {
+        return Err("it must begin with plain text before its first `:` (e.g. `product:{id}`), so its keys cannot meet other tables' or Syncline's own".into());
+    }
+    if first == "syncline" {
+        return Err("keys beginning `syncline:` are the target's own bookkeeping".into());
+    }
+    Ok(())
+}
+
+/// Whether two key skeletons (placeholders as `{}`, values never holding
+/// `:`) can produce the same key: as many `:`-segments, each pair equal or
+/// one of them holding a placeholder.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split(':').collect(), b.split(':').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || x.contains("{}") || y.contains("{}"))
 }
 
 /// The default key template.
@@ -301,7 +308,7 @@ mod tests {
     fn templates_render_and_refuse_what_could_collide() {
         let s = schema(vec![1]);
         let t = KeyTemplate::parse("order:{id}", &s, "orders").unwrap();
-        assert_eq!(t.render(&s, |_| "a:b%".into()), "order:a:b%");
+        assert_eq!(t.render(&s, |_| "a:b%".into()), "order:a%3Ab%25");
         let t = KeyTemplate::parse(DEFAULT_KEY, &s, "orders").unwrap();
         assert_eq!(t.render(&s, |_| "7".into()), "orders:7");
         assert_eq!(t.skeleton(), "orders:{}");
@@ -321,11 +328,24 @@ mod tests {
             "order:{id",
             "{shop}{id}",
             "o:{shop}-{id}",
+            "{id}",
+            "{id}:x",
+            "syncline:{id}",
         ] {
             assert!(KeyTemplate::parse(bad, &both, "orders").is_err(), "{bad}");
         }
         assert!(KeyTemplate::parse("o:{shop}:{id}", &both, "orders").is_ok());
         assert!(KeyTemplate::parse("o:{id}", &schema(vec![]), "orders").is_err());
+    }
+
+    #[test]
+    fn overlapping_skeletons_are_found() {
+        assert!(overlaps("user:{}", "user:{}"));
+        assert!(overlaps("user:{}", "user:admin"));
+        assert!(overlaps("a:{}:x", "a:b:{}"));
+        assert!(!overlaps("user:{}", "user:{}:settings"));
+        assert!(!overlaps("user:{}", "users:{}"));
+        assert!(!overlaps("items:changes", "items:{}:x"));
     }
 
     #[test]

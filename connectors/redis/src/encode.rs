@@ -29,25 +29,42 @@ use syncline_engine::model::{DataType, DecimalParts, Value};
 
 /// `value` as its column's type writes it: a decimal with the column's
 /// scale (`1.5` in a `decimal(10,2)` is `1.50`, as every path that carries
-/// it gives it), never rounded; anything else as it is.
+/// it gives it; an integer in a decimal column is that decimal), leading
+/// zeros dropped, never rounded; anything else as it is.
 pub fn conformed<'v>(data_type: &DataType, value: &'v Value) -> Cow<'v, Value> {
-    if let (DataType::Decimal { scale, .. }, Value::Decimal(text)) = (data_type, value)
-        && let Some(parts) = DecimalParts::parse(text)
-        && parts.frac.len() < usize::from(*scale)
-    {
-        let sign = if parts.negative && !parts.is_zero() {
-            "-"
-        } else {
-            ""
-        };
-        let int = if parts.int.is_empty() { "0" } else { parts.int };
-        let width = usize::from(*scale);
-        return Cow::Owned(Value::Decimal(format!(
-            "{sign}{int}.{:0<width$}",
-            parts.frac
-        )));
+    let DataType::Decimal { scale, .. } = data_type else {
+        return Cow::Borrowed(value);
+    };
+    let int;
+    let text = match value {
+        Value::Decimal(text) => text.as_str(),
+        // An integer in a decimal column is that decimal.
+        Value::Int(i) => {
+            int = i.to_string();
+            int.as_str()
+        }
+        _ => return Cow::Borrowed(value),
+    };
+    let Some(parts) = DecimalParts::parse(text) else {
+        return Cow::Borrowed(value);
+    };
+    let width = usize::from(*scale).max(parts.frac.len());
+    let sign = if parts.negative && !parts.is_zero() {
+        "-"
+    } else {
+        ""
+    };
+    let int = if parts.int.is_empty() { "0" } else { parts.int };
+    let written = if width == 0 {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{:0<width$}", parts.frac)
+    };
+    if matches!(value, Value::Decimal(t) if *t == written) {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(Value::Decimal(written))
     }
-    Cow::Borrowed(value)
 }
 
 /// The value as a JSON text fragment.
@@ -195,7 +212,12 @@ mod tests {
         assert_eq!(show("-0.5"), "-0.50");
         assert_eq!(show("7"), "7.00");
         assert_eq!(show("1.239"), "1.239");
+        assert_eq!(show("001.50"), "1.50");
         assert_eq!(show("NaN"), "NaN");
+        assert_eq!(
+            conformed(&dec, &Value::Int(-3)).into_owned(),
+            Value::Decimal("-3.00".into())
+        );
     }
 
     #[test]

@@ -23,11 +23,14 @@
 //! * **Durability.** Redis acknowledges a script once it is in memory (and,
 //!   with `appendonly yes` and `appendfsync always`, on disk). With
 //!   persistence off, a restart loses the data and the checkpoint
-//!   together: the sink then finds no checkpoint where it expected one
+//!   together: the sink then finds no checkpoint where it committed one
 //!   and stops with a [`State`](syncline_engine::ErrorKind::State) error
 //!   saying so; on the next run it holds no position while other targets
 //!   do, so the source restates every table (the runtime's restatement)
-//!   and Redis is filled again. It never resumes silently on lost data.
+//!   and Redis is filled again. A Redis that comes back *between* runs
+//!   with an older checkpoint (an RDB snapshot, `appendfsync everysec`)
+//!   cannot be told from one that was behind: `check` warns about every
+//!   setting short of `appendfsync always`.
 //! * **Unchanged values** (a TOAST value the source did not resend) are
 //!   taken from the row's earlier change in the batch, else from what Redis
 //!   holds under the row's key before the batch (the old key, after a key
@@ -327,14 +330,33 @@ impl RedisSink {
     /// those another pipeline (or another table) writes.
     async fn claim(&self) -> std::result::Result<(), RedisError> {
         let mut conn = self.conn()?;
+        let claims: HashMap<String, String> = conn
+            .hgetall(self.keys.claims())
+            .await
+            .map_err(RedisError::command("reading key template claims"))?;
+        let mut mine: Vec<(String, String)> = Vec::new();
         for state in self.tables.values() {
             let owner = format!("{}/{}", self.pipeline, state.name);
             let skeleton = state.claim();
+            let others = claims.iter().chain(mine.iter().map(|(s, o)| (s, o)));
+            for (theirs, holder) in others {
+                if *holder != owner && config::overlaps(&skeleton, theirs) {
+                    return Err(RedisError::Refused(format!(
+                        "table `{}` would write keys `{skeleton}`, which can meet the keys `{theirs}` that `{holder}` (pipeline/table) writes; give one of them another key template or stream, or drop that pipeline (its claim is the field `{theirs}` of the hash `{}`)",
+                        state.name,
+                        self.keys.claims()
+                    )));
+                }
+            }
+            mine.push((skeleton, owner));
+        }
+        for (skeleton, owner) in mine {
             let taken: bool = conn
                 .hset_nx(self.keys.claims(), &skeleton, &owner)
                 .await
                 .map_err(RedisError::command("claiming the key template"))?;
             if !taken {
+                // Claimed meanwhile, or ours from an earlier run.
                 let holder: Option<String> = conn
                     .hget(self.keys.claims(), &skeleton)
                     .await
@@ -343,9 +365,7 @@ impl RedisSink {
                     && holder != owner
                 {
                     return Err(RedisError::Refused(format!(
-                        "table `{}` would write keys `{skeleton}`, which `{holder}` (pipeline/table) already writes; give one of them another key template or stream, or drop that pipeline (its claim is the field `{skeleton}` of the hash `{}`)",
-                        state.name,
-                        self.keys.claims()
+                        "keys `{skeleton}` were just claimed by `{holder}` (pipeline/table)"
                     )));
                 }
             }
@@ -463,25 +483,43 @@ impl Sink for RedisSink {
                     .and_then(|v| v.get(1).cloned())
             }
         };
-        match (config("appendonly").await, config("save").await) {
-            (Some(aof), save) if aof == "no" && save.as_deref().is_none_or(str::is_empty) => {
-                checks.push(Check::warn(
-                    "persistence",
-                    "appendonly is off and no RDB saves are set: a restart of Redis loses the cache and its checkpoint together (Syncline then copies every table again)",
-                    "set `appendonly yes` (and `appendfsync everysec` or `always`) if the cache should survive a restart",
-                ));
-            }
-            (Some(aof), save) => checks.push(Check::pass(
+        let (aof, fsync, save) = (
+            config("appendonly").await,
+            config("appendfsync").await,
+            config("save").await,
+        );
+        match (aof.as_deref(), fsync.as_deref()) {
+            (Some("yes"), Some("always")) => checks.push(Check::pass(
+                "persistence",
+                "appendonly yes, appendfsync always: what Redis acknowledges survives a crash",
+            )),
+            (Some("yes"), fsync) => checks.push(Check::warn(
                 "persistence",
                 format!(
-                    "appendonly {aof}, save \"{}\"",
-                    save.unwrap_or_default()
+                    "appendonly yes, appendfsync {}: a crash of Redis can lose the last second of writes, checkpoint included, after Syncline was told they were kept; the next run would resume from the older checkpoint and the changes in between would be missing from the cache",
+                    fsync.unwrap_or("?")
                 ),
+                "set `appendfsync always` for a cache that must not miss a change across a Redis crash",
+            )),
+            (Some(_), _) if save.as_deref().is_some_and(|s| !s.is_empty()) => {
+                checks.push(Check::warn(
+                    "persistence",
+                    format!(
+                        "appendonly no, RDB snapshots (save \"{}\"): a restart brings back an older snapshot, data and checkpoint together; changes after it would be missing from the cache",
+                        save.unwrap_or_default()
+                    ),
+                    "set `appendonly yes` and `appendfsync always`",
+                ));
+            }
+            (Some(_), _) => checks.push(Check::warn(
+                "persistence",
+                "appendonly is off and no RDB saves are set: a restart of Redis loses the cache and its checkpoint together (Syncline notices, stops, and copies every table again on the next run)",
+                "set `appendonly yes` and `appendfsync always` if the cache should survive a restart",
             )),
             (None, _) => checks.push(Check::warn(
                 "persistence",
                 "CONFIG GET is not allowed for this user: persistence settings unknown",
-                "make sure Redis keeps data across restarts (appendonly yes), or accept a full copy after each restart",
+                "make sure Redis keeps data across restarts (appendonly yes, appendfsync always)",
             )),
         }
         let policy = config("maxmemory-policy").await.unwrap_or_default();

@@ -27,6 +27,9 @@ use crate::encode;
 use crate::error::RedisError;
 use crate::{Bookkeeping, StoredDeadLetter};
 
+/// The longest `ttl_secs`: 100 years.
+const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// The operations of one script call, and the keys whose type it checks.
 #[derive(Debug, Default)]
 pub struct Ops {
@@ -64,8 +67,10 @@ pub struct TableState {
     index: String,
     /// The target's prefix, in front of every row key.
     namespace: String,
-    /// The stream (history and append).
+    /// The stream (history and append), with the target's prefix.
     stream: String,
+    /// The stream's name as configured (without the prefix).
+    stream_name: String,
     max_len: Option<u64>,
 }
 
@@ -143,21 +148,32 @@ impl TableState {
                 stored
             }
         };
-        if config.ttl_secs == Some(0) {
-            return Err(refuse("`ttl_secs` must be at least 1".into()));
-        }
-        let stream = keys.data(
-            &config
-                .stream
-                .as_deref()
-                .unwrap_or(DEFAULT_STREAM)
-                .replace("{table}", name),
-        );
-        if !upsert && (stream.contains('{') || stream.contains('}')) {
+        if config.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
             return Err(refuse(format!(
-                "stream `{stream}`: only `{{table}}` may appear in it"
+                "`ttl_secs` must be between 1 and {MAX_TTL_SECS} (100 years)"
             )));
         }
+        if config
+            .stream_max_len
+            .is_some_and(|n| n == 0 || n > i64::MAX as u64)
+        {
+            return Err(refuse("`stream_max_len` must be at least 1".into()));
+        }
+        let stream_name = config
+            .stream
+            .as_deref()
+            .unwrap_or(DEFAULT_STREAM)
+            .replace("{table}", name);
+        if !upsert {
+            if stream_name.contains('{') || stream_name.contains('}') {
+                return Err(refuse(format!(
+                    "stream `{stream_name}`: only `{{table}}` may appear in it"
+                )));
+            }
+            crate::config::reserved(&stream_name)
+                .map_err(|why| refuse(format!("stream `{stream_name}`: {why}")))?;
+        }
+        let stream = keys.data(&stream_name);
         Ok(TableState {
             name: name.to_owned(),
             key,
@@ -167,17 +183,18 @@ impl TableState {
             index: keys.index(name),
             namespace: keys.data(""),
             stream,
+            stream_name,
             max_len: config.stream_max_len,
             schema,
         })
     }
 
     /// What this table claims in Redis: its key template's skeleton, or
-    /// its stream.
+    /// its stream's name (see [`crate::config::overlaps`]).
     pub fn claim(&self) -> String {
         match &self.key {
             Some(t) => t.skeleton(),
-            None => format!("stream {}", self.stream),
+            None => self.stream_name.clone(),
         }
     }
 
@@ -186,20 +203,42 @@ impl TableState {
         let Some(template) = &self.key else {
             return Err("no key template".into());
         };
-        for &k in &self.schema.key {
-            encode::text(row.get(k).unwrap_or(&Value::Null))?;
+        let key = self.key_values(row)?;
+        let mut parts = vec![String::new(); self.schema.columns.len()];
+        for (&k, v) in self.schema.key.iter().zip(&key) {
+            parts[k] = encode::text(v)?;
         }
-        let key = template.render(&self.schema, |i| {
-            encode::text(row.get(i).unwrap_or(&Value::Null)).unwrap_or_default()
-        });
+        let key = template.render(&self.schema, |i| parts[i].clone());
         Ok(format!("{}{key}", self.namespace))
     }
 
-    fn key_values(&self, row: &Row) -> Vec<Value> {
+    /// The row's key values, each as its column's type writes it (so one
+    /// key has one spelling: `1.5` and `1.50` in a `decimal(10,2)` are the
+    /// same key); a NULL in the key is refused.
+    fn key_values(&self, row: &Row) -> Result<Vec<Value>, String> {
         self.schema
             .key
             .iter()
-            .map(|&k| row.get(k).cloned().unwrap_or(Value::Null))
+            .map(|&k| {
+                let column = &self.schema.columns[k];
+                match row.get(k) {
+                    None | Some(Value::Null) => Err(format!(
+                        "key column `{}` is NULL: a row without its whole key has no Redis key",
+                        column.name
+                    )),
+                    Some(v) => Ok(encode::conformed(&column.data_type, v).into_owned()),
+                }
+            })
+            .collect()
+    }
+
+    /// Key values of a prune's range, as [`TableState::key_values`] writes them.
+    fn conform_key(&self, key: &[Value]) -> Vec<Value> {
+        self.schema
+            .key
+            .iter()
+            .zip(key)
+            .map(|(&k, v)| encode::conformed(&self.schema.columns[k].data_type, v).into_owned())
             .collect()
     }
 }
@@ -261,12 +300,35 @@ fn compare(a: &Value, b: &Value) -> Ordering {
         | (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
         (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
         (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
-        (V::Decimal(x), V::Decimal(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
-            (Ok(x), Ok(y)) => x.total_cmp(&y),
-            _ => x.cmp(y),
-        },
+        (V::Decimal(x), V::Decimal(y)) => compare_decimals(x, y),
         (V::Text(x), V::Text(y)) | (V::Json(x), V::Json(y)) => x.cmp(y),
         _ => format!("{a:?}").cmp(&format!("{b:?}")),
+    }
+}
+
+/// Orders two decimal texts exactly (no rounding through floats); special
+/// values after every number, as Postgres orders NaN.
+fn compare_decimals(a: &str, b: &str) -> Ordering {
+    use syncline_engine::model::DecimalParts;
+    match (DecimalParts::parse(a), DecimalParts::parse(b)) {
+        (Some(x), Some(y)) => {
+            let magnitude = || {
+                x.int
+                    .len()
+                    .cmp(&y.int.len())
+                    .then_with(|| x.int.cmp(y.int))
+                    .then_with(|| x.frac.cmp(y.frac))
+            };
+            match (x.negative && !x.is_zero(), y.negative && !y.is_zero()) {
+                (false, false) => magnitude(),
+                (true, true) => magnitude().reverse(),
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+            }
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
     }
 }
 
@@ -284,10 +346,12 @@ fn pruned(key: &[Value], range: &PruneRange) -> bool {
         .after_key
         .as_ref()
         .is_none_or(|lo| compare_keys(key, lo).is_gt());
+    // No listed key: the range has no upper end (the scan went past the
+    // last key the source has).
     let within = range
         .up_to
         .as_ref()
-        .is_some_and(|hi| compare_keys(key, hi).is_le());
+        .is_none_or(|hi| compare_keys(key, hi).is_le());
     after && within && !range.present.iter().any(|p| compare_keys(key, p).is_eq())
 }
 
@@ -360,7 +424,7 @@ pub async fn build(
     let counter = keys.dead_letter_ids();
     if !dead.is_empty() {
         ops.check(&dead_letters, "hash");
-        ops.check(&counter, "string");
+        ops.check(&counter, "counter");
     }
     let now = Utc::now();
     for (d, seq) in dead {
@@ -388,7 +452,7 @@ fn field_of(table: &TableState, mode: WriteMode, row: &Row) -> Result<String, St
     if mode == WriteMode::Upsert {
         table.redis_key(row)
     } else {
-        serde_json::to_string(&table.key_values(row)).map_err(|e| e.to_string())
+        serde_json::to_string(&table.key_values(row)?).map_err(|e| e.to_string())
     }
 }
 
@@ -580,8 +644,15 @@ async fn rows(
         match mode {
             WriteMode::Upsert => {
                 let ttl = table.ttl.map(|t| t.to_string()).unwrap_or_default();
-                let entry = serde_json::to_vec(&table.key_values(row))
-                    .map_err(|e| RedisError::State(e.to_string()))?;
+                let key = match table.key_values(row) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        dead.push((refused(change, batch, &e), seq));
+                        continue;
+                    }
+                };
+                let entry =
+                    serde_json::to_vec(&key).map_err(|e| RedisError::State(e.to_string()))?;
                 match table.format {
                     ValueFormat::Json => ops.push(&[
                         b"S",
@@ -629,9 +700,9 @@ async fn rows(
                 }
             }
         }
-        overlay
-            .rows
-            .insert(field, Some((table.key_values(row), stored)));
+        if let Ok(key) = table.key_values(row) {
+            overlay.rows.insert(field, Some((key, stored)));
+        }
     }
     Ok(())
 }
@@ -728,6 +799,11 @@ async fn prune(
             "a malformed prune of table `{}`",
             table.name
         )));
+    };
+    let range = PruneRange {
+        after_key: range.after_key.map(|k| table.conform_key(&k)),
+        up_to: range.up_to.map(|k| table.conform_key(&k)),
+        present: range.present.iter().map(|k| table.conform_key(k)).collect(),
     };
     if overlay.index.is_none() {
         let mut index: HashMap<String, String> = HashMap::new();

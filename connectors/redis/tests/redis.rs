@@ -94,6 +94,29 @@ async fn two_pipelines_never_share_keys() {
         .open(&[items(1)])
         .await
         .unwrap();
+    // Templates whose keys could meet are refused too.
+    let mut a = space.config(WriteMode::Upsert);
+    a.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("shop:x:{id}".into()),
+            ..RedisTableConfig::default()
+        },
+    );
+    RedisSink::new(a, "three").open(&[items(1)]).await.unwrap();
+    let mut b = space.config(WriteMode::Upsert);
+    b.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("shop:{id}:x".into()),
+            ..RedisTableConfig::default()
+        },
+    );
+    let err = RedisSink::new(b, "four")
+        .open(&[items(1)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("three/items"), "{err}");
     // Once `one` is dropped, its keys are free.
     one.forget().await.unwrap();
     RedisSink::new(space.config(WriteMode::Upsert), "two")
@@ -177,6 +200,69 @@ async fn settings_shape_keys_values_and_lifetimes() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not a key column"), "{err}");
+}
+
+#[tokio::test]
+async fn one_key_has_one_spelling_and_a_null_key_is_set_aside() {
+    let space = Namespace::new("spelling");
+    let prices = syncline_acceptance::fixtures::table(
+        "prices",
+        &[
+            (
+                "amount",
+                syncline_engine::model::DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
+            ("note", syncline_engine::model::DataType::Text),
+        ],
+        &[0],
+        1,
+    );
+    let mut sink = RedisSink::new(space.config(WriteMode::Upsert), "p");
+    sink.open(std::slice::from_ref(&prices)).await.unwrap();
+    let row = |amount: Value, note: &str| vec![amount, Value::Text(note.into())];
+    let key_only = |amount: Value| Some(vec![amount, Value::Null]);
+    sink.write(
+        "src",
+        batch(
+            1,
+            vec![
+                Change::insert(prices.clone(), row(Value::Decimal("1.50".into()), "a")),
+                Change::insert(prices.clone(), row(Value::Int(7), "b")),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(get(&space, "prices:1.50").await.is_some());
+    assert!(get(&space, "prices:7.00").await.is_some());
+    // The same keys, spelled otherwise, and a delete without its key.
+    let delete = |before| Change {
+        op: Op::Delete,
+        table: prices.clone(),
+        before,
+        after: None,
+    };
+    sink.write(
+        "src",
+        batch(
+            2,
+            vec![
+                delete(key_only(Value::Decimal("1.5".into()))),
+                delete(key_only(Value::Decimal("7".into()))),
+                delete(key_only(Value::Null)),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&space, "prices:1.50").await, None);
+    assert_eq!(get(&space, "prices:7.00").await, None);
+    let kept = sink.dead_letters().await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].reason.contains("NULL"), "{}", kept[0].reason);
 }
 
 #[tokio::test]
