@@ -240,7 +240,15 @@ pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
         .targets
         .get(name)
         .ok_or_else(|| Error::new(ErrorKind::Config, format!("no target named `{name}`")))?;
-    Ok(build_sink(config, &pipeline.spec.name, pipeline.base_dir()))
+    Ok(match config {
+        // What it committed is remembered beside the pipeline, so a Redis
+        // that comes back with less is found out.
+        TargetConfig::Redis(c) => Box::new(
+            RedisSink::new(c.clone(), &pipeline.spec.name)
+                .remembering(state_dir(pipeline).join(format!("redis-{name}.json"))),
+        ),
+        _ => build_sink(config, &pipeline.spec.name, pipeline.base_dir()),
+    })
 }
 
 /// Builds a sink connector from its section.

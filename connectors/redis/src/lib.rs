@@ -28,8 +28,10 @@
 //!   saying so; on the next run it holds no position while other targets
 //!   do, so the source restates every table (the runtime's restatement)
 //!   and Redis is filled again. A Redis that comes back *between* runs
-//!   with an older checkpoint (an RDB snapshot, `appendfsync everysec`)
-//!   cannot be told from one that was behind: `check` warns about every
+//!   holding less than the sink committed (an RDB snapshot, `appendfsync
+//!   everysec`) is found out at open from a local record of what was
+//!   committed ([`RedisSink::remembering`]): this pipeline's keys there are
+//!   cleared and the sink reports no position. `check` warns about every
 //!   setting short of `appendfsync always`.
 //! * **Unchanged values** (a TOAST value the source did not resend) are
 //!   taken from the row's earlier change in the batch, else from what Redis
@@ -44,6 +46,7 @@ mod error;
 mod plan;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +59,7 @@ use syncline_engine::batch::{Batch, Position};
 use syncline_engine::connector::{Check, KeptRow, Sink};
 use syncline_engine::model::{DeadLetterStage, KeptChange, TableId, TableSchema};
 use syncline_engine::{Error, Result};
+use tracing::warn;
 
 pub use config::{
     DEFAULT_KEY, DEFAULT_STREAM, KeyTemplate, RedisTableConfig, RedisTargetConfig, ValueFormat,
@@ -143,6 +147,9 @@ pub struct RedisSink {
     /// The position Redis holds, per source, as far as this sink knows.
     held: BTreeMap<String, u64>,
     script: redis::Script,
+    /// A local file recording what this sink committed, per source (see
+    /// [`RedisSink::remembering`]).
+    ledger: Option<PathBuf>,
 }
 
 impl RedisSink {
@@ -156,7 +163,64 @@ impl RedisSink {
             tables: HashMap::new(),
             held: BTreeMap::new(),
             script: redis::Script::new(APPLY),
+            ledger: None,
         }
+    }
+
+    /// Records in the file `ledger` (the pipeline's local state) the
+    /// position committed for each source after every write, so that a
+    /// Redis that comes back holding less (its data lost, or an older
+    /// snapshot restored) is found out when the sink opens: its data for
+    /// this pipeline is cleared and it reports no position, so the run
+    /// copies every table again. The file is a hint written without sync:
+    /// after a crash of the machine it may be behind, never ahead.
+    pub fn remembering(mut self, ledger: PathBuf) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    fn read_ledger(&self) -> BTreeMap<String, u64> {
+        let Some(path) = &self.ledger else {
+            return BTreeMap::new();
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                warn!(file = %path.display(), error = %e, "ignoring an unreadable Redis target ledger");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        }
+    }
+
+    fn write_ledger(&self) {
+        let Some(path) = &self.ledger else { return };
+        let written = serde_json::to_string(&self.held)
+            .map_err(std::io::Error::other)
+            .and_then(|text| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, text)?;
+                std::fs::rename(&partial, path)
+            });
+        if let Err(e) = written {
+            warn!(file = %path.display(), error = %e, "cannot record the Redis target's position");
+        }
+    }
+
+    /// Removes what this pipeline wrote in Redis for its tables (the keys
+    /// their indexes list, the indexes, and in append mode the streams),
+    /// and its checkpoint: Redis no longer holds what it acknowledged, so
+    /// the run starts it over.
+    async fn clear(&mut self) -> std::result::Result<(), RedisError> {
+        let mut ops = Ops::default();
+        for state in self.tables.values() {
+            ops.push(&state.clear_ops());
+        }
+        ops.push(&[b"U", self.keys.checkpoint().as_bytes()]);
+        self.held.clear();
+        self.run("", None, ops).await
     }
 
     /// The client for the configured URL and password.
@@ -253,6 +317,7 @@ impl RedisSink {
             Some("ok") => {
                 if let Some((_, last)) = group {
                     self.held.insert(source.to_owned(), last.seq);
+                    self.write_ledger();
                 }
                 Ok(())
             }
@@ -596,6 +661,29 @@ impl Sink for RedisSink {
             self.held.insert(source.clone(), seq);
             held.insert(source, Position { seq, state });
         }
+        // Redis holding less than this sink committed: its data was lost.
+        let committed = self.read_ledger();
+        let lost: Vec<String> = committed
+            .iter()
+            .filter(|&(source, seq)| held.get(source).is_none_or(|p| p.seq < *seq))
+            .map(|(source, seq)| {
+                format!(
+                    "source `{source}`: committed {seq}, Redis holds {}",
+                    held.get(source)
+                        .map_or("nothing".to_owned(), |p| p.seq.to_string())
+                )
+            })
+            .collect();
+        if !lost.is_empty() {
+            warn!(
+                target_url = %redacted(&self.config.url),
+                lost = %lost.join("; "),
+                "Redis holds less than this target committed (its data was lost, or an older snapshot restored): clearing this pipeline's keys there; every table is copied again"
+            );
+            self.clear().await?;
+            held.clear();
+            self.write_ledger();
+        }
         Ok(held)
     }
 
@@ -701,6 +789,9 @@ impl Sink for RedisSink {
                 .map_err(RedisError::command("releasing key template claims"))?;
         }
         self.held.clear();
+        if let Some(path) = &self.ledger {
+            let _ = std::fs::remove_file(path);
+        }
         Ok(())
     }
 }

@@ -71,6 +71,8 @@ pub struct TableState {
     stream: String,
     /// The stream's name as configured (without the prefix).
     stream_name: String,
+    /// Append mode (its stream is the table's content).
+    append: bool,
     max_len: Option<u64>,
 }
 
@@ -184,6 +186,7 @@ impl TableState {
             namespace: keys.data(""),
             stream,
             stream_name,
+            append: mode == WriteMode::Append,
             max_len: config.stream_max_len,
             schema,
         })
@@ -195,6 +198,17 @@ impl TableState {
         match &self.key {
             Some(t) => t.skeleton(),
             None => self.stream_name.clone(),
+        }
+    }
+
+    /// The script operations that remove what the table holds: its keys
+    /// (upsert) or its stream (append; a history stream is kept), and its
+    /// index.
+    pub fn clear_ops(&self) -> Vec<&[u8]> {
+        match (&self.key, self.append) {
+            (Some(_), _) => vec![b"T", self.index.as_bytes()],
+            (None, true) => vec![b"U", self.stream.as_bytes(), b"U", self.index.as_bytes()],
+            (None, false) => vec![b"U", self.index.as_bytes()],
         }
     }
 

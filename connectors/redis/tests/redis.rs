@@ -71,6 +71,45 @@ async fn lost_data_is_found_and_never_resumed_silently() {
 }
 
 #[tokio::test]
+async fn a_redis_that_comes_back_with_less_is_cleared_and_restated() {
+    let space = Namespace::new("ledger");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("redis-cache.json");
+    let sink = || RedisSink::new(space.config(WriteMode::Upsert), "p").remembering(ledger.clone());
+    let mut first = sink();
+    first.open(&[items(1)]).await.unwrap();
+    first
+        .write("src", batch(1, vec![insert(1, "a")]))
+        .await
+        .unwrap();
+    first
+        .write("src", batch(2, vec![insert(2, "b")]))
+        .await
+        .unwrap();
+    // An older snapshot comes back: the checkpoint says 1.
+    let mut conn = space.conn().await;
+    let _: () = redis::cmd("HSET")
+        .arg(space.key("syncline:p:checkpoint"))
+        .arg("src")
+        .arg(r#"1 {"at":1}"#)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut again = sink();
+    let held = again.open(&[items(1)]).await.unwrap();
+    assert!(held.is_empty(), "resumed on an older checkpoint: {held:?}");
+    assert_eq!(get(&space, "items:1").await, None, "old rows cleared");
+    assert_eq!(get(&space, "items:2").await, None, "old rows cleared");
+    // Written again from scratch, it is trusted again.
+    again
+        .write("src", batch(3, vec![insert(1, "a")]))
+        .await
+        .unwrap();
+    let held = sink().open(&[items(1)]).await.unwrap();
+    assert_eq!(held.get("src").map(|p| p.seq), Some(3));
+}
+
+#[tokio::test]
 async fn two_pipelines_never_share_keys() {
     let space = Namespace::new("claims");
     let mut one = RedisSink::new(space.config(WriteMode::Upsert), "one");
