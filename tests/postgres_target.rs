@@ -907,10 +907,7 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
     let writer = spawn_writer(src.name.clone(), write_docs, ROWS, stop.clone());
     let mut kills = Vec::new();
     for trial in 0..trials {
-        let mut run = Running::start(&pipeline_file, &[]);
-        let n = rng.u64(1..600);
-        let status = run.wait_for("progress", Duration::from_secs(180), |s| changes(s) >= n);
-        run.kill9();
+        let status = kill_after_progress(&pipeline_file, &mut rng);
         let held = |rows: Vec<Vec<String>>| rows.first().map(|r| r[0].clone()).unwrap_or_default();
         kills.push(format!(
             "{trial}: {} after {} changes; held: postgres {}, duckdb {}",

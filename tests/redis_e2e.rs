@@ -16,27 +16,14 @@ use support::cache::{Prefix, connect};
 use support::pg::{TestDb, docs_database, kill_trials, spawn_writer, write_docs};
 use support::*;
 
+/// `docs` of `src` into DuckDB (`out.duckdb`) and Redis (under `prefix`).
 fn pipeline(name: &str, src: &TestDb, prefix: &Prefix) -> String {
-    format!(
-        "name = \"{name}\"
-[sources.pg]
-kind = \"postgres\"
-database = \"{src}\"
-heartbeat_secs = 1
-chunk_rows = 500
-batch_rows = 300
-[[sources.pg.tables]]
-name = \"docs\"
-
-[targets.duck]
-kind = \"duckdb\"
-path = \"out.duckdb\"
-inputs = [\"pg\"]
-
-{cache}",
-        src = src.name,
-        cache = prefix.target("cache", "docs")
-    )
+    src.pipeline(
+        name,
+        &["docs"],
+        "chunk_rows = 500\nbatch_rows = 300",
+        "upsert",
+    ) + &prefix.target("cache", "docs")
 }
 
 /// `(id, rev, note, body)` of every doc Redis holds, by id.
@@ -78,10 +65,7 @@ fn kill_9_trials_leave_the_cache_and_the_warehouse_equal_to_the_source() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(src.name.clone(), write_docs, ROWS, stop.clone());
     for trial in 0..trials {
-        let mut run = Running::start(&file, &[]);
-        let n = rng.u64(1..600);
-        let status = run.wait_for("progress", Duration::from_secs(180), |s| changes(s) >= n);
-        run.kill9();
+        let status = kill_after_progress(&file, &mut rng);
         eprintln!(
             "kill {trial}: {} after {} changes",
             status["tables"]["pg.docs"]["phase"],

@@ -66,22 +66,7 @@ fn a_redis_restart_that_loses_everything_is_noticed_and_refilled() {
     let file = tmp.path().join("p.toml");
     std::fs::write(
         &file,
-        format!(
-            "name = \"restart\"
-[sources.pg]
-kind = \"postgres\"
-database = \"{}\"
-heartbeat_secs = 1
-[[sources.pg.tables]]
-name = \"docs\"
-[targets.duck]
-kind = \"duckdb\"
-path = \"out.duckdb\"
-inputs = [\"pg\"]
-{}",
-            src.name,
-            prefix.target("cache", "docs")
-        ),
+        src.pipeline("restart", &["docs"], "", "upsert") + &prefix.target("cache", "docs"),
     )
     .unwrap();
     let mut run = Running::start(&file, &[]);

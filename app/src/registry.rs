@@ -240,23 +240,37 @@ pub fn sink(pipeline: &Pipeline, name: &str) -> Result<Box<dyn Sink>> {
         .targets
         .get(name)
         .ok_or_else(|| Error::new(ErrorKind::Config, format!("no target named `{name}`")))?;
-    Ok(match config {
-        // What it committed is remembered beside the pipeline, so a Redis
-        // that comes back with less is found out.
-        TargetConfig::Redis(c) => Box::new(
-            RedisSink::new(c.clone(), &pipeline.spec.name)
-                .remembering(state_dir(pipeline).join(format!("redis-{name}.json"))),
-        ),
-        _ => build_sink(config, &pipeline.spec.name, pipeline.base_dir()),
-    })
+    Ok(build_sink(
+        name,
+        config,
+        &pipeline.spec.name,
+        pipeline.base_dir(),
+        Some(&state_dir(pipeline)),
+    ))
 }
 
-/// Builds a sink connector from its section.
-pub(crate) fn build_sink(config: &TargetConfig, pipeline: &str, base_dir: &Path) -> Box<dyn Sink> {
+/// Builds a sink connector from its section `name`: `base_dir` is the
+/// pipeline file's folder, `state` the pipeline's state folder (`None`
+/// where nothing runs, such as a connection test).
+pub(crate) fn build_sink(
+    name: &str,
+    config: &TargetConfig,
+    pipeline: &str,
+    base_dir: &Path,
+    state: Option<&Path>,
+) -> Box<dyn Sink> {
     match config {
         TargetConfig::Duckdb(c) => Box::new(DuckDbSink::new(c.clone(), base_dir, pipeline)),
         TargetConfig::Postgres(c) => Box::new(PostgresSink::new(c.clone(), pipeline)),
-        TargetConfig::Redis(c) => Box::new(RedisSink::new(c.clone(), pipeline)),
+        TargetConfig::Redis(c) => {
+            let sink = RedisSink::new(c.clone(), pipeline);
+            // What it committed is remembered beside the pipeline, so a
+            // Redis that comes back with less is found out.
+            match state {
+                Some(state) => Box::new(sink.remembering(state.join(format!("redis-{name}.json")))),
+                None => Box::new(sink),
+            }
+        }
     }
 }
 

@@ -163,6 +163,17 @@ impl Drop for Running {
     }
 }
 
+/// One `kill -9` trial: runs `pipeline` until a random number of changes
+/// (1 to 600, from `rng`) is committed, kills it, and returns the last
+/// status it showed.
+pub fn kill_after_progress(pipeline: &Path, rng: &mut fastrand::Rng) -> Json {
+    let mut run = Running::start(pipeline, &[]);
+    let n = rng.u64(1..600);
+    let status = run.wait_for("progress", Duration::from_secs(180), |s| changes(s) >= n);
+    run.kill9();
+    status
+}
+
 /// Fails with the first few rows each side lacks when `actual` is not
 /// `expected` row for row.
 pub fn assert_same_rows(what: &str, expected: &[Vec<String>], actual: &[Vec<String>]) {

@@ -180,7 +180,13 @@ pub async fn test_connection(
             secrets::install();
             let config: TargetConfig = config::parse_section(path, text, "targets", name)
                 .map_err(|e| Failure::from(&e))?;
-            let mut sink = build_sink(&config, &draft_name(path, text), &base_dir(path));
+            let mut sink = build_sink(
+                name,
+                &config,
+                &draft_name(path, text),
+                &base_dir(path),
+                None,
+            );
             sink.check().await
         }
     };

@@ -283,25 +283,21 @@ mod tests {
 
     use std::sync::Arc;
 
-    use syncline_engine::model::{Column, DataType, TableId};
+    use syncline_engine::model::DataType;
 
     use super::*;
 
     fn schema(key: Vec<usize>) -> Arc<TableSchema> {
-        let column = |name: &str| Column {
-            name: name.into(),
-            data_type: DataType::Text,
-            nullable: true,
-        };
-        Arc::new(TableSchema {
-            id: TableId {
-                origin: "src".into(),
-                name: "orders".into(),
-            },
-            columns: vec![column("shop"), column("id"), column("note")],
-            key,
-            version: 1,
-        })
+        syncline_acceptance::fixtures::table(
+            "orders",
+            &[
+                ("shop", DataType::Text),
+                ("id", DataType::Text),
+                ("note", DataType::Text),
+            ],
+            &key,
+            1,
+        )
     }
 
     #[test]

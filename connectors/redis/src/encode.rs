@@ -74,9 +74,9 @@ pub fn json(value: &Value) -> Result<String, String> {
     Ok(out)
 }
 
-fn quoted(text: &str, out: &mut String) {
-    // serde_json escapes exactly as JSON requires.
-    out.push_str(&serde_json::Value::String(text.to_owned()).to_string());
+/// `text` as a JSON string (serde_json escapes exactly as JSON requires).
+pub fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 fn write_json(value: &Value, out: &mut String) -> Result<(), String> {
@@ -107,7 +107,7 @@ fn write_json(value: &Value, out: &mut String) -> Result<(), String> {
         Value::Unchanged => {
             return Err("the value was left out by the source (unchanged)".into());
         }
-        other => quoted(&text(other)?, out),
+        other => out.push_str(&quoted(&text(other)?)),
     }
     Ok(())
 }
@@ -136,12 +136,11 @@ pub fn text(value: &Value) -> Result<String, String> {
         }
         Value::Float(f) => serde_json::Value::from(*f).to_string(),
         Value::Decimal(d) | Value::Text(d) | Value::Json(d) => d.clone(),
-        Value::Bytes(b) => b
-            .iter()
-            .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-                let _ = write!(s, "{x:02x}");
-                s
-            }),
+        // Lowercase hex and 8-4-4-4-12 UUIDs, as the engine shows them.
+        Value::Bytes(_) | Value::Uuid(_) => match value.to_json() {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        },
         Value::Date(i32::MAX) => "infinity".into(),
         Value::Date(i32::MIN) => "-infinity".into(),
         Value::Date(days) => NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163))
@@ -162,16 +161,6 @@ pub fn text(value: &Value) -> Result<String, String> {
         Value::TimestampTz(us) => DateTime::from_timestamp_micros(*us)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
             .ok_or_else(|| format!("timestamp {us} µs is out of range"))?,
-        Value::Uuid(u) => {
-            let mut s = String::with_capacity(36);
-            for (i, b) in u.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    s.push('-');
-                }
-                let _ = write!(s, "{b:02x}");
-            }
-            s
-        }
         Value::Interval {
             months,
             days,

@@ -349,6 +349,22 @@ impl RedisSink {
         }
     }
 
+    /// How `schema` is kept, from the target's settings for its table.
+    fn table_state(
+        &self,
+        schema: &Arc<TableSchema>,
+    ) -> std::result::Result<TableState, RedisError> {
+        let name = &schema.id.name;
+        TableState::new(
+            schema.clone(),
+            name,
+            &self.config.table(name),
+            self.config.format,
+            self.config.mode,
+            &self.keys,
+        )
+    }
+
     /// Takes up newer schema versions the batches carry (a column added at
     /// the source): rows are stored with the new column from then on.
     fn evolve(&mut self, batches: &[Arc<Batch>]) -> std::result::Result<(), RedisError> {
@@ -359,15 +375,7 @@ impl RedisSink {
             if change.table.version > state.schema.version
                 && change.table.columns != state.schema.columns
             {
-                let name = state.name.clone();
-                let evolved = TableState::new(
-                    change.table.clone(),
-                    &name,
-                    &self.config.table(&name),
-                    self.config.format,
-                    self.config.mode,
-                    &self.keys,
-                )?;
+                let evolved = self.table_state(&change.table)?;
                 self.tables.insert(change.table.id.clone(), evolved);
             }
         }
@@ -625,15 +633,7 @@ impl Sink for RedisSink {
         }
         self.tables.clear();
         for schema in tables {
-            let name = schema.id.name.clone();
-            let state = TableState::new(
-                schema.clone(),
-                &name,
-                &self.config.table(&name),
-                self.config.format,
-                self.config.mode,
-                &self.keys,
-            )?;
+            let state = self.table_state(schema)?;
             self.tables.insert(schema.id.clone(), state);
         }
         self.claim().await?;

@@ -213,13 +213,13 @@ impl TableState {
     }
 
     /// The Redis key of a row (upsert), from its key values.
-    fn redis_key(&self, row: &Row) -> Result<String, String> {
+    /// The Redis key of the row whose key values are `key` (upsert).
+    fn redis_key(&self, key: &[Value]) -> Result<String, String> {
         let Some(template) = &self.key else {
             return Err("no key template".into());
         };
-        let key = self.key_values(row)?;
         let mut parts = vec![String::new(); self.schema.columns.len()];
-        for (&k, v) in self.schema.key.iter().zip(&key) {
+        for (&k, v) in self.schema.key.iter().zip(key) {
             parts[k] = encode::text(v)?;
         }
         let key = template.render(&self.schema, |i| parts[i].clone());
@@ -279,11 +279,7 @@ fn json_object(stored: &Stored) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(
-            serde_json::Value::String(name.clone())
-                .to_string()
-                .as_bytes(),
-        );
+        out.extend_from_slice(encode::quoted(name).as_bytes());
         out.push(b':');
         out.extend_from_slice(fragment);
     }
@@ -460,13 +456,13 @@ pub async fn build(
     Ok(ops)
 }
 
-/// The index field of a row: its Redis key (upsert) or its key values as
-/// JSON (streams).
-fn field_of(table: &TableState, mode: WriteMode, row: &Row) -> Result<String, String> {
+/// The index field of the row whose key values are `key`: its Redis key
+/// (upsert) or its key values as JSON (streams).
+fn field_of(table: &TableState, mode: WriteMode, key: &[Value]) -> Result<String, String> {
     if mode == WriteMode::Upsert {
-        table.redis_key(row)
+        table.redis_key(key)
     } else {
-        serde_json::to_string(&table.key_values(row)?).map_err(|e| e.to_string())
+        serde_json::to_string(key).map_err(|e| e.to_string())
     }
 }
 
@@ -576,24 +572,24 @@ async fn rows(
     let changes: Vec<&Change> = run.iter().map(|(c, _)| *c).collect();
     let staged = resolve(&table.schema, &changes);
     // What Redis holds for the rows to fill, as the run begins.
-    let mut lookups = Vec::new();
-    for s in &staged {
-        if let Some(key) = &s.lookup {
-            let mut row = vec![Value::Null; table.schema.columns.len()];
-            for (&k, v) in table.schema.key.iter().zip(key) {
-                row[k] = v.clone();
-            }
-            if let Ok(f) = field_of(table, mode, &row) {
-                lookups.push(f);
-            }
-        }
-    }
-    let held = fetch(conn, table, mode, &lookups, overlay).await?;
-    for ((change, batch), s) in run.iter().zip(&staged) {
+    let lookups: Vec<Option<String>> = staged
+        .iter()
+        .map(|s| {
+            s.lookup
+                .as_ref()
+                .and_then(|key| field_of(table, mode, &table.conform_key(key)).ok())
+        })
+        .collect();
+    let wanted: Vec<String> = lookups.iter().flatten().cloned().collect();
+    let held = fetch(conn, table, mode, &wanted, overlay).await?;
+    for (((change, batch), s), lookup) in run.iter().zip(&staged).zip(&lookups) {
         let seq = batch.position.seq;
         let row: &Row = &s.row;
-        let field = match field_of(table, mode, row) {
-            Ok(f) => f,
+        let key_and_field = table
+            .key_values(row)
+            .and_then(|key| field_of(table, mode, &key).map(|field| (key, field)));
+        let (key, field) = match key_and_field {
+            Ok(k) => k,
             Err(e) => {
                 dead.push((refused(change, batch, &e), seq));
                 continue;
@@ -606,7 +602,13 @@ async fn rows(
                     overlay.rows.insert(field, None);
                 }
                 WriteMode::History => {
-                    let before = encode_row(table, mode, row).unwrap_or_default();
+                    let before = match encode_row(table, mode, row) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            dead.push((refused(change, batch, &e), seq));
+                            continue;
+                        }
+                    };
                     entry(table, ops, "d", seq, batch, &field, None, Some(&before));
                     if !table.schema.key.is_empty() {
                         ops.push(&[b"J", table.index.as_bytes(), field.as_bytes()]);
@@ -626,20 +628,10 @@ async fn rows(
         };
         let missing = left_out(table, mode, row);
         if !missing.is_empty() {
-            let old = s.lookup.as_ref().and_then(|key| {
-                let mut r = vec![Value::Null; table.schema.columns.len()];
-                for (&k, v) in table.schema.key.iter().zip(key) {
-                    r[k] = v.clone();
-                }
-                field_of(table, mode, &r)
-                    .ok()
-                    .and_then(|f| held.get(&f).cloned().flatten())
-            });
-            let filled = old.filter(|old| {
-                missing
-                    .iter()
-                    .all(|c| old.contains_key(c) || table.format == ValueFormat::Hash)
-            });
+            let old = lookup.as_ref().and_then(|f| held.get(f).cloned().flatten());
+            // A value the source left out is never NULL (Postgres resends
+            // NULLs): it must be there, in a hash too.
+            let filled = old.filter(|old| missing.iter().all(|c| old.contains_key(c)));
             match filled {
                 Some(old) => {
                     for c in &missing {
@@ -658,13 +650,6 @@ async fn rows(
         match mode {
             WriteMode::Upsert => {
                 let ttl = table.ttl.map(|t| t.to_string()).unwrap_or_default();
-                let key = match table.key_values(row) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        dead.push((refused(change, batch, &e), seq));
-                        continue;
-                    }
-                };
                 let entry =
                     serde_json::to_vec(&key).map_err(|e| RedisError::State(e.to_string()))?;
                 match table.format {
@@ -699,7 +684,9 @@ async fn rows(
                 entry(table, ops, code, seq, batch, &field, Some(&stored), None);
                 if mode == WriteMode::History
                     && let Some(before) = syncline_engine::apply::moved_from(change)
-                    && let Ok(old) = field_of(table, mode, before)
+                    && let Ok(old) = table
+                        .key_values(before)
+                        .and_then(|key| field_of(table, mode, &key))
                 {
                     ops.push(&[b"J", table.index.as_bytes(), old.as_bytes()]);
                     overlay.rows.insert(old, None);
@@ -714,9 +701,7 @@ async fn rows(
                 }
             }
         }
-        if let Ok(key) = table.key_values(row) {
-            overlay.rows.insert(field, Some((key, stored)));
-        }
+        overlay.rows.insert(field, Some((key, stored)));
     }
     Ok(())
 }

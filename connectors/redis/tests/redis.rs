@@ -305,6 +305,42 @@ async fn one_key_has_one_spelling_and_a_null_key_is_set_aside() {
 }
 
 #[tokio::test]
+async fn a_left_out_value_a_hash_lacks_is_set_aside_not_nulled() {
+    let space = Namespace::new("hashfill");
+    let mut config = space.config(WriteMode::Upsert);
+    config.format = ValueFormat::Hash;
+    let mut sink = RedisSink::new(config, "p");
+    sink.open(&[items(1)]).await.unwrap();
+    let mut bodiless = insert(1, "a");
+    if let Some(after) = bodiless.after.as_mut() {
+        after[2] = Value::Null;
+    }
+    sink.write("src", batch(1, vec![bodiless])).await.unwrap();
+    // The source says the body did not change, but the hash has none.
+    let untouched = Change {
+        op: Op::Update,
+        table: items(1),
+        before: None,
+        after: Some(vec![
+            Value::Int(1),
+            Value::Text("a2".into()),
+            Value::Unchanged,
+        ]),
+    };
+    sink.write("src", batch(2, vec![untouched])).await.unwrap();
+    let kept = sink.dead_letters().await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].reason.contains("`body`"), "{}", kept[0].reason);
+    let mut conn = space.conn().await;
+    let row: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(space.key("items:1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(row.get("name").map(String::as_str), Some("a"), "{row:?}");
+}
+
+#[tokio::test]
 async fn history_streams_every_change_with_its_position() {
     let space = Namespace::new("stream");
     let mut sink = RedisSink::new(space.config(WriteMode::History), "p");
