@@ -17,6 +17,7 @@ use syncline_engine::{Error, ErrorKind, Result};
 use syncline_files::{FilesSource, FilesSourceConfig};
 use syncline_postgres::{PostgresSink, PostgresSource, PostgresSourceConfig, PostgresTargetConfig};
 use syncline_redis::{RedisSink, RedisTargetConfig};
+use syncline_search::{SearchSink, SearchTargetConfig};
 
 use crate::{secrets, transforms};
 
@@ -40,6 +41,8 @@ pub enum TargetConfig {
     Postgres(PostgresTargetConfig),
     /// A Redis server: a cache kept in sync by key.
     Redis(RedisTargetConfig),
+    /// A full-text search index in a local folder.
+    Search(SearchTargetConfig),
 }
 
 impl ConnectorSet for SourceConfig {
@@ -57,6 +60,7 @@ impl ConnectorSet for TargetConfig {
             kind_schema::<DuckDbTargetConfig>("duckdb"),
             kind_schema::<PostgresTargetConfig>("postgres"),
             kind_schema::<RedisTargetConfig>("redis"),
+            kind_schema::<SearchTargetConfig>("search"),
         ]
     }
 }
@@ -90,6 +94,7 @@ impl TargetSpec for TargetConfig {
             TargetConfig::Duckdb(_) => "duckdb",
             TargetConfig::Postgres(_) => "postgres",
             TargetConfig::Redis(_) => "redis",
+            TargetConfig::Search(_) => "search",
         }
     }
 
@@ -98,6 +103,7 @@ impl TargetSpec for TargetConfig {
             TargetConfig::Duckdb(c) => &c.inputs,
             TargetConfig::Postgres(c) => &c.inputs,
             TargetConfig::Redis(c) => &c.inputs,
+            TargetConfig::Search(c) => &c.inputs,
         }
     }
 
@@ -106,6 +112,7 @@ impl TargetSpec for TargetConfig {
             TargetConfig::Duckdb(c) => c.mode,
             TargetConfig::Postgres(c) => c.mode,
             TargetConfig::Redis(c) => c.mode,
+            TargetConfig::Search(c) => c.mode,
         }
     }
 }
@@ -271,6 +278,7 @@ pub(crate) fn build_sink(
                 None => Box::new(sink),
             }
         }
+        TargetConfig::Search(c) => Box::new(SearchSink::new(c.clone(), base_dir, pipeline)),
     }
 }
 

@@ -249,7 +249,7 @@ async fn sum_in_redis(url: &str, prefix: &str, rows: u64) -> Result<(i64, u64)> 
 }
 
 /// Removes every key under `prefix`.
-async fn remove_keys(url: &str, prefix: &str) -> Result<()> {
+pub(crate) async fn remove_keys(url: &str, prefix: &str) -> Result<()> {
     let mut conn = connect(url).await?;
     let mut cursor = 0u64;
     loop {

@@ -16,6 +16,10 @@
 //!    own `read_csv` of it, with the peak resident set.
 //! 7. **Cache**: single-row updates of a `--cache-rows` table applied into
 //!    Redis versus pipelined `SET`s of one client to the same Redis.
+//! 8. **Search**: the snapshot table into a search index versus tantivy
+//!    alone indexing the same rows in one commit.
+//! 9. **Fan-out**: updates applied into DuckDB, Redis and a search index by
+//!    one pipeline versus each target alone.
 //!
 //! The report goes to stdout (JSON with `--json`); progress to stderr.
 //! `scripts/bench` builds everything and runs this.
@@ -30,6 +34,7 @@ mod process;
 mod raw;
 mod report;
 mod run;
+mod search;
 mod setup;
 mod snapshot;
 mod status;
@@ -114,10 +119,13 @@ struct Args {
     /// Rows of the table the cache phase keeps in Redis.
     #[arg(long, default_value_t = 100_000)]
     cache_rows: u64,
+    /// Single-row updates of the fan-out phase.
+    #[arg(long, default_value_t = 200_000)]
+    fanout_updates: u64,
     /// The Redis of the cache phase.
     #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
     redis: String,
-    /// Phases to leave out: stream, latency, files, cache, or pg for
+    /// Phases to leave out: stream, latency, files, cache, search, or pg for
     /// every phase that reads from Postgres (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,

@@ -16,6 +16,10 @@ pub const TARGET_P99_MS: f64 = 100.0;
 pub const TARGET_RSS_MB: f64 = 300.0;
 /// Changes/s into Redis against pipelined SETs of one client.
 pub const TARGET_CACHE_RATIO: f64 = 0.50;
+/// Documents/s into the search index against tantivy alone.
+pub const TARGET_SEARCH_RATIO: f64 = 0.70;
+/// Three targets at once against the slowest target alone.
+pub const TARGET_FANOUT_RATIO: f64 = 0.80;
 
 /// 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {
@@ -110,7 +114,15 @@ impl Bench {
             m.insert("at_end".into(), end);
         }
         let mut targets = Map::new();
-        for key in ["snapshot", "streaming", "latency", "memory"] {
+        for key in [
+            "snapshot",
+            "streaming",
+            "latency",
+            "memory",
+            "cache",
+            "search",
+            "fanout",
+        ] {
             if let Some(v) = self.report.get(key).and_then(|v| v.get("met")) {
                 targets.insert(key.into(), v.clone());
             }

@@ -33,8 +33,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--sslmode must be disable, prefer or require");
     }
     for s in &args.skip {
-        if !matches!(s.as_str(), "stream" | "latency" | "files" | "cache" | "pg") {
-            bail!("--skip takes stream, latency, files, cache and pg, not `{s}`");
+        if !matches!(
+            s.as_str(),
+            "stream" | "latency" | "files" | "cache" | "search" | "pg"
+        ) {
+            bail!("--skip takes stream, latency, files, cache, search and pg, not `{s}`");
         }
     }
     let syncline = match &args.syncline {
@@ -275,11 +278,12 @@ impl Bench {
         ));
 
         let skipped = |phase: &str| self.args.skip.iter().any(|s| s == phase || s == "pg");
-        let (no_pg, no_stream, no_latency, no_cache) = (
+        let (no_pg, no_stream, no_latency, no_cache, no_search) = (
             skipped("snapshot"),
             skipped("stream"),
             skipped("latency"),
             skipped("cache"),
+            skipped("search"),
         );
         if no_pg {
             self.text
@@ -305,6 +309,12 @@ impl Bench {
                 self.text.push("\n7. Cache: skipped".into());
             } else {
                 self.cache()?;
+            }
+            if no_search {
+                self.text
+                    .push("\n8.-9. Search index and fan-out: skipped".into());
+            } else {
+                self.search()?;
             }
         }
         if self.args.skip.iter().any(|s| s == "files") {

@@ -120,6 +120,23 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Search a search index target: tantivy's query syntax (`shoe`,
+    /// `title:"red shoe"`, `price:[10 TO 20]`, `_table:products AND red`),
+    /// best matches first, with the words found highlighted.
+    Search {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The search index target.
+        target: String,
+        /// The query.
+        query: String,
+        /// Matches to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print the matches as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of pipeline files.
     Schema,
     /// Write the sample shop (files and pipeline) into a folder and run it.
@@ -324,6 +341,19 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             drop_pipeline(&p).await
+        }
+        Command::Search {
+            pipeline,
+            target,
+            query,
+            limit,
+            json,
+        } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            search(&p, &target, &query, limit, json)
         }
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&syncline_app::schema())?);
@@ -626,4 +656,58 @@ async fn preview(
             Ok(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// `syncline search`: the best matches, with the words found marked.
+fn search(p: &Pipeline, target: &str, query: &str, limit: usize, json: bool) -> Result<ExitCode> {
+    let found = match syncline_app::search::search(p, target, query, limit) {
+        Ok(found) => found,
+        Err(e) => return Ok(failed(&e)),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (open, close) = if std::io::stdout().is_terminal() {
+        ("\x1b[1m", "\x1b[0m")
+    } else {
+        ("**", "**")
+    };
+    println!(
+        "{} of {} matching document(s) in `{target}`, best first:",
+        found.hits.len(),
+        found.total
+    );
+    for hit in &found.hits {
+        let key: Vec<String> = hit.key.iter().map(ToString::to_string).collect();
+        let change = match (&hit.op, hit.seq) {
+            (Some(op), Some(seq)) => format!("  ({op} at {seq})"),
+            _ => String::new(),
+        };
+        println!(
+            "{:>8.3}  {} [{}]{change}",
+            hit.score,
+            hit.table,
+            key.join(", ")
+        );
+        if hit.highlights.is_empty() {
+            let mut row = serde_json::Value::Object(hit.row.clone()).to_string();
+            if row.len() > 200 {
+                let mut end = 200;
+                while !row.is_char_boundary(end) {
+                    end -= 1;
+                }
+                row.truncate(end);
+                row.push('…');
+            }
+            println!("          {row}");
+        }
+        for (column, h) in &hit.highlights {
+            println!(
+                "          {column}: {}",
+                h.marked(open, close).replace('\n', " ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod columnar;
 pub mod config;
 pub mod connector;
+pub mod encode;
 pub mod error;
 pub mod model;
 pub mod runtime;

@@ -197,6 +197,9 @@ struct Ack {
     sink: usize,
     source: usize,
     seq: u64,
+    /// The last batch's position and source commit time (for the status).
+    position: Position,
+    commit_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Runs a pipeline until its sources finish (see [`RunOptions::follow`]) or
@@ -532,7 +535,11 @@ async fn sink_worker(
     // Batches applied but not yet committed (see `Sink::holds_uncommitted`)
     // are acknowledged once they are.
     let mut unacked: Vec<Ack> = Vec::new();
+    let status = outage.status.clone();
     let acknowledge = |unacked: &mut Vec<Ack>| {
+        if let Some(last) = unacked.last() {
+            status.record_target(&name, &names[last.source], &last.position, last.commit_time);
+        }
         for ack in unacked.drain(..) {
             let _ = ack_tx.send(ack);
         }
@@ -557,7 +564,14 @@ async fn sink_worker(
                 Err(_) => break,
             }
         }
-        let seq = group.last().map_or(0, |g| g.1.position.seq);
+        // The group is never empty: it begins with `first`.
+        let Some((position, commit_time)) = group
+            .last()
+            .map(|g| (g.1.position.clone(), g.1.commit_time))
+        else {
+            continue;
+        };
+        let seq = position.seq;
         let batches: Vec<Arc<Batch>> = group.iter().map(|g| filter.apply(g.1.clone())).collect();
         outage
             .write(
@@ -574,6 +588,8 @@ async fn sink_worker(
             sink: index,
             source,
             seq,
+            position,
+            commit_time,
         });
         if !sink.holds_uncommitted() {
             acknowledge(&mut unacked);

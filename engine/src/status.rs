@@ -71,6 +71,21 @@ pub struct TableStatus {
     pub lag_seconds: Option<f64>,
 }
 
+/// One target's progress: what it has committed, on its own (the pipeline's
+/// `positions` are what every target has).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// Per source: the sequence number of the last batch it committed.
+    pub committed_seq: BTreeMap<String, u64>,
+    /// Per source: the position it last committed (source-defined JSON).
+    pub positions: BTreeMap<String, serde_json::Value>,
+    /// Seconds between the source commit of the last change it committed
+    /// and that commit.
+    pub lag_seconds: Option<f64>,
+    /// When it last committed.
+    pub committed_at: Option<DateTime<Utc>>,
+}
+
 /// A snapshot of the whole pipeline's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineStatus {
@@ -82,6 +97,9 @@ pub struct PipelineStatus {
     pub tables: BTreeMap<String, TableStatus>,
     /// Last position committed by every target, per source (source-defined JSON).
     pub positions: BTreeMap<String, serde_json::Value>,
+    /// Per target, by name.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetStatus>,
     /// Bytes of change log the source retains for this pipeline, where known.
     pub retained_bytes: BTreeMap<String, u64>,
     /// Errors, newest last.
@@ -247,6 +265,29 @@ impl StatusHandle {
     pub fn set_retained_bytes(&self, source: &str, bytes: u64) {
         self.with(|s| {
             s.status.retained_bytes.insert(source.to_owned(), bytes);
+        });
+    }
+
+    /// Records that target `target` committed the batches of `source` up to
+    /// `position`, the last of them committed at the source at
+    /// `commit_time`.
+    pub fn record_target(
+        &self,
+        target: &str,
+        source: &str,
+        position: &crate::batch::Position,
+        commit_time: Option<DateTime<Utc>>,
+    ) {
+        let now = Utc::now();
+        self.with(|s| {
+            let t = s.status.targets.entry(target.to_owned()).or_default();
+            t.committed_seq.insert(source.to_owned(), position.seq);
+            t.positions
+                .insert(source.to_owned(), position.state.clone());
+            if let Some(at) = commit_time {
+                t.lag_seconds = Some((now - at).num_milliseconds().max(0) as f64 / 1000.0);
+            }
+            t.committed_at = Some(now);
         });
     }
 

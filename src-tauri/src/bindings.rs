@@ -8,7 +8,7 @@ mod tests {
 
     use syncline_app::desktop::{
         CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, QueryResult,
-        Rendered, ReplayReport, SampleInfo, TableInfo, TargetDeadLetters,
+        Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo, TargetDeadLetters,
     };
 
     use syncline_app::lifecycle::RunningPipeline;
@@ -50,6 +50,7 @@ mod tests {
         RunningPipeline::export_all(&cfg).expect("export");
         TableInfo::export_all(&cfg).expect("export");
         QueryResult::export_all(&cfg).expect("export");
+        SearchResult::export_all(&cfg).expect("export");
         TargetDeadLetters::export_all(&cfg).expect("export");
         ReplayReport::export_all(&cfg).expect("export");
         Failure::export_all(&cfg).expect("export");

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use syncline_app::desktop::{
     self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, Previews,
-    Problem, QueryResult, Rendered, ReplayReport, SampleInfo, TableInfo, TargetDeadLetters,
+    Problem, QueryResult, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo,
+    TargetDeadLetters,
 };
 
 use syncline_app::lifecycle::{PipelineHost, RunningPipeline};
@@ -175,6 +176,17 @@ async fn run_query(database: PathBuf, sql: String, limit: Option<usize>) -> Repl
 }
 
 #[tauri::command]
+async fn search_index(
+    path: PathBuf,
+    text: String,
+    target: String,
+    query: String,
+    limit: Option<usize>,
+) -> Reply<SearchResult> {
+    desktop::search_index(&path, text, target, query, limit.unwrap_or(100)).await
+}
+
+#[tauri::command]
 async fn dlq_list(path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
     desktop::dlq_list(&path, text).await
 }
@@ -288,6 +300,7 @@ fn main() {
             running_pipelines,
             list_tables,
             run_query,
+            search_index,
             dlq_list,
             dlq_replay,
             dlq_discard,

@@ -48,6 +48,7 @@ function status(): PipelineStatus {
     state: stopped ? "stopped" : "running",
     tables: { "shop.customers": table(50000, 40000), "shop.orders": table(300000, 60000), "shop.products": table(2000, 20000) },
     positions: {},
+    targets: { warehouse: { committedSeq: { shop: Math.round(t * 4) }, positions: {}, lagSeconds: 0.3, committedAt: new Date().toISOString() } },
     retainedBytes: {},
     errors: t > 3 ? ["shop.orders: orders/2025-03.csv line 8: expected 7 fields, found 3"] : [],
     updatedAt: new Date().toISOString(),

@@ -265,6 +265,15 @@ async function walk(sessionStarted) {
   await find("target-warehouse");
   const input = await find(`target-warehouse-input-${TRANSFORM}`);
   if (!(await input.isSelected())) throw new Error("the transform is not an input of the DuckDB target");
+  // A second target: a search index over the same transform output.
+  await choose("target-new-kind", "search");
+  await type("target-new-name", "index");
+  await click("target-add");
+  await find("target-index");
+  const indexInput = await find(`target-index-input-${TRANSFORM}`);
+  if (!(await indexInput.isSelected())) throw new Error("the transform is not an input of the search target");
+  const indexPath = await (await find("target-index-path")).getAttribute("value");
+  if (indexPath !== "index.index") throw new Error(`the search target's folder is "${indexPath}", expected "index.index"`);
   await shot("wizard-targets");
 
   setStep("wizard: review");
@@ -353,6 +362,25 @@ async function walk(sessionStarted) {
   await click("data-run");
   await eventually("the grouped result", async () => /^[1-9] rows/.test(await text("data-result-meta")), 60_000);
   await shot("data-sql");
+
+  setStep("search");
+  await click("nav-pipelines");
+  await click("pipeline-search-index");
+  await find("search-view");
+  await type("search-query", "category:garden");
+  await click("search-run");
+  await eventually("search results", async () => {
+    const errs = await driver.findElements(sel("search-error"));
+    if (errs.length) throw new Error(`the search failed: ${await errs[0].getText()}`);
+    return (await driver.findElements(sel("search-meta"))).length > 0;
+  }, 60_000);
+  const found = await text("search-meta");
+  const hit = /^([\d,]+) of ([\d,]+) matching documents/.exec(found);
+  if (!hit || Number(hit[2].replace(/,/g, "")) === 0) throw new Error(`the search found nothing: ${found}`);
+  const grid = await text("search-grid");
+  if (!grid.includes("**garden**")) throw new Error(`the matches are not marked: ${grid.slice(0, 300)}`);
+  log(`search: ${found}`);
+  await shot("search");
 
   setStep("pipeline: stop");
   await click("nav-pipelines");

@@ -10,6 +10,7 @@ const DataView = lazy(() => import("./screens/DataView").then((m) => ({ default:
 const DeadLetters = lazy(() => import("./screens/DeadLetters").then((m) => ({ default: m.DeadLetters })));
 const OpenExport = lazy(() => import("./screens/OpenExport").then((m) => ({ default: m.OpenExport })));
 import { errorText } from "./errors";
+import type { SearchTarget } from "./screens/IndexSearch";
 
 type View = "wizard" | "pipelines" | "data" | "dlq" | "files";
 
@@ -25,6 +26,7 @@ function Shell() {
   const [view, setView] = useState<View>("wizard");
   const [pipeline, setPipeline] = useState<string | null>(null);
   const [database, setDatabase] = useState("");
+  const [search, setSearch] = useState<SearchTarget | null>(null);
   const [dlqPath, setDlqPath] = useState("");
   const [wizardKey, setWizardKey] = useState(0);
   const [error, setError] = useState<string | null>(null);
@@ -97,13 +99,17 @@ function Shell() {
               setDatabase(db);
               setView("data");
             }}
+            onOpenSearch={(t) => {
+              setSearch(t);
+              setView("data");
+            }}
             onOpenDeadLetters={(p) => {
               setDlqPath(p);
               setView("dlq");
             }}
           />
         )}
-        {view === "data" && <DataView database={database} onDatabase={setDatabase} />}
+        {view === "data" && <DataView database={database} onDatabase={setDatabase} search={search} />}
         {view === "dlq" && <DeadLetters path={dlqPath} onPath={setDlqPath} />}
         {view === "files" && (
           <OpenExport

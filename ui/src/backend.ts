@@ -18,6 +18,7 @@ import type {
   ReplayReport,
   RunningPipeline,
   SampleInfo,
+  SearchResult,
   TableInfo,
   TargetDeadLetters,
 } from "./types";
@@ -87,6 +88,9 @@ export const listTables = (database: string) => invoke<TableInfo[]>("list_tables
 
 export const runQuery = (database: string, sql: string, limit: number) =>
   invoke<QueryResult>("run_query", { database, sql, limit });
+
+export const searchIndex = (p: PipelineRef, target: string, query: string, limit: number) =>
+  invoke<SearchResult>("search_index", { path: p.path, text: p.text, target, query, limit });
 
 export const dlqList = (p: PipelineRef) =>
   invoke<TargetDeadLetters[]>("dlq_list", { path: p.path, text: p.text });

@@ -55,6 +55,7 @@ export type {
   ReplayReport,
   RunningPipeline,
   SampleInfo,
+  SearchResult,
   SqlProblem,
   TableInfo,
   TableStatus,

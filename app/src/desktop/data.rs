@@ -1,6 +1,7 @@
-//! Browsing DuckDB files (also while a pipeline of this process writes them).
+//! Browsing DuckDB files (also while a pipeline of this process writes
+//! them) and searching search index targets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use syncline_duckdb::browse;
@@ -79,4 +80,94 @@ pub async fn run_query(
         })
     })
     .await
+}
+
+/// What a search of a search index target found, as a grid: `score`,
+/// `table`, `key`, `matches` (the passages found, the words between `**`),
+/// then every column of the rows found.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResult {
+    /// The grid's columns.
+    pub columns: Vec<ColumnInfo>,
+    /// Best match first.
+    #[ts(type = "Array<Array<unknown>>")]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Documents matching in all (more than `rows` when the limit cut).
+    pub total: u64,
+    /// Time to run it, in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+/// Searches the search index target `target` of the pipeline (its file
+/// `path` with the text `text` as the studio holds it) for `query`.
+pub async fn search_index(
+    path: &Path,
+    text: String,
+    target: String,
+    query: String,
+    limit: usize,
+) -> Result<SearchResult, Failure> {
+    let pipeline = crate::parse(path, text).map_err(|e| Failure::from(&e))?;
+    blocking(move || {
+        let started = std::time::Instant::now();
+        let found = crate::search::search(&pipeline, &target, &query, limit)?;
+        Ok(search_grid(
+            &found,
+            started.elapsed().as_secs_f64() * 1000.0,
+        ))
+    })
+    .await
+}
+
+fn search_grid(found: &crate::search::Found, elapsed_ms: f64) -> SearchResult {
+    let column = |name: &str, data_type: &str| ColumnInfo {
+        name: name.to_owned(),
+        data_type: data_type.to_owned(),
+    };
+    let mut columns = vec![
+        column("score", "DOUBLE"),
+        column("table", "VARCHAR"),
+        column("key", "VARCHAR"),
+        column("matches", "VARCHAR"),
+    ];
+    let mut row_columns: Vec<String> = Vec::new();
+    for hit in &found.hits {
+        for name in hit.row.keys() {
+            if !row_columns.contains(name) {
+                row_columns.push(name.clone());
+            }
+        }
+    }
+    columns.extend(row_columns.iter().map(|n| column(n, "JSON")));
+    let rows = found
+        .hits
+        .iter()
+        .map(|hit| {
+            let key: Vec<String> = hit.key.iter().map(ToString::to_string).collect();
+            let matches: Vec<String> = hit
+                .highlights
+                .iter()
+                .map(|(c, h)| format!("{c}: {}", h.marked("**", "**")))
+                .collect();
+            let mut cells = vec![
+                serde_json::json!((f64::from(hit.score) * 1000.0).round() / 1000.0),
+                serde_json::Value::String(hit.table.clone()),
+                serde_json::Value::String(key.join(", ")),
+                serde_json::Value::String(matches.join(" · ")),
+            ];
+            cells.extend(
+                row_columns
+                    .iter()
+                    .map(|c| hit.row.get(c).cloned().unwrap_or(serde_json::Value::Null)),
+            );
+            cells
+        })
+        .collect();
+    SearchResult {
+        columns,
+        rows,
+        total: found.total as u64,
+        elapsed_ms,
+    }
 }

@@ -108,6 +108,33 @@ impl From<&engine::TableStatus> for TableStatus {
     }
 }
 
+/// One target's progress: what it has committed on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// Per source: the sequence number of the last batch it committed.
+    pub committed_seq: BTreeMap<String, u64>,
+    /// Per source: the position it last committed (source-defined JSON).
+    #[ts(type = "Record<string, unknown>")]
+    pub positions: BTreeMap<String, serde_json::Value>,
+    /// Seconds between the source commit of the last change it committed
+    /// and that commit.
+    pub lag_seconds: Option<f64>,
+    /// When it last committed.
+    pub committed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&engine::TargetStatus> for TargetStatus {
+    fn from(t: &engine::TargetStatus) -> Self {
+        TargetStatus {
+            committed_seq: t.committed_seq.clone(),
+            positions: t.positions.clone(),
+            lag_seconds: t.lag_seconds,
+            committed_at: t.committed_at,
+        }
+    }
+}
+
 /// A snapshot of the whole pipeline's status.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -122,6 +149,8 @@ pub struct PipelineStatus {
     /// JSON).
     #[ts(type = "Record<string, unknown>")]
     pub positions: BTreeMap<String, serde_json::Value>,
+    /// Per target, by name.
+    pub targets: BTreeMap<String, TargetStatus>,
     /// Bytes of change log the source retains for this pipeline, where known.
     pub retained_bytes: BTreeMap<String, u64>,
     /// Errors, newest last.
@@ -141,6 +170,11 @@ impl From<&engine::PipelineStatus> for PipelineStatus {
                 .map(|(k, t)| (k.clone(), TableStatus::from(t)))
                 .collect(),
             positions: s.positions.clone(),
+            targets: s
+                .targets
+                .iter()
+                .map(|(k, t)| (k.clone(), TargetStatus::from(t)))
+                .collect(),
             retained_bytes: s.retained_bytes.clone(),
             errors: s.errors.clone(),
             updated_at: s.updated_at,

@@ -38,6 +38,7 @@ fn title(kind: &str) -> &'static str {
         "postgres" => "PostgreSQL",
         "duckdb" => "DuckDB",
         "redis" => "Redis",
+        "search" => "Search index",
         _ => "Connector",
     }
 }

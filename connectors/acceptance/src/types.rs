@@ -8,6 +8,7 @@ use std::sync::Arc;
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::columnar::{BlockBuilder, Cell, supports};
 use syncline_engine::config::WriteMode;
+use syncline_engine::connector::Sink;
 use syncline_engine::model::{Change, DataType, Op, Row, TableSchema, Value};
 
 use crate::sink::{Harness, TextRow};
@@ -321,6 +322,7 @@ pub async fn every_type_round_trips(h: &dyn Harness) {
     )
     .await
     .unwrap_or_else(|e| panic!("writing the inserts: {e}"));
+    committed(&mut *sink).await;
     assert_shown(
         "inserted",
         &all,
@@ -341,6 +343,7 @@ pub async fn every_type_round_trips(h: &dyn Harness) {
     )
     .await
     .unwrap_or_else(|e| panic!("writing the updates: {e}"));
+    committed(&mut *sink).await;
     assert_shown(
         "updated",
         &all,
@@ -395,4 +398,14 @@ pub async fn every_type_round_trips(h: &dyn Harness) {
         &read("types_block", blockable.len()).await,
         &shown(&blockable, &[(3, true), (4, false)]),
     );
+}
+
+/// Commits what a sink holds uncommitted ([`Sink::holds_uncommitted`]),
+/// so it can be read back.
+async fn committed(sink: &mut dyn Sink) {
+    if sink.holds_uncommitted() {
+        sink.flush()
+            .await
+            .unwrap_or_else(|e| panic!("committing: {e}"));
+    }
 }

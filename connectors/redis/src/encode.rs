@@ -1,116 +1,11 @@
-//! How values are written into Redis.
-//!
-//! | engine type | JSON (`format = "json"`, streams) | hash field (`format = "hash"`) |
-//! |---|---|---|
-//! | boolean | `true` / `false` | `true` / `false` |
-//! | int32, int64 | number (exact) | decimal text |
-//! | float64 | number; NaN and ±infinity as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (as the protobuf JSON mapping does) | the same text |
-//! | decimal | string with the exact digits (`"12.50"`) | the same text |
-//! | text | string | the text |
-//! | bytes | string of lowercase hex | the bytes as they are |
-//! | date | `"2024-02-29"`, `"infinity"`, `"-infinity"` | the same text |
-//! | time | `"13:14:15.123456"` | the same text |
-//! | timestamp | `"2024-02-29T13:14:15.123456"`, `"infinity"`, `"-infinity"` | the same text |
-//! | timestamptz | `"2024-02-29T13:14:15.123456Z"`, infinities as above | the same text |
-//! | uuid | `"f81d4fae-7dec-11d0-a765-00a0c91e6bf6"` | the same text |
-//! | json | the document itself, as written | the document's text |
-//! | interval | ISO 8601 duration, `"P14M3DT3600.000001S"` | the same text |
-//! | list | array of the items as above | the array's JSON text |
-//!
-//! NULL is JSON `null`, and a field left out of a hash. No value is turned
-//! into another or into NULL: each type has a form Redis keeps.
+//! How values are written into Redis: JSON strings and stream entries in
+//! the engine's exact JSON ([`syncline_engine::encode`]); a hash field per
+//! column, holding the value's text (bytes as they are); NULL is a field
+//! left out. Every value has a form Redis keeps.
 
-use std::fmt::Write as _;
+use syncline_engine::model::Value;
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, NaiveDate, NaiveTime};
-use syncline_engine::model::{DataType, DecimalParts, Value};
-
-/// `value` as its column's type writes it: a decimal with the column's
-/// scale (`1.5` in a `decimal(10,2)` is `1.50`, as every path that carries
-/// it gives it; an integer in a decimal column is that decimal), leading
-/// zeros dropped, never rounded; anything else as it is.
-pub fn conformed<'v>(data_type: &DataType, value: &'v Value) -> Cow<'v, Value> {
-    let DataType::Decimal { scale, .. } = data_type else {
-        return Cow::Borrowed(value);
-    };
-    let int;
-    let text = match value {
-        Value::Decimal(text) => text.as_str(),
-        // An integer in a decimal column is that decimal.
-        Value::Int(i) => {
-            int = i.to_string();
-            int.as_str()
-        }
-        _ => return Cow::Borrowed(value),
-    };
-    let Some(parts) = DecimalParts::parse(text) else {
-        return Cow::Borrowed(value);
-    };
-    let width = usize::from(*scale).max(parts.frac.len());
-    let sign = if parts.negative && !parts.is_zero() {
-        "-"
-    } else {
-        ""
-    };
-    let int = if parts.int.is_empty() { "0" } else { parts.int };
-    let written = if width == 0 {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{:0<width$}", parts.frac)
-    };
-    if matches!(value, Value::Decimal(t) if *t == written) {
-        Cow::Borrowed(value)
-    } else {
-        Cow::Owned(Value::Decimal(written))
-    }
-}
-
-/// The value as a JSON text fragment.
-pub fn json(value: &Value) -> Result<String, String> {
-    let mut out = String::new();
-    write_json(value, &mut out)?;
-    Ok(out)
-}
-
-/// `text` as a JSON string (serde_json escapes exactly as JSON requires).
-pub fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-fn write_json(value: &Value, out: &mut String) -> Result<(), String> {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Float(f) if f.is_finite() => {
-            out.push_str(&serde_json::Value::from(*f).to_string());
-        }
-        Value::Json(text) => {
-            serde_json::from_str::<serde::de::IgnoredAny>(text)
-                .map_err(|e| format!("the JSON document does not parse: {e}"))?;
-            out.push_str(text.trim());
-        }
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(item, out)?;
-            }
-            out.push(']');
-        }
-        Value::Unchanged => {
-            return Err("the value was left out by the source (unchanged)".into());
-        }
-        other => out.push_str(&quoted(&text(other)?)),
-    }
-    Ok(())
-}
+pub use syncline_engine::encode::{conformed, json, quoted, text};
 
 /// The value as a hash field's bytes (`None`: NULL, the field left out).
 pub fn field(value: &Value) -> Result<Option<Vec<u8>>, String> {
@@ -124,63 +19,6 @@ pub fn field(value: &Value) -> Result<Option<Vec<u8>>, String> {
     })
 }
 
-/// The text of a scalar value (also the part of a Redis key it makes).
-pub fn text(value: &Value) -> Result<String, String> {
-    Ok(match value {
-        Value::Null => String::new(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) if f.is_nan() => "NaN".into(),
-        Value::Float(f) if f.is_infinite() => {
-            if *f > 0.0 { "Infinity" } else { "-Infinity" }.into()
-        }
-        Value::Float(f) => serde_json::Value::from(*f).to_string(),
-        Value::Decimal(d) | Value::Text(d) | Value::Json(d) => d.clone(),
-        // Lowercase hex and 8-4-4-4-12 UUIDs, as the engine shows them.
-        Value::Bytes(_) | Value::Uuid(_) => match value.to_json() {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        },
-        Value::Date(i32::MAX) => "infinity".into(),
-        Value::Date(i32::MIN) => "-infinity".into(),
-        Value::Date(days) => NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163))
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?,
-        Value::Time(us) => {
-            let secs = u32::try_from(us.div_euclid(1_000_000)).map_err(|_| "time out of range")?;
-            let nanos = u32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0);
-            NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
-                .map(|t| t.format("%H:%M:%S%.6f").to_string())
-                .ok_or_else(|| format!("time {us} µs is out of range"))?
-        }
-        Value::Timestamp(i64::MAX) | Value::TimestampTz(i64::MAX) => "infinity".into(),
-        Value::Timestamp(i64::MIN) | Value::TimestampTz(i64::MIN) => "-infinity".into(),
-        Value::Timestamp(us) => DateTime::from_timestamp_micros(*us)
-            .map(|t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
-            .ok_or_else(|| format!("timestamp {us} µs is out of range"))?,
-        Value::TimestampTz(us) => DateTime::from_timestamp_micros(*us)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-            .ok_or_else(|| format!("timestamp {us} µs is out of range"))?,
-        Value::Interval {
-            months,
-            days,
-            micros,
-        } => {
-            let sign = if *micros < 0 { "-" } else { "" };
-            let abs = micros.unsigned_abs();
-            let (secs, frac) = (abs / 1_000_000, abs % 1_000_000);
-            let seconds = if frac == 0 {
-                format!("{sign}{secs}")
-            } else {
-                format!("{sign}{secs}.{frac:06}")
-            };
-            format!("P{months}M{days}DT{seconds}S")
-        }
-        Value::List(_) => json(value)?,
-        Value::Unchanged => return Err("the value was left out by the source (unchanged)".into()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -188,55 +26,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals_take_their_column_scale_and_are_never_rounded() {
-        let dec = DataType::Decimal {
-            precision: 10,
-            scale: 2,
-        };
-        let show = |t: &str| match conformed(&dec, &Value::Decimal(t.into())).into_owned() {
-            Value::Decimal(d) => d,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(show("1.5"), "1.50");
-        assert_eq!(show("-0.5"), "-0.50");
-        assert_eq!(show("7"), "7.00");
-        assert_eq!(show("1.239"), "1.239");
-        assert_eq!(show("001.50"), "1.50");
-        assert_eq!(show("NaN"), "NaN");
-        assert_eq!(
-            conformed(&dec, &Value::Int(-3)).into_owned(),
-            Value::Decimal("-3.00".into())
-        );
-    }
-
-    #[test]
-    fn values_keep_their_meaning() {
-        assert_eq!(json(&Value::Float(f64::NAN)).unwrap(), "\"NaN\"");
-        assert_eq!(json(&Value::Int(i64::MIN)).unwrap(), "-9223372036854775808");
-        assert_eq!(json(&Value::Date(i32::MAX)).unwrap(), "\"infinity\"");
-        assert_eq!(json(&Value::Date(19_782)).unwrap(), "\"2024-02-29\"");
-        assert_eq!(
-            json(&Value::Json(" {\"a\": 2.50} ".into())).unwrap(),
-            "{\"a\": 2.50}"
-        );
-        assert!(json(&Value::Json("{".into())).is_err());
-        assert_eq!(
-            json(&Value::Interval {
-                months: -1,
-                days: -2,
-                micros: -3
-            })
-            .unwrap(),
-            "\"P-1M-2DT-0.000003S\""
-        );
+    fn hash_fields_keep_bytes_and_leave_null_out() {
         assert_eq!(field(&Value::Null).unwrap(), None);
         assert_eq!(
             field(&Value::Bytes(vec![0, 255])).unwrap(),
             Some(vec![0, 255])
         );
         assert_eq!(
-            json(&Value::List(vec![Value::Text("q\"".into()), Value::Null])).unwrap(),
-            "[\"q\\\"\",null]"
+            field(&Value::List(vec![Value::Int(1), Value::Null])).unwrap(),
+            Some(b"[1,null]".to_vec())
         );
     }
 }

@@ -7,7 +7,6 @@
 //! script runs; an overlay of what the earlier steps of the same group
 //! wrote stands in for Redis where they touched it.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use chrono::Utc;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
-use syncline_engine::apply::{Plan, Step, resolve, set_aside, unchanged_values_lost};
+use syncline_engine::apply::{Plan, Step, pruned, resolve, set_aside, unchanged_values_lost};
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
 use syncline_engine::model::{
@@ -294,75 +293,6 @@ fn parse_json_object(bytes: &[u8]) -> Result<Stored, RedisError> {
         .into_iter()
         .map(|(k, v)| (k, v.get().as_bytes().to_vec()))
         .collect())
-}
-
-/// Orders two values of one key column (as the source orders them for
-/// the numeric and binary types; text by its bytes).
-fn compare(a: &Value, b: &Value) -> Ordering {
-    use Value as V;
-    match (a, b) {
-        (V::Int(x), V::Int(y)) => x.cmp(y),
-        (V::Float(x), V::Float(y)) => x.total_cmp(y),
-        (V::Bool(x), V::Bool(y)) => x.cmp(y),
-        (V::Date(x), V::Date(y)) => x.cmp(y),
-        (V::Time(x), V::Time(y))
-        | (V::Timestamp(x), V::Timestamp(y))
-        | (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
-        (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
-        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
-        (V::Decimal(x), V::Decimal(y)) => compare_decimals(x, y),
-        (V::Text(x), V::Text(y)) | (V::Json(x), V::Json(y)) => x.cmp(y),
-        _ => format!("{a:?}").cmp(&format!("{b:?}")),
-    }
-}
-
-/// Orders two decimal texts exactly (no rounding through floats); special
-/// values after every number, as Postgres orders NaN.
-fn compare_decimals(a: &str, b: &str) -> Ordering {
-    use syncline_engine::model::DecimalParts;
-    match (DecimalParts::parse(a), DecimalParts::parse(b)) {
-        (Some(x), Some(y)) => {
-            let magnitude = || {
-                x.int
-                    .len()
-                    .cmp(&y.int.len())
-                    .then_with(|| x.int.cmp(y.int))
-                    .then_with(|| x.frac.cmp(y.frac))
-            };
-            match (x.negative && !x.is_zero(), y.negative && !y.is_zero()) {
-                (false, false) => magnitude(),
-                (true, true) => magnitude().reverse(),
-                (true, false) => Ordering::Less,
-                (false, true) => Ordering::Greater,
-            }
-        }
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.cmp(b),
-    }
-}
-
-fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| compare(x, y))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Equal)
-}
-
-/// Whether `key` is one a prune of `range` removes.
-fn pruned(key: &[Value], range: &PruneRange) -> bool {
-    let after = range
-        .after_key
-        .as_ref()
-        .is_none_or(|lo| compare_keys(key, lo).is_gt());
-    // No listed key: the range has no upper end (the scan went past the
-    // last key the source has).
-    let within = range
-        .up_to
-        .as_ref()
-        .is_none_or(|hi| compare_keys(key, hi).is_le());
-    after && within && !range.present.iter().any(|p| compare_keys(key, p).is_eq())
 }
 
 /// Builds the operations for `batches` of `source`.

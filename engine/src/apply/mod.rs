@@ -6,6 +6,7 @@
 pub mod sql;
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -398,6 +399,76 @@ pub fn old_key_delete(change: &Change) -> Option<Change> {
         before: Some(before.clone()),
         after: None,
     })
+}
+
+/// Orders two values of one key column (as the source orders them for
+/// the numeric and binary types; text by its bytes).
+pub fn compare(a: &Value, b: &Value) -> Ordering {
+    use Value as V;
+    match (a, b) {
+        (V::Int(x), V::Int(y)) => x.cmp(y),
+        (V::Float(x), V::Float(y)) => x.total_cmp(y),
+        (V::Bool(x), V::Bool(y)) => x.cmp(y),
+        (V::Date(x), V::Date(y)) => x.cmp(y),
+        (V::Time(x), V::Time(y))
+        | (V::Timestamp(x), V::Timestamp(y))
+        | (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
+        (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
+        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
+        (V::Decimal(x), V::Decimal(y)) => compare_decimals(x, y),
+        (V::Text(x), V::Text(y)) | (V::Json(x), V::Json(y)) => x.cmp(y),
+        _ => format!("{a:?}").cmp(&format!("{b:?}")),
+    }
+}
+
+/// Orders two decimal texts exactly (no rounding through floats); special
+/// values after every number, as Postgres orders NaN.
+fn compare_decimals(a: &str, b: &str) -> Ordering {
+    use crate::model::DecimalParts;
+    match (DecimalParts::parse(a), DecimalParts::parse(b)) {
+        (Some(x), Some(y)) => {
+            let magnitude = || {
+                x.int
+                    .len()
+                    .cmp(&y.int.len())
+                    .then_with(|| x.int.cmp(y.int))
+                    .then_with(|| x.frac.cmp(y.frac))
+            };
+            match (x.negative && !x.is_zero(), y.negative && !y.is_zero()) {
+                (false, false) => magnitude(),
+                (true, true) => magnitude().reverse(),
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+            }
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// Orders two keys (values in key-column order).
+pub fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| compare(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+/// Whether `key` is one a prune of `range` removes.
+pub fn pruned(key: &[Value], range: &PruneRange) -> bool {
+    let after = range
+        .after_key
+        .as_ref()
+        .is_none_or(|lo| compare_keys(key, lo).is_gt());
+    // No listed key: the range has no upper end (the scan went past the
+    // last key the source has).
+    let within = range
+        .up_to
+        .as_ref()
+        .is_none_or(|hi| compare_keys(key, hi).is_le());
+    after && within && !range.present.iter().any(|p| compare_keys(key, p).is_eq())
 }
 
 /// The condition, for SQL targets, that selects the rows a prune removes

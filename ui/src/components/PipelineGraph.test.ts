@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { summarize } from "../runs";
 import type { PipelineStatus, TableStatus } from "../types";
-import { graphOf } from "./PipelineGraph";
+import { graphOf, targetProgress } from "./PipelineGraph";
 
 describe("pipeline graph", () => {
   it("links sources to transforms and targets by their inputs", () => {
@@ -17,6 +17,33 @@ describe("pipeline graph", () => {
       ["source:shop", "target:warehouse", "customers"],
       ["transform:open_orders", "target:warehouse", undefined],
     ]);
+  });
+});
+
+describe("target progress", () => {
+  it("labels each target with its own lag and last committed batch", () => {
+    const status: PipelineStatus = {
+      pipeline: "shop",
+      state: "running",
+      tables: {},
+      positions: {},
+      targets: {
+        cache: { committedSeq: { pg: 41, files: 7 }, positions: {}, lagSeconds: 0.25, committedAt: null },
+        index: { committedSeq: { pg: 38 }, positions: {}, lagSeconds: null, committedAt: null },
+      },
+      retainedBytes: {},
+      errors: [],
+      updatedAt: null,
+    };
+    expect(targetProgress(status, "cache")).toBe("lag 250 ms · batch 41");
+    expect(targetProgress(status, "index")).toBe("lag — · batch 38");
+    expect(targetProgress(status, "warehouse")).toBeNull();
+    const { nodes } = graphOf(
+      { name: "shop", sources: { pg: { kind: "postgres" } }, targets: { cache: { kind: "redis", inputs: ["pg"] } } },
+      status,
+    );
+    expect(nodes[1].data.label).toBe("cache (redis)\nlag 250 ms · batch 41");
+    expect(nodes[1].height).toBe(56);
   });
 });
 
@@ -38,6 +65,7 @@ describe("status summary", () => {
       state: "running",
       tables: { a: table(100, 0.5), b: table(50, 2), c: table(1, null) },
       positions: {},
+      targets: {},
       retainedBytes: {},
       errors: [],
       updatedAt: "2026-11-25T15:00:00Z",

@@ -1,12 +1,24 @@
 // Sources -> transforms -> targets, as a read-only node graph.
 import { Background, Position, ReactFlow, type Edge, type Node } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import type { PipelineDraft } from "../types";
+import { fmtSeconds } from "../format";
+import type { PipelineDraft, PipelineStatus } from "../types";
 
 const NODE_WIDTH = 180;
 const NODE_HEIGHT = 40;
+/** Targets show their own lag and checkpoint on a second line. */
+const TARGET_HEIGHT = 56;
 
-export function graphOf(draft: PipelineDraft): { nodes: Node[]; edges: Edge[] } {
+/** A target's own progress, as its node shows it: lag and the last batch committed. */
+export function targetProgress(status: PipelineStatus | null | undefined, name: string): string | null {
+  const t = status?.targets?.[name];
+  if (!t) return null;
+  const seqs = Object.values(t.committedSeq);
+  const at = seqs.length ? Math.max(...seqs) : null;
+  return `lag ${fmtSeconds(t.lagSeconds)} · batch ${at ?? "—"}`;
+}
+
+export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): { nodes: Node[]; edges: Edge[] } {
   const nodes: Node[] = [];
   const edges: Edge[] = [];
   const sources = Object.entries(draft.sources);
@@ -15,23 +27,25 @@ export function graphOf(draft: PipelineDraft): { nodes: Node[]; edges: Edge[] } 
   // Sizes and handles are given, not measured: React Flow hides a node
   // until it knows its size, and some web views never report it.
   const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) =>
-    items.forEach(([name, cfg], i) =>
+    items.forEach(([name, cfg], i) => {
+      const progress = prefix === "target" ? targetProgress(status, name) : null;
+      const height = progress ? TARGET_HEIGHT : NODE_HEIGHT;
       nodes.push({
         id: `${prefix}:${name}`,
         type,
         position: { x, y: 20 + dy + i * 90 },
         width: NODE_WIDTH,
-        height: NODE_HEIGHT,
+        height,
         handles: [
-          ...(type === "output" ? [] : [{ type: "source" as const, position: Position.Right, x: NODE_WIDTH, y: NODE_HEIGHT / 2, width: 1, height: 1 }]),
-          ...(type === "input" ? [] : [{ type: "target" as const, position: Position.Left, x: 0, y: NODE_HEIGHT / 2, width: 1, height: 1 }]),
+          ...(type === "output" ? [] : [{ type: "source" as const, position: Position.Right, x: NODE_WIDTH, y: height / 2, width: 1, height: 1 }]),
+          ...(type === "input" ? [] : [{ type: "target" as const, position: Position.Left, x: 0, y: height / 2, width: 1, height: 1 }]),
         ],
         sourcePosition: Position.Right,
         targetPosition: Position.Left,
-        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}` },
+        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}${progress ? `\n${progress}` : ""}` },
         className: `node-${prefix}`,
-      }),
-    );
+      });
+    });
   column(0, sources, "source", "input");
   // Transforms sit lower, so a source's direct edge to a target stays in sight.
   column(260, transforms as [string, Record<string, unknown>][], "transform", "default", 70);
@@ -56,8 +70,8 @@ export function graphOf(draft: PipelineDraft): { nodes: Node[]; edges: Edge[] } 
   return { nodes, edges };
 }
 
-export function PipelineGraph({ draft }: { draft: PipelineDraft }) {
-  const { nodes, edges } = graphOf(draft);
+export function PipelineGraph({ draft, status }: { draft: PipelineDraft; status?: PipelineStatus | null }) {
+  const { nodes, edges } = graphOf(draft, status);
   return (
     <div className="graph" data-testid="pipeline-graph">
       <ReactFlow

@@ -6,13 +6,23 @@ import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
 import { fmtInt } from "../format";
 import type { QueryResult, TableInfo } from "../types";
+import { IndexSearch, type SearchTarget } from "./IndexSearch";
 
 function qualified(t: TableInfo): string {
   const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
   return `${q(t.schema)}.${q(t.name)}`;
 }
 
-export function DataView({ database, onDatabase }: { database: string; onDatabase: (db: string) => void }) {
+export function DataView({
+  database,
+  onDatabase,
+  search = null,
+}: {
+  database: string;
+  onDatabase: (db: string) => void;
+  /** A search index target to search, shown above the DuckDB browser. */
+  search?: SearchTarget | null;
+}) {
   const [dbInput, setDbInput] = useState(database);
   const [tables, setTables] = useState<TableInfo[] | null>(null);
   const [sql, setSql] = useState("");
@@ -59,6 +69,7 @@ export function DataView({ database, onDatabase }: { database: string; onDatabas
       <header className="screen-header">
         <h1>Data</h1>
       </header>
+      {search && <IndexSearch key={`${search.pipeline.path}:${search.target}`} search={search} />}
       <div className="row">
         <input
           aria-label="DuckDB file"

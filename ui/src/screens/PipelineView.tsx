@@ -10,12 +10,14 @@ import { fmtBytes, fmtInt, fmtRate, fmtSeconds } from "../format";
 import { basename, resolveFrom } from "../paths";
 import { useRuns } from "../runs";
 import type { OpenedPipeline, TableStatus } from "../types";
+import type { SearchTarget } from "./IndexSearch";
 
 type Props = {
   selected: string | null;
   onSelect: (path: string | null) => void;
   onOpenData: (database: string) => void;
   onOpenDeadLetters: (path: string) => void;
+  onOpenSearch: (search: SearchTarget) => void;
 };
 
 const PHASE_LABEL: Record<string, string> = {
@@ -27,7 +29,7 @@ const PHASE_LABEL: Record<string, string> = {
   paused: "Paused",
 };
 
-export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters }: Props) {
+export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters, onOpenSearch }: Props) {
   const { runs, start, watch, resume, setPaused, forget } = useRuns();
   const [pathInput, setPathInput] = useState(selected ?? "");
   const [opened, setOpened] = useState<OpenedPipeline | null>(null);
@@ -174,7 +176,7 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
             </div>
           </div>
           <p className="muted path">{selected}</p>
-          {opened && <PipelineGraph draft={opened.draft} />}
+          {opened && <PipelineGraph draft={opened.draft} status={status} />}
           <h3>Tables</h3>
           {status && Object.keys(status.tables).length > 0 ? (
             <table className="status-table" data-testid="pipeline-tables">
@@ -238,6 +240,19 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
                     data-testid={`pipeline-open-data-${name}`}
                   >
                     Browse data in {name}
+                  </button>
+                ))}
+              {Object.entries(opened.draft.targets)
+                .filter(([, t]) => t.kind === "search")
+                .map(([name]) => (
+                  <button
+                    key={name}
+                    type="button"
+                    className="secondary"
+                    onClick={() => onOpenSearch({ pipeline: { path: opened.path, text: opened.text }, target: name })}
+                    data-testid={`pipeline-search-${name}`}
+                  >
+                    Search {name}
                   </button>
                 ))}
               <button type="button" className="secondary" onClick={() => onOpenDeadLetters(selected)} data-testid="pipeline-open-dlq">

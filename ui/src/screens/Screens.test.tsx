@@ -10,6 +10,7 @@ vi.mock("../backend", () => ({
   pickDatabase: vi.fn(),
   listTables: vi.fn(),
   runQuery: vi.fn(),
+  searchIndex: vi.fn(),
   dlqList: vi.fn(),
   dlqReplay: vi.fn(),
   dlqDiscard: vi.fn(),
@@ -77,6 +78,35 @@ describe("Data view", () => {
     b.runQuery.mockRejectedValue({ code: "sql", message: 'Catalog Error: Table "nope" does not exist' });
     await act(async () => fireEvent.click(screen.getByTestId("data-run")));
     expect(screen.getByTestId("data-error").textContent).toBe('Catalog Error: Table "nope" does not exist');
+  });
+});
+
+describe("Search", () => {
+  it("searches the index target and shows the matches as a grid", async () => {
+    b.listTables.mockResolvedValue([]);
+    b.searchIndex.mockResolvedValue({
+      columns: [
+        { name: "score", dataType: "DOUBLE" },
+        { name: "table", dataType: "VARCHAR" },
+        { name: "key", dataType: "VARCHAR" },
+        { name: "matches", dataType: "VARCHAR" },
+        { name: "title", dataType: "JSON" },
+      ],
+      rows: [[2.31, "products", "42", "title: Red **shoe**", "Red shoe"]],
+      total: 17,
+      elapsedMs: 3,
+    });
+    const search = { pipeline: { path: "/w/shop.toml", text: TEXT }, target: "index" };
+    render(<DataView database="" onDatabase={() => undefined} search={search} />);
+    fireEvent.change(screen.getByTestId("search-query"), { target: { value: "title:shoe" } });
+    await act(async () => fireEvent.click(screen.getByTestId("search-run")));
+    expect(b.searchIndex).toHaveBeenCalledWith({ path: "/w/shop.toml", text: TEXT }, "index", "title:shoe", 100);
+    expect(screen.getByTestId("search-meta").textContent).toBe("1 of 17 matching documents in 3 ms");
+    expect(screen.getByTestId("search-grid").textContent).toContain("Red **shoe**");
+
+    b.searchIndex.mockRejectedValue({ code: "config", message: 'search query: "title:(": Syntax Error' });
+    await act(async () => fireEvent.click(screen.getByTestId("search-run")));
+    expect(screen.getByTestId("search-error").textContent).toBe('search query: "title:(": Syntax Error');
   });
 });
 

@@ -25,8 +25,13 @@ export function TargetsStep({
   const add = () => {
     const name = newName.trim() || `${newKind}${Object.keys(state.targets).length + 1}`;
     if (state.targets[name]) return;
-    const defaults: Record<string, unknown> =
-      newKind === "duckdb" ? { kind: newKind, path: `${name}.duckdb`, inputs: [inputs[inputs.length - 1]] } : { kind: newKind, inputs: [inputs[inputs.length - 1]] };
+    // Local targets get a file or folder beside the pipeline.
+    const local: Record<string, string> = { duckdb: `${name}.duckdb`, search: `${name}.index` };
+    const defaults: Record<string, unknown> = {
+      kind: newKind,
+      ...(local[newKind] ? { path: local[newKind] } : {}),
+      inputs: [inputs[inputs.length - 1]],
+    };
     setTarget(name, defaults);
     setNewName("");
   };

@@ -1,7 +1,8 @@
-//! Postgres → DuckDB (warehouse) + Redis (cache) through the real binary:
-//! one change stream feeding both, `kill -9` at random points under a
-//! writer of every kind of change, then both targets equal to the source
-//! row by row (Redis values included).
+//! Postgres → DuckDB (warehouse) + Redis (cache) + a search index through
+//! the real binary: one change stream feeding all three, `kill -9` at
+//! random points under a writer of every kind of change, then every target
+//! equal to the source row by row (Redis values and the index's stored
+//! documents included), and the index answering `syncline search`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +25,41 @@ fn pipeline(name: &str, src: &TestDb, prefix: &Prefix) -> String {
         "chunk_rows = 500\nbatch_rows = 300",
         "upsert",
     ) + &prefix.target("cache", "docs")
+}
+
+/// The search index target `index` (folder `docs.index`), committing at
+/// least every 200 ms.
+const SEARCH_TARGET: &str = "[targets.index]\nkind = \"search\"\npath = \"docs.index\"\ninputs = [\"pg.docs\"]\ncommit_ms = 200\n";
+
+/// `(id, rev, note, body)` of every row document the index holds, by id.
+fn index_docs(dir: &Path) -> Vec<Vec<String>> {
+    let config = syncline_search::SearchTargetConfig {
+        path: "docs.index".into(),
+        inputs: vec!["pg.docs".into()],
+        mode: syncline_engine::config::WriteMode::Upsert,
+        commit_rows: 50_000,
+        commit_ms: 200,
+        tables: std::collections::BTreeMap::new(),
+    };
+    let mut rows: Vec<(i64, Vec<String>)> = syncline_search::query::documents(&config, dir, "docs")
+        .unwrap()
+        .into_iter()
+        .map(|doc| {
+            let row: serde_json::Value = serde_json::from_str(&doc.row).unwrap();
+            let text = |f: &str| match &row[f] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let id = row["id"].as_i64().unwrap();
+            (
+                id,
+                vec![text("id"), text("rev"), text("note"), text("body")],
+            )
+        })
+        .collect();
+    rows.sort_by_key(|(id, _)| *id);
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 /// `(id, rev, note, body)` of every doc Redis holds, by id.
@@ -53,14 +89,18 @@ fn duck_rows(path: &Path) -> Vec<Vec<String>> {
 /// deletes, inserts, truncates). `SYNCLINE_KILL_TRIALS` sets how many (10
 /// by default).
 #[test]
-fn kill_9_trials_leave_the_cache_and_the_warehouse_equal_to_the_source() {
+fn kill_9_trials_leave_the_cache_the_index_and_the_warehouse_equal_to_the_source() {
     let (trials, mut rng) = kill_trials();
     const ROWS: u64 = 2_000;
     let src = docs_database("cache_src", ROWS);
     let prefix = Prefix::new("e2e_cache");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("p.toml");
-    std::fs::write(&file, pipeline("cachetrials", &src, &prefix)).unwrap();
+    std::fs::write(
+        &file,
+        pipeline("cachetrials", &src, &prefix) + SEARCH_TARGET,
+    )
+    .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(src.name.clone(), write_docs, ROWS, stop.clone());
@@ -86,6 +126,25 @@ fn kill_9_trials_leave_the_cache_and_the_warehouse_equal_to_the_source() {
         &expected,
         &duck_rows(&tmp.path().join("out.duckdb")),
     );
+    assert_same_rows("the search index", &expected, &index_docs(tmp.path()));
+    // The index answers queries: every row's note is a word to find.
+    let seeds = expected.iter().filter(|r| r[2] == "seed").count();
+    let (code, stdout, stderr) = syncline(
+        &[
+            "search",
+            "p.toml",
+            "index",
+            "note:seed",
+            "--limit",
+            "3",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let found: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(found["total"], seeds, "rows with note `seed`: {found}");
+    assert_eq!(found["hits"].as_array().map(Vec::len), Some(seeds.min(3)));
     // The key index lists exactly the rows, and nothing was set aside.
     let mut conn = connect();
     let index: u64 = redis::cmd("HLEN")

@@ -1,0 +1,682 @@
+//! A group of batches turned into the index writer's operations.
+//!
+//! The engine's [`Plan`] decides what the changes mean (conformed to the
+//! registered schema, grouped by table, cut at truncates and prunes;
+//! [`resolve`] fills values the source left out from earlier changes of
+//! the same row). What remains to fill comes from the rows the index
+//! keeps: those applied since the last commit (the sink's overlay), else
+//! the committed ones. Nothing touches the writer until the whole group
+//! is planned, so a refused batch leaves the index as it was.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use syncline_engine::apply::{
+    Plan, Step, moved_from, pruned, resolve, set_aside, unchanged_values_lost,
+};
+use syncline_engine::batch::Batch;
+use syncline_engine::config::WriteMode;
+use syncline_engine::encode;
+use syncline_engine::model::{
+    Change, DataType, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId,
+    TableSchema, Value, row_json,
+};
+use tantivy::collector::TopDocs;
+use tantivy::query::{Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Searcher, TantivyDocument, Term};
+
+use crate::config::ColumnPlan;
+use crate::error::SearchError;
+use crate::index::{self, DEAD, DOC, Fields, LAST, Stored};
+
+/// One operation on the index writer.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Removes the documents holding this `_id`.
+    Delete(Term),
+    /// Removes the documents matching the query.
+    DeleteQuery(Box<dyn Query>),
+    /// Adds a document.
+    Add(TantivyDocument),
+}
+
+/// One target table as the sink keeps it.
+#[derive(Debug, Clone)]
+pub struct TableState {
+    pub schema: Arc<TableSchema>,
+    /// How each column is indexed, in column order.
+    pub plans: Vec<ColumnPlan>,
+}
+
+/// A dead letter as the index keeps it (the `_row` of a dead-letter
+/// document).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredDeadLetter {
+    pub id: u64,
+    /// The pipeline it belongs to.
+    pub pipeline: String,
+    pub source: String,
+    pub table: String,
+    pub stage: DeadLetterStage,
+    pub origin: String,
+    pub line: Option<u64>,
+    pub raw: String,
+    pub reason: String,
+    pub seq: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub kept: Option<KeptChange>,
+}
+
+/// Rows written (`Some`) or removed (`None`) since the last commit, by
+/// `_id`, and the tables emptied since.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    pub rows: HashMap<String, Option<(Vec<Value>, Stored)>>,
+    pub emptied: HashSet<String>,
+}
+
+impl Overlay {
+    /// Takes in what a later group did.
+    pub fn merge(&mut self, later: Overlay) {
+        for table in later.emptied {
+            let own = |kind: &str| format!("{kind}\u{1f}{table}\u{1f}");
+            let (doc, last) = (own(DOC), own(LAST));
+            self.rows
+                .retain(|id, _| !id.starts_with(&doc) && !id.starts_with(&last));
+            self.emptied.insert(table);
+        }
+        self.rows.extend(later.rows);
+    }
+}
+
+/// The `_id` of the row of `table` with `key`: its document (upsert) or
+/// its last version (history, append).
+pub fn row_id(mode: WriteMode, table: &str, key: &[Value]) -> Result<String, String> {
+    let kind = if mode == WriteMode::Upsert { DOC } else { LAST };
+    let key = serde_json::to_string(key).map_err(|e| e.to_string())?;
+    Ok(format!("{kind}\u{1f}{table}\u{1f}{key}"))
+}
+
+/// The `_id` of dead letter `n`.
+pub fn dead_letter_id(n: u64) -> String {
+    format!("{DEAD}\u{1f}{n}")
+}
+
+/// What the index holds as the group goes: the committed index, the
+/// overlay of earlier groups, and this group's own writes.
+struct View<'v> {
+    searcher: &'v Searcher,
+    fields: &'v Fields,
+    base: &'v Overlay,
+    delta: Overlay,
+}
+
+impl View<'_> {
+    fn lookup(&self, table: &str, id: &str) -> Result<Option<Stored>, SearchError> {
+        if let Some(row) = self.delta.rows.get(id) {
+            return Ok(row.as_ref().map(|(_, s)| s.clone()));
+        }
+        if self.delta.emptied.contains(table) {
+            return Ok(None);
+        }
+        if let Some(row) = self.base.rows.get(id) {
+            return Ok(row.as_ref().map(|(_, s)| s.clone()));
+        }
+        if self.base.emptied.contains(table) {
+            return Ok(None);
+        }
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let top = self
+            .searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(|e| SearchError::State(format!("looking a row up failed: {e}")))?;
+        let Some((_, address)) = top.first() else {
+            return Ok(None);
+        };
+        let kept = index::read_docs(self.searcher, self.fields, [*address])?;
+        kept.first().map(|k| index::parse_row(&k.row)).transpose()
+    }
+
+    /// Every row of `table` as of now, by `_id`, with its key.
+    fn live(&self, table: &str, kind: &str) -> Result<HashMap<String, Vec<Value>>, SearchError> {
+        let mut live = HashMap::new();
+        if !self.base.emptied.contains(table) && !self.delta.emptied.contains(table) {
+            for k in index::matching(
+                self.searcher,
+                self.fields,
+                &self.fields.of_table(table, kind),
+            )? {
+                let key: Vec<Value> = serde_json::from_str(k.key.as_deref().unwrap_or("[]"))
+                    .map_err(|e| SearchError::State(format!("a kept key is unreadable: {e}")))?;
+                live.insert(k.id, key);
+            }
+        }
+        let prefix = format!("{kind}\u{1f}{table}\u{1f}");
+        let layers: Vec<&Overlay> = if self.delta.emptied.contains(table) {
+            vec![&self.delta]
+        } else {
+            vec![self.base, &self.delta]
+        };
+        for layer in layers {
+            for (id, row) in &layer.rows {
+                if !id.starts_with(&prefix) {
+                    continue;
+                }
+                match row {
+                    Some((key, _)) => {
+                        live.insert(id.clone(), key.clone());
+                    }
+                    None => {
+                        live.remove(id);
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// What a group comes to.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub ops: Vec<WriteOp>,
+    /// The rows it writes and removes, to merge into the overlay once the
+    /// ops are applied.
+    pub overlay: Overlay,
+    /// Dead letters, with the position of the batch each came with.
+    pub dead: Vec<(DeadLetter, u64)>,
+    /// Changes applied (for the commit's row bound).
+    pub rows: u64,
+}
+
+/// Plans `batches` for the index.
+pub fn build(
+    searcher: &Searcher,
+    fields: &Fields,
+    base: &Overlay,
+    tables: &HashMap<TableId, TableState>,
+    mode: WriteMode,
+    batches: &[Arc<Batch>],
+) -> Result<Planned, SearchError> {
+    // Every value has a form in the index: only NULL keys and misfits are
+    // set aside.
+    let conformed: Vec<std::borrow::Cow<'_, Batch>> =
+        batches.iter().map(|b| set_aside(b, |_, _| None)).collect();
+    let mut planned = Planned::default();
+    for b in &conformed {
+        planned
+            .dead
+            .extend(b.dead_letters.iter().map(|d| (d.clone(), b.position.seq)));
+    }
+    let plan = Plan::new(
+        conformed
+            .iter()
+            .flat_map(|b| b.changes.iter().map(move |c| (c, b.as_ref()))),
+        |id| tables.get(id).map(|t| &t.schema),
+        mode == WriteMode::Upsert,
+    );
+    let mut view = View {
+        searcher,
+        fields,
+        base,
+        delta: Overlay::default(),
+    };
+    for (id, steps) in plan.tables() {
+        let table = tables.get(&id).ok_or_else(|| {
+            SearchError::State(format!("table `{}` was not opened in this target", id.name))
+        })?;
+        for step in steps {
+            match step {
+                Step::Rows(run) => rows(&mut view, table, mode, &run, &mut planned)?,
+                Step::Truncate(batch) => truncate(&mut view, table, mode, batch, &mut planned),
+                Step::Prune(change, batch) => {
+                    prune(&mut view, table, mode, change, batch, &mut planned)?;
+                }
+            }
+        }
+    }
+    planned.overlay = view.delta;
+    Ok(planned)
+}
+
+/// `value` as the column's type keeps it: text the target casts (to a
+/// UUID, a JSON document) must be one.
+fn cast<'v>(
+    table: &str,
+    column: &str,
+    data_type: &DataType,
+    value: std::borrow::Cow<'v, Value>,
+) -> Result<std::borrow::Cow<'v, Value>, SearchError> {
+    let refuse = |t: &str, what: &str| {
+        SearchError::Cast(format!(
+            "table `{table}`, column `{column}`: {} is not {what}",
+            encode::quoted(t)
+        ))
+    };
+    match (data_type, value.as_ref()) {
+        (DataType::Uuid, Value::Text(t)) => uuid_text(t)
+            .map(|u| std::borrow::Cow::Owned(Value::Text(u)))
+            .ok_or_else(|| refuse(t, "a UUID")),
+        (DataType::Json, Value::Text(t)) => {
+            serde_json::from_str::<serde::de::IgnoredAny>(t)
+                .map_err(|_| refuse(t, "a JSON document"))?;
+            Ok(std::borrow::Cow::Owned(Value::Json(t.clone())))
+        }
+        _ => Ok(value),
+    }
+}
+
+/// A UUID's text in its 8-4-4-4-12 lowercase form.
+fn uuid_text(text: &str) -> Option<String> {
+    let hex: String = text.trim_matches(|c| c == '{' || c == '}').replace('-', "");
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// The row as kept (every column), and the columns the source left out.
+fn encode_row(
+    table: &TableState,
+    row: &Row,
+) -> Result<Result<(Stored, Vec<String>), String>, SearchError> {
+    let mut out = Stored::new();
+    let mut missing = Vec::new();
+    for (i, column) in table.schema.columns.iter().enumerate() {
+        let value = encode::conformed(&column.data_type, row.get(i).unwrap_or(&Value::Null));
+        if matches!(value.as_ref(), Value::Unchanged) {
+            missing.push(column.name.clone());
+            continue;
+        }
+        let value = cast(
+            &table.schema.id.name,
+            &column.name,
+            &column.data_type,
+            value,
+        )?;
+        match encode::json(&value) {
+            Ok(fragment) => {
+                out.insert(column.name.clone(), fragment);
+            }
+            Err(e) => return Ok(Err(format!("column `{}`: {e}", column.name))),
+        }
+    }
+    Ok(Ok((out, missing)))
+}
+
+fn key_values(table: &TableState, row: &Row) -> Result<Vec<Value>, String> {
+    table
+        .schema
+        .key
+        .iter()
+        .map(|&k| {
+            let column = &table.schema.columns[k];
+            match row.get(k) {
+                None | Some(Value::Null) => Err(format!(
+                    "key column `{}` is NULL: a row without its whole key has no document",
+                    column.name
+                )),
+                Some(v) => Ok(encode::conformed(&column.data_type, v).into_owned()),
+            }
+        })
+        .collect()
+}
+
+fn conform_key(table: &TableState, key: &[Value]) -> Vec<Value> {
+    table
+        .schema
+        .key
+        .iter()
+        .zip(key)
+        .map(|(&k, v)| encode::conformed(&table.schema.columns[k].data_type, v).into_owned())
+        .collect()
+}
+
+/// A document of `table`.
+#[allow(clippy::too_many_arguments)]
+fn document(
+    fields: &Fields,
+    table: &str,
+    kind: &str,
+    id: Option<&str>,
+    key: &[Value],
+    row: &Stored,
+    change: Option<(&str, u64)>,
+) -> Result<TantivyDocument, SearchError> {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.table, table);
+    doc.add_text(fields.kind, kind);
+    if let Some(id) = id {
+        doc.add_text(fields.id, id);
+    }
+    doc.add_text(
+        fields.key,
+        serde_json::to_string(key).map_err(|e| SearchError::State(e.to_string()))?,
+    );
+    doc.add_text(fields.row, index::row_text(row));
+    if let Some((op, seq)) = change {
+        doc.add_text(fields.op, op);
+        doc.add_u64(fields.seq, seq);
+    }
+    if kind == DOC {
+        fields.index_row(&mut doc, row);
+    }
+    Ok(doc)
+}
+
+fn term(fields: &Fields, id: &str) -> Term {
+    Term::from_field_text(fields.id, id)
+}
+
+fn rows(
+    view: &mut View<'_>,
+    table: &TableState,
+    mode: WriteMode,
+    run: &[(&Change, &Batch)],
+    planned: &mut Planned,
+) -> Result<(), SearchError> {
+    let name = table.schema.id.name.as_str();
+    let changes: Vec<&Change> = run.iter().map(|(c, _)| *c).collect();
+    let staged = resolve(&table.schema, &changes);
+    // What the index holds for the rows to fill, as the run begins.
+    let mut held: HashMap<String, Option<Stored>> = HashMap::new();
+    for s in &staged {
+        if let Some(lookup) = &s.lookup
+            && let Ok(id) = row_id(mode, name, &conform_key(table, lookup))
+            && !held.contains_key(&id)
+        {
+            let found = view.lookup(name, &id)?;
+            held.insert(id, found);
+        }
+    }
+    for ((change, batch), s) in run.iter().zip(&staged) {
+        let seq = batch.position.seq;
+        let row: &Row = &s.row;
+        let keyed =
+            key_values(table, row).and_then(|key| row_id(mode, name, &key).map(|id| (key, id)));
+        let (key, id) = match keyed {
+            Ok(k) => k,
+            Err(e) => {
+                planned.dead.push((refused(change, batch, &e), seq));
+                continue;
+            }
+        };
+        if change.op == Op::Delete {
+            match mode {
+                WriteMode::Upsert => {
+                    planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
+                    view.delta.rows.insert(id, None);
+                }
+                WriteMode::History => {
+                    let before = match encode_row(table, row)? {
+                        Ok((mut b, missing)) => {
+                            for c in missing {
+                                b.insert(c, "null".into());
+                            }
+                            b
+                        }
+                        Err(e) => {
+                            planned.dead.push((refused(change, batch, &e), seq));
+                            continue;
+                        }
+                    };
+                    planned.ops.push(WriteOp::Add(document(
+                        view.fields,
+                        name,
+                        DOC,
+                        None,
+                        &key,
+                        &before,
+                        Some(("d", seq)),
+                    )?));
+                    planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
+                    view.delta.rows.insert(id, None);
+                }
+                WriteMode::Append => {}
+            }
+            planned.rows += 1;
+            continue;
+        }
+        let (mut stored, missing) = match encode_row(table, row)? {
+            Ok(s) => s,
+            Err(e) => {
+                planned.dead.push((refused(change, batch, &e), seq));
+                continue;
+            }
+        };
+        if !missing.is_empty() {
+            let old = s
+                .lookup
+                .as_ref()
+                .and_then(|k| row_id(mode, name, &conform_key(table, k)).ok())
+                .and_then(|id| held.get(&id).cloned().flatten());
+            // A value the source left out is never NULL (Postgres resends
+            // NULLs): the kept row must have it.
+            let filled = old.filter(|old| missing.iter().all(|c| old.contains_key(c)));
+            match filled {
+                Some(old) => {
+                    for c in &missing {
+                        if let Some(v) = old.get(c) {
+                            stored.insert(c.clone(), v.clone());
+                        }
+                    }
+                }
+                None => {
+                    let lookup = s.lookup.clone().unwrap_or_default();
+                    planned
+                        .dead
+                        .push((unchanged_values_lost(change, batch, row, &lookup), seq));
+                    continue;
+                }
+            }
+        }
+        match mode {
+            WriteMode::Upsert => {
+                if !(batch.inserts_are_new && change.op == Op::Insert) {
+                    planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
+                }
+                planned.ops.push(WriteOp::Add(document(
+                    view.fields,
+                    name,
+                    DOC,
+                    Some(&id),
+                    &key,
+                    &stored,
+                    None,
+                )?));
+            }
+            WriteMode::History | WriteMode::Append => {
+                let op = if change.op == Op::Insert { "i" } else { "u" };
+                planned.ops.push(WriteOp::Add(document(
+                    view.fields,
+                    name,
+                    DOC,
+                    None,
+                    &key,
+                    &stored,
+                    Some((op, seq)),
+                )?));
+                if mode == WriteMode::History
+                    && let Some(before) = moved_from(change)
+                    && let Ok(old) = key_values(table, before).and_then(|k| row_id(mode, name, &k))
+                {
+                    planned.ops.push(WriteOp::Delete(term(view.fields, &old)));
+                    view.delta.rows.insert(old, None);
+                }
+                // The row's last version, for values later changes leave out.
+                planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
+                planned.ops.push(WriteOp::Add(document(
+                    view.fields,
+                    name,
+                    LAST,
+                    Some(&id),
+                    &key,
+                    &stored,
+                    None,
+                )?));
+            }
+        }
+        planned.rows += 1;
+        view.delta.rows.insert(id, Some((key, stored)));
+    }
+    Ok(())
+}
+
+fn truncate(
+    view: &mut View<'_>,
+    table: &TableState,
+    mode: WriteMode,
+    batch: &Batch,
+    planned: &mut Planned,
+) {
+    let name = table.schema.id.name.as_str();
+    let fields = view.fields;
+    match mode {
+        WriteMode::Upsert | WriteMode::Append => {
+            planned
+                .ops
+                .push(WriteOp::DeleteQuery(Box::new(fields.of_table(name, DOC))));
+        }
+        WriteMode::History => {
+            if let Ok(doc) = document(
+                fields,
+                name,
+                DOC,
+                None,
+                &[],
+                &Stored::new(),
+                Some(("t", batch.position.seq)),
+            ) {
+                planned.ops.push(WriteOp::Add(doc));
+            }
+        }
+    }
+    planned
+        .ops
+        .push(WriteOp::DeleteQuery(Box::new(fields.of_table(name, LAST))));
+    // Rows before the truncate are gone; those after it are added later.
+    let own = |kind: &str| format!("{kind}\u{1f}{name}\u{1f}");
+    let (doc, last) = (own(DOC), own(LAST));
+    view.delta
+        .rows
+        .retain(|id, _| !id.starts_with(&doc) && !id.starts_with(&last));
+    view.delta.emptied.insert(name.to_owned());
+    planned.rows += 1;
+}
+
+fn prune(
+    view: &mut View<'_>,
+    table: &TableState,
+    mode: WriteMode,
+    change: &Change,
+    batch: &Batch,
+    planned: &mut Planned,
+) -> Result<(), SearchError> {
+    if mode == WriteMode::Append {
+        return Ok(());
+    }
+    let name = table.schema.id.name.as_str();
+    let Some(range) = change.prune_range() else {
+        return Err(SearchError::State(format!(
+            "a malformed prune of table `{name}`"
+        )));
+    };
+    let range = PruneRange {
+        after_key: range.after_key.map(|k| conform_key(table, &k)),
+        up_to: range.up_to.map(|k| conform_key(table, &k)),
+        present: range
+            .present
+            .iter()
+            .map(|k| conform_key(table, k))
+            .collect(),
+    };
+    let kind = if mode == WriteMode::Upsert { DOC } else { LAST };
+    let mut gone: Vec<(String, Vec<Value>)> = view
+        .live(name, kind)?
+        .into_iter()
+        .filter(|(_, key)| pruned(key, &range))
+        .collect();
+    gone.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, key) in gone {
+        if mode == WriteMode::History {
+            let mut before = Stored::new();
+            for (&k, v) in table.schema.key.iter().zip(&key) {
+                let fragment = encode::json(v).map_err(SearchError::State)?;
+                before.insert(table.schema.columns[k].name.clone(), fragment);
+            }
+            planned.ops.push(WriteOp::Add(document(
+                view.fields,
+                name,
+                DOC,
+                None,
+                &key,
+                &before,
+                Some(("d", batch.position.seq)),
+            )?));
+        }
+        planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
+        view.delta.rows.insert(id, None);
+        planned.rows += 1;
+    }
+    Ok(())
+}
+
+fn refused(change: &Change, batch: &Batch, why: &str) -> DeadLetter {
+    DeadLetter {
+        table: change.table.id.clone(),
+        origin: batch.origin(),
+        line: None,
+        raw: row_json(&change.table, change.key_row()),
+        reason: format!("cannot be stored in the search index: {why}"),
+        stage: DeadLetterStage::Target,
+        kept: Some(KeptChange::of(change, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn uuids_are_read_in_their_forms_and_nothing_else() {
+        assert_eq!(
+            uuid_text("F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6").as_deref(),
+            Some("f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        );
+        assert_eq!(
+            uuid_text("{f81d4fae7dec11d0a76500a0c91e6bf6}").as_deref(),
+            Some("f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+        );
+        assert_eq!(uuid_text("not-a-uuid"), None);
+        assert_eq!(uuid_text("f81d4fae-7dec-11d0-a765-00a0c91e6bfz"), None);
+    }
+
+    #[test]
+    fn a_truncate_drops_earlier_rows_of_its_table_only() {
+        let mut base = Overlay::default();
+        base.rows.insert(format!("{DOC}\u{1f}a\u{1f}[1]"), None);
+        base.rows.insert(format!("{DOC}\u{1f}b\u{1f}[1]"), None);
+        let mut later = Overlay::default();
+        later.emptied.insert("a".into());
+        base.merge(later);
+        assert_eq!(base.rows.len(), 1);
+        assert!(base.rows.contains_key(&format!("{DOC}\u{1f}b\u{1f}[1]")));
+        assert!(base.emptied.contains("a"));
+    }
+}

@@ -1,0 +1,80 @@
+// Search a pipeline's search index target; results as a grid.
+import { useState } from "react";
+import * as backend from "../backend";
+import { VirtualGrid } from "../components/VirtualGrid";
+import { errorText } from "../errors";
+import { fmtInt } from "../format";
+import type { SearchResult } from "../types";
+
+export type SearchTarget = { pipeline: backend.PipelineRef; target: string };
+
+export function IndexSearch({ search }: { search: SearchTarget }) {
+  const [query, setQuery] = useState("");
+  const [limit, setLimit] = useState(100);
+  const [result, setResult] = useState<SearchResult | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [running, setRunning] = useState(false);
+
+  const run = async () => {
+    setRunning(true);
+    setError(null);
+    try {
+      setResult(await backend.searchIndex(search.pipeline, search.target, query, limit));
+    } catch (e) {
+      setResult(null);
+      setError(errorText(e));
+    } finally {
+      setRunning(false);
+    }
+  };
+
+  return (
+    <div className="query" data-testid="search-view">
+      <h3>
+        Search index <code>{search.target}</code>
+      </h3>
+      <form
+        className="row"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run();
+        }}
+      >
+        <input
+          aria-label="Search query"
+          className="grow"
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+          placeholder='words, title:"exact phrase", price:[10 TO 20], _table:products AND red'
+          data-testid="search-query"
+          spellCheck={false}
+        />
+        <label className="inline">
+          Results
+          <input
+            type="number"
+            className="narrow"
+            min={1}
+            value={limit}
+            onChange={(e) => setLimit(Math.max(1, Number(e.target.value) || 1))}
+            data-testid="search-limit"
+          />
+        </label>
+        <button type="submit" disabled={running || !query.trim()} data-testid="search-run">
+          {running ? "Searching…" : "Search"}
+        </button>
+      </form>
+      {result && (
+        <p className="muted" data-testid="search-meta">
+          {fmtInt(result.rows.length)} of {fmtInt(result.total)} matching documents in {Math.round(result.elapsedMs)} ms
+        </p>
+      )}
+      {error && (
+        <p className="error" role="alert" data-testid="search-error">
+          {error}
+        </p>
+      )}
+      {result && <VirtualGrid columns={result.columns} rows={result.rows} height={440} testid="search-grid" />}
+    </div>
+  );
+}
