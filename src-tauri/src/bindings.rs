@@ -8,7 +8,7 @@ mod tests {
 
     use syncline_app::desktop::{
         CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, QueryResult,
-        Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo, TargetDeadLetters,
+        RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo, TargetDeadLetters,
     };
 
     use syncline_app::lifecycle::RunningPipeline;
@@ -51,6 +51,7 @@ mod tests {
         TableInfo::export_all(&cfg).expect("export");
         QueryResult::export_all(&cfg).expect("export");
         SearchResult::export_all(&cfg).expect("export");
+        RedisKeys::export_all(&cfg).expect("export");
         TargetDeadLetters::export_all(&cfg).expect("export");
         ReplayReport::export_all(&cfg).expect("export");
         Failure::export_all(&cfg).expect("export");

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use syncline_app::desktop::{
     self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, Previews,
-    Problem, QueryResult, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo,
+    Problem, QueryResult, RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo,
     TargetDeadLetters,
 };
 
@@ -187,6 +187,17 @@ async fn search_index(
 }
 
 #[tauri::command]
+async fn redis_keys(
+    path: PathBuf,
+    text: String,
+    target: String,
+    table: Option<String>,
+    limit: Option<usize>,
+) -> Reply<RedisKeys> {
+    desktop::redis_keys(&path, text, target, table, limit.unwrap_or(1000)).await
+}
+
+#[tauri::command]
 async fn dlq_list(path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
     desktop::dlq_list(&path, text).await
 }
@@ -301,6 +312,7 @@ fn main() {
             list_tables,
             run_query,
             search_index,
+            redis_keys,
             dlq_list,
             dlq_replay,
             dlq_discard,

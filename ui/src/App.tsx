@@ -11,6 +11,7 @@ const DeadLetters = lazy(() => import("./screens/DeadLetters").then((m) => ({ de
 const OpenExport = lazy(() => import("./screens/OpenExport").then((m) => ({ default: m.OpenExport })));
 import { errorText } from "./errors";
 import type { SearchTarget } from "./screens/IndexSearch";
+import type { RedisTarget } from "./screens/RedisBrowser";
 
 type View = "wizard" | "pipelines" | "data" | "dlq" | "files";
 
@@ -27,6 +28,7 @@ function Shell() {
   const [pipeline, setPipeline] = useState<string | null>(null);
   const [database, setDatabase] = useState("");
   const [search, setSearch] = useState<SearchTarget | null>(null);
+  const [redis, setRedis] = useState<RedisTarget | null>(null);
   const [dlqPath, setDlqPath] = useState("");
   const [wizardKey, setWizardKey] = useState(0);
   const [error, setError] = useState<string | null>(null);
@@ -100,7 +102,13 @@ function Shell() {
               setView("data");
             }}
             onOpenSearch={(t) => {
+              setRedis(null);
               setSearch(t);
+              setView("data");
+            }}
+            onOpenRedis={(t) => {
+              setSearch(null);
+              setRedis(t);
               setView("data");
             }}
             onOpenDeadLetters={(p) => {
@@ -109,7 +117,7 @@ function Shell() {
             }}
           />
         )}
-        {view === "data" && <DataView database={database} onDatabase={setDatabase} search={search} />}
+        {view === "data" && <DataView database={database} onDatabase={setDatabase} search={search} redis={redis} />}
         {view === "dlq" && <DeadLetters path={dlqPath} onPath={setDlqPath} />}
         {view === "files" && (
           <OpenExport

@@ -14,6 +14,7 @@ import type {
   PreviewResult,
   Problem,
   QueryResult,
+  RedisKeys,
   Rendered,
   ReplayReport,
   RunningPipeline,
@@ -91,6 +92,9 @@ export const runQuery = (database: string, sql: string, limit: number) =>
 
 export const searchIndex = (p: PipelineRef, target: string, query: string, limit: number) =>
   invoke<SearchResult>("search_index", { path: p.path, text: p.text, target, query, limit });
+
+export const redisKeys = (p: PipelineRef, target: string, table: string | null, limit: number) =>
+  invoke<RedisKeys>("redis_keys", { path: p.path, text: p.text, target, table, limit });
 
 export const dlqList = (p: PipelineRef) =>
   invoke<TargetDeadLetters[]>("dlq_list", { path: p.path, text: p.text });

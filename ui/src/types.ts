@@ -51,6 +51,7 @@ export type {
   Problem,
   QueryResult,
   RecentChange,
+  RedisKeys,
   Rendered,
   ReplayReport,
   RunningPipeline,

@@ -171,3 +171,109 @@ fn search_grid(found: &crate::search::Found, elapsed_ms: f64) -> SearchResult {
         elapsed_ms,
     }
 }
+
+/// One table of a pipeline in a Redis target.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RedisTable {
+    /// Table name.
+    pub table: String,
+    /// Its key template (or stream).
+    pub template: String,
+    /// Keys it holds.
+    pub keys: u64,
+}
+
+/// A Redis target's tables, and the keys of one with their values as a
+/// grid: `key`, then every field of the values.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisKeys {
+    /// The tables the pipeline writes there.
+    pub tables: Vec<RedisTable>,
+    /// The table shown (the first one unless asked).
+    pub table: Option<String>,
+    /// The grid's columns.
+    pub columns: Vec<ColumnInfo>,
+    /// One row per key.
+    #[ts(type = "Array<Array<unknown>>")]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Time to read them, in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+/// The tables of the Redis target `target` and up to `limit` keys of
+/// `table` (the first table when `None`) with their values.
+pub async fn redis_keys(
+    path: &Path,
+    text: String,
+    target: String,
+    table: Option<String>,
+    limit: usize,
+) -> Result<RedisKeys, Failure> {
+    let pipeline = crate::parse(path, text).map_err(|e| Failure::from(&e))?;
+    let Some(crate::TargetConfig::Redis(config)) = pipeline.spec.targets.get(&target) else {
+        return Err(Failure::from(syncline_engine::Error::new(
+            syncline_engine::ErrorKind::Config,
+            format!("the pipeline has no Redis target named `{target}`"),
+        )));
+    };
+    let started = std::time::Instant::now();
+    let name = &pipeline.spec.name;
+    let tables = syncline_redis::browse::tables(config, name)
+        .await
+        .map_err(|e| Failure::from(syncline_engine::Error::from(e)))?;
+    let table = table.or_else(|| tables.first().map(|t| t.table.clone()));
+    let keys = match &table {
+        Some(t) => syncline_redis::browse::keys(config, name, t, limit)
+            .await
+            .map_err(|e| Failure::from(syncline_engine::Error::from(e)))?,
+        None => Vec::new(),
+    };
+    let mut fields: Vec<String> = Vec::new();
+    for k in &keys {
+        if let serde_json::Value::Object(o) = &k.value {
+            for f in o.keys() {
+                if !fields.contains(f) {
+                    fields.push(f.clone());
+                }
+            }
+        }
+    }
+    let mut columns = vec![ColumnInfo {
+        name: "key".into(),
+        data_type: "VARCHAR".into(),
+    }];
+    columns.extend(fields.iter().map(|f| ColumnInfo {
+        name: f.clone(),
+        data_type: "JSON".into(),
+    }));
+    let rows = keys
+        .into_iter()
+        .map(|k| {
+            let mut row = vec![serde_json::Value::String(k.key)];
+            match &k.value {
+                serde_json::Value::Object(o) => row.extend(
+                    fields
+                        .iter()
+                        .map(|f| o.get(f).cloned().unwrap_or(serde_json::Value::Null)),
+                ),
+                other => row.push(other.clone()),
+            }
+            row
+        })
+        .collect();
+    Ok(RedisKeys {
+        tables: tables
+            .into_iter()
+            .map(|t| RedisTable {
+                table: t.table,
+                template: t.template,
+                keys: t.keys,
+            })
+            .collect(),
+        table,
+        columns,
+        rows,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}

@@ -40,6 +40,7 @@
 //! * **Cluster mode** is refused: one script touches keys of many hash
 //!   slots.
 
+pub mod browse;
 mod config;
 pub mod encode;
 mod error;

@@ -410,3 +410,55 @@ async fn check_reports_the_server_and_refuses_a_password_in_the_url() {
         "{failed:?}"
     );
 }
+
+#[tokio::test]
+async fn the_keys_a_pipeline_wrote_are_browsed_by_table() {
+    let space = Namespace::new("browse");
+    let mut config = space.config(WriteMode::Upsert);
+    config.tables.insert(
+        "items".into(),
+        RedisTableConfig {
+            key: Some("item:{id}".into()),
+            format: Some(ValueFormat::Hash),
+            ..RedisTableConfig::default()
+        },
+    );
+    let mut sink = RedisSink::new(config.clone(), "p");
+    sink.open(&[items(1)]).await.unwrap();
+    sink.write("src", batch(1, (1..=5).map(|i| insert(i, "n")).collect()))
+        .await
+        .unwrap();
+    let tables = syncline_redis::browse::tables(&config, "p").await.unwrap();
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    assert_eq!((tables[0].table.as_str(), tables[0].keys), ("items", 5));
+    assert!(tables[0].template.contains("item:"), "{tables:?}");
+    // Another pipeline's view holds none of them.
+    assert!(
+        syncline_redis::browse::tables(&config, "q")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let keys = syncline_redis::browse::keys(&config, "p", "items", 3)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0].key, space.key("item:1"));
+    assert_eq!(keys[0].value["name"], "n");
+    assert_eq!(keys[0].value["body"], "body 1");
+
+    // History: the latest stream entries, newest first.
+    let space = Namespace::new("browse_stream");
+    let config = space.config(WriteMode::History);
+    let mut sink = RedisSink::new(config.clone(), "p");
+    sink.open(&[items(1)]).await.unwrap();
+    sink.write("src", batch(1, vec![insert(1, "a"), insert(2, "b")]))
+        .await
+        .unwrap();
+    let entries = syncline_redis::browse::keys(&config, "p", "items", 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].value["after"]["name"], "b");
+    assert_eq!(entries[0].value["op"], "i");
+}

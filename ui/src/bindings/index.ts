@@ -19,6 +19,8 @@ export type { PreviewResult } from "./PreviewResult";
 export type { Problem } from "./Problem";
 export type { QueryResult } from "./QueryResult";
 export type { RecentChange } from "./RecentChange";
+export type { RedisKeys } from "./RedisKeys";
+export type { RedisTable } from "./RedisTable";
 export type { Rendered } from "./Rendered";
 export type { ReplayReport } from "./ReplayReport";
 export type { RunningPipeline } from "./RunningPipeline";

@@ -7,6 +7,7 @@ import { errorText } from "../errors";
 import { fmtInt } from "../format";
 import type { QueryResult, TableInfo } from "../types";
 import { IndexSearch, type SearchTarget } from "./IndexSearch";
+import { RedisBrowser, type RedisTarget } from "./RedisBrowser";
 
 function qualified(t: TableInfo): string {
   const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
@@ -17,11 +18,14 @@ export function DataView({
   database,
   onDatabase,
   search = null,
+  redis = null,
 }: {
   database: string;
   onDatabase: (db: string) => void;
   /** A search index target to search, shown above the DuckDB browser. */
   search?: SearchTarget | null;
+  /** A Redis target to browse, shown above the DuckDB browser. */
+  redis?: RedisTarget | null;
 }) {
   const [dbInput, setDbInput] = useState(database);
   const [tables, setTables] = useState<TableInfo[] | null>(null);
@@ -70,6 +74,7 @@ export function DataView({
         <h1>Data</h1>
       </header>
       {search && <IndexSearch key={`${search.pipeline.path}:${search.target}`} search={search} />}
+      {redis && <RedisBrowser redis={redis} />}
       <div className="row">
         <input
           aria-label="DuckDB file"

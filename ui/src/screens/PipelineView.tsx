@@ -11,6 +11,7 @@ import { basename, resolveFrom } from "../paths";
 import { useRuns } from "../runs";
 import type { OpenedPipeline, TableStatus } from "../types";
 import type { SearchTarget } from "./IndexSearch";
+import type { RedisTarget } from "./RedisBrowser";
 
 type Props = {
   selected: string | null;
@@ -18,6 +19,7 @@ type Props = {
   onOpenData: (database: string) => void;
   onOpenDeadLetters: (path: string) => void;
   onOpenSearch: (search: SearchTarget) => void;
+  onOpenRedis: (redis: RedisTarget) => void;
 };
 
 const PHASE_LABEL: Record<string, string> = {
@@ -29,7 +31,7 @@ const PHASE_LABEL: Record<string, string> = {
   paused: "Paused",
 };
 
-export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters, onOpenSearch }: Props) {
+export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters, onOpenSearch, onOpenRedis }: Props) {
   const { runs, start, watch, resume, setPaused, forget } = useRuns();
   const [pathInput, setPathInput] = useState(selected ?? "");
   const [opened, setOpened] = useState<OpenedPipeline | null>(null);
@@ -240,6 +242,19 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
                     data-testid={`pipeline-open-data-${name}`}
                   >
                     Browse data in {name}
+                  </button>
+                ))}
+              {Object.entries(opened.draft.targets)
+                .filter(([, t]) => t.kind === "redis")
+                .map(([name]) => (
+                  <button
+                    key={name}
+                    type="button"
+                    className="secondary"
+                    onClick={() => onOpenRedis({ pipeline: { path: opened.path, text: opened.text }, target: name })}
+                    data-testid={`pipeline-redis-${name}`}
+                  >
+                    Browse keys in {name}
                   </button>
                 ))}
               {Object.entries(opened.draft.targets)

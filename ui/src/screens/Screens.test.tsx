@@ -11,6 +11,7 @@ vi.mock("../backend", () => ({
   listTables: vi.fn(),
   runQuery: vi.fn(),
   searchIndex: vi.fn(),
+  redisKeys: vi.fn(),
   dlqList: vi.fn(),
   dlqReplay: vi.fn(),
   dlqDiscard: vi.fn(),
@@ -107,6 +108,37 @@ describe("Search", () => {
     b.searchIndex.mockRejectedValue({ code: "config", message: 'search query: "title:(": Syntax Error' });
     await act(async () => fireEvent.click(screen.getByTestId("search-run")));
     expect(screen.getByTestId("search-error").textContent).toBe('search query: "title:(": Syntax Error');
+  });
+});
+
+describe("Redis keys", () => {
+  it("lists the target's tables by key template and shows a table's keys", async () => {
+    b.listTables.mockResolvedValue([]);
+    const page = (table: string) => ({
+      tables: [
+        { table: "customers", template: "customer:{id}", keys: 50000 },
+        { table: "products", template: "product:{id}", keys: 2000 },
+      ],
+      table,
+      columns: [
+        { name: "key", dataType: "VARCHAR" },
+        { name: "name", dataType: "JSON" },
+      ],
+      rows: [[`${table.slice(0, -1)}:1`, "first"]],
+      elapsedMs: 2,
+    });
+    b.redisKeys.mockImplementation(async (_p, _t, table) => page(table ?? "customers"));
+    const redis = { pipeline: { path: "/w/shop.toml", text: TEXT }, target: "cache" };
+    render(<DataView database="" onDatabase={() => undefined} redis={redis} />);
+    await screen.findByTestId("redis-table-products");
+    expect(b.redisKeys).toHaveBeenCalledWith({ path: "/w/shop.toml", text: TEXT }, "cache", null, 1000);
+    expect(screen.getByTestId("redis-tables").textContent).toContain("customer:{id}");
+    expect(screen.getByTestId("redis-tables").textContent).toContain("50,000");
+    expect(screen.getByTestId("redis-grid").textContent).toContain("customer:1");
+    await act(async () => fireEvent.click(screen.getByTestId("redis-table-products")));
+    expect(b.redisKeys).toHaveBeenLastCalledWith({ path: "/w/shop.toml", text: TEXT }, "cache", "products", 1000);
+    expect(screen.getByTestId("redis-meta").textContent).toBe("1 keys of products in 2 ms");
+    expect(screen.getByTestId("redis-grid").textContent).toContain("product:1");
   });
 });
 
