@@ -377,8 +377,11 @@ async function walk(sessionStarted) {
   const found = await text("search-meta");
   const hit = /^([\d,]+) of ([\d,]+) matching documents/.exec(found);
   if (!hit || Number(hit[2].replace(/,/g, "")) === 0) throw new Error(`the search found nothing: ${found}`);
-  const grid = await text("search-grid");
-  if (!grid.includes("**garden**")) throw new Error(`the matches are not marked: ${grid.slice(0, 300)}`);
+  const firstRow = await bounded(
+    "the first match",
+    driver.executeScript("const r = document.querySelector('[data-testid=search-grid] [data-row]'); return r ? r.textContent : '';"),
+  );
+  if (!firstRow.includes("category: **garden**")) throw new Error(`the matches are not marked: ${firstRow.slice(0, 300)}`);
   log(`search: ${found}`);
   await shot("search");
 
