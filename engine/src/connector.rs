@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ use crate::error::Result;
 use chrono::{DateTime, Utc};
 
 use crate::batch::{Batch, Position};
-use crate::model::{Change, DeadLetterStage, KeptChange, Row, TableId, TableSchema};
+use crate::model::{Change, DeadLetter, DeadLetterStage, KeptChange, Row, TableId, TableSchema};
 use crate::status::StatusHandle;
 
 /// Outcome of one pre-flight check.
@@ -125,6 +125,58 @@ pub struct KeptRow {
     pub recorded_at: DateTime<Utc>,
     /// The change, for replay (`None`: fix it at its origin instead).
     pub kept: Option<KeptChange>,
+}
+
+/// A dead letter as a target without tables of its own keeps it (one JSON
+/// record: a Redis hash field, an index document): a [`KeptRow`] but for
+/// its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    pub source: String,
+    pub table: String,
+    pub stage: DeadLetterStage,
+    pub origin: String,
+    pub line: Option<u64>,
+    pub raw: String,
+    pub reason: String,
+    pub seq: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub kept: Option<KeptChange>,
+}
+
+impl DeadLetterRecord {
+    /// `dead`, set aside from `source`'s batch `seq`, kept at `at`.
+    pub fn new(source: &str, dead: DeadLetter, seq: u64, at: DateTime<Utc>) -> Self {
+        DeadLetterRecord {
+            source: source.to_owned(),
+            table: dead.table.name,
+            stage: dead.stage,
+            origin: dead.origin,
+            line: dead.line,
+            raw: dead.raw,
+            reason: dead.reason,
+            seq,
+            recorded_at: at,
+            kept: dead.kept,
+        }
+    }
+
+    /// The record as the dead-letter commands list it, numbered `id`.
+    pub fn into_kept(self, id: u64) -> KeptRow {
+        KeptRow {
+            id,
+            source: self.source,
+            table: self.table,
+            stage: self.stage,
+            origin: self.origin,
+            line: self.line,
+            raw: self.raw,
+            reason: self.reason,
+            seq: self.seq,
+            recorded_at: self.recorded_at,
+            kept: self.kept,
+        }
+    }
 }
 
 /// The bounded channel a source writes batches into. `send` waits while the

@@ -149,6 +149,52 @@ pub fn cases(shown: &[&'static str]) -> Vec<TypeCase> {
         .collect()
 }
 
+/// The cases as a target that keeps values in the engine's exact JSON
+/// ([`syncline_engine::encode`]: a cache, a search index) shows them,
+/// strings as their text; `bytes` is how it shows the bytes value.
+pub fn json_cases(bytes: &'static str) -> Vec<TypeCase> {
+    cases(&[
+        "true",
+        "false",
+        "-2147483648",
+        "2147483647",
+        "-9223372036854775808",
+        "9223372036854775807",
+        "-1.2345678",
+        "1e+300",
+        "NaN",
+        "-Infinity",
+        "1234567890123456789012345678.0123456789",
+        "-9876543210987654321.0000000001",
+        "1.50",
+        "-999.99",
+        TEXT,
+        "",
+        "line\nbreak\ttab",
+        bytes,
+        "",
+        "2024-02-29",
+        "0001-01-01",
+        "9999-12-31",
+        "infinity",
+        "-infinity",
+        "00:00:00.000000",
+        "23:59:59.999999",
+        "2024-02-29T13:14:15.123456",
+        "1969-12-31T23:59:59.999999",
+        "infinity",
+        "-infinity",
+        "2024-02-29T13:14:15.123456Z",
+        "infinity",
+        "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        JSON_DOC,
+        "P14M3DT3600.000001S",
+        "P-1M-2DT-0.000003S",
+        "[1,null,3]",
+        r#"["a","b c","q\"",""]"#,
+    ])
+}
+
 /// The name of a type's kind; one arm per kind, so a kind added to the
 /// engine must be added here, and then to every sink's cases.
 fn kind(t: &DataType) -> &'static str {

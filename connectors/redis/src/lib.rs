@@ -52,13 +52,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
+
 use syncline_engine::batch::{Batch, Position};
-use syncline_engine::connector::{Check, KeptRow, Sink};
-use syncline_engine::model::{DeadLetterStage, KeptChange, TableId, TableSchema};
+use syncline_engine::connector::{Check, DeadLetterRecord, KeptRow, Sink};
+use syncline_engine::model::{TableId, TableSchema};
 use syncline_engine::{Error, Result};
 use tracing::warn;
 
@@ -120,21 +119,6 @@ impl Bookkeeping {
     pub fn index(&self, table: &str) -> String {
         format!("{}:index:{table}", self.prefix)
     }
-}
-
-/// A dead letter as kept in Redis.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredDeadLetter {
-    source: String,
-    table: String,
-    stage: DeadLetterStage,
-    origin: String,
-    line: Option<u64>,
-    raw: String,
-    reason: String,
-    seq: u64,
-    recorded_at: DateTime<Utc>,
-    kept: Option<KeptChange>,
 }
 
 /// The Redis sink.
@@ -719,21 +703,9 @@ impl Sink for RedisSink {
             .map_err(RedisError::command("reading dead letters"))?;
         let mut rows = Vec::with_capacity(stored.len());
         for (id, text) in stored {
-            let d: StoredDeadLetter = serde_json::from_str(&text)
+            let d: DeadLetterRecord = serde_json::from_str(&text)
                 .map_err(|e| RedisError::State(format!("dead letter {id} is unreadable: {e}")))?;
-            rows.push(KeptRow {
-                id,
-                source: d.source,
-                table: d.table,
-                stage: d.stage,
-                origin: d.origin,
-                line: d.line,
-                raw: d.raw,
-                reason: d.reason,
-                seq: d.seq,
-                recorded_at: d.recorded_at,
-                kept: d.kept,
-            });
+            rows.push(d.into_kept(id));
         }
         rows.sort_by_key(|r| r.id);
         Ok(rows)

@@ -21,10 +21,11 @@ use syncline_engine::model::{
     Change, DeadLetter, Op, PruneRange, Row, TableId, TableSchema, Value, row_json,
 };
 
+use crate::Bookkeeping;
 use crate::config::{DEFAULT_KEY, DEFAULT_STREAM, KeyTemplate, RedisTableConfig, ValueFormat};
 use crate::encode;
 use crate::error::RedisError;
-use crate::{Bookkeeping, StoredDeadLetter};
+use syncline_engine::connector::DeadLetterRecord;
 
 /// The longest `ttl_secs`: 100 years.
 const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
@@ -225,34 +226,12 @@ impl TableState {
         Ok(format!("{}{key}", self.namespace))
     }
 
-    /// The row's key values, each as its column's type writes it (so one
-    /// key has one spelling: `1.5` and `1.50` in a `decimal(10,2)` are the
-    /// same key); a NULL in the key is refused.
     fn key_values(&self, row: &Row) -> Result<Vec<Value>, String> {
-        self.schema
-            .key
-            .iter()
-            .map(|&k| {
-                let column = &self.schema.columns[k];
-                match row.get(k) {
-                    None | Some(Value::Null) => Err(format!(
-                        "key column `{}` is NULL: a row without its whole key has no Redis key",
-                        column.name
-                    )),
-                    Some(v) => Ok(encode::conformed(&column.data_type, v).into_owned()),
-                }
-            })
-            .collect()
+        syncline_engine::apply::key_values(&self.schema, row)
     }
 
-    /// Key values of a prune's range, as [`TableState::key_values`] writes them.
     fn conform_key(&self, key: &[Value]) -> Vec<Value> {
-        self.schema
-            .key
-            .iter()
-            .zip(key)
-            .map(|(&k, v)| encode::conformed(&self.schema.columns[k].data_type, v).into_owned())
-            .collect()
+        syncline_engine::apply::conform_key(&self.schema, key)
     }
 }
 
@@ -368,18 +347,7 @@ pub async fn build(
     }
     let now = Utc::now();
     for (d, seq) in dead {
-        let record = StoredDeadLetter {
-            source: source.to_owned(),
-            table: d.table.name.clone(),
-            stage: d.stage,
-            origin: d.origin,
-            line: d.line,
-            raw: d.raw,
-            reason: d.reason,
-            seq,
-            recorded_at: now,
-            kept: d.kept,
-        };
+        let record = DeadLetterRecord::new(source, d, seq, now);
         let text = serde_json::to_vec(&record).map_err(|e| RedisError::State(e.to_string()))?;
         ops.push(&[b"L", dead_letters.as_bytes(), counter.as_bytes(), &text]);
     }

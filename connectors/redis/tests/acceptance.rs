@@ -198,50 +198,10 @@ impl Harness for Redis {
     }
 
     fn types(&self) -> Vec<TypeCase> {
-        let bytes = match self.0 {
+        types::json_cases(match self.0 {
             ValueFormat::Json => "00ff41105c27",
             ValueFormat::Hash => r"\x00ff41105c27",
-        };
-        types::cases(&[
-            "true",
-            "false",
-            "-2147483648",
-            "2147483647",
-            "-9223372036854775808",
-            "9223372036854775807",
-            "-1.2345678",
-            "1e+300",
-            "NaN",
-            "-Infinity",
-            "1234567890123456789012345678.0123456789",
-            "-9876543210987654321.0000000001",
-            "1.50",
-            "-999.99",
-            types::TEXT,
-            "",
-            "line\nbreak\ttab",
-            bytes,
-            "",
-            "2024-02-29",
-            "0001-01-01",
-            "9999-12-31",
-            "infinity",
-            "-infinity",
-            "00:00:00.000000",
-            "23:59:59.999999",
-            "2024-02-29T13:14:15.123456",
-            "1969-12-31T23:59:59.999999",
-            "infinity",
-            "-infinity",
-            "2024-02-29T13:14:15.123456Z",
-            "infinity",
-            "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
-            types::JSON_DOC,
-            "P14M3DT3600.000001S",
-            "P-1M-2DT-0.000003S",
-            "[1,null,3]",
-            r#"["a","b c","q\"",""]"#,
-        ])
+        })
     }
 }
 

@@ -453,6 +453,23 @@ impl Folder {
     }
 }
 
+/// The live generation opened for reading (its fields and a reader of its
+/// last commit), if the folder holds an index.
+pub fn read_current(
+    folder: &Folder,
+) -> Result<Option<(Index, Fields, tantivy::IndexReader)>, SearchError> {
+    let Some(index) = folder.open_current()? else {
+        return Ok(None);
+    };
+    let fields = Fields::of(&index.schema())?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()
+        .map_err(folder.index_error("reading the index"))?;
+    Ok(Some((index, fields, reader)))
+}
+
 /// The payload of the index's last commit (default: nothing committed).
 pub fn payload(index: &Index, folder: &Folder) -> Result<Payload, SearchError> {
     let metas = index

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use syncline_engine::Result;
-use syncline_engine::batch::{Batch, Position};
+use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
-use syncline_engine::connector::{Check, KeptRow, Sink};
+use syncline_engine::connector::{Check, DeadLetterRecord, KeptRow, Sink};
 use syncline_engine::model::{TableId, TableSchema};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::AllQuery;
@@ -461,15 +461,22 @@ impl SearchSink {
             .open
             .as_mut()
             .ok_or_else(|| SearchError::State("the sink was used before it was opened".into()))?;
-        let searcher = open.reader.searcher();
-        let planned = plan::build(
-            &searcher,
-            &open.fields,
-            &open.overlay,
-            tables,
-            mode,
-            batches,
-        )?;
+        let planned = loop {
+            let searcher = open.reader.searcher();
+            match plan::build(
+                &searcher,
+                &open.fields,
+                &open.overlay,
+                tables,
+                mode,
+                batches,
+            )? {
+                Some(planned) => break planned,
+                // A row written since the last commit is needed: commit
+                // (the overlay is then empty), and plan again.
+                None => commit(open, folder)?,
+            }
+        };
         let now = Utc::now();
         let mut ops = planned.ops;
         for (d, seq) in planned.dead {
@@ -478,19 +485,10 @@ impl SearchSink {
             let record = StoredDeadLetter {
                 id,
                 pipeline: pipeline.clone(),
-                source: source.to_owned(),
-                table: d.table.name.clone(),
-                stage: d.stage,
-                origin: d.origin,
-                line: d.line,
-                raw: d.raw,
-                reason: d.reason,
-                seq,
-                recorded_at: now,
-                kept: d.kept,
+                record: DeadLetterRecord::new(source, d, seq, now),
             };
             let mut doc = TantivyDocument::default();
-            doc.add_text(open.fields.table, &record.table);
+            doc.add_text(open.fields.table, &record.record.table);
             doc.add_text(open.fields.kind, DEAD);
             doc.add_text(open.fields.id, plan::dead_letter_id(id));
             doc.add_text(
@@ -526,7 +524,11 @@ impl SearchSink {
         }
         open.overlay.merge(planned.overlay);
         open.pending_rows += planned.rows.max(1);
-        open.since.get_or_insert_with(Instant::now);
+        // Searches should see changes within `commit_ms`; a snapshot is
+        // committed by rows alone (a half-copied table is no one's answer).
+        if batches.iter().any(|b| b.kind != BatchKind::Snapshot) {
+            open.since.get_or_insert_with(Instant::now);
+        }
         if !replay && let Some(last) = batches.last() {
             open.pending.pipelines.entry(pipeline).or_default().insert(
                 source.to_owned(),
@@ -759,15 +761,9 @@ impl Sink for SearchSink {
         let folder = self.folder.clone();
         let pipeline = self.pipeline.clone();
         let rows = blocking(|| -> std::result::Result<Vec<KeptRow>, SearchError> {
-            let Some(index) = folder.open_current()? else {
+            let Some((_, fields, reader)) = index::read_current(&folder)? else {
                 return Ok(Vec::new());
             };
-            let fields = Fields::of(&index.schema())?;
-            let reader = index
-                .reader_builder()
-                .reload_policy(ReloadPolicy::Manual)
-                .try_into()
-                .map_err(folder.index_error("reading the index"))?;
             let searcher = reader.searcher();
             let mut rows = Vec::new();
             for kept in index::matching(&searcher, &fields, &fields.of_kind(DEAD))? {
@@ -776,19 +772,7 @@ impl Sink for SearchSink {
                 if d.pipeline != pipeline {
                     continue;
                 }
-                rows.push(KeptRow {
-                    id: d.id,
-                    source: d.source,
-                    table: d.table,
-                    stage: d.stage,
-                    origin: d.origin,
-                    line: d.line,
-                    raw: d.raw,
-                    reason: d.reason,
-                    seq: d.seq,
-                    recorded_at: d.recorded_at,
-                    kept: d.kept,
-                });
+                rows.push(d.record.into_kept(d.id));
             }
             rows.sort_by_key(|r| r.id);
             Ok(rows)

@@ -11,13 +11,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use syncline_engine::apply::{
     Plan, Step, moved_from, pruned, resolve, set_aside, unchanged_values_lost,
 };
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
+use syncline_engine::connector::DeadLetterRecord;
 use syncline_engine::encode;
 use syncline_engine::model::{
     Change, DataType, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId,
@@ -58,23 +58,17 @@ pub struct StoredDeadLetter {
     pub id: u64,
     /// The pipeline it belongs to.
     pub pipeline: String,
-    pub source: String,
-    pub table: String,
-    pub stage: DeadLetterStage,
-    pub origin: String,
-    pub line: Option<u64>,
-    pub raw: String,
-    pub reason: String,
-    pub seq: u64,
-    pub recorded_at: DateTime<Utc>,
-    pub kept: Option<KeptChange>,
+    #[serde(flatten)]
+    pub record: DeadLetterRecord,
 }
 
-/// Rows written (`Some`) or removed (`None`) since the last commit, by
-/// `_id`, and the tables emptied since.
+/// Rows written (`Some`, with their key values) or removed (`None`) since
+/// the last commit, by `_id`, and the tables emptied since. Only keys are
+/// kept: a later change that needs the values of a row written since the
+/// last commit has that commit made first ([`build`] answers `None`).
 #[derive(Debug, Default)]
 pub struct Overlay {
-    pub rows: HashMap<String, Option<(Vec<Value>, Stored)>>,
+    pub rows: HashMap<String, Option<Vec<Value>>>,
     pub emptied: HashSet<String>,
 }
 
@@ -112,18 +106,42 @@ struct View<'v> {
     fields: &'v Fields,
     base: &'v Overlay,
     delta: Overlay,
+    /// The rows this group wrote, with their values.
+    written: HashMap<String, Option<Stored>>,
+    /// A row written since the last commit (by an earlier group) was
+    /// looked up: the group must be planned again after a commit.
+    needs_commit: bool,
 }
 
 impl View<'_> {
-    fn lookup(&self, table: &str, id: &str) -> Result<Option<Stored>, SearchError> {
-        if let Some(row) = self.delta.rows.get(id) {
-            return Ok(row.as_ref().map(|(_, s)| s.clone()));
+    fn write(&mut self, id: String, row: Option<(Vec<Value>, Stored)>) {
+        match row {
+            Some((key, stored)) => {
+                self.delta.rows.insert(id.clone(), Some(key));
+                self.written.insert(id, Some(stored));
+            }
+            None => {
+                self.delta.rows.insert(id.clone(), None);
+                self.written.insert(id, None);
+            }
+        }
+    }
+
+    fn lookup(&mut self, table: &str, id: &str) -> Result<Option<Stored>, SearchError> {
+        if let Some(row) = self.written.get(id) {
+            return Ok(row.clone());
         }
         if self.delta.emptied.contains(table) {
             return Ok(None);
         }
-        if let Some(row) = self.base.rows.get(id) {
-            return Ok(row.as_ref().map(|(_, s)| s.clone()));
+        match self.base.rows.get(id) {
+            Some(None) => return Ok(None),
+            Some(Some(_)) => {
+                // Its values are in the writer, not yet readable.
+                self.needs_commit = true;
+                return Ok(None);
+            }
+            None => {}
         }
         if self.base.emptied.contains(table) {
             return Ok(None);
@@ -169,7 +187,7 @@ impl View<'_> {
                     continue;
                 }
                 match row {
-                    Some((key, _)) => {
+                    Some(key) => {
                         live.insert(id.clone(), key.clone());
                     }
                     None => {
@@ -195,7 +213,8 @@ pub struct Planned {
     pub rows: u64,
 }
 
-/// Plans `batches` for the index.
+/// Plans `batches` for the index; `None` when a row written since the last
+/// commit must be read first (commit, then plan again).
 pub fn build(
     searcher: &Searcher,
     fields: &Fields,
@@ -203,7 +222,7 @@ pub fn build(
     tables: &HashMap<TableId, TableState>,
     mode: WriteMode,
     batches: &[Arc<Batch>],
-) -> Result<Planned, SearchError> {
+) -> Result<Option<Planned>, SearchError> {
     // Every value has a form in the index: only NULL keys and misfits are
     // set aside.
     let conformed: Vec<std::borrow::Cow<'_, Batch>> =
@@ -226,6 +245,8 @@ pub fn build(
         fields,
         base,
         delta: Overlay::default(),
+        written: HashMap::new(),
+        needs_commit: false,
     };
     for (id, steps) in plan.tables() {
         let table = tables.get(&id).ok_or_else(|| {
@@ -241,8 +262,11 @@ pub fn build(
             }
         }
     }
+    if view.needs_commit {
+        return Ok(None);
+    }
     planned.overlay = view.delta;
-    Ok(planned)
+    Ok(Some(planned))
 }
 
 /// `value` as the column's type keeps it: text the target casts (to a
@@ -319,31 +343,11 @@ fn encode_row(
 }
 
 fn key_values(table: &TableState, row: &Row) -> Result<Vec<Value>, String> {
-    table
-        .schema
-        .key
-        .iter()
-        .map(|&k| {
-            let column = &table.schema.columns[k];
-            match row.get(k) {
-                None | Some(Value::Null) => Err(format!(
-                    "key column `{}` is NULL: a row without its whole key has no document",
-                    column.name
-                )),
-                Some(v) => Ok(encode::conformed(&column.data_type, v).into_owned()),
-            }
-        })
-        .collect()
+    syncline_engine::apply::key_values(&table.schema, row)
 }
 
 fn conform_key(table: &TableState, key: &[Value]) -> Vec<Value> {
-    table
-        .schema
-        .key
-        .iter()
-        .zip(key)
-        .map(|(&k, v)| encode::conformed(&table.schema.columns[k].data_type, v).into_owned())
-        .collect()
+    syncline_engine::apply::conform_key(&table.schema, key)
 }
 
 /// A document of `table`.
@@ -419,7 +423,7 @@ fn rows(
             match mode {
                 WriteMode::Upsert => {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
-                    view.delta.rows.insert(id, None);
+                    view.write(id, None);
                 }
                 WriteMode::History => {
                     let before = match encode_row(table, row)? {
@@ -444,7 +448,7 @@ fn rows(
                         Some(("d", seq)),
                     )?));
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
-                    view.delta.rows.insert(id, None);
+                    view.write(id, None);
                 }
                 WriteMode::Append => {}
             }
@@ -515,7 +519,7 @@ fn rows(
                     && let Ok(old) = key_values(table, before).and_then(|k| row_id(mode, name, &k))
                 {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &old)));
-                    view.delta.rows.insert(old, None);
+                    view.write(old, None);
                 }
                 // The row's last version, for values later changes leave out.
                 planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
@@ -531,7 +535,7 @@ fn rows(
             }
         }
         planned.rows += 1;
-        view.delta.rows.insert(id, Some((key, stored)));
+        view.write(id, Some((key, stored)));
     }
     Ok(())
 }
@@ -571,9 +575,9 @@ fn truncate(
     // Rows before the truncate are gone; those after it are added later.
     let own = |kind: &str| format!("{kind}\u{1f}{name}\u{1f}");
     let (doc, last) = (own(DOC), own(LAST));
-    view.delta
-        .rows
-        .retain(|id, _| !id.starts_with(&doc) && !id.starts_with(&last));
+    let before_truncate = |id: &String| id.starts_with(&doc) || id.starts_with(&last);
+    view.delta.rows.retain(|id, _| !before_truncate(id));
+    view.written.retain(|id, _| !before_truncate(id));
     view.delta.emptied.insert(name.to_owned());
     planned.rows += 1;
 }
@@ -629,7 +633,7 @@ fn prune(
             )?));
         }
         planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
-        view.delta.rows.insert(id, None);
+        view.write(id, None);
         planned.rows += 1;
     }
     Ok(())

@@ -9,7 +9,7 @@ use syncline_engine::model::Value;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{ReloadPolicy, Searcher, TantivyDocument};
+use tantivy::{Searcher, TantivyDocument};
 
 use crate::config::{FieldSpec, SearchTargetConfig};
 use crate::error::SearchError;
@@ -82,13 +82,12 @@ pub fn search(
     limit: usize,
 ) -> Result<Found, SearchError> {
     let folder = Folder::new(crate::index_path(config, base_dir));
-    let Some(index) = folder.open_current()? else {
+    let Some((index, fields, reader)) = index::read_current(&folder)? else {
         return Err(SearchError::Refused {
             path: folder.path().display().to_string(),
             detail: "there is no index yet: run the pipeline first".into(),
         });
     };
-    let fields = Fields::of(&index.schema())?;
     let defaults: Vec<_> = fields
         .columns
         .values()
@@ -103,11 +102,6 @@ pub fn search(
         (Occur::Must, user.box_clone()),
         (Occur::Must, Box::new(fields.of_kind(DOC))),
     ]);
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()
-        .map_err(folder.index_error("reading the index"))?;
     let searcher = reader.searcher();
     let (total, top) = searcher
         .search(
@@ -214,15 +208,9 @@ pub fn documents(
     table: &str,
 ) -> Result<Vec<index::Kept>, SearchError> {
     let folder = Folder::new(crate::index_path(config, base_dir));
-    let Some(index) = folder.open_current()? else {
+    let Some((_, fields, reader)) = index::read_current(&folder)? else {
         return Ok(Vec::new());
     };
-    let fields = Fields::of(&index.schema())?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()
-        .map_err(folder.index_error("reading the index"))?;
     index::matching(&reader.searcher(), &fields, &fields.of_table(table, DOC))
 }
 
@@ -233,15 +221,9 @@ pub fn count(
     table: &str,
 ) -> Result<u64, SearchError> {
     let folder = Folder::new(crate::index_path(config, base_dir));
-    let Some(index) = folder.open_current()? else {
+    let Some((_, fields, reader)) = index::read_current(&folder)? else {
         return Ok(0);
     };
-    let fields = Fields::of(&index.schema())?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()
-        .map_err(folder.index_error("reading the index"))?;
     let n = reader
         .searcher()
         .search(&fields.of_table(table, DOC), &Count)

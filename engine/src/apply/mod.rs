@@ -401,6 +401,37 @@ pub fn old_key_delete(change: &Change) -> Option<Change> {
     })
 }
 
+/// The row's key values as a target keyed by them (a cache, a search
+/// index) keeps them: each as its column's type writes it (see
+/// [`crate::encode::conformed`]: `1.5` and `1.50` in a `decimal(10,2)` are one
+/// key), so one key has one spelling; a NULL in the key is refused.
+pub fn key_values(schema: &TableSchema, row: &Row) -> Result<Vec<Value>, String> {
+    schema
+        .key
+        .iter()
+        .map(|&k| {
+            let column = &schema.columns[k];
+            match row.get(k) {
+                None | Some(Value::Null) => Err(format!(
+                    "key column `{}` is NULL: a row without its whole key cannot be kept by key",
+                    column.name
+                )),
+                Some(v) => Ok(crate::encode::conformed(&column.data_type, v).into_owned()),
+            }
+        })
+        .collect()
+}
+
+/// Key values (of a prune's range, a lookup) as [`key_values`] writes them.
+pub fn conform_key(schema: &TableSchema, key: &[Value]) -> Vec<Value> {
+    schema
+        .key
+        .iter()
+        .zip(key)
+        .map(|(&k, v)| crate::encode::conformed(&schema.columns[k].data_type, v).into_owned())
+        .collect()
+}
+
 /// Orders two values of one key column (as the source orders them for
 /// the numeric and binary types; text by its bytes).
 pub fn compare(a: &Value, b: &Value) -> Ordering {
