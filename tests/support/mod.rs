@@ -51,7 +51,10 @@ impl Running {
             .arg("--json")
             .arg(pipeline)
             .args(extra)
-            .env("SYNCLINE_LOG", "warn")
+            .env(
+                "SYNCLINE_LOG",
+                std::env::var("SYNCLINE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("SYNCLINE_STATUS_INTERVAL_MS", "20")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

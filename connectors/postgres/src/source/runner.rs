@@ -32,6 +32,11 @@ pub(super) struct Runner {
     pub(super) src: PostgresSource,
     pub(super) conn: PgConnection,
     pub(super) state: PgState,
+    /// The LSN every sink holds (acknowledged): what the server may forget.
+    /// The slot's feedback and the start of streaming never go past it,
+    /// even where `state.lsn` is ahead (a resumed snapshot's point, whose
+    /// copy the sinks have not committed yet).
+    pub(super) acked: u64,
     seq: u64,
     /// Table index by `schema.table`, as pgoutput names it.
     pub(super) by_wire: HashMap<String, usize>,
@@ -86,6 +91,7 @@ impl Runner {
         Ok(Runner {
             src,
             conn,
+            acked: state.lsn,
             state,
             seq,
             by_wire,
@@ -199,6 +205,7 @@ impl Runner {
             let slot = self.src.slot.clone();
             let (snapshot_name, consistent) = self.export_snapshot(&mut stream, &slot).await?;
             self.state.lsn = consistent;
+            self.acked = consistent;
             info!(slot = %self.src.slot, lsn = %super::lsn_text(consistent), "replication slot created");
             self.plan_snapshot().await?;
             if matches!(start, Start::Restate { .. }) {
@@ -262,8 +269,10 @@ impl Runner {
         // Past any replay (a position stored while replaying before a
         // copy names the copy's point; streaming goes on beyond it).
         self.state.catch_up_until = None;
-        let stop_at =
-            stream_start(&mut stream, self.state.lsn, !ctx.follow, &mut self.conn).await?;
+        // From what every sink holds: after a resumed snapshot `state.lsn`
+        // is the copy's point, which the sinks may not have committed yet
+        // (the transactions up to it come again and are skipped).
+        let stop_at = stream_start(&mut stream, self.acked, !ctx.follow, &mut self.conn).await?;
         self.stream(stop_at, stream, &mut ctx).await
     }
 

@@ -58,7 +58,7 @@ impl Runner {
     ) -> Result<()> {
         let reader_cancel = ctx.cancel.child_token();
         // The LSN every sink holds: what the server may forget.
-        let mut acked_lsn = self.state.lsn;
+        let mut acked_lsn = self.acked;
         let (mut reader, mut rx, mut feedback) =
             spawn_reader(stream, acked_lsn, reader_cancel.clone());
         let mut backoff = Duration::from_millis(500);
@@ -96,6 +96,7 @@ impl Runner {
                                     && let Ok(s) = serde_json::from_value::<PgState>(p.state)
                                 {
                                     acked_lsn = acked_lsn.max(s.lsn);
+                                    self.acked = acked_lsn;
                                 }
                             }
                             _ = &mut deadline => break,
@@ -114,6 +115,7 @@ impl Runner {
                         && let Ok(s) = serde_json::from_value::<PgState>(p.state)
                     {
                         acked_lsn = acked_lsn.max(s.lsn);
+                        self.acked = acked_lsn;
                         feedback.update_flushed_lsn(acked_lsn);
                         feedback.update_applied_lsn(acked_lsn);
                     }
