@@ -600,21 +600,10 @@ impl Sink for RedisSink {
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
         let mut conn = self.ensure_conn().await?;
         refuse_unsupported(&mut conn).await?;
-        let names: Vec<&str> = tables.iter().map(|t| t.id.name.as_str()).collect();
-        if let Some(unknown) = self
-            .config
-            .tables
-            .keys()
-            .find(|t| !names.contains(&t.as_str()))
+        if let Some((table, detail)) =
+            syncline_engine::apply::unknown_table_setting(self.config.tables.keys(), tables)
         {
-            return Err(RedisError::Config {
-                table: unknown.clone(),
-                detail: format!(
-                    "the target receives no table of that name (it receives: {})",
-                    names.join(", ")
-                ),
-            }
-            .into());
+            return Err(RedisError::Config { table, detail }.into());
         }
         self.tables.clear();
         for schema in tables {

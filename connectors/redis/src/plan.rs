@@ -14,7 +14,9 @@ use chrono::Utc;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
-use syncline_engine::apply::{Plan, Step, pruned, resolve, set_aside, unchanged_values_lost};
+use syncline_engine::apply::{
+    Plan, Step, fill_left_out, pruned, resolve, set_aside, unchanged_values_lost,
+};
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
 use syncline_engine::model::{
@@ -527,22 +529,11 @@ async fn rows(
         let missing = left_out(table, mode, row);
         if !missing.is_empty() {
             let old = lookup.as_ref().and_then(|f| held.get(f).cloned().flatten());
-            // A value the source left out is never NULL (Postgres resends
-            // NULLs): it must be there, in a hash too.
-            let filled = old.filter(|old| missing.iter().all(|c| old.contains_key(c)));
-            match filled {
-                Some(old) => {
-                    for c in &missing {
-                        if let Some(v) = old.get(c) {
-                            stored.insert(c.clone(), v.clone());
-                        }
-                    }
-                }
-                None => {
-                    let lookup = s.lookup.clone().unwrap_or_default();
-                    dead.push((unchanged_values_lost(change, batch, row, &lookup), seq));
-                    continue;
-                }
+            // In a hash too: a field left out is NULL there, not a value.
+            if !fill_left_out(&mut stored, &missing, old.as_ref()) {
+                let lookup = s.lookup.clone().unwrap_or_default();
+                dead.push((unchanged_values_lost(change, batch, row, &lookup), seq));
+                continue;
             }
         }
         match mode {

@@ -24,6 +24,7 @@ use tantivy::{DocAddress, Index, Searcher, TantivyDocument, Term};
 
 use crate::config::{FieldSpec, Language};
 use crate::error::SearchError;
+use syncline_engine::model::{DataType, Row, TableSchema, Value};
 
 /// `_kind` of a searchable document: a row (upsert) or a change (history,
 /// append).
@@ -186,6 +187,30 @@ impl Fields {
         }
     }
 
+    /// Indexes a row into `doc` from the engine's `values` (of `schema`)
+    /// where a field takes them as they are (text, numbers, booleans,
+    /// instants), else from the kept JSON fragment (values the source left
+    /// out, cast text, the other types): the same terms either way.
+    pub fn index_values(
+        &self,
+        doc: &mut TantivyDocument,
+        schema: &TableSchema,
+        values: &Row,
+        row: &Stored,
+    ) {
+        for (i, column) in schema.columns.iter().enumerate() {
+            let Some((field, spec)) = self.columns.get(&column.name) else {
+                continue;
+            };
+            let native = values
+                .get(i)
+                .is_some_and(|v| index_value(doc, *field, spec, &column.data_type, v));
+            if !native && let Some(fragment) = row.get(&column.name) {
+                index_fragment(doc, *field, spec, fragment);
+            }
+        }
+    }
+
     /// A query for the documents of `kind` of `table`.
     pub fn of_table(&self, table: &str, kind: &str) -> BooleanQuery {
         let term = |f: Field, t: &str| -> (Occur, Box<dyn Query>) {
@@ -280,12 +305,58 @@ fn index_fragment(doc: &mut TantivyDocument, field: Field, spec: &FieldSpec, fra
             _ => {}
         },
         FieldSpec::Date => {
-            if let Some(micros) = text().and_then(|t| instant_micros(&t))
-                && micros.abs() < DATE_LIMIT_MICROS
-            {
-                doc.add_date(field, tantivy::DateTime::from_timestamp_micros(micros));
+            if let Some(micros) = text().and_then(|t| instant_micros(&t)) {
+                add_instant(doc, field, micros);
             }
         }
+    }
+}
+
+/// Adds `value` to `doc` as `spec` indexes it, where it can be taken as it
+/// is; `false`: leave it to its JSON fragment ([`index_fragment`]).
+fn index_value(
+    doc: &mut TantivyDocument,
+    field: Field,
+    spec: &FieldSpec,
+    data_type: &DataType,
+    value: &Value,
+) -> bool {
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+    match (spec, value) {
+        (_, Value::Null) => {}
+        (FieldSpec::Text(_) | FieldSpec::Keyword, Value::Text(t))
+            if *data_type == DataType::Text =>
+        {
+            doc.add_text(field, t);
+        }
+        (FieldSpec::Int, Value::Int(i)) => doc.add_i64(field, *i),
+        (FieldSpec::Float, Value::Float(f)) => {
+            if !f.is_nan() {
+                doc.add_f64(field, *f);
+            }
+        }
+        (FieldSpec::Float, Value::Int(i)) => doc.add_f64(field, *i as f64),
+        (FieldSpec::Bool, Value::Bool(b)) => doc.add_bool(field, *b),
+        // Infinities are not instants: kept, not searchable by date.
+        (FieldSpec::Date, Value::Date(d)) => {
+            if *d != i32::MAX && *d != i32::MIN {
+                add_instant(doc, field, i64::from(*d) * MICROS_PER_DAY);
+            }
+        }
+        (FieldSpec::Date, Value::Timestamp(us) | Value::TimestampTz(us)) => {
+            if *us != i64::MAX && *us != i64::MIN {
+                add_instant(doc, field, *us);
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// An instant in microseconds from 1970, where tantivy's dates reach it.
+fn add_instant(doc: &mut TantivyDocument, field: Field, micros: i64) {
+    if micros.abs() < DATE_LIMIT_MICROS {
+        doc.add_date(field, tantivy::DateTime::from_timestamp_micros(micros));
     }
 }
 
@@ -540,4 +611,88 @@ pub fn matching(
     let mut addresses: Vec<DocAddress> = found.into_iter().collect();
     addresses.sort();
     read_docs(searcher, fields, addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use syncline_engine::model::{Column, TableId};
+    use tantivy::Document as _;
+
+    use super::*;
+
+    /// Values indexed as they are give the terms their kept JSON gives.
+    #[test]
+    fn values_and_their_json_index_alike() {
+        let columns = [
+            ("t", DataType::Text, Value::Text("Red shoe".into())),
+            ("i", DataType::Int64, Value::Int(-7)),
+            ("f", DataType::Float64, Value::Float(2.5)),
+            ("b", DataType::Boolean, Value::Bool(true)),
+            ("d", DataType::Date, Value::Date(19_782)),
+            (
+                "ts",
+                DataType::TimestampTz,
+                Value::TimestampTz(1_709_212_455_123_456),
+            ),
+            ("inf", DataType::Timestamp, Value::Timestamp(i64::MAX)),
+            ("n", DataType::Float64, Value::Null),
+        ];
+        let schema = Arc::new(TableSchema {
+            id: TableId {
+                origin: "src".into(),
+                name: "t".into(),
+            },
+            columns: columns
+                .iter()
+                .map(|(n, d, _)| Column {
+                    name: (*n).into(),
+                    data_type: d.clone(),
+                    nullable: true,
+                })
+                .collect(),
+            key: vec![],
+            version: 1,
+        });
+        let specs: BTreeMap<String, FieldSpec> = [
+            ("t", FieldSpec::Text("default".into())),
+            ("i", FieldSpec::Int),
+            ("f", FieldSpec::Float),
+            ("b", FieldSpec::Bool),
+            ("d", FieldSpec::Date),
+            ("ts", FieldSpec::Date),
+            ("inf", FieldSpec::Date),
+            ("n", FieldSpec::Float),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), s))
+        .collect();
+        let index_schema = Fields::schema(&specs);
+        let fields = Fields::of(&index_schema).unwrap();
+        let values: Row = columns.iter().map(|(_, _, v)| v.clone()).collect();
+        let kept: Stored = columns
+            .iter()
+            .map(|(n, _, v)| ((*n).to_owned(), syncline_engine::encode::json(v).unwrap()))
+            .collect();
+        let mut from_values = TantivyDocument::default();
+        fields.index_values(&mut from_values, &schema, &values, &kept);
+        let mut from_json = TantivyDocument::default();
+        fields.index_row(&mut from_json, &kept);
+        let shown = |doc: &TantivyDocument| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&doc.to_json(&index_schema)).unwrap();
+            v.as_object_mut().unwrap().retain(|_, x| !x.is_null());
+            v
+        };
+        assert_eq!(shown(&from_values), shown(&from_json));
+        assert!(
+            shown(&from_values)["ts"].is_array(),
+            "{}",
+            shown(&from_values)
+        );
+        assert!(shown(&from_values).get("inf").is_none());
+    }
 }

@@ -653,21 +653,10 @@ impl Sink for SearchSink {
     }
 
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
-        let names: Vec<&str> = tables.iter().map(|t| t.id.name.as_str()).collect();
-        if let Some(unknown) = self
-            .config
-            .tables
-            .keys()
-            .find(|t| !names.contains(&t.as_str()))
+        if let Some((table, detail)) =
+            syncline_engine::apply::unknown_table_setting(self.config.tables.keys(), tables)
         {
-            return Err(SearchError::Config {
-                table: unknown.clone(),
-                detail: format!(
-                    "the target receives no table of that name (it receives: {})",
-                    names.join(", ")
-                ),
-            }
-            .into());
+            return Err(SearchError::Config { table, detail }.into());
         }
         if let Some(open) = self.open.take() {
             let _ = blocking(|| open.writer.wait_merging_threads());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use syncline_engine::apply::{
-    Plan, Step, moved_from, pruned, resolve, set_aside, unchanged_values_lost,
+    Plan, Step, fill_left_out, moved_from, pruned, resolve, set_aside, unchanged_values_lost,
 };
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
@@ -350,8 +350,7 @@ fn conform_key(table: &TableState, key: &[Value]) -> Vec<Value> {
     syncline_engine::apply::conform_key(&table.schema, key)
 }
 
-/// A document of `table`.
-#[allow(clippy::too_many_arguments)]
+/// A document of `table`, its fields indexed from the kept row.
 fn document(
     fields: &Fields,
     table: &str,
@@ -360,6 +359,23 @@ fn document(
     key: &[Value],
     row: &Stored,
     change: Option<(&str, u64)>,
+) -> Result<TantivyDocument, SearchError> {
+    document_of(fields, table, kind, id, key, row, change, None)
+}
+
+/// A document of `table`; `values` (the change's row, of that schema)
+/// index the fields straight from the engine's values where they can,
+/// without reading the kept JSON back.
+#[allow(clippy::too_many_arguments)]
+fn document_of(
+    fields: &Fields,
+    table: &str,
+    kind: &str,
+    id: Option<&str>,
+    key: &[Value],
+    row: &Stored,
+    change: Option<(&str, u64)>,
+    values: Option<(&TableSchema, &Row)>,
 ) -> Result<TantivyDocument, SearchError> {
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.table, table);
@@ -377,7 +393,10 @@ fn document(
         doc.add_u64(fields.seq, seq);
     }
     if kind == DOC {
-        fields.index_row(&mut doc, row);
+        match values {
+            Some((schema, values)) => fields.index_values(&mut doc, schema, values, row),
+            None => fields.index_row(&mut doc, row),
+        }
     }
     Ok(doc)
 }
@@ -468,24 +487,12 @@ fn rows(
                 .as_ref()
                 .and_then(|k| row_id(mode, name, &conform_key(table, k)).ok())
                 .and_then(|id| held.get(&id).cloned().flatten());
-            // A value the source left out is never NULL (Postgres resends
-            // NULLs): the kept row must have it.
-            let filled = old.filter(|old| missing.iter().all(|c| old.contains_key(c)));
-            match filled {
-                Some(old) => {
-                    for c in &missing {
-                        if let Some(v) = old.get(c) {
-                            stored.insert(c.clone(), v.clone());
-                        }
-                    }
-                }
-                None => {
-                    let lookup = s.lookup.clone().unwrap_or_default();
-                    planned
-                        .dead
-                        .push((unchanged_values_lost(change, batch, row, &lookup), seq));
-                    continue;
-                }
+            if !fill_left_out(&mut stored, &missing, old.as_ref()) {
+                let lookup = s.lookup.clone().unwrap_or_default();
+                planned
+                    .dead
+                    .push((unchanged_values_lost(change, batch, row, &lookup), seq));
+                continue;
             }
         }
         match mode {
@@ -493,7 +500,7 @@ fn rows(
                 if !(batch.inserts_are_new && change.op == Op::Insert) {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
                 }
-                planned.ops.push(WriteOp::Add(document(
+                planned.ops.push(WriteOp::Add(document_of(
                     view.fields,
                     name,
                     DOC,
@@ -501,11 +508,12 @@ fn rows(
                     &key,
                     &stored,
                     None,
+                    Some((&table.schema, row)),
                 )?));
             }
             WriteMode::History | WriteMode::Append => {
                 let op = if change.op == Op::Insert { "i" } else { "u" };
-                planned.ops.push(WriteOp::Add(document(
+                planned.ops.push(WriteOp::Add(document_of(
                     view.fields,
                     name,
                     DOC,
@@ -513,6 +521,7 @@ fn rows(
                     &key,
                     &stored,
                     Some((op, seq)),
+                    Some((&table.schema, row)),
                 )?));
                 if mode == WriteMode::History
                     && let Some(before) = moved_from(change)

@@ -401,6 +401,50 @@ pub fn old_key_delete(change: &Change) -> Option<Change> {
     })
 }
 
+/// Fills the values the source left out (`missing`, by column name) into
+/// `row` from `old`, the row as the target kept it. `false` when there is
+/// no such row or it lacks one of them: a value left out is never NULL
+/// (Postgres resends NULLs), so the change becomes a dead letter
+/// ([`unchanged_values_lost`]) instead.
+pub fn fill_left_out<V: Clone>(
+    row: &mut std::collections::BTreeMap<String, V>,
+    missing: &[String],
+    old: Option<&std::collections::BTreeMap<String, V>>,
+) -> bool {
+    let Some(old) = old.filter(|old| missing.iter().all(|c| old.contains_key(c))) else {
+        return false;
+    };
+    for c in missing {
+        if let Some(v) = old.get(c) {
+            row.insert(c.clone(), v.clone());
+        }
+    }
+    true
+}
+
+/// For a target whose settings name tables (`settings`): the first name
+/// none of the `tables` it receives has, with a message listing those it
+/// does receive. A setting for a table that never comes is a typo, never
+/// silently ignored.
+pub fn unknown_table_setting<'a>(
+    settings: impl IntoIterator<Item = &'a String>,
+    tables: &[Arc<TableSchema>],
+) -> Option<(String, String)> {
+    let names: Vec<&str> = tables.iter().map(|t| t.id.name.as_str()).collect();
+    settings
+        .into_iter()
+        .find(|t| !names.contains(&t.as_str()))
+        .map(|unknown| {
+            (
+                unknown.clone(),
+                format!(
+                    "the target receives no table of that name (it receives: {})",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
 /// The row's key values as a target keyed by them (a cache, a search
 /// index) keeps them: each as its column's type writes it (see
 /// [`crate::encode::conformed`]: `1.5` and `1.50` in a `decimal(10,2)` are one
