@@ -32,7 +32,7 @@ use crate::batch::{Batch, Position};
 use crate::connector::{Sink, Source, SourceContext, Transform};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{TableId, TableSchema};
-use crate::status::{PipelineState, StatusHandle};
+use crate::status::{PipelineState, StatusHandle, Tally};
 
 /// Which tables a sink receives: whole sources, single tables, or the
 /// output of transforms.
@@ -246,7 +246,7 @@ async fn run_inner(
     let capacity = options.channel_capacity.max(1);
     let max_rows = options.max_rows_in_flight.max(1);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
-    let (pending_tx, pending_rx) = mpsc::channel::<(usize, Arc<Batch>)>(capacity * 4);
+    let (pending_tx, pending_rx) = mpsc::channel::<(usize, Tally)>(capacity * 4);
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let inner_cancel = cancel.child_token();
     let source_names: Arc<Vec<String>> = Arc::new(sources.iter().map(|s| s.name.clone()).collect());
@@ -624,7 +624,7 @@ struct Router {
     batches: mpsc::Receiver<Batch>,
     transform: Option<SharedTransform>,
     /// The coordinator's list of batches awaiting acknowledgement.
-    pending: mpsc::Sender<(usize, Arc<Batch>)>,
+    pending: mpsc::Sender<(usize, Tally)>,
     /// The queues of the sinks that receive the source.
     sinks: Vec<SinkInput>,
     /// Rows in every dead-letter queue, with the limit.
@@ -666,10 +666,13 @@ async fn route(mut r: Router) -> Result<()> {
                 ));
             }
         }
-        let batch = Arc::new(batch);
-        if r.pending.send((r.source, batch.clone())).await.is_err() {
+        // The coordinator keeps only the batch's counts until every sink
+        // holds it: a sink that holds batches uncommitted does not keep
+        // their rows in memory here.
+        if r.pending.send((r.source, Tally::of(&batch))).await.is_err() {
             return Err(Error::internal("coordinator stopped early"));
         }
+        let batch = Arc::new(batch);
         // Each sink holds at most `max_rows_in_flight` rows queued (a larger
         // batch, such as a column block, takes it all): a slow sink makes
         // this wait (backpressure).
@@ -768,12 +771,12 @@ fn resume_point(
 async fn coordinate(
     consumers: Vec<Vec<usize>>,
     acked: Vec<watch::Sender<Option<Position>>>,
-    mut pending_rx: mpsc::Receiver<(usize, Arc<Batch>)>,
+    mut pending_rx: mpsc::Receiver<(usize, Tally)>,
     mut ack_rx: mpsc::UnboundedReceiver<Ack>,
     status: StatusHandle,
     names: Arc<Vec<String>>,
 ) {
-    let mut pending: Vec<VecDeque<Arc<Batch>>> = vec![VecDeque::new(); consumers.len()];
+    let mut pending: Vec<VecDeque<Tally>> = vec![VecDeque::new(); consumers.len()];
     // Highest committed seq per (source, sink).
     let mut committed: Vec<BTreeMap<usize, u64>> = consumers
         .iter()
@@ -784,7 +787,7 @@ async fn coordinate(
     while pending_open || acks_open {
         tokio::select! {
             p = pending_rx.recv(), if pending_open => match p {
-                Some((si, batch)) => pending[si].push_back(batch),
+                Some((si, tally)) => pending[si].push_back(tally),
                 None => pending_open = false,
             },
             a = ack_rx.recv(), if acks_open => match a {
@@ -798,9 +801,9 @@ async fn coordinate(
             let floor = committed[si].values().copied().min().unwrap_or(u64::MAX);
             let mut last = None;
             while pending[si].front().is_some_and(|b| b.position.seq <= floor) {
-                if let Some(batch) = pending[si].pop_front() {
-                    status.record_committed(&names[si], &batch);
-                    last = Some(batch.position.clone());
+                if let Some(tally) = pending[si].pop_front() {
+                    status.record_committed(&names[si], &tally);
+                    last = Some(tally.position);
                 }
             }
             if let Some(position) = last {

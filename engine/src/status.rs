@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, BatchKind, Position};
 use crate::model::{Op, TableId};
 
 /// Where a table is in its life cycle.
@@ -302,55 +302,91 @@ impl StatusHandle {
     }
 
     /// Counts a batch that every target has committed.
-    pub fn record_committed(&self, source: &str, batch: &Batch) {
-        let lag = batch
+    /// Counts what a batch changed once every target holds it.
+    pub fn record_committed(&self, source: &str, tally: &Tally) {
+        let lag = tally
             .commit_time
             .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
         self.with(|s| {
-            for change in &batch.changes {
-                let t = s
-                    .status
-                    .tables
-                    .entry(change.table.id.to_string())
-                    .or_default();
-                match change.op {
-                    Op::Insert => t.inserts += 1,
-                    Op::Update => t.updates += 1,
-                    Op::Delete => t.deletes += 1,
-                    Op::Truncate | Op::Prune => {}
+            for (table, counts) in &tally.tables {
+                let t = s.status.tables.entry(table.clone()).or_default();
+                t.inserts += counts.inserts;
+                t.updates += counts.updates;
+                t.deletes += counts.deletes;
+                t.dead_letters += counts.dead_letters;
+                if tally.snapshot {
+                    t.snapshot_done += counts.changes;
                 }
-                if batch.kind == crate::batch::BatchKind::Snapshot {
-                    t.snapshot_done += 1;
-                }
-                if lag.is_some() {
+                if lag.is_some() && counts.changes > 0 {
                     t.lag_seconds = lag;
                 }
-            }
-            if let Some(block) = &batch.block {
-                let t = s
-                    .status
-                    .tables
-                    .entry(block.table.id.to_string())
-                    .or_default();
-                t.inserts += block.len() as u64;
-                if batch.kind == crate::batch::BatchKind::Snapshot {
-                    t.snapshot_done += block.len() as u64;
-                }
-                if lag.is_some() {
-                    t.lag_seconds = lag;
-                }
-            }
-            for dl in &batch.dead_letters {
-                s.status
-                    .tables
-                    .entry(dl.table.to_string())
-                    .or_default()
-                    .dead_letters += 1;
             }
             s.status
                 .positions
-                .insert(source.to_owned(), batch.position.state.clone());
+                .insert(source.to_owned(), tally.position.state.clone());
         });
+    }
+}
+
+/// What one batch changed, per table: all the status needs of a batch that
+/// waits for every target to commit it, so the batch itself (its rows) is
+/// not kept that long.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// The batch's position.
+    pub position: Position,
+    /// When the source committed it, where known.
+    pub commit_time: Option<DateTime<Utc>>,
+    snapshot: bool,
+    tables: Vec<(String, Counts)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    inserts: u64,
+    updates: u64,
+    deletes: u64,
+    /// Changes of any kind, truncates included (they set the lag).
+    changes: u64,
+    dead_letters: u64,
+}
+
+impl Tally {
+    /// Counts a batch's changes, column block and dead letters per table.
+    pub fn of(batch: &Batch) -> Self {
+        let mut tables: BTreeMap<&TableId, Counts> = BTreeMap::new();
+        for change in &batch.changes {
+            let c = tables.entry(&change.table.id).or_default();
+            c.changes += 1;
+            match change.op {
+                Op::Insert => c.inserts += 1,
+                Op::Update => c.updates += 1,
+                Op::Delete => c.deletes += 1,
+                Op::Truncate | Op::Prune => {}
+            }
+        }
+        if let Some(block) = &batch.block {
+            let c = tables.entry(&block.table.id).or_default();
+            c.inserts += block.len() as u64;
+            c.changes += block.len() as u64;
+        }
+        let mut dead: BTreeMap<String, u64> = BTreeMap::new();
+        for dl in &batch.dead_letters {
+            *dead.entry(dl.table.to_string()).or_default() += 1;
+        }
+        let mut named: BTreeMap<String, Counts> = tables
+            .into_iter()
+            .map(|(id, c)| (id.to_string(), c))
+            .collect();
+        for (table, n) in dead {
+            named.entry(table).or_default().dead_letters += n;
+        }
+        Tally {
+            position: batch.position.clone(),
+            commit_time: batch.commit_time,
+            snapshot: batch.kind == BatchKind::Snapshot,
+            tables: named.into_iter().collect(),
+        }
     }
 }
 
