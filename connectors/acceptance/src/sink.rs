@@ -16,6 +16,7 @@
 //! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
 //! | [`unchanged_values_without_a_row_become_dead_letters`] | values left out that the target cannot find become a dead letter, never NULLs |
 //! | [`truncate_inside_a_batch`] | rows before a truncate are gone, rows after it stay |
+//! | [`a_fresh_copy_into_a_table_with_rows_doubles_nothing`] | inserts promised new (a first copy under one snapshot) into a table that already holds rows land once per key |
 //! | [`prune_removes_keys_gone_at_the_source`] | a key scan removes exactly the missing keys of its range |
 //! | [`an_added_column_is_added`] | a new schema version adds its column; older rows keep NULL |
 //! | [`dead_letters_commit_with_their_batch`] | dead letters are kept once, with their reason, even when redelivered |
@@ -97,6 +98,7 @@ macro_rules! sink_acceptance {
             unchanged_values_follow_key_changes,
             unchanged_values_without_a_row_become_dead_letters,
             truncate_inside_a_batch,
+            a_fresh_copy_into_a_table_with_rows_doubles_nothing,
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
             dead_letters_commit_with_their_batch,
@@ -555,6 +557,66 @@ pub async fn truncate_inside_a_batch(h: &dyn Harness) {
     assert_eq!(
         contents(&*target).await,
         [t(&[Some("4"), Some("d2"), Some("x")])]
+    );
+}
+
+/// A source copying a table afresh under one snapshot promises its inserts
+/// are new ([`Batch::inserts_are_new`]): no two share a key. That says
+/// nothing of what the target holds: a pipeline dropped (its checkpoint
+/// forgotten, its data kept) and run again copies rows the target already
+/// has. Each key must end up once, with the copy's values, whether the
+/// table held rows when the sink opened or received others since.
+pub async fn a_fresh_copy_into_a_table_with_rows_doubles_nothing(h: &dyn Harness) {
+    let target = h.target("fresh_copy").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    write(
+        &mut *sink,
+        batch(1, vec![insert(1, "a", "x"), insert(2, "b", "x")]),
+    )
+    .await;
+    close(sink).await;
+    // Dropped: the checkpoint goes, the rows stay.
+    target
+        .sink(PIPELINE, WriteMode::Upsert)
+        .forget()
+        .await
+        .unwrap_or_else(|e| panic!("forgetting the checkpoint: {e}"));
+    let fresh = |seq: u64, changes: Vec<Change>| {
+        let mut b = Batch::stream(
+            Position {
+                seq,
+                state: serde_json::json!({ "at": seq }),
+            },
+            changes,
+        );
+        b.kind = syncline_engine::batch::BatchKind::Snapshot;
+        b.inserts_are_new = true;
+        Arc::new(b)
+    };
+    let (mut sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    assert!(held.is_empty(), "the checkpoint was forgotten: {held:?}");
+    write(
+        &mut *sink,
+        fresh(1, vec![insert(1, "a2", "y"), insert(3, "c", "y")]),
+    )
+    .await;
+    // A row streamed in between, then more of the copy: still once per key.
+    write(&mut *sink, batch(2, vec![insert(4, "d", "z")])).await;
+    write(
+        &mut *sink,
+        fresh(3, vec![insert(2, "b2", "y"), insert(5, "e", "y")]),
+    )
+    .await;
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("1"), Some("a2"), Some("y")]),
+            t(&[Some("2"), Some("b2"), Some("y")]),
+            t(&[Some("3"), Some("c"), Some("y")]),
+            t(&[Some("4"), Some("d"), Some("z")]),
+            t(&[Some("5"), Some("e"), Some("y")]),
+        ]
     );
 }
 

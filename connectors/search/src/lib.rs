@@ -36,7 +36,7 @@ use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{Check, DeadLetterRecord, KeptRow, Sink};
 use syncline_engine::model::{TableId, TableSchema};
-use tantivy::collector::DocSetCollector;
+use tantivy::collector::{Count, DocSetCollector};
 use tantivy::query::AllQuery;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 use tracing::info;
@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use error::SearchError;
 use index::{DEAD, Fields, Folder, HeldPosition, Payload};
-use plan::{Overlay, StoredDeadLetter, TableState, WriteOp};
+use plan::{Fill, Overlay, StoredDeadLetter, TableState, WriteOp};
 
 /// Memory the index writer may use per thread before it writes a segment.
 const WRITER_MEMORY_PER_THREAD: usize = 48 << 20;
@@ -63,6 +63,9 @@ struct Open {
     pending: Payload,
     /// Rows applied since the last commit.
     overlay: Overlay,
+    /// What each table holds as far as rows promised new go (applied,
+    /// committed or not).
+    fills: HashMap<String, Fill>,
     /// Changes applied since the last commit, and since when.
     pending_rows: u64,
     since: Option<Instant>,
@@ -287,6 +290,7 @@ impl SearchSink {
             pending,
             committed,
             overlay: Overlay::default(),
+            fills: HashMap::new(),
             pending_rows: 0,
             since: None,
         };
@@ -304,7 +308,33 @@ impl SearchSink {
             all.extend(wanted);
             open = self.rebuild(open, &all)?;
         }
+        open.fills = self.fills(&open)?;
         Ok(open)
+    }
+
+    /// Each upsert table's fill as committed: empty, or holding documents
+    /// from before this run.
+    fn fills(&self, open: &Open) -> std::result::Result<HashMap<String, Fill>, SearchError> {
+        let mut fills = HashMap::new();
+        if self.config.mode != WriteMode::Upsert {
+            return Ok(fills);
+        }
+        let searcher = open.reader.searcher();
+        for t in self.tables.values() {
+            let name = t.schema.id.name.as_str();
+            let held = searcher
+                .search(&open.fields.of_table(name, index::DOC), &Count)
+                .map_err(self.folder.index_error("counting a table's documents"))?;
+            fills.insert(
+                name.to_owned(),
+                if held == 0 {
+                    Fill::Empty
+                } else {
+                    Fill::Unknown
+                },
+            );
+        }
+        Ok(fills)
     }
 
     /// A new generation of the index with `wanted` fields, holding every
@@ -322,6 +352,7 @@ impl SearchSink {
             generation,
             fields: old_fields,
             committed,
+            fills: open_fills,
             ..
         } = open;
         writer
@@ -392,6 +423,8 @@ impl SearchSink {
             pending: committed.clone(),
             committed,
             overlay: Overlay::default(),
+            // The same documents as before.
+            fills: open_fills,
             pending_rows: 0,
             since: None,
         })
@@ -467,8 +500,10 @@ impl SearchSink {
                 &searcher,
                 &open.fields,
                 &open.overlay,
+                &open.fills,
                 tables,
                 mode,
+                source,
                 batches,
             )? {
                 Some(planned) => break planned,
@@ -518,11 +553,16 @@ impl SearchSink {
             let _ = open.writer.rollback();
             open.pending = open.committed.clone();
             open.overlay = Overlay::default();
+            // What the tables hold is known again only from a new run.
+            for fill in open.fills.values_mut() {
+                *fill = Fill::Unknown;
+            }
             open.pending_rows = 0;
             open.since = None;
             return Err(folder.index_error("writing documents")(e));
         }
         open.overlay.merge(planned.overlay);
+        open.fills = planned.fills;
         open.pending_rows += planned.rows.max(1);
         // Searches should see changes within `commit_ms`; a snapshot is
         // committed by rows alone (a half-copied table is no one's answer).

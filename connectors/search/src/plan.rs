@@ -66,10 +66,20 @@ pub struct StoredDeadLetter {
 /// the last commit, by `_id`, and the tables emptied since. Only keys are
 /// kept: a later change that needs the values of a row written since the
 /// last commit has that commit made first ([`build`] answers `None`).
+///
+/// New rows of a first copy ([`Fill`]) are not listed one by one: their
+/// table is `unlisted`, and any lookup or listing of it commits first. A
+/// snapshot of millions of rows then costs no memory per row here.
 #[derive(Debug, Default)]
 pub struct Overlay {
     pub rows: HashMap<String, Option<Vec<Value>>>,
     pub emptied: HashSet<String>,
+    /// Tables holding rows written since the last commit that `rows` does
+    /// not list.
+    pub unlisted: HashSet<String>,
+    /// Within a group: the rows of `rows` that are new rows of a first
+    /// copy (by `_id`, with their table), left unlisted once merged.
+    fresh: HashMap<String, String>,
 }
 
 impl Overlay {
@@ -80,10 +90,37 @@ impl Overlay {
             let (doc, last) = (own(DOC), own(LAST));
             self.rows
                 .retain(|id, _| !id.starts_with(&doc) && !id.starts_with(&last));
+            self.unlisted.remove(&table);
             self.emptied.insert(table);
         }
-        self.rows.extend(later.rows);
+        for (id, row) in later.rows {
+            match later.fresh.get(&id) {
+                Some(table) => {
+                    self.rows.remove(&id);
+                    if !self.unlisted.contains(table) {
+                        self.unlisted.insert(table.clone());
+                    }
+                }
+                None => {
+                    self.rows.insert(id, row);
+                }
+            }
+        }
+        self.unlisted.extend(later.unlisted);
     }
+}
+
+/// What a target table holds, as far as rows promised new go
+/// ([`Batch::inserts_are_new`]): such inserts are added without removing
+/// a document of their key only while the table holds nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fill {
+    /// No document of the table.
+    Empty,
+    /// Only inserts this source promised new, in this run.
+    NewRowsOf(String),
+    /// Anything else (documents from before this run, other changes).
+    Unknown,
 }
 
 /// The `_id` of the row of `table` with `key`: its document (upsert) or
@@ -106,6 +143,10 @@ struct View<'v> {
     fields: &'v Fields,
     base: &'v Overlay,
     delta: Overlay,
+    /// Each table's fill as the group goes.
+    fills: HashMap<String, Fill>,
+    /// The source of the group.
+    source: &'v str,
     /// The rows this group wrote, with their values.
     written: HashMap<String, Option<Stored>>,
     /// A row written since the last commit (by an earlier group) was
@@ -115,6 +156,7 @@ struct View<'v> {
 
 impl View<'_> {
     fn write(&mut self, id: String, row: Option<(Vec<Value>, Stored)>) {
+        self.delta.fresh.remove(&id);
         match row {
             Some((key, stored)) => {
                 self.delta.rows.insert(id.clone(), Some(key));
@@ -125,6 +167,31 @@ impl View<'_> {
                 self.written.insert(id, None);
             }
         }
+    }
+
+    /// Writes a new row of a first copy of `table` (see [`Fill`]).
+    fn write_fresh(&mut self, table: &str, id: String, key: Vec<Value>, stored: Stored) {
+        self.write(id.clone(), Some((key, stored)));
+        self.delta.fresh.insert(id, table.to_owned());
+    }
+
+    /// Whether an insert of `table` that `source` promised new may be
+    /// added without removing a document of its key; the table's fill
+    /// moves on accordingly.
+    fn takes_as_new(&mut self, table: &str, source: &str, promised: bool) -> bool {
+        let fill = self.fills.entry(table.to_owned()).or_insert(Fill::Unknown);
+        let new = promised
+            && match fill {
+                Fill::Empty => true,
+                Fill::NewRowsOf(s) => s == source,
+                Fill::Unknown => false,
+            };
+        *fill = if new {
+            Fill::NewRowsOf(source.to_owned())
+        } else {
+            Fill::Unknown
+        };
+        new
     }
 
     fn lookup(&mut self, table: &str, id: &str) -> Result<Option<Stored>, SearchError> {
@@ -142,6 +209,11 @@ impl View<'_> {
                 return Ok(None);
             }
             None => {}
+        }
+        if self.base.unlisted.contains(table) {
+            // It may be one of the rows written but not listed.
+            self.needs_commit = true;
+            return Ok(None);
         }
         if self.base.emptied.contains(table) {
             return Ok(None);
@@ -162,8 +234,17 @@ impl View<'_> {
     }
 
     /// Every row of `table` as of now, by `_id`, with its key.
-    fn live(&self, table: &str, kind: &str) -> Result<HashMap<String, Vec<Value>>, SearchError> {
+    fn live(
+        &mut self,
+        table: &str,
+        kind: &str,
+    ) -> Result<HashMap<String, Vec<Value>>, SearchError> {
         let mut live = HashMap::new();
+        if self.base.unlisted.contains(table) && !self.delta.emptied.contains(table) {
+            // Rows written but not listed: readable once committed.
+            self.needs_commit = true;
+            return Ok(live);
+        }
         if !self.base.emptied.contains(table) && !self.delta.emptied.contains(table) {
             for k in index::matching(
                 self.searcher,
@@ -211,16 +292,21 @@ pub struct Planned {
     pub dead: Vec<(DeadLetter, u64)>,
     /// Changes applied (for the commit's row bound).
     pub rows: u64,
+    /// Each table's fill once the ops are applied.
+    pub fills: HashMap<String, Fill>,
 }
 
 /// Plans `batches` for the index; `None` when a row written since the last
 /// commit must be read first (commit, then plan again).
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     searcher: &Searcher,
     fields: &Fields,
     base: &Overlay,
+    fills: &HashMap<String, Fill>,
     tables: &HashMap<TableId, TableState>,
     mode: WriteMode,
+    source: &str,
     batches: &[Arc<Batch>],
 ) -> Result<Option<Planned>, SearchError> {
     // Every value has a form in the index: only NULL keys and misfits are
@@ -245,6 +331,8 @@ pub fn build(
         fields,
         base,
         delta: Overlay::default(),
+        fills: fills.clone(),
+        source,
         written: HashMap::new(),
         needs_commit: false,
     };
@@ -266,6 +354,7 @@ pub fn build(
         return Ok(None);
     }
     planned.overlay = view.delta;
+    planned.fills = view.fills;
     Ok(Some(planned))
 }
 
@@ -439,6 +528,7 @@ fn rows(
             }
         };
         if change.op == Op::Delete {
+            view.takes_as_new(name, "", false);
             match mode {
                 WriteMode::Upsert => {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
@@ -495,9 +585,18 @@ fn rows(
                 continue;
             }
         }
+        // A promised-new insert into a table holding nothing else needs no
+        // removal of its key's document (see `Fill`).
+        let source = view.source;
+        let fresh = mode == WriteMode::Upsert
+            && view.takes_as_new(
+                name,
+                source,
+                batch.inserts_are_new && change.op == Op::Insert,
+            );
         match mode {
             WriteMode::Upsert => {
-                if !(batch.inserts_are_new && change.op == Op::Insert) {
+                if !fresh {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
                 }
                 planned.ops.push(WriteOp::Add(document_of(
@@ -544,7 +643,11 @@ fn rows(
             }
         }
         planned.rows += 1;
-        view.write(id, Some((key, stored)));
+        if fresh {
+            view.write_fresh(name, id, key, stored);
+        } else {
+            view.write(id, Some((key, stored)));
+        }
     }
     Ok(())
 }
@@ -586,8 +689,13 @@ fn truncate(
     let (doc, last) = (own(DOC), own(LAST));
     let before_truncate = |id: &String| id.starts_with(&doc) || id.starts_with(&last);
     view.delta.rows.retain(|id, _| !before_truncate(id));
+    view.delta.fresh.retain(|id, _| !before_truncate(id));
     view.written.retain(|id, _| !before_truncate(id));
     view.delta.emptied.insert(name.to_owned());
+    if mode == WriteMode::Upsert {
+        // Every document of the table is gone.
+        view.fills.insert(name.to_owned(), Fill::Empty);
+    }
     planned.rows += 1;
 }
 
