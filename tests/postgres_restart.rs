@@ -19,11 +19,18 @@ fn restart_postgres() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .max()
         .unwrap();
-    let ok = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &cluster, "main", "restart"])
-        .status()
-        .unwrap()
-        .success();
+    let ctl = |action: &str| {
+        Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &cluster, "main", action])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let ok = ctl("restart");
+    if !ok {
+        // Never leave the machine's server down for the tests after this.
+        ctl("start");
+    }
     assert!(ok, "pg_ctlcluster restart failed");
 }
 
