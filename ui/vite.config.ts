@@ -12,5 +12,8 @@ export default defineConfig({
     include: ["src/**/*.test.{ts,tsx}"],
     css: false,
     setupFiles: ["src/test/setup.ts"],
+    // A guard against hangs, not a speed check: the wizard's walkthrough
+    // takes several seconds on a 2-core machine that is also compiling.
+    testTimeout: 30_000,
   },
 });

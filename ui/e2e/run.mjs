@@ -1,6 +1,8 @@
 // End-to-end walk through the desktop studio, in the real app under
 // tauri-driver: the bundled sample shop -> a transform with preview -> a
-// DuckDB target -> save, run, watch, browse the rows -> export the TOML.
+// DuckDB target, a search index and a Redis cache (its connection tested)
+// -> save, run, watch, browse the rows, search the index from the graph,
+// browse the cache's keys -> export the TOML.
 // Then `syncline run --once` of the exported file must give the same target
 // tables (row counts and a checksum per table).
 //
@@ -37,6 +39,24 @@ const EXPORTED = join(EXPORT_DIR, "shop.toml");
 const TRANSFORM = "open_orders";
 const SQL =
   "SELECT o.order_id, o.customer_id, o.quantity, o.amount, o.status, p.category FROM source o LEFT JOIN products p USING (product_id) WHERE o.status <> 'returned'";
+
+// The Redis cache's keys live under a prefix of this run's own, removed
+// before and after (the machine's Redis is shared with other tests).
+const REDIS_PREFIX = `e2e${process.pid}:`;
+function redisClear() {
+  const cli = (args) => execFileSync("redis-cli", ["-h", "127.0.0.1", "-p", "6379", ...args], { encoding: "utf8" });
+  const keys = cli(["--scan", "--pattern", `${REDIS_PREFIX}*`]).split("\n").filter(Boolean);
+  for (let i = 0; i < keys.length; i += 500) cli(["DEL", ...keys.slice(i, i + 500)]);
+  return keys.length;
+}
+redisClear();
+process.on("exit", () => {
+  try {
+    redisClear();
+  } catch {
+    // Redis gone: nothing of this run's is left in it.
+  }
+});
 
 mkdirSync(SCREENSHOT_DIR, { recursive: true });
 for (const d of [STUDIO_DIR, EXPORT_DIR]) {
@@ -274,6 +294,19 @@ async function walk(sessionStarted) {
   if (!(await indexInput.isSelected())) throw new Error("the transform is not an input of the search target");
   const indexPath = await (await find("target-index-path")).getAttribute("value");
   if (indexPath !== "index.index") throw new Error(`the search target's folder is "${indexPath}", expected "index.index"`);
+  // A third target: a Redis cache of the same output, its connection tested here.
+  await choose("target-new-kind", "redis");
+  await type("target-new-name", "cache");
+  await click("target-add");
+  await find("target-cache");
+  await type("target-cache-prefix", REDIS_PREFIX);
+  await click("target-cache-test");
+  await find("target-cache-checks", 60_000);
+  const cacheFails = await driver.findElements(sel("target-cache-check-fail"));
+  if (cacheFails.length) throw new Error(`the cache's connection test failed: ${await cacheFails[0].getText()}`);
+  const passed = await driver.findElements(sel("target-cache-check-pass"));
+  if (!passed.length) throw new Error(`the cache's connection test passed nothing: ${await text("target-cache-checks")}`);
+  log(`cache connection: ${(await text("target-cache-checks")).replace(/\s+/g, " ").slice(0, 200)}`);
   await shot("wizard-targets");
 
   setStep("wizard: review");
@@ -363,12 +396,12 @@ async function walk(sessionStarted) {
   await eventually("the grouped result", async () => /^[1-9] rows/.test(await text("data-result-meta")), 60_000);
   await shot("data-sql");
 
-  setStep("search");
+  setStep("search from the graph");
   await click("nav-pipelines");
-  await click("pipeline-search-index");
+  // The search index's node on the graph holds a search box.
+  await type("graph-search-index-query", "category:garden");
+  await click("graph-search-index-run");
   await find("search-view");
-  await type("search-query", "category:garden");
-  await click("search-run");
   await eventually("search results", async () => {
     const errs = await driver.findElements(sel("search-error"));
     if (errs.length) throw new Error(`the search failed: ${await errs[0].getText()}`);
@@ -384,6 +417,30 @@ async function walk(sessionStarted) {
   if (!firstRow.includes("category: **garden**")) throw new Error(`the matches are not marked: ${firstRow.slice(0, 300)}`);
   log(`search: ${found}`);
   await shot("search");
+
+  setStep("redis keys");
+  await click("nav-pipelines");
+  await click("pipeline-redis-cache");
+  await find("redis-view");
+  // The cache's tables by key template, with their key counts; a table's keys with their values.
+  await click(`redis-table-${TRANSFORM}`, 60_000);
+  await eventually("the cache's keys", async () => {
+    const errs = await driver.findElements(sel("redis-error"));
+    if (errs.length) throw new Error(`browsing the cache failed: ${await errs[0].getText()}`);
+    return (await driver.findElements(sel("redis-meta"))).length > 0;
+  }, 60_000);
+  const keysMeta = await text("redis-meta");
+  const keysShown = /^([\d,]+) keys of /.exec(keysMeta);
+  if (!keysShown || Number(keysShown[1].replace(/,/g, "")) === 0) throw new Error(`the cache shows no keys: ${keysMeta}`);
+  const firstKey = await bounded(
+    "the first key",
+    driver.executeScript("const r = document.querySelector('[data-testid=redis-view] [data-row]'); return r ? r.textContent : '';"),
+  );
+  if (!firstKey.includes(`${REDIS_PREFIX}${TRANSFORM}:`) || !firstKey.includes("order_id")) {
+    throw new Error(`the first key is not the cache's row: ${firstKey.slice(0, 300)}`);
+  }
+  log(`redis: ${keysMeta}`);
+  await shot("redis-keys");
 
   setStep("pipeline: stop");
   await click("nav-pipelines");
@@ -452,6 +509,12 @@ async function compare() {
     if (!a[t]) fail(`the studio's target has no table ${t}`);
     if (a[t].rows === 0) fail(`the studio's ${t} is empty`);
   }
+  // The cache holds a key per row of the transform's output, as the warehouse does.
+  const cached = execFileSync("redis-cli", ["-h", "127.0.0.1", "-p", "6379", "--scan", "--pattern", `${REDIS_PREFIX}${TRANSFORM}:*`], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean).length;
+  log(`cache: ${cached} keys for ${TRANSFORM}`);
+  if (cached !== b[`main.${TRANSFORM}`]?.rows) fail(`the cache holds ${cached} keys for ${TRANSFORM}, the warehouse ${b[`main.${TRANSFORM}`]?.rows} rows`);
   if (JSON.stringify(a) !== JSON.stringify(b)) fail(`target tables differ:\nstudio ${JSON.stringify(a, null, 1)}\ncli    ${JSON.stringify(b, null, 1)}`);
   log(`the same ${Object.keys(a).length} tables: ${Object.entries(a).map(([t, v]) => `${t} ${v.rows}`).join(", ")}`);
 }
@@ -477,6 +540,8 @@ try {
   fail(`${step}: ${e?.message ?? e}`);
 }
 await bounded("quit", driver.quit(), 20_000).catch(() => undefined);
+// The exported file's run below starts from nothing, the cache included.
+log(`removed the studio run's ${redisClear()} Redis keys`);
 try {
   await compare();
 } catch (e) {

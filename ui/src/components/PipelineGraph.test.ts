@@ -44,6 +44,17 @@ describe("target progress", () => {
     );
     expect(nodes[1].data.label).toBe("cache (redis)\nlag 250 ms · batch 41");
     expect(nodes[1].height).toBe(56);
+    // A search index's node holds a search box; other targets do not.
+    const graph = graphOf(
+      { name: "shop", sources: { pg: { kind: "postgres" } }, targets: { cache: { kind: "redis", inputs: ["pg"] }, index: { kind: "search", inputs: ["pg"] } } },
+      status,
+    );
+    expect(graph.nodes.map((n) => [n.id, n.type, n.height])).toEqual([
+      ["source:pg", "input", 40],
+      ["target:cache", "output", 56],
+      ["target:index", "search", 96],
+    ]);
+    expect(graph.nodes[2].data.target).toBe("index");
   });
 });
 

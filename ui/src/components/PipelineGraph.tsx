@@ -1,6 +1,7 @@
 // Sources -> transforms -> targets, as a read-only node graph.
-import { Background, Position, ReactFlow, type Edge, type Node } from "@xyflow/react";
+import { Background, Handle, Position, ReactFlow, type Edge, type Node, type NodeProps } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
+import { useState } from "react";
 import { fmtSeconds } from "../format";
 import type { PipelineDraft, PipelineStatus } from "../types";
 
@@ -8,6 +9,8 @@ const NODE_WIDTH = 180;
 const NODE_HEIGHT = 40;
 /** Targets show their own lag and checkpoint on a second line. */
 const TARGET_HEIGHT = 56;
+/** A search index's node holds a search box under its label. */
+const SEARCH_HEIGHT = 96;
 
 /** A target's own progress, as its node shows it: lag and the last batch committed. */
 export function targetProgress(status: PipelineStatus | null | undefined, name: string): string | null {
@@ -29,7 +32,8 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
   const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) =>
     items.forEach(([name, cfg], i) => {
       const progress = prefix === "target" ? targetProgress(status, name) : null;
-      const height = progress ? TARGET_HEIGHT : NODE_HEIGHT;
+      const searchable = prefix === "target" && cfg.kind === "search";
+      const height = searchable ? SEARCH_HEIGHT : progress ? TARGET_HEIGHT : NODE_HEIGHT;
       nodes.push({
         id: `${prefix}:${name}`,
         type,
@@ -42,8 +46,9 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
         ],
         sourcePosition: Position.Right,
         targetPosition: Position.Left,
-        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}${progress ? `\n${progress}` : ""}` },
+        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}${progress ? `\n${progress}` : ""}`, target: name },
         className: `node-${prefix}`,
+        ...(searchable ? { type: "search" } : {}),
       });
     });
   column(0, sources, "source", "input");
@@ -70,13 +75,58 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
   return { nodes, edges };
 }
 
-export function PipelineGraph({ draft, status }: { draft: PipelineDraft; status?: PipelineStatus | null }) {
+/** A search index target's node: its label and progress, and a search box
+ * that opens the results in the data view. */
+function SearchNode({ data }: NodeProps<Node<{ label: string; target: string; onSearch?: (target: string, query: string) => void }>>) {
+  const [query, setQuery] = useState("");
+  return (
+    <div className="search-node" data-testid={`graph-search-${data.target}`}>
+      <Handle type="target" position={Position.Left} />
+      <div className="search-node-label">{data.label}</div>
+      <form
+        className="row nodrag nopan"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (query.trim()) data.onSearch?.(data.target, query.trim());
+        }}
+      >
+        <input
+          aria-label={`Search ${data.target}`}
+          className="grow nodrag nopan"
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+          placeholder="Search…"
+          spellCheck={false}
+          data-testid={`graph-search-${data.target}-query`}
+        />
+        <button type="submit" className="secondary" disabled={!query.trim()} data-testid={`graph-search-${data.target}-run`}>
+          Go
+        </button>
+      </form>
+    </div>
+  );
+}
+
+const nodeTypes = { search: SearchNode };
+
+export function PipelineGraph({
+  draft,
+  status,
+  onSearch,
+}: {
+  draft: PipelineDraft;
+  status?: PipelineStatus | null;
+  /** Searches a search index target (its node holds the box). */
+  onSearch?: (target: string, query: string) => void;
+}) {
   const { nodes, edges } = graphOf(draft, status);
+  const withSearch = onSearch ? nodes.map((n) => (n.type === "search" ? { ...n, data: { ...n.data, onSearch } } : n)) : nodes;
   return (
     <div className="graph" data-testid="pipeline-graph">
       <ReactFlow
-        nodes={nodes}
+        nodes={withSearch}
         edges={edges}
+        nodeTypes={nodeTypes}
         fitView
         nodesDraggable={false}
         nodesConnectable={false}

@@ -73,7 +73,7 @@ export function DataView({
       <header className="screen-header">
         <h1>Data</h1>
       </header>
-      {search && <IndexSearch key={`${search.pipeline.path}:${search.target}`} search={search} />}
+      {search && <IndexSearch key={`${search.pipeline.path}:${search.target}:${search.query ?? ""}`} search={search} />}
       {redis && <RedisBrowser redis={redis} />}
       <div className="row">
         <input

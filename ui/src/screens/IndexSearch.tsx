@@ -1,25 +1,26 @@
 // Search a pipeline's search index target; results as a grid.
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import * as backend from "../backend";
 import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
 import { fmtInt } from "../format";
 import type { SearchResult } from "../types";
 
-export type SearchTarget = { pipeline: backend.PipelineRef; target: string };
+/** A search index target, and a query to run at once (from the graph's search box). */
+export type SearchTarget = { pipeline: backend.PipelineRef; target: string; query?: string };
 
 export function IndexSearch({ search }: { search: SearchTarget }) {
-  const [query, setQuery] = useState("");
+  const [query, setQuery] = useState(search.query ?? "");
   const [limit, setLimit] = useState(100);
   const [result, setResult] = useState<SearchResult | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [running, setRunning] = useState(false);
 
-  const run = async () => {
+  const run = async (q: string = query) => {
     setRunning(true);
     setError(null);
     try {
-      setResult(await backend.searchIndex(search.pipeline, search.target, query, limit));
+      setResult(await backend.searchIndex(search.pipeline, search.target, q, limit));
     } catch (e) {
       setResult(null);
       setError(errorText(e));
@@ -27,6 +28,12 @@ export function IndexSearch({ search }: { search: SearchTarget }) {
       setRunning(false);
     }
   };
+
+  // A query handed over (from the graph's search box) runs at once.
+  useEffect(() => {
+    if (search.query?.trim()) void run(search.query);
+    // Only when opened: the key of this view changes with the query.
+  }, []);
 
   return (
     <div className="query" data-testid="search-view">

@@ -178,7 +178,13 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
             </div>
           </div>
           <p className="muted path">{selected}</p>
-          {opened && <PipelineGraph draft={opened.draft} status={status} />}
+          {opened && (
+            <PipelineGraph
+              draft={opened.draft}
+              status={status}
+              onSearch={(target, query) => onOpenSearch({ pipeline: { path: opened.path, text: opened.text }, target, query })}
+            />
+          )}
           <h3>Tables</h3>
           {status && Object.keys(status.tables).length > 0 ? (
             <table className="status-table" data-testid="pipeline-tables">

@@ -109,6 +109,24 @@ describe("Search", () => {
     await act(async () => fireEvent.click(screen.getByTestId("search-run")));
     expect(screen.getByTestId("search-error").textContent).toBe('search query: "title:(": Syntax Error');
   });
+
+  it("runs a query handed over from the graph's search box at once", async () => {
+    b.listTables.mockResolvedValue([]);
+    b.searchIndex.mockResolvedValue({
+      columns: [{ name: "key", dataType: "VARCHAR" }],
+      rows: [["7"], ["9"]],
+      total: 2,
+      elapsedMs: 1,
+    });
+    const search = { pipeline: { path: "/w/shop.toml", text: TEXT }, target: "index", query: "category:garden" };
+    await act(async () => {
+      render(<DataView database="" onDatabase={() => undefined} search={search} />);
+    });
+    expect(b.searchIndex).toHaveBeenCalledTimes(1);
+    expect(b.searchIndex).toHaveBeenCalledWith({ path: "/w/shop.toml", text: TEXT }, "index", "category:garden", 100);
+    expect((screen.getByTestId("search-query") as HTMLInputElement).value).toBe("category:garden");
+    expect(screen.getByTestId("search-meta").textContent).toBe("2 of 2 matching documents in 1 ms");
+  });
 });
 
 describe("Redis keys", () => {

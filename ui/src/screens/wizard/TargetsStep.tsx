@@ -2,8 +2,45 @@
 import { useState } from "react";
 import * as backend from "../../backend";
 import { SchemaForm } from "../../components/SchemaForm";
-import type { KindInfo } from "../../types";
+import { errorText } from "../../errors";
+import type { CheckItem, KindInfo, PipelineDraft } from "../../types";
+import { CheckList } from "./ConnectionStep";
+import { withText } from "./draft";
 import type { StepProps } from "./state";
+
+/** A target's `Test connection`: the same checks `syncline check` runs. */
+function TargetCheck({ path, draft, name }: { path: string; draft: PipelineDraft; name: string }) {
+  const [checks, setChecks] = useState<CheckItem[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [running, setRunning] = useState(false);
+  const run = async () => {
+    setRunning(true);
+    setError(null);
+    setChecks(null);
+    try {
+      setChecks(await withText(path, draft, (p) => backend.testConnection(p, name)));
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setRunning(false);
+    }
+  };
+  return (
+    <div className="stack">
+      <div className="row">
+        <button type="button" className="secondary small" onClick={run} disabled={running} data-testid={`target-${name}-test`}>
+          {running ? "Testing…" : "Test connection"}
+        </button>
+      </div>
+      {error && (
+        <p className="error" role="alert" data-testid={`target-${name}-test-error`}>
+          {error}
+        </p>
+      )}
+      {checks && <CheckList checks={checks} testid={`target-${name}-checks`} itemTestid={`target-${name}-check`} />}
+    </div>
+  );
+}
 
 export function TargetsStep({
   state,
@@ -11,7 +48,16 @@ export function TargetsStep({
   kinds,
   kindInfo,
   showAll,
-}: StepProps & { kinds: KindInfo[]; kindInfo: (kind: string) => KindInfo | undefined; showAll: boolean }) {
+  path,
+  draft,
+}: StepProps & {
+  kinds: KindInfo[];
+  kindInfo: (kind: string) => KindInfo | undefined;
+  showAll: boolean;
+  /** Where the pipeline will be saved, and its draft (for the connection test). */
+  path: string;
+  draft: PipelineDraft;
+}) {
   const [newKind, setNewKind] = useState("duckdb");
   const [newName, setNewName] = useState("");
   const inputs = [
@@ -91,6 +137,7 @@ export function TargetsStep({
             ) : (
               <p className="error">No form for target kind “{String(target.kind)}”.</p>
             )}
+            <TargetCheck path={path} draft={draft} name={name} />
           </div>
         );
       })}

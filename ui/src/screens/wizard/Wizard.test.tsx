@@ -175,6 +175,13 @@ describe("Wizard", () => {
     const inputs = screen.getByTestId("target-warehouse-input-customers_view") as HTMLInputElement;
     expect(inputs.checked).toBe(true);
     expect((screen.getByTestId("target-warehouse-path") as HTMLInputElement).value).toBe("shop.duckdb");
+    // Each target has its own connection test: the target's checks, by name.
+    b.testConnection.mockResolvedValueOnce([
+      { name: "Database file", outcome: "fail", detail: "shop.duckdb is locked by another process", fix: "Stop the other pipeline." },
+    ]);
+    await act(async () => fireEvent.click(screen.getByTestId("target-warehouse-test")));
+    expect(b.testConnection).toHaveBeenLastCalledWith({ path: "/home/u/Documents/Syncline/shop.toml", text: RENDERED }, "warehouse");
+    expect(screen.getByTestId("target-warehouse-check-fail").textContent).toContain("How to fix: Stop the other pipeline.");
     await next();
 
     expect(currentStep()).toBe("Review");

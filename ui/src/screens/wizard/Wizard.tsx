@@ -205,7 +205,15 @@ export function Wizard({ onRun }: Props) {
         {step === 3 && <TablesStep path={path} draft={draft} state={state} update={update} />}
         {step === 4 && <TransformStep path={path} draft={draft} state={state} update={update} />}
         {step === 5 && (
-          <TargetsStep state={state} update={update} kinds={targetKinds} kindInfo={(k) => kindInfo(k, "target")} showAll={showAll} />
+          <TargetsStep
+            state={state}
+            update={update}
+            kinds={targetKinds}
+            kindInfo={(k) => kindInfo(k, "target")}
+            showAll={showAll}
+            path={path}
+            draft={draft}
+          />
         )}
         {step === 6 && <ReviewStep path={path} draft={draft} />}
         {step === 7 && <SaveStep path={path} draft={draft} onRun={onRun} />}
