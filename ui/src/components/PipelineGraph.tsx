@@ -29,15 +29,19 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
   const targets = Object.entries(draft.targets);
   // Sizes and handles are given, not measured: React Flow hides a node
   // until it knows its size, and some web views never report it.
-  const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) =>
-    items.forEach(([name, cfg], i) => {
+  const column = (x: number, items: [string, Record<string, unknown>][], prefix: string, type: "input" | "default" | "output", dy = 0) => {
+    // Nodes stack with a gap, whatever their heights.
+    let y = 20 + dy;
+    items.forEach(([name, cfg]) => {
       const progress = prefix === "target" ? targetProgress(status, name) : null;
       const searchable = prefix === "target" && cfg.kind === "search";
       const height = searchable ? SEARCH_HEIGHT : progress ? TARGET_HEIGHT : NODE_HEIGHT;
+      const top = y;
+      y += Math.max(height, NODE_HEIGHT) + 50;
       nodes.push({
         id: `${prefix}:${name}`,
         type,
-        position: { x, y: 20 + dy + i * 90 },
+        position: { x, y: top },
         width: NODE_WIDTH,
         height,
         handles: [
@@ -51,6 +55,7 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
         ...(searchable ? { type: "search" } : {}),
       });
     });
+  };
   column(0, sources, "source", "input");
   // Transforms sit lower, so a source's direct edge to a target stays in sight.
   column(260, transforms as [string, Record<string, unknown>][], "transform", "default", 70);
