@@ -99,7 +99,7 @@ impl Bench {
             path: "search.index".into(),
             inputs: vec!["pg".into()],
             mode: syncline_engine::config::WriteMode::Upsert,
-            commit_rows: 50_000,
+            commit_rows: 200_000,
             commit_ms: 1000,
             tables: BTreeMap::new(),
         };
@@ -144,7 +144,7 @@ impl Bench {
             rate(rows, raw_secs)
         ));
         self.text.push(format!(
-            "   syncline run --once (snapshot, commits every 50,000 rows): {:.1} s = {} docs/s = {:.1}% of raw (target >= {:.0}%: {}); peak memory {:.0} MB",
+            "   syncline run --once (snapshot, commits every 200,000 rows): {:.1} s = {} docs/s = {:.1}% of raw (target >= {:.0}%: {}); peak memory {:.0} MB",
             f.wall_secs,
             rate(rows, f.wall_secs),
             ratio * 100.0,
