@@ -1,6 +1,7 @@
 //! Child processes under measurement: wall time from spawn to exit, peak
 //! resident memory (`VmHWM` from `/proc/<pid>/status`, polled every 10 ms
-//! until the process is reaped) and CPU time (`utime + stime` from
+//! until the process is reaped; and the highest `RssAnon` polled, the part
+//! that is not mapped files such as a search index's segments) and CPU time (`utime + stime` from
 //! `/proc/<pid>/stat`), plus the JSON status lines `syncline run --json`
 //! prints, each stamped with when it was read.
 
@@ -22,6 +23,8 @@ use serde_json::Value as Json;
 struct Samples {
     /// Highest `VmHWM` seen, in KiB.
     peak_kb: AtomicU64,
+    /// Highest `RssAnon` seen, in KiB.
+    peak_anon_kb: AtomicU64,
     /// Latest `utime + stime`, in clock ticks.
     cpu_ticks: AtomicU64,
     /// Number of successful polls.
@@ -54,6 +57,9 @@ pub struct Finished {
     pub exit_code: i32,
     /// Peak resident set (VmHWM), MiB.
     pub peak_rss_mb: f64,
+    /// Highest anonymous resident memory polled (`RssAnon`: heap and
+    /// stacks, not mapped files), MiB.
+    pub peak_anon_mb: f64,
     /// User + system CPU, seconds (last poll before exit).
     pub cpu_secs: f64,
     /// Memory polls taken.
@@ -74,11 +80,15 @@ fn clock_ticks() -> f64 {
     })
 }
 
-fn read_hwm_kb(pid: u32) -> Option<u64> {
+/// `VmHWM` and `RssAnon` of `/proc/<pid>/status`, in KiB.
+fn read_memory_kb(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmHWM:")?, field("RssAnon:").unwrap_or(0)))
 }
 
 fn read_cpu_ticks(pid: u32) -> Option<u64> {
@@ -141,8 +151,9 @@ impl Monitored {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    if let Some(kb) = read_hwm_kb(pid) {
+                    if let Some((kb, anon)) = read_memory_kb(pid) {
                         samples.peak_kb.fetch_max(kb, Ordering::SeqCst);
+                        samples.peak_anon_kb.fetch_max(anon, Ordering::SeqCst);
                         samples.polls.fetch_add(1, Ordering::SeqCst);
                     }
                     if let Some(t) = read_cpu_ticks(pid) {
@@ -270,6 +281,7 @@ impl Monitored {
             wall_secs: end.duration_since(self.start).as_secs_f64(),
             exit_code,
             peak_rss_mb: self.samples.peak_kb.load(Ordering::SeqCst) as f64 / 1024.0,
+            peak_anon_mb: self.samples.peak_anon_kb.load(Ordering::SeqCst) as f64 / 1024.0,
             cpu_secs: self.samples.cpu_ticks.load(Ordering::SeqCst) as f64 / clock_ticks(),
             polls: self.samples.polls.load(Ordering::SeqCst),
             lines: std::mem::take(&mut self.lines),
