@@ -1,7 +1,7 @@
 // Step 3: test the connection to the source (and the check list the targets step shares).
-import { useEffect, useState } from "react";
+import { useEffect } from "react";
 import * as backend from "../../backend";
-import { errorText } from "../../errors";
+import { useCall } from "../../useCall";
 import type { CheckItem, PipelineDraft } from "../../types";
 import { withText } from "./draft";
 
@@ -26,20 +26,8 @@ export function CheckList({ checks, testid = "checks", itemTestid = "check" }: {
 }
 
 export function ConnectionStep({ path, draft, source }: { path: string; draft: PipelineDraft; source: string }) {
-  const [checks, setChecks] = useState<CheckItem[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [running, setRunning] = useState(false);
-  const run = async () => {
-    setRunning(true);
-    setError(null);
-    try {
-      setChecks(await withText(path, draft, (p) => backend.testConnection(p, source)));
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setRunning(false);
-    }
-  };
+  const { result: checks, error, running, call } = useCall<CheckItem[]>();
+  const run = () => call(() => withText(path, draft, (p) => backend.testConnection(p, source)));
   useEffect(() => {
     void run();
     // Test once on arrival; "Test again" repeats it.

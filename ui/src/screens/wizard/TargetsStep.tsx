@@ -2,7 +2,7 @@
 import { useState } from "react";
 import * as backend from "../../backend";
 import { SchemaForm } from "../../components/SchemaForm";
-import { errorText } from "../../errors";
+import { useCall } from "../../useCall";
 import type { CheckItem, KindInfo, PipelineDraft } from "../../types";
 import { CheckList } from "./ConnectionStep";
 import { withText } from "./draft";
@@ -10,21 +10,8 @@ import type { StepProps } from "./state";
 
 /** A target's `Test connection`: the same checks `syncline check` runs. */
 function TargetCheck({ path, draft, name }: { path: string; draft: PipelineDraft; name: string }) {
-  const [checks, setChecks] = useState<CheckItem[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [running, setRunning] = useState(false);
-  const run = async () => {
-    setRunning(true);
-    setError(null);
-    setChecks(null);
-    try {
-      setChecks(await withText(path, draft, (p) => backend.testConnection(p, name)));
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setRunning(false);
-    }
-  };
+  const { result: checks, error, running, call } = useCall<CheckItem[]>();
+  const run = () => call(() => withText(path, draft, (p) => backend.testConnection(p, name)), true);
   return (
     <div className="stack">
       <div className="row">

@@ -2,7 +2,7 @@
 import { useMemo, useState } from "react";
 import * as backend from "../../backend";
 import { SqlEditor } from "../../components/LazySqlEditor";
-import { errorText } from "../../errors";
+import { useCall } from "../../useCall";
 import type { PipelineDraft, PreviewResult } from "../../types";
 import { withText } from "./draft";
 import { PreviewPanel } from "./PreviewPanel";
@@ -11,9 +11,7 @@ import type { StepProps, TransformState } from "./state";
 
 export function TransformStep({ path, draft, state, update }: StepProps & { path: string; draft: PipelineDraft }) {
   const t = state.transform;
-  const [result, setResult] = useState<PreviewResult | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [running, setRunning] = useState(false);
+  const { result, error, running, call } = useCall<PreviewResult>();
   const [limit, setLimit] = useState(1000);
   const setT = (patch: Partial<TransformState>) => update({ transform: { ...t, ...patch } });
   const tables = (state.tables ?? []).filter((x) => state.choices[x.name]?.include);
@@ -28,17 +26,7 @@ export function TransformStep({ path, draft, state, update }: StepProps & { path
     return out;
   }, [state.tables, state.sourceName, t.input, t.lookups]);
 
-  const preview = async () => {
-    setRunning(true);
-    setError(null);
-    try {
-      setResult(await withText(path, draft, (p) => backend.previewTransform(p, t.name, t.sql, limit, 0)));
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setRunning(false);
-    }
-  };
+  const preview = () => call(() => withText(path, draft, (p) => backend.previewTransform(p, t.name, t.sql, limit, 0)));
 
   return (
     <div className="stack">
