@@ -439,24 +439,11 @@ fn conform_key(table: &TableState, key: &[Value]) -> Vec<Value> {
     syncline_engine::apply::conform_key(&table.schema, key)
 }
 
-/// A document of `table`, its fields indexed from the kept row.
-fn document(
-    fields: &Fields,
-    table: &str,
-    kind: &str,
-    id: Option<&str>,
-    key: &[Value],
-    row: &Stored,
-    change: Option<(&str, u64)>,
-) -> Result<TantivyDocument, SearchError> {
-    document_of(fields, table, kind, id, key, row, change, None)
-}
-
-/// A document of `table`; `values` (the change's row, of that schema)
-/// index the fields straight from the engine's values where they can,
-/// without reading the kept JSON back.
+/// A document of `table`, its fields indexed from the kept row; with
+/// `values` (the change's row, of that schema) straight from the engine's
+/// values where they can, without reading the kept JSON back.
 #[allow(clippy::too_many_arguments)]
-fn document_of(
+fn document(
     fields: &Fields,
     table: &str,
     kind: &str,
@@ -555,6 +542,7 @@ fn rows(
                         &key,
                         &before,
                         Some(("d", seq)),
+                        None,
                     )?));
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
                     view.write(id, None);
@@ -599,7 +587,7 @@ fn rows(
                 if !fresh {
                     planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
                 }
-                planned.ops.push(WriteOp::Add(document_of(
+                planned.ops.push(WriteOp::Add(document(
                     view.fields,
                     name,
                     DOC,
@@ -612,7 +600,7 @@ fn rows(
             }
             WriteMode::History | WriteMode::Append => {
                 let op = if change.op == Op::Insert { "i" } else { "u" };
-                planned.ops.push(WriteOp::Add(document_of(
+                planned.ops.push(WriteOp::Add(document(
                     view.fields,
                     name,
                     DOC,
@@ -638,6 +626,7 @@ fn rows(
                     Some(&id),
                     &key,
                     &stored,
+                    None,
                     None,
                 )?));
             }
@@ -676,6 +665,7 @@ fn truncate(
                 &[],
                 &Stored::new(),
                 Some(("t", batch.position.seq)),
+                None,
             ) {
                 planned.ops.push(WriteOp::Add(doc));
             }
@@ -747,6 +737,7 @@ fn prune(
                 &key,
                 &before,
                 Some(("d", batch.position.seq)),
+                None,
             )?));
         }
         planned.ops.push(WriteOp::Delete(term(view.fields, &id)));
