@@ -7,14 +7,15 @@ export function useCall<T>() {
   const [result, setResult] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [running, setRunning] = useState(false);
-  /** Runs `f`; `clear` drops the previous result first. */
-  const call = async (f: () => Promise<T>, clear = false) => {
+  /** Runs `f`; with `dropOnError`, a failure also drops the last result
+   * (it would answer another question), which stays shown meanwhile. */
+  const call = async (f: () => Promise<T>, dropOnError = false) => {
     setRunning(true);
     setError(null);
-    if (clear) setResult(null);
     try {
       setResult(await f());
     } catch (e) {
+      if (dropOnError) setResult(null);
       setError(errorText(e));
     } finally {
       setRunning(false);

@@ -2,7 +2,7 @@
 import { useEffect, useState } from "react";
 import * as backend from "../backend";
 import { VirtualGrid } from "../components/VirtualGrid";
-import { errorText } from "../errors";
+import { useCall } from "../useCall";
 import { fmtInt } from "../format";
 import type { SearchResult } from "../types";
 
@@ -12,22 +12,8 @@ export type SearchTarget = { pipeline: backend.PipelineRef; target: string; quer
 export function IndexSearch({ search }: { search: SearchTarget }) {
   const [query, setQuery] = useState(search.query ?? "");
   const [limit, setLimit] = useState(100);
-  const [result, setResult] = useState<SearchResult | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [running, setRunning] = useState(false);
-
-  const run = async (q: string = query) => {
-    setRunning(true);
-    setError(null);
-    try {
-      setResult(await backend.searchIndex(search.pipeline, search.target, q, limit));
-    } catch (e) {
-      setResult(null);
-      setError(errorText(e));
-    } finally {
-      setRunning(false);
-    }
-  };
+  const { result, error, running, call } = useCall<SearchResult>();
+  const run = (q: string = query) => call(() => backend.searchIndex(search.pipeline, search.target, q, limit), true);
 
   // A query handed over (from the graph's search box) runs at once.
   useEffect(() => {

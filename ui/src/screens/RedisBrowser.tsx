@@ -2,30 +2,16 @@
 import { useEffect, useState } from "react";
 import * as backend from "../backend";
 import { VirtualGrid } from "../components/VirtualGrid";
-import { errorText } from "../errors";
+import { useCall } from "../useCall";
 import { fmtInt } from "../format";
 import type { RedisKeys } from "../types";
 
 export type RedisTarget = { pipeline: backend.PipelineRef; target: string };
 
 export function RedisBrowser({ redis }: { redis: RedisTarget }) {
-  const [keys, setKeys] = useState<RedisKeys | null>(null);
   const [limit, setLimit] = useState(1000);
-  const [error, setError] = useState<string | null>(null);
-  const [loading, setLoading] = useState(false);
-
-  const load = async (table: string | null) => {
-    setLoading(true);
-    setError(null);
-    try {
-      setKeys(await backend.redisKeys(redis.pipeline, redis.target, table, limit));
-    } catch (e) {
-      setKeys(null);
-      setError(errorText(e));
-    } finally {
-      setLoading(false);
-    }
-  };
+  const { result: keys, error, running: loading, call } = useCall<RedisKeys>();
+  const load = (table: string | null) => call(() => backend.redisKeys(redis.pipeline, redis.target, table, limit), true);
 
   useEffect(() => {
     void load(null);
