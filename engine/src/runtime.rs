@@ -746,7 +746,9 @@ async fn supervise(
 /// into the batch's dead letters, so that one bad value costs one row, not
 /// the pipeline (the sinks would refuse the whole batch).
 fn quarantine_misfits(batch: &mut Batch) {
-    if let Cow::Owned(b) = crate::apply::set_aside(batch, |_, _| None) {
+    // Each sink takes these dead letters' rows in as withheld.
+    let mut withheld = crate::apply::Withheld::default();
+    if let Cow::Owned(b) = crate::apply::set_aside(batch, |_, _| None, &mut withheld) {
         *batch = b;
     }
 }

@@ -97,6 +97,7 @@ macro_rules! sink_acceptance {
             a_failed_batch_leaves_data_and_checkpoint_as_they_were,
             unchanged_values_follow_key_changes,
             unchanged_values_without_a_row_become_dead_letters,
+            a_row_whose_last_change_is_a_dead_letter_is_not_filled_from_an_older_version,
             truncate_inside_a_batch,
             a_fresh_copy_into_a_table_with_rows_doubles_nothing,
             prune_removes_keys_gone_at_the_source,
@@ -120,7 +121,10 @@ macro_rules! sink_acceptance {
 
 pub use crate::model::random_changes_match_a_reference_model;
 pub use crate::types::every_type_round_trips;
-pub use crate::unchanged::unchanged_values_without_a_row_become_dead_letters;
+pub use crate::unchanged::{
+    a_row_whose_last_change_is_a_dead_letter_is_not_filled_from_an_older_version,
+    unchanged_values_without_a_row_become_dead_letters,
+};
 
 const SOURCE: &str = "src";
 const PIPELINE: &str = "kit";

@@ -135,6 +135,8 @@ pub struct RedisSink {
     /// A local file recording what this sink committed, per source (see
     /// [`RedisSink::remembering`]).
     ledger: Option<PathBuf>,
+    /// Rows whose last change here is a dead letter.
+    withheld: syncline_engine::apply::Withheld,
 }
 
 impl RedisSink {
@@ -147,6 +149,7 @@ impl RedisSink {
             conn: None,
             tables: HashMap::new(),
             held: BTreeMap::new(),
+            withheld: syncline_engine::apply::Withheld::default(),
             script: redis::Script::new(APPLY),
             ledger: None,
         }
@@ -371,6 +374,7 @@ impl RedisSink {
         &mut self,
         source: &str,
         batches: &[Arc<Batch>],
+        withheld: &mut syncline_engine::apply::Withheld,
     ) -> std::result::Result<Ops, RedisError> {
         let conn = self.conn()?;
         plan::build(
@@ -380,6 +384,7 @@ impl RedisSink {
             self.config.mode,
             source,
             batches,
+            withheld,
         )
         .await
     }
@@ -658,6 +663,10 @@ impl Sink for RedisSink {
             held.clear();
             self.write_ledger();
         }
+        let kept = self.dead_letters().await?;
+        let mut withheld = syncline_engine::apply::Withheld::default();
+        withheld.seed(&kept);
+        self.withheld = withheld;
         Ok(held)
     }
 
@@ -679,8 +688,11 @@ impl Sink for RedisSink {
         };
         let (first, last) = (first.position.seq, last.position.clone());
         self.evolve(&batches)?;
-        let ops = self.apply(source, &batches).await?;
+        // Moved on only once Redis holds the batches.
+        let mut withheld = self.withheld.clone();
+        let ops = self.apply(source, &batches, &mut withheld).await?;
         self.run(source, Some((first, &last)), ops).await?;
+        self.withheld = withheld;
         Ok(())
     }
 
@@ -703,7 +715,13 @@ impl Sink for RedisSink {
     async fn replay(&mut self, batches: Vec<Batch>, resolved: Vec<u64>) -> Result<()> {
         let batches: Vec<Arc<Batch>> = batches.into_iter().map(Arc::new).collect();
         self.evolve(&batches)?;
-        let mut ops = self.apply("", &batches).await?;
+        let mut ops = self
+            .apply(
+                "",
+                &batches,
+                &mut syncline_engine::apply::Withheld::default(),
+            )
+            .await?;
         for id in resolved {
             ops.push(&[
                 b"R",

@@ -15,7 +15,7 @@ use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use serde_json::value::RawValue;
 use syncline_engine::apply::{
-    Plan, Step, fill_left_out, pruned, resolve, set_aside, unchanged_values_lost,
+    Plan, Step, Withheld, fill_left_out, pruned, resolve, set_aside, unchanged_values_lost,
 };
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
@@ -284,11 +284,15 @@ pub async fn build(
     mode: WriteMode,
     source: &str,
     batches: &[Arc<Batch>],
+    withheld: &mut Withheld,
 ) -> Result<Ops, RedisError> {
     let mut ops = Ops::default();
-    // Every value has a form in Redis: only NULL keys and misfits are set aside.
-    let conformed: Vec<std::borrow::Cow<'_, Batch>> =
-        batches.iter().map(|b| set_aside(b, |_, _| None)).collect();
+    // Every value has a form in Redis: only NULL keys, misfits and rows
+    // whose last change here is a dead letter are set aside.
+    let conformed: Vec<std::borrow::Cow<'_, Batch>> = batches
+        .iter()
+        .map(|b| set_aside(b, |_, _| None, withheld))
+        .collect();
     let mut dead: Vec<(DeadLetter, u64)> = Vec::new();
     for b in &conformed {
         dead.extend(b.dead_letters.iter().map(|d| (d.clone(), b.position.seq)));

@@ -56,7 +56,10 @@ struct Open {
     generation: u64,
     fields: Fields,
     writer: IndexWriter<TantivyDocument>,
-    reader: IndexReader,
+    /// A reader of the last commit, opened when a row must be read and
+    /// dropped at each commit: a reader keeps every segment of its commit
+    /// mapped, and with it every page a later merge reads of them.
+    reader: Option<IndexReader>,
     /// What the last commit holds.
     committed: Payload,
     /// What the next commit will hold.
@@ -89,6 +92,8 @@ pub struct SearchSink {
     folder: Folder,
     tables: HashMap<TableId, TableState>,
     open: Option<Open>,
+    /// Rows whose last change here is a dead letter.
+    withheld: syncline_engine::apply::Withheld,
 }
 
 /// Runs blocking index work without stalling the async runtime's other
@@ -117,6 +122,7 @@ impl SearchSink {
             folder: Folder::new(root),
             tables: HashMap::new(),
             open: None,
+            withheld: syncline_engine::apply::Withheld::default(),
         }
     }
 
@@ -215,14 +221,6 @@ impl SearchSink {
             })
     }
 
-    fn reader(&self, index: &Index) -> std::result::Result<IndexReader, SearchError> {
-        index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(self.folder.index_error("reading the index"))
-    }
-
     /// Opens the live generation for writing (creating the index where
     /// there is none), rebuilt with the fields the tables need.
     fn open_index(&mut self) -> std::result::Result<Open, SearchError> {
@@ -281,12 +279,11 @@ impl SearchSink {
             }
         }
         let writer = self.writer(&index)?;
-        let reader = self.reader(&index)?;
         let mut open = Open {
             generation,
             fields,
             writer,
-            reader,
+            reader: None,
             pending,
             committed,
             overlay: Overlay::default(),
@@ -308,18 +305,18 @@ impl SearchSink {
             all.extend(wanted);
             open = self.rebuild(open, &all)?;
         }
-        open.fills = self.fills(&open)?;
+        open.fills = self.fills(&mut open)?;
         Ok(open)
     }
 
     /// Each upsert table's fill as committed: empty, or holding documents
     /// from before this run.
-    fn fills(&self, open: &Open) -> std::result::Result<HashMap<String, Fill>, SearchError> {
+    fn fills(&self, open: &mut Open) -> std::result::Result<HashMap<String, Fill>, SearchError> {
         let mut fills = HashMap::new();
         if self.config.mode != WriteMode::Upsert {
             return Ok(fills);
         }
-        let searcher = open.reader.searcher();
+        let searcher = open.searcher(&self.folder)?;
         for t in self.tables.values() {
             let name = t.schema.id.name.as_str();
             let held = searcher
@@ -346,9 +343,9 @@ impl SearchSink {
     ) -> std::result::Result<Open, SearchError> {
         commit(&mut open, &self.folder)?;
         let started = Instant::now();
+        let searcher = open.searcher(&self.folder)?;
         let Open {
             writer,
-            reader,
             generation,
             fields: old_fields,
             committed,
@@ -362,7 +359,6 @@ impl SearchSink {
         let index = self.folder.create(generation, Fields::schema(wanted))?;
         let fields = Fields::of(&index.schema())?;
         let mut writer = self.writer(&index)?;
-        let searcher = reader.searcher();
         let found = searcher
             .search(&AllQuery, &DocSetCollector)
             .map_err(self.folder.index_error("reading the index"))?;
@@ -405,7 +401,6 @@ impl SearchSink {
             .commit()
             .map_err(self.folder.index_error("committing the new generation"))?;
         drop(searcher);
-        drop(reader);
         self.folder.make_current(generation)?;
         info!(
             path = %self.folder.path().display(),
@@ -414,12 +409,11 @@ impl SearchSink {
             secs = started.elapsed().as_secs_f64(),
             "search index rebuilt with new fields"
         );
-        let reader = self.reader(&index)?;
         Ok(Open {
             generation,
             fields,
             writer,
-            reader,
+            reader: None,
             pending: committed.clone(),
             committed,
             overlay: Overlay::default(),
@@ -490,21 +484,33 @@ impl SearchSink {
         let pipeline = self.pipeline.clone();
         let tables = &self.tables;
         let folder = &self.folder;
+        // Replayed dead letters are screened on their own.
+        let none = syncline_engine::apply::Withheld::default();
+        let withheld = if replay { &none } else { &self.withheld };
         let open = self
             .open
             .as_mut()
             .ok_or_else(|| SearchError::State("the sink was used before it was opened".into()))?;
         let planned = loop {
-            let searcher = open.reader.searcher();
+            let Open {
+                writer,
+                reader,
+                fields,
+                overlay,
+                fills,
+                ..
+            } = &mut *open;
+            let mut searcher = || searcher_of(reader, writer.index(), folder);
             match plan::build(
-                &searcher,
-                &open.fields,
-                &open.overlay,
-                &open.fills,
+                &mut searcher,
+                fields,
+                overlay,
+                fills,
                 tables,
                 mode,
                 source,
                 batches,
+                withheld,
             )? {
                 Some(planned) => break planned,
                 // A row written since the last commit is needed: commit
@@ -532,22 +538,7 @@ impl SearchSink {
             );
             ops.push(WriteOp::Add(doc));
         }
-        let applied = (|| -> tantivy::Result<()> {
-            for op in ops {
-                match op {
-                    WriteOp::Delete(term) => {
-                        open.writer.delete_term(term);
-                    }
-                    WriteOp::DeleteQuery(query) => {
-                        open.writer.delete_query(query)?;
-                    }
-                    WriteOp::Add(doc) => {
-                        open.writer.add_document(doc)?;
-                    }
-                }
-            }
-            Ok(())
-        })();
+        let applied = plan::apply_ops(&open.writer, open.fields.id, ops);
         if let Err(e) = applied {
             // Nothing of the uncommitted work can be trusted now.
             let _ = open.writer.rollback();
@@ -577,6 +568,9 @@ impl SearchSink {
                     state: last.position.state.clone(),
                 },
             );
+        }
+        if !replay {
+            self.withheld = planned.withheld;
         }
         Ok(())
     }
@@ -619,10 +613,33 @@ fn commit(open: &mut Open, folder: &Folder) -> std::result::Result<(), SearchErr
     open.overlay = Overlay::default();
     open.pending_rows = 0;
     open.since = None;
-    open.reader
-        .reload()
-        .map_err(folder.index_error("reloading the index after a commit"))?;
+    open.reader = None;
     Ok(())
+}
+
+/// A searcher of the last commit, through `reader` (opened where it is not).
+fn searcher_of(
+    reader: &mut Option<IndexReader>,
+    index: &Index,
+    folder: &Folder,
+) -> std::result::Result<tantivy::Searcher, SearchError> {
+    if let Some(r) = reader {
+        return Ok(r.searcher());
+    }
+    let opened: IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(folder.index_error("reading the index"))?;
+    let searcher = opened.searcher();
+    *reader = Some(opened);
+    Ok(searcher)
+}
+
+impl Open {
+    fn searcher(&mut self, folder: &Folder) -> std::result::Result<tantivy::Searcher, SearchError> {
+        searcher_of(&mut self.reader, self.writer.index(), folder)
+    }
 }
 
 #[async_trait]
@@ -724,6 +741,10 @@ impl Sink for SearchSink {
             })
             .collect();
         self.open = Some(open);
+        let kept = self.dead_letters().await?;
+        let mut withheld = syncline_engine::apply::Withheld::default();
+        withheld.seed(&kept);
+        self.withheld = withheld;
         Ok(held)
     }
 

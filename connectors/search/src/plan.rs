@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use syncline_engine::apply::{
-    Plan, Step, fill_left_out, moved_from, pruned, resolve, set_aside, unchanged_values_lost,
+    Plan, Step, Withheld, fill_left_out, moved_from, pruned, resolve, set_aside,
+    unchanged_values_lost,
 };
 use syncline_engine::batch::Batch;
 use syncline_engine::config::WriteMode;
@@ -24,9 +25,9 @@ use syncline_engine::model::{
     TableSchema, Value, row_json,
 };
 use tantivy::collector::TopDocs;
-use tantivy::query::{Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{Searcher, TantivyDocument, Term};
+use tantivy::query::{Query, TermQuery, TermSetQuery};
+use tantivy::schema::{Field, IndexRecordOption, Value as _};
+use tantivy::{IndexWriter, Searcher, TantivyDocument, Term};
 
 use crate::config::ColumnPlan;
 use crate::error::SearchError;
@@ -41,6 +42,62 @@ pub enum WriteOp {
     DeleteQuery(Box<dyn Query>),
     /// Adds a document.
     Add(TantivyDocument),
+}
+
+/// Applies `ops` to `writer` in their order, with the term deletes of each
+/// stretch in which no `_id` (`id`) is removed after a document of it was
+/// added made one delete of the set of those terms, ahead of the stretch's
+/// documents: the same outcome (a delete removes only documents added
+/// before it) with one delete operation in the writer's queue where there
+/// were thousands (each a query of its own, kept until the next commit).
+pub fn apply_ops(
+    writer: &IndexWriter<TantivyDocument>,
+    id: Field,
+    ops: Vec<WriteOp>,
+) -> tantivy::Result<()> {
+    let mut deletes: Vec<Term> = Vec::new();
+    let mut adds: Vec<TantivyDocument> = Vec::new();
+    let mut added: HashSet<String> = HashSet::new();
+    let flush = |deletes: &mut Vec<Term>,
+                 adds: &mut Vec<TantivyDocument>,
+                 added: &mut HashSet<String>|
+     -> tantivy::Result<()> {
+        match deletes.len() {
+            0 => {}
+            1 => {
+                writer.delete_term(deletes.remove(0));
+            }
+            _ => {
+                writer.delete_query(Box::new(TermSetQuery::new(deletes.drain(..))))?;
+            }
+        }
+        for doc in adds.drain(..) {
+            writer.add_document(doc)?;
+        }
+        added.clear();
+        Ok(())
+    };
+    for op in ops {
+        match op {
+            WriteOp::Delete(term) => {
+                if term.value().as_str().is_some_and(|t| added.contains(t)) {
+                    flush(&mut deletes, &mut adds, &mut added)?;
+                }
+                deletes.push(term);
+            }
+            WriteOp::DeleteQuery(query) => {
+                flush(&mut deletes, &mut adds, &mut added)?;
+                writer.delete_query(query)?;
+            }
+            WriteOp::Add(doc) => {
+                if let Some(t) = doc.get_first(id).and_then(|v| v.as_str()) {
+                    added.insert(t.to_owned());
+                }
+                adds.push(doc);
+            }
+        }
+    }
+    flush(&mut deletes, &mut adds, &mut added)
 }
 
 /// One target table as the sink keeps it.
@@ -139,7 +196,8 @@ pub fn dead_letter_id(n: u64) -> String {
 /// What the index holds as the group goes: the committed index, the
 /// overlay of earlier groups, and this group's own writes.
 struct View<'v> {
-    searcher: &'v Searcher,
+    /// The last commit, read when a row is looked up.
+    searcher: &'v mut dyn FnMut() -> Result<Searcher, SearchError>,
     fields: &'v Fields,
     base: &'v Overlay,
     delta: Overlay,
@@ -222,14 +280,14 @@ impl View<'_> {
             Term::from_field_text(self.fields.id, id),
             IndexRecordOption::Basic,
         );
-        let top = self
-            .searcher
+        let searcher = (self.searcher)()?;
+        let top = searcher
             .search(&query, &TopDocs::with_limit(1).order_by_score())
             .map_err(|e| SearchError::State(format!("looking a row up failed: {e}")))?;
         let Some((_, address)) = top.first() else {
             return Ok(None);
         };
-        let kept = index::read_docs(self.searcher, self.fields, [*address])?;
+        let kept = index::read_docs(&searcher, self.fields, [*address])?;
         kept.first().map(|k| index::parse_row(&k.row)).transpose()
     }
 
@@ -246,11 +304,8 @@ impl View<'_> {
             return Ok(live);
         }
         if !self.base.emptied.contains(table) && !self.delta.emptied.contains(table) {
-            for k in index::matching(
-                self.searcher,
-                self.fields,
-                &self.fields.of_table(table, kind),
-            )? {
+            let searcher = (self.searcher)()?;
+            for k in index::matching(&searcher, self.fields, &self.fields.of_table(table, kind))? {
                 let key: Vec<Value> = serde_json::from_str(k.key.as_deref().unwrap_or("[]"))
                     .map_err(|e| SearchError::State(format!("a kept key is unreadable: {e}")))?;
                 live.insert(k.id, key);
@@ -294,13 +349,15 @@ pub struct Planned {
     pub rows: u64,
     /// Each table's fill once the ops are applied.
     pub fills: HashMap<String, Fill>,
+    /// The rows withheld once the ops are applied.
+    pub withheld: Withheld,
 }
 
 /// Plans `batches` for the index; `None` when a row written since the last
 /// commit must be read first (commit, then plan again).
 #[allow(clippy::too_many_arguments)]
 pub fn build(
-    searcher: &Searcher,
+    searcher: &mut dyn FnMut() -> Result<Searcher, SearchError>,
     fields: &Fields,
     base: &Overlay,
     fills: &HashMap<String, Fill>,
@@ -308,12 +365,18 @@ pub fn build(
     mode: WriteMode,
     source: &str,
     batches: &[Arc<Batch>],
+    withheld: &Withheld,
 ) -> Result<Option<Planned>, SearchError> {
-    // Every value has a form in the index: only NULL keys and misfits are
-    // set aside.
-    let conformed: Vec<std::borrow::Cow<'_, Batch>> =
-        batches.iter().map(|b| set_aside(b, |_, _| None)).collect();
-    let mut planned = Planned::default();
+    // Every value has a form in the index: only NULL keys, misfits and
+    // rows whose last change here is a dead letter are set aside.
+    let mut planned = Planned {
+        withheld: withheld.clone(),
+        ..Planned::default()
+    };
+    let conformed: Vec<std::borrow::Cow<'_, Batch>> = batches
+        .iter()
+        .map(|b| set_aside(b, |_, _| None, &mut planned.withheld))
+        .collect();
     for b in &conformed {
         planned
             .dead
@@ -777,6 +840,70 @@ mod tests {
         );
         assert_eq!(uuid_text("not-a-uuid"), None);
         assert_eq!(uuid_text("f81d4fae-7dec-11d0-a765-00a0c91e6bfz"), None);
+    }
+
+    /// The ids of the documents `ops` leave in a new index, sorted, with
+    /// the `_row` of each.
+    fn after_ops(ops: impl Fn(&Fields) -> Vec<WriteOp>) -> Vec<(String, String)> {
+        let index = tantivy::Index::create_in_ram(Fields::schema(&Default::default()));
+        let fields = Fields::of(&index.schema()).unwrap();
+        let mut writer: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        apply_ops(&writer, fields.id, ops(&fields)).unwrap();
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let mut out: Vec<(String, String)> =
+            index::matching(&searcher, &fields, &tantivy::query::AllQuery)
+                .unwrap()
+                .into_iter()
+                .map(|k| (k.id, k.row))
+                .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn coalesced_deletes_remove_what_each_delete_removed_in_order() {
+        let doc = |f: &Fields, id: &str, row: &str| {
+            let mut d = TantivyDocument::default();
+            d.add_text(f.table, "t");
+            d.add_text(f.kind, DOC);
+            d.add_text(f.id, id);
+            d.add_text(f.row, row);
+            WriteOp::Add(d)
+        };
+        let del = |f: &Fields, id: &str| WriteOp::Delete(Term::from_field_text(f.id, id));
+        // A row updated twice, one deleted after it was added, one added
+        // after its delete, and an untouched one.
+        let got = after_ops(|f| {
+            vec![
+                doc(f, "a", "a0"),
+                doc(f, "b", "b0"),
+                doc(f, "c", "c0"),
+                del(f, "a"),
+                doc(f, "a", "a1"),
+                del(f, "b"),
+                del(f, "a"),
+                doc(f, "a", "a2"),
+                del(f, "d"),
+                doc(f, "d", "d1"),
+                del(f, "d"),
+            ]
+        });
+        assert_eq!(
+            got,
+            vec![("a".into(), "a2".into()), ("c".into(), "c0".into())]
+        );
+        // A query delete in the middle keeps its place.
+        let got = after_ops(|f| {
+            vec![
+                doc(f, "a", "a0"),
+                del(f, "b"),
+                WriteOp::DeleteQuery(Box::new(tantivy::query::AllQuery)),
+                doc(f, "b", "b1"),
+            ]
+        });
+        assert_eq!(got, vec![("b".into(), "b1".into())]);
     }
 
     #[test]

@@ -7,14 +7,91 @@ pub mod sql;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::batch::Batch;
+use crate::connector::KeptRow;
 use crate::model::{
     Change, DataType, DeadLetter, DeadLetterStage, KeptChange, Op, PruneRange, Row, TableId,
     TableSchema, Value, row_json,
 };
+
+/// The rows of one target whose last change there is a dead letter, by
+/// table and key ([`KeptChange::key_text`]): the target holds an older
+/// version of each, so values a later change leaves out
+/// ([`Value::Unchanged`]) cannot be taken from it. Each sink keeps one,
+/// seeded at open from the dead letters it keeps ([`Withheld::seed`]) and
+/// moved on by [`set_aside`].
+///
+/// Screening a batch twice from the state it left (a batch redelivered
+/// after its write failed, a group planned again) comes to the same: each
+/// row's standing is decided by its last change in the batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Withheld {
+    rows: HashMap<TableId, HashSet<String>>,
+}
+
+impl Withheld {
+    /// Takes in the rows of dead letters kept at the target stage.
+    pub fn seed<'k>(&mut self, kept: impl IntoIterator<Item = &'k KeptRow>) {
+        for row in kept {
+            if row.stage != DeadLetterStage::Target {
+                continue;
+            }
+            if let Some(change) = &row.kept {
+                self.rows
+                    .entry(change.table.clone())
+                    .or_default()
+                    .insert(change.key.clone());
+            }
+        }
+    }
+
+    /// Whether no row is withheld.
+    pub fn is_empty(&self) -> bool {
+        self.rows.values().all(HashSet::is_empty)
+    }
+
+    /// Whether the row of `key` (its key text) in `table` is withheld.
+    pub fn holds(&self, table: &TableId, key: &str) -> bool {
+        self.rows.get(table).is_some_and(|r| r.contains(key))
+    }
+
+    fn has_table(&self, table: &TableId) -> bool {
+        !self.rows.is_empty() && self.rows.get(table).is_some_and(|r| !r.is_empty())
+    }
+
+    fn insert(&mut self, table: &TableId, key: String) {
+        self.rows.entry(table.clone()).or_default().insert(key);
+    }
+
+    fn remove(&mut self, table: &TableId, key: &str) {
+        if let Some(r) = self.rows.get_mut(table) {
+            r.remove(key);
+            if r.is_empty() {
+                self.rows.remove(table);
+            }
+        }
+    }
+
+    fn take_in(&mut self, dead: &[DeadLetter]) {
+        for d in dead {
+            if d.stage == DeadLetterStage::Target
+                && let Some(k) = &d.kept
+            {
+                self.insert(&k.table, k.key.clone());
+            }
+        }
+    }
+}
+
+fn key_text_of(schema: &TableSchema, row: &Row) -> Option<String> {
+    if schema.key.is_empty() || schema.key.iter().any(|&k| k >= row.len()) {
+        return None;
+    }
+    Some(KeptChange::key_text(&schema.key_of(row)))
+}
 
 /// `batch` without the changes holding a NULL key, a value that does not
 /// fit its column's type ([`DataType::accepts`]) or one that `refuses` says the target
@@ -23,9 +100,17 @@ use crate::model::{
 /// reason, so one such value costs its row, in this target only, and
 /// never turns into NULL; the batch as it is when every value can be
 /// stored. Sinks call this first in [`Sink::write`](crate::connector::Sink::write).
+///
+/// A change that leaves values out ([`Value::Unchanged`]) of a row
+/// `withheld` holds (its last change in this target is a dead letter) is
+/// set aside too: the target's version of the row is older than the one
+/// the values were left out of. `withheld` moves on with the batch: a row
+/// is withheld once a change of it is set aside (or the batch comes with a
+/// dead letter of it), and released by a change that carries every value.
 pub fn set_aside<'b>(
     batch: &'b Batch,
     refuses: impl Fn(&DataType, &Value) -> Option<String>,
+    withheld: &mut Withheld,
 ) -> Cow<'b, Batch> {
     let misfit = |change: &Change| -> Option<String> {
         // A prune lists keys column-wise, not a row.
@@ -63,34 +148,93 @@ pub fn set_aside<'b>(
             }
         })
     };
-    if !batch.changes.iter().any(|c| misfit(c).is_some()) {
-        return Cow::Borrowed(batch);
-    }
-    let mut out = Batch {
-        position: batch.position.clone(),
-        kind: batch.kind,
-        txid: batch.txid.clone(),
-        commit_time: batch.commit_time,
-        changes: Vec::with_capacity(batch.changes.len()),
-        block: batch.block.clone(),
-        dead_letters: batch.dead_letters.clone(),
-        inserts_are_new: batch.inserts_are_new,
+    // Dead letters the batch already carries (set aside upstream) count
+    // before and after its changes: their order among them is not known.
+    withheld.take_in(&batch.dead_letters);
+    // Whether a change's row is withheld and the change leaves values out;
+    // moves `withheld` on for a change that is kept.
+    let stale = |change: &Change, withheld: &mut Withheld| -> Option<String> {
+        let table = &change.table.id;
+        if !withheld.has_table(table) {
+            return None;
+        }
+        let schema = &change.table;
+        if change.op == Op::Truncate {
+            withheld.rows.remove(table);
+            return None;
+        }
+        let now = change.key_row().and_then(|r| key_text_of(schema, r));
+        let was = change
+            .before
+            .as_ref()
+            .and_then(|r| key_text_of(schema, r))
+            .filter(|_| moved_from(change).is_some())
+            .or_else(|| now.clone());
+        let left_out: Vec<&str> = change
+            .after
+            .iter()
+            .flat_map(|row| schema.columns.iter().zip(row))
+            .filter(|(_, v)| matches!(v, Value::Unchanged))
+            .map(|(c, _)| c.name.as_str())
+            .collect();
+        if !left_out.is_empty() && was.as_deref().is_some_and(|k| withheld.holds(table, k)) {
+            return Some(format!(
+                "the source left {} out (unchanged since the row's last change) but that change of the row is in this target's dead letters, so the target holds an older version of it; replay or discard that dead letter, then re-snapshot the table to bring the row back",
+                left_out
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for k in [was, now].into_iter().flatten() {
+            withheld.remove(table, &k);
+        }
+        None
     };
-    for change in &batch.changes {
-        match misfit(change) {
-            None => out.changes.push(change.clone()),
-            Some(reason) => out.dead_letters.push(DeadLetter {
-                table: change.table.id.clone(),
-                origin: batch.origin(),
-                line: None,
-                raw: row_json(&change.table, change.key_row()),
-                reason,
-                stage: DeadLetterStage::Target,
-                kept: Some(KeptChange::of(change, None)),
-            }),
+    let mut out: Option<Batch> = None;
+    for (i, change) in batch.changes.iter().enumerate() {
+        let reason = match misfit(change) {
+            Some(r) => Some(r),
+            None => stale(change, withheld),
+        };
+        match reason {
+            None => {
+                if let Some(o) = out.as_mut() {
+                    o.changes.push(change.clone());
+                }
+            }
+            Some(reason) => {
+                if let Some(k) = change.key_row().and_then(|r| key_text_of(&change.table, r)) {
+                    withheld.insert(&change.table.id, k);
+                }
+                let o = out.get_or_insert_with(|| Batch {
+                    position: batch.position.clone(),
+                    kind: batch.kind,
+                    txid: batch.txid.clone(),
+                    commit_time: batch.commit_time,
+                    changes: batch.changes[..i].to_vec(),
+                    block: batch.block.clone(),
+                    dead_letters: batch.dead_letters.clone(),
+                    inserts_are_new: batch.inserts_are_new,
+                });
+                o.dead_letters.push(DeadLetter {
+                    table: change.table.id.clone(),
+                    origin: batch.origin(),
+                    line: None,
+                    raw: row_json(&change.table, change.key_row()),
+                    reason,
+                    stage: DeadLetterStage::Target,
+                    kept: Some(KeptChange::of(change, None)),
+                });
+            }
         }
     }
-    Cow::Owned(out)
+    withheld.take_in(&batch.dead_letters);
+    match out {
+        Some(o) => Cow::Owned(o),
+        None => Cow::Borrowed(batch),
+    }
 }
 
 fn short_value(v: &Value) -> String {
@@ -662,7 +806,7 @@ mod tests {
             Value::Text(s) if s.contains('\0') => Some("no NUL here".to_owned()),
             _ => None,
         };
-        let out = set_aside(&batch, refuses);
+        let out = set_aside(&batch, refuses, &mut Withheld::default());
         let kept: Vec<&Value> = out
             .changes
             .iter()
@@ -683,7 +827,87 @@ mod tests {
         );
         // Nothing to set aside: the batch itself.
         let clean = self::batch(vec![insert(&docs, "1", "ok", "b")]);
-        assert!(matches!(set_aside(&clean, refuses), Cow::Borrowed(_)));
+        assert!(matches!(
+            set_aside(&clean, refuses, &mut Withheld::default()),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_change_leaving_values_out_of_a_row_whose_last_change_is_a_dead_letter_is_set_aside() {
+        let docs = docs();
+        let refuses = |_: &DataType, v: &Value| match v {
+            Value::Text(s) if s.contains('\0') => Some("no NUL here".to_owned()),
+            _ => None,
+        };
+        let update = |k: &str, n: &str, body: Value| Change {
+            op: Op::Update,
+            table: docs.clone(),
+            before: None,
+            after: Some(vec![t(k), t(n), body]),
+        };
+        let mut withheld = Withheld::default();
+        // Row 1's new body comes with a value the target refuses.
+        let first = batch(vec![update("1", "nul \0", t("new body"))]);
+        let out = set_aside(&first, refuses, &mut withheld);
+        assert_eq!((out.changes.len(), out.dead_letters.len()), (0, 1));
+        assert!(withheld.holds(&docs.id, &KeptChange::key_text(&[&t("1")])));
+        // Later: row 1 changes again and its body is left out; row 2 too,
+        // but row 2 holds its last change.
+        let later = batch(vec![
+            update("2", "b", Value::Unchanged),
+            update("1", "a", Value::Unchanged),
+            moved(&docs, "1", "9", "c"),
+        ]);
+        let out = set_aside(&later, refuses, &mut withheld);
+        let kept: Vec<&Value> = out
+            .changes
+            .iter()
+            .map(|c| &c.after.as_ref().unwrap()[0])
+            .collect();
+        assert_eq!(kept, [&t("2")]);
+        assert_eq!(out.dead_letters.len(), 2);
+        assert!(
+            out.dead_letters[0].reason.contains("`body`")
+                && out.dead_letters[0].reason.contains("dead letters"),
+            "{:?}",
+            out.dead_letters[0].reason
+        );
+        // The row moved to key 9 while withheld: still withheld there.
+        assert!(withheld.holds(&docs.id, &KeptChange::key_text(&[&t("9")])));
+        // Screening the same batch again from where it left comes to the same.
+        let again = set_aside(&later, refuses, &mut withheld);
+        assert_eq!((again.changes.len(), again.dead_letters.len()), (1, 2));
+        // A change carrying every value brings the row back.
+        let whole = batch(vec![
+            update("9", "d", t("body")),
+            update("9", "e", Value::Unchanged),
+        ]);
+        let out = set_aside(&whole, refuses, &mut withheld);
+        assert_eq!((out.changes.len(), out.dead_letters.len()), (2, 0));
+        assert!(!withheld.holds(&docs.id, &KeptChange::key_text(&[&t("9")])));
+        // The row under its old key stays as the target holds it.
+        assert!(withheld.holds(&docs.id, &KeptChange::key_text(&[&t("1")])));
+        // Seeded from the dead letters a target keeps.
+        let mut seeded = Withheld::default();
+        let d = &set_aside(&first, refuses, &mut Withheld::default()).dead_letters[0];
+        seeded.seed(&[KeptRow {
+            id: 1,
+            source: "src".into(),
+            table: "docs".into(),
+            stage: d.stage,
+            origin: d.origin.clone(),
+            line: None,
+            raw: d.raw.clone(),
+            reason: d.reason.clone(),
+            seq: 1,
+            recorded_at: chrono::Utc::now(),
+            kept: d.kept.clone(),
+        }]);
+        assert!(seeded.holds(&docs.id, &KeptChange::key_text(&[&t("1")])));
+        let again = batch(vec![update("1", "a", Value::Unchanged)]);
+        let out = set_aside(&again, refuses, &mut seeded);
+        assert_eq!(out.dead_letters.len(), 1);
     }
 
     /// Each staged row as (op, row, lookup key), through a plan for an

@@ -93,6 +93,8 @@ pub struct Writer {
     /// Per target table (qualified name).
     fills: HashMap<String, Fill>,
     held: BTreeMap<String, u64>,
+    /// Rows whose last change here is a dead letter.
+    withheld: apply::Withheld,
     /// Id of the next dead letter of this pipeline.
     next_dead_letter: u64,
     stats: WriteStats,
@@ -207,6 +209,7 @@ impl Writer {
             targets: HashMap::new(),
             fills: HashMap::new(),
             held,
+            withheld: apply::Withheld::default(),
             next_dead_letter: last_id.unwrap_or(0) + 1,
             stats: WriteStats::default(),
             open: None,
@@ -224,6 +227,9 @@ impl Writer {
         }
         let held = read_checkpoints(&self.conn, &self.pipeline)?;
         self.held = held.iter().map(|(k, p)| (k.clone(), p.seq)).collect();
+        let mut withheld = apply::Withheld::default();
+        withheld.seed(&self.dead_letters()?);
+        self.withheld = withheld;
         Ok(held)
     }
 
@@ -265,11 +271,12 @@ impl Writer {
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let held = self.held.get(source).copied();
         // Changes with values DuckDB cannot store become dead letters.
+        let withheld = &mut self.withheld;
         let screened: Vec<std::borrow::Cow<'_, Batch>> = batches
             .iter()
             .copied()
             .filter(|b| held.is_none_or(|h| b.position.seq > h))
-            .map(|b| apply::set_aside(b, crate::types::refuses))
+            .map(|b| apply::set_aside(b, crate::types::refuses, withheld))
             .collect();
         let fresh: Vec<&Batch> = screened.iter().map(|b| &**b).collect();
         let Some(last) = fresh.last().copied() else {

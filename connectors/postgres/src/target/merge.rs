@@ -76,7 +76,9 @@ impl State {
                 .insert(source.to_owned(), u64::try_from(stored).unwrap_or(0));
             return Ok(false);
         }
-        self.apply(&mut tx, source, batch, seq).await?;
+        // Changes with values Postgres cannot store become dead letters.
+        let screened = apply::set_aside(batch, super::values::refuses, &mut self.withheld);
+        self.apply(&mut tx, source, &screened, seq).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (pipeline, source, seq, position, updated_at)
              VALUES ($1, $2, $3, $4::jsonb, now())
@@ -103,8 +105,6 @@ impl State {
         batch: &Batch,
         seq: i64,
     ) -> Result<(), PgError> {
-        // Changes with values Postgres cannot store become dead letters.
-        let batch = &*apply::set_aside(batch, super::values::refuses);
         let targets = &self.targets;
         let plan = apply::Plan::new(
             batch.changes.iter().map(|c| (c, batch)),

@@ -52,6 +52,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use syncline_engine::apply;
 use syncline_engine::batch::{Batch, Position};
 use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{Check, KeptRow, Sink};
@@ -115,6 +116,8 @@ struct State {
     targets: HashMap<TableId, Target>,
     /// Highest seq held, per source.
     held: BTreeMap<String, u64>,
+    /// Rows whose last change here is a dead letter.
+    withheld: apply::Withheld,
     stages: usize,
 }
 
@@ -147,6 +150,7 @@ impl PostgresSink {
             schema_name: config.schema.clone(),
             targets: HashMap::new(),
             held: BTreeMap::new(),
+            withheld: syncline_engine::apply::Withheld::default(),
             stages: 0,
         };
         PostgresSink {
@@ -234,6 +238,10 @@ impl Sink for PostgresSink {
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
         let (conn, state) = self.connection().await?;
         let held = state.prepare(conn, tables).await?;
+        let kept = self.dead_letters().await?;
+        let mut withheld = apply::Withheld::default();
+        withheld.seed(&kept);
+        self.state.withheld = withheld;
         self.opened = true;
         Ok(held)
     }
@@ -322,7 +330,9 @@ impl Sink for PostgresSink {
         let mut tx = conn.begin().await.map_err(statement_failed("BEGIN"))?;
         for batch in &batches {
             let seq = i64::try_from(batch.position.seq).unwrap_or(i64::MAX);
-            state.apply(&mut tx, "", batch, seq).await?;
+            let screened =
+                apply::set_aside(batch, values::refuses, &mut apply::Withheld::default());
+            state.apply(&mut tx, "", &screened, seq).await?;
         }
         let ids: Vec<i64> = resolved
             .iter()
