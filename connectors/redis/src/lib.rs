@@ -663,10 +663,7 @@ impl Sink for RedisSink {
             held.clear();
             self.write_ledger();
         }
-        let kept = self.dead_letters().await?;
-        let mut withheld = syncline_engine::apply::Withheld::default();
-        withheld.seed(&kept);
-        self.withheld = withheld;
+        self.withheld = syncline_engine::apply::Withheld::of(&self.dead_letters().await?);
         Ok(held)
     }
 

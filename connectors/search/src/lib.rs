@@ -741,10 +741,7 @@ impl Sink for SearchSink {
             })
             .collect();
         self.open = Some(open);
-        let kept = self.dead_letters().await?;
-        let mut withheld = syncline_engine::apply::Withheld::default();
-        withheld.seed(&kept);
-        self.withheld = withheld;
+        self.withheld = syncline_engine::apply::Withheld::of(&self.dead_letters().await?);
         Ok(held)
     }
 

@@ -62,14 +62,8 @@ pub fn apply_ops(
                  adds: &mut Vec<TantivyDocument>,
                  added: &mut HashSet<String>|
      -> tantivy::Result<()> {
-        match deletes.len() {
-            0 => {}
-            1 => {
-                writer.delete_term(deletes.remove(0));
-            }
-            _ => {
-                writer.delete_query(Box::new(TermSetQuery::new(deletes.drain(..))))?;
-            }
+        if !deletes.is_empty() {
+            writer.delete_query(Box::new(TermSetQuery::new(deletes.drain(..))))?;
         }
         for doc in adds.drain(..) {
             writer.add_document(doc)?;

@@ -21,36 +21,32 @@ use crate::model::{
 /// table and key ([`KeptChange::key_text`]): the target holds an older
 /// version of each, so values a later change leaves out
 /// ([`Value::Unchanged`]) cannot be taken from it. Each sink keeps one,
-/// seeded at open from the dead letters it keeps ([`Withheld::seed`]) and
-/// moved on by [`set_aside`].
-///
-/// Screening a batch twice from the state it left (a batch redelivered
-/// after its write failed, a group planned again) comes to the same: each
-/// row's standing is decided by its last change in the batch.
+/// made at open from the dead letters it keeps ([`Withheld::of`]) and
+/// moved on by [`set_aside`]; a sink takes the moved-on state only once
+/// the batch is written (a failed write screens the batch again, from the
+/// state before it).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Withheld {
     rows: HashMap<TableId, HashSet<String>>,
 }
 
 impl Withheld {
-    /// Takes in the rows of dead letters kept at the target stage.
-    pub fn seed<'k>(&mut self, kept: impl IntoIterator<Item = &'k KeptRow>) {
+    /// The rows of the dead letters a sink keeps (those set aside at the
+    /// target stage).
+    pub fn of(kept: &[KeptRow]) -> Withheld {
+        let mut withheld = Withheld::default();
         for row in kept {
-            if row.stage != DeadLetterStage::Target {
-                continue;
-            }
-            if let Some(change) = &row.kept {
-                self.rows
-                    .entry(change.table.clone())
-                    .or_default()
-                    .insert(change.key.clone());
-            }
+            withheld.take(row.stage, row.kept.as_ref());
         }
+        withheld
     }
 
-    /// Whether no row is withheld.
-    pub fn is_empty(&self) -> bool {
-        self.rows.values().all(HashSet::is_empty)
+    fn take(&mut self, stage: DeadLetterStage, kept: Option<&KeptChange>) {
+        if stage == DeadLetterStage::Target
+            && let Some(k) = kept
+        {
+            self.insert(&k.table, k.key.clone());
+        }
     }
 
     /// Whether the row of `key` (its key text) in `table` is withheld.
@@ -77,11 +73,7 @@ impl Withheld {
 
     fn take_in(&mut self, dead: &[DeadLetter]) {
         for d in dead {
-            if d.stage == DeadLetterStage::Target
-                && let Some(k) = &d.kept
-            {
-                self.insert(&k.table, k.key.clone());
-            }
+            self.take(d.stage, d.kept.as_ref());
         }
     }
 }
@@ -888,10 +880,9 @@ mod tests {
         assert!(!withheld.holds(&docs.id, &KeptChange::key_text(&[&t("9")])));
         // The row under its old key stays as the target holds it.
         assert!(withheld.holds(&docs.id, &KeptChange::key_text(&[&t("1")])));
-        // Seeded from the dead letters a target keeps.
-        let mut seeded = Withheld::default();
+        // Made from the dead letters a target keeps.
         let d = &set_aside(&first, refuses, &mut Withheld::default()).dead_letters[0];
-        seeded.seed(&[KeptRow {
+        let mut seeded = Withheld::of(&[KeptRow {
             id: 1,
             source: "src".into(),
             table: "docs".into(),

@@ -112,8 +112,10 @@ struct Open {
     seq: u64,
     /// Rows appended in it.
     rows: usize,
-    /// What the tables held, and the counts, before it began.
+    /// What the tables held, the rows withheld, and the counts, before it
+    /// began.
     fills: HashMap<String, Fill>,
+    withheld: apply::Withheld,
     stats: WriteStats,
 }
 
@@ -227,9 +229,7 @@ impl Writer {
         }
         let held = read_checkpoints(&self.conn, &self.pipeline)?;
         self.held = held.iter().map(|(k, p)| (k.clone(), p.seq)).collect();
-        let mut withheld = apply::Withheld::default();
-        withheld.seed(&self.dead_letters()?);
-        self.withheld = withheld;
+        self.withheld = apply::Withheld::of(&self.dead_letters()?);
         Ok(held)
     }
 
@@ -271,6 +271,7 @@ impl Writer {
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let held = self.held.get(source).copied();
         // Changes with values DuckDB cannot store become dead letters.
+        let before = self.withheld.clone();
         let withheld = &mut self.withheld;
         let screened: Vec<std::borrow::Cow<'_, Batch>> = batches
             .iter()
@@ -312,6 +313,7 @@ impl Writer {
                 seq: 0,
                 rows: 0,
                 fills: self.fills.clone(),
+                withheld: before,
                 stats: self.stats,
             });
         }
@@ -393,6 +395,7 @@ impl Writer {
         if let Some(open) = self.open.take() {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.fills = open.fills;
+            self.withheld = open.withheld;
             self.stats = open.stats;
         }
     }

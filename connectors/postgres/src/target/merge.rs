@@ -77,7 +77,8 @@ impl State {
             return Ok(false);
         }
         // Changes with values Postgres cannot store become dead letters.
-        let screened = apply::set_aside(batch, super::values::refuses, &mut self.withheld);
+        let mut withheld = self.withheld.clone();
+        let screened = apply::set_aside(batch, super::values::refuses, &mut withheld);
         self.apply(&mut tx, source, &screened, seq).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (pipeline, source, seq, position, updated_at)
@@ -95,6 +96,7 @@ impl State {
         .map_err(statement_failed("storing the checkpoint"))?;
         tx.commit().await.map_err(statement_failed("COMMIT"))?;
         self.held.insert(source.to_owned(), batch.position.seq);
+        self.withheld = withheld;
         Ok(true)
     }
 

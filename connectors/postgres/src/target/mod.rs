@@ -238,10 +238,7 @@ impl Sink for PostgresSink {
     async fn open(&mut self, tables: &[Arc<TableSchema>]) -> Result<BTreeMap<String, Position>> {
         let (conn, state) = self.connection().await?;
         let held = state.prepare(conn, tables).await?;
-        let kept = self.dead_letters().await?;
-        let mut withheld = apply::Withheld::default();
-        withheld.seed(&kept);
-        self.state.withheld = withheld;
+        self.state.withheld = apply::Withheld::of(&self.dead_letters().await?);
         self.opened = true;
         Ok(held)
     }
