@@ -339,6 +339,87 @@ mode = "append"
     assert_eq!(duckdb_count(&db, "SELECT count(*) FROM scores"), 1000);
 }
 
+/// Writes `sql`'s rows to a Parquet file.
+fn parquet(path: &Path, sql: &str) {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "COPY ({sql}) TO '{}' (FORMAT parquet, ROW_GROUP_SIZE 2048)",
+        path.display()
+    ))
+    .unwrap();
+}
+
+#[test]
+fn parquet_streams_keeps_bytes_and_a_changed_file_is_diffed_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("lake");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("part-1.parquet");
+    // Bytes that are not text (0xff, NUL) in every row.
+    parquet(
+        &file,
+        "SELECT i AS id, ('\\xFF\\x00' || i::VARCHAR)::BLOB AS raw, 'n' || i AS name
+         FROM range(1, 10001) t(i)",
+    );
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        r#"name = "lake"
+[sources.lake]
+kind = "files"
+path = "lake"
+batch_rows = 1000
+[[sources.lake.tables]]
+name = "blobs"
+pattern = "*.parquet"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["lake"]
+"#,
+    )
+    .unwrap();
+    run_once_ok(tmp.path());
+    let db = tmp.path().join("out.duckdb");
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM blobs"), 10_000);
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM blobs WHERE raw = ('\\xFF\\x00' || id::VARCHAR)::BLOB"
+        ),
+        10_000,
+        "binary values arrive as the bytes they are"
+    );
+
+    // Changed: rows 1..=100 gone, 101..=200 renamed, 10001..=10050 new.
+    parquet(
+        &file,
+        "SELECT i AS id, ('\\xFF\\x00' || i::VARCHAR)::BLOB AS raw,
+                CASE WHEN i <= 200 THEN 'renamed ' ELSE 'n' END || i AS name
+         FROM range(101, 10051) t(i)",
+    );
+    run_once_ok(tmp.path());
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM blobs"), 9_950);
+    assert_eq!(
+        duckdb_count(&db, "SELECT count(*) FROM blobs WHERE id <= 100"),
+        0
+    );
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM blobs WHERE name LIKE 'renamed %'"
+        ),
+        100
+    );
+    assert_eq!(
+        duckdb_count(
+            &db,
+            "SELECT count(*) FROM blobs WHERE raw = ('\\xFF\\x00' || id::VARCHAR)::BLOB"
+        ),
+        9_950
+    );
+}
+
 #[test]
 fn validate_check_discover_and_schema_commands() {
     let tmp = tempfile::tempdir().unwrap();

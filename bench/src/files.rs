@@ -2,7 +2,10 @@
 //! `syncline run --once` into a fresh DuckDB file, against DuckDB's own
 //! parallel CSV reader loading the same file into a table of the same
 //! engine in the same run; the peak resident set shows that a file is read
-//! as a stream, never whole.
+//! as a stream, never whole. Then the file changes (a row in a hundred
+//! updated, one in a thousand gone, new rows at its end) and a second run
+//! diffs it by key against what it held: its peak resident set shows the
+//! diff streams too, holding keys, not rows.
 
 use std::io::Write as _;
 
@@ -25,7 +28,7 @@ impl Bench {
             "files: writing a {} MB CSV",
             thousands(self.args.csv_mb)
         ));
-        let rows = write_csv(&csv, bytes)?;
+        let rows = write_csv(&csv, bytes, 1)?;
 
         // Raw: DuckDB's own CSV reader (parallel, typed by sniffing) into
         // a table of a fresh file.
@@ -63,8 +66,38 @@ impl Bench {
         if u64::try_from(landed).ok() != Some(rows) {
             bail!("the CSV holds {rows} rows, the target {landed}");
         }
+        self.note("files: the file changes; syncline run --once diffs it");
+        let changed_rows = write_csv(&csv, bytes, 2)?;
+        let c = self
+            .syncline(
+                "files changed",
+                &["run", "--once", "--json", "files.toml"],
+                250,
+            )?
+            .wait()?;
+        self.record(&c);
+        if c.exit_code != 0 {
+            bail!(
+                "syncline run --once (changed file) exited with {}",
+                c.exit_code
+            );
+        }
+        let (landed, updated): (i64, i64) = {
+            let conn = duckdb::Connection::open(self.dir.join("files.duckdb"))?;
+            conn.query_row(
+                "SELECT count(*), count(*) FILTER (WHERE note LIKE 'v2 %') FROM big",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .context("counting the rows after the change")?
+        };
+        if u64::try_from(landed).ok() != Some(changed_rows) || updated == 0 {
+            bail!(
+                "the changed CSV holds {changed_rows} rows, the target {landed} ({updated} updated)"
+            );
+        }
         let ratio = raw_secs / f.wall_secs;
-        let met = f.peak_rss_mb < TARGET_RSS_MB;
+        let met = f.peak_rss_mb < TARGET_RSS_MB && c.peak_rss_mb < TARGET_RSS_MB;
         self.report.insert(
             "files".into(),
             json!({
@@ -76,6 +109,12 @@ impl Bench {
                 "syncline_rows_per_sec": round3(per_sec(rows, f.wall_secs)),
                 "ratio": round3(ratio),
                 "peak_rss_mb": round3(f.peak_rss_mb),
+                "changed": {
+                    "rows": changed_rows,
+                    "syncline_secs": round3(c.wall_secs),
+                    "rows_per_sec": round3(per_sec(changed_rows, c.wall_secs)),
+                    "peak_rss_mb": round3(c.peak_rss_mb),
+                },
                 "target_rss_mb": TARGET_RSS_MB,
                 "met": met,
             }),
@@ -90,36 +129,55 @@ impl Bench {
             rate(rows, f.wall_secs),
             ratio,
             f.peak_rss_mb,
-            verdict(met)
+            verdict(f.peak_rss_mb < TARGET_RSS_MB)
+        ));
+        self.text.push(format!(
+            "   changed (1 row in 100 updated, 1 in 1,000 gone, new rows at the end; {} rows), diffed by key: {:.1} s ({} rows/s), peak memory {:.0} MB (target < {TARGET_RSS_MB:.0} MB: {})",
+            thousands(changed_rows),
+            c.wall_secs,
+            rate(changed_rows, c.wall_secs),
+            c.peak_rss_mb,
+            verdict(c.peak_rss_mb < TARGET_RSS_MB)
         ));
         std::fs::remove_file(&csv).ok();
         Ok(())
     }
 }
 
-/// Writes rows until the file holds `bytes`; returns how many.
-fn write_csv(path: &std::path::Path, bytes: u64) -> Result<u64> {
+/// Writes rows until the file holds `bytes`; returns how many. Version 2
+/// leaves out every id that is 1 modulo 1,000 and changes the note of
+/// every hundredth.
+fn write_csv(path: &std::path::Path, bytes: u64, version: u32) -> Result<u64> {
     let file = std::fs::File::create(path)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     out.write_all(HEADER.as_bytes())?;
     let mut written = HEADER.len() as u64;
-    let mut rows = 0u64;
+    let (mut id, mut rows) = (0u64, 0u64);
     let mut line = String::new();
     while written < bytes {
+        id += 1;
+        if version == 2 && id % 1000 == 1 {
+            continue;
+        }
         rows += 1;
+        let v = if version == 2 && id % 100 == 0 {
+            "v2 "
+        } else {
+            ""
+        };
         line.clear();
         use std::fmt::Write as _;
         let _ = writeln!(
             line,
-            "{rows},customer {},{}.{:02},2026-{:02}-{:02} {:02}:{:02}:{:02},\"note {rows}, with a comma and \"\"quotes\"\"\"",
-            rows % 100_000,
-            rows % 10_000,
-            rows % 100,
-            rows % 12 + 1,
-            rows % 28 + 1,
-            rows % 24,
-            rows % 60,
-            (rows * 7) % 60
+            "{id},customer {},{}.{:02},2026-{:02}-{:02} {:02}:{:02}:{:02},\"{v}note {id}, with a comma and \"\"quotes\"\"\"",
+            id % 100_000,
+            id % 10_000,
+            id % 100,
+            id % 12 + 1,
+            id % 28 + 1,
+            id % 24,
+            id % 60,
+            (id * 7) % 60
         );
         out.write_all(line.as_bytes())?;
         written += line.len() as u64;

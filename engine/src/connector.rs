@@ -511,25 +511,113 @@ pub trait Transform: Send {
     fn apply(&mut self, batch: &mut Batch) -> Result<()>;
 }
 
-/// Which rows of `total` a deterministic sample of `limit` keeps for
-/// `seed`: the same seed gives the same rows; another seed, others. Rows
-/// keep their order.
-pub fn sample_indexes(total: usize, limit: usize, seed: u64) -> Vec<usize> {
-    if total <= limit {
-        return (0..total).collect();
+/// A deterministic sample of at most `limit` of the rows offered, kept as
+/// they stream by (memory holds `limit` rows, whatever is offered): the
+/// same seed gives the same rows; another seed, others. Rows keep their
+/// order. Each row's place scores it (a hash of seed and place); the
+/// `limit` lowest scores are kept.
+#[derive(Debug)]
+pub struct Sample<T> {
+    limit: Option<usize>,
+    seed: u64,
+    offered: u64,
+    /// The rows kept by (score, place), the highest score on top.
+    kept: std::collections::BinaryHeap<Scored<T>>,
+}
+
+#[derive(Debug)]
+struct Scored<T>(u64, u64, T);
+
+impl<T> PartialEq for Scored<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
     }
-    // splitmix64 of (seed, index): a cheap, well-spread hash.
-    let mix = |i: u64| {
-        let mut z = seed
+}
+impl<T> Eq for Scored<T> {}
+impl<T> PartialOrd for Scored<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Scored<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+impl<T> Sample<T> {
+    /// A sample of at most `limit` rows (every row with `None`).
+    pub fn new(limit: Option<usize>, seed: u64) -> Self {
+        Self {
+            limit,
+            seed,
+            offered: 0,
+            kept: std::collections::BinaryHeap::new(),
+        }
+    }
+
+    /// Offers the next row.
+    pub fn offer(&mut self, row: T) {
+        let place = self.offered;
+        self.offered += 1;
+        let score = match self.limit {
+            None => 0,
+            Some(0) => return,
+            Some(_) => self.score(place),
+        };
+        let full = self.limit.is_some_and(|l| self.kept.len() >= l);
+        if !full {
+            self.kept.push(Scored(score, place, row));
+        } else if self.kept.peek().is_some_and(|top| score < top.0) {
+            self.kept.pop();
+            self.kept.push(Scored(score, place, row));
+        }
+    }
+
+    /// The rows kept, in the order they were offered.
+    pub fn rows(self) -> Vec<T> {
+        let mut kept = self.kept.into_vec();
+        kept.sort_unstable_by_key(|s| s.1);
+        kept.into_iter().map(|s| s.2).collect()
+    }
+
+    /// splitmix64 of (seed, place): a cheap, well-spread hash.
+    fn score(&self, place: u64) -> u64 {
+        let mut z = self
+            .seed
             .wrapping_add(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(i.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+            .wrapping_add(place.wrapping_mul(0xBF58_476D_1CE4_E5B9));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    };
-    let mut scored: Vec<(u64, usize)> = (0..total).map(|i| (mix(i as u64), i)).collect();
-    scored.select_nth_unstable(limit - 1);
-    let mut chosen: Vec<usize> = scored[..limit].iter().map(|&(_, i)| i).collect();
-    chosen.sort_unstable();
-    chosen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sample;
+
+    fn sample(total: u64, limit: Option<usize>, seed: u64) -> Vec<u64> {
+        let mut s = Sample::new(limit, seed);
+        (0..total).for_each(|i| s.offer(i));
+        s.rows()
+    }
+
+    #[test]
+    fn a_sample_keeps_the_limit_in_order_and_depends_only_on_the_seed() {
+        let a = sample(10_000, Some(50), 7);
+        assert_eq!(a.len(), 50);
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "rows keep their order");
+        assert_eq!(
+            a,
+            sample(10_000, Some(50), 7),
+            "the same seed, the same rows"
+        );
+        assert_ne!(a, sample(10_000, Some(50), 8), "another seed, other rows");
+        // Spread over the whole input, not its start.
+        assert!(a.iter().any(|&i| i >= 5_000) && a.iter().any(|&i| i < 5_000));
+        assert_eq!(sample(30, Some(50), 7), (0..30).collect::<Vec<_>>());
+        assert_eq!(sample(30, None, 7), (0..30).collect::<Vec<_>>());
+        assert!(sample(30, Some(0), 7).is_empty());
+    }
 }

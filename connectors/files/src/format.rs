@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use duckdb::types::ValueRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::model::{
@@ -53,15 +52,6 @@ pub struct ParsedRow {
     pub row: Row,
     /// Hash of the record's content, to tell changed rows from unchanged.
     pub hash: u64,
-}
-
-/// A whole file, read.
-#[derive(Debug, Default)]
-pub struct ParsedFile {
-    /// Good rows in file order.
-    pub rows: Vec<ParsedRow>,
-    /// Records that could not be read.
-    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// Rows sampled for type inference.
@@ -265,36 +255,13 @@ pub enum Record {
     Dead(Box<DeadLetter>),
 }
 
-/// Reads every record of a file against `schema`, whole.
-pub fn parse_file(
-    path: &Path,
-    origin: &str,
-    bytes: &[u8],
-    format: FileFormat,
-    dialect: CsvDialect,
-    schema: &TableSchema,
-) -> Result<ParsedFile, FilesError> {
-    if format == FileFormat::Parquet {
-        return parse_parquet(path, schema);
-    }
-    let mut out = ParsedFile::default();
-    stream_records(path, origin, bytes, format, dialect, schema, |record| {
-        match record {
-            Record::Row(row) => out.rows.push(row),
-            Record::Dead(dead) => out.dead_letters.push(*dead),
-        }
-        true
-    })?;
-    Ok(out)
-}
-
-/// Reads the records of a CSV or JSON-lines file from `input` as a stream,
-/// handing each to `each` in file order (`false` from it stops the read):
-/// memory holds one record and the reader's buffer, whatever the file's
-/// size. Returns the digest of the bytes read (the same as
-/// [`content_digest`] of them) once the whole input is read, or `None`
-/// when `each` stopped it. Parquet is not read this way (see
-/// [`parse_file`]).
+/// Reads the records of a file from `input` as a stream, handing each to
+/// `each` in file order (`false` from it stops the read): memory holds one
+/// record and the reader's buffer (for Parquet, one chunk of rows DuckDB
+/// reads from `path`; `input` is not used), whatever the file's size.
+/// Returns the digest of the bytes read (the same as [`content_digest`] of
+/// them; for Parquet, of the file once read) once the whole input is read,
+/// or `None` when `each` stopped it.
 pub fn stream_records(
     path: &Path,
     origin: &str,
@@ -307,10 +274,7 @@ pub fn stream_records(
     match format {
         FileFormat::Csv => stream_csv(path, origin, input, dialect, schema, each),
         FileFormat::Jsonl => stream_jsonl(path, origin, input, schema, each),
-        FileFormat::Parquet => Err(FilesError::read(
-            path,
-            "a Parquet file is read whole, not as a stream".into(),
-        )),
+        FileFormat::Parquet => stream_parquet(path, schema, each),
     }
 }
 
@@ -686,6 +650,34 @@ fn parquet_columns(
     Ok(columns)
 }
 
+/// The bytes of row `row` of a column DuckDB gave as text or binary,
+/// `None` for NULL.
+fn cell_bytes<'a>(
+    path: &Path,
+    a: &'a duckdb::arrow::array::ArrayRef,
+    row: usize,
+) -> Result<Option<&'a [u8]>, FilesError> {
+    use duckdb::arrow::array::{Array as _, AsArray as _};
+    use duckdb::arrow::datatypes::DataType as ArrowType;
+    if a.is_null(row) {
+        return Ok(None);
+    }
+    Ok(Some(match a.data_type() {
+        ArrowType::Utf8 => a.as_string::<i32>().value(row).as_bytes(),
+        ArrowType::LargeUtf8 => a.as_string::<i64>().value(row).as_bytes(),
+        ArrowType::Utf8View => a.as_string_view().value(row).as_bytes(),
+        ArrowType::Binary => a.as_binary::<i32>().value(row),
+        ArrowType::LargeBinary => a.as_binary::<i64>().value(row),
+        ArrowType::BinaryView => a.as_binary_view().value(row),
+        other => {
+            return Err(FilesError::read(
+                path,
+                format!("reading Parquet: DuckDB gave a column as {other}"),
+            ));
+        }
+    }))
+}
+
 /// DuckDB's type name (as DESCRIBE prints it) → engine type.
 fn from_duckdb_type(t: &str) -> DataType {
     let upper = t.to_ascii_uppercase();
@@ -705,14 +697,32 @@ fn from_duckdb_type(t: &str) -> DataType {
     }
 }
 
-fn parse_parquet(path: &Path, schema: &TableSchema) -> Result<ParsedFile, FilesError> {
+/// Reads the rows of a Parquet file as a stream, handing each to `each`
+/// (`false` from it stops the read): DuckDB fetches the file a chunk of
+/// rows at a time, so memory holds one chunk whatever the file's size.
+/// Binary columns are read as the bytes they hold; every other column as
+/// DuckDB's text of its value, parsed with the table's types (one
+/// conversion path for all formats). Returns the digest of the file as it
+/// is once read (the content the caller first digested, unless the file
+/// changed meanwhile), or `None` when `each` stopped the read.
+fn stream_parquet(
+    path: &Path,
+    schema: &TableSchema,
+    mut each: impl FnMut(Record) -> bool,
+) -> Result<Option<String>, FilesError> {
+    use duckdb::arrow::array::Array as _;
     let conn = duckdb::Connection::open_in_memory().map_err(duckdb_err(path))?;
-    // Let DuckDB render every column as text, then parse with the table's
-    // types: one conversion path for all formats.
     let select: Vec<String> = schema
         .columns
         .iter()
-        .map(|c| format!("CAST(\"{}\" AS VARCHAR)", c.name.replace('"', "\"\"")))
+        .map(|c| {
+            let name = format!("\"{}\"", c.name.replace('"', "\"\""));
+            if c.data_type == DataType::Bytes {
+                format!("CAST({name} AS BLOB)")
+            } else {
+                format!("CAST({name} AS VARCHAR)")
+            }
+        })
         .collect();
     let sql = format!(
         "SELECT {} FROM read_parquet('{}')",
@@ -720,48 +730,55 @@ fn parse_parquet(path: &Path, schema: &TableSchema) -> Result<ParsedFile, FilesE
         path.display().to_string().replace('\'', "''")
     );
     let mut stmt = conn.prepare(&sql).map_err(duckdb_err(path))?;
-    let mut rows = stmt.query([]).map_err(duckdb_err(path))?;
-    let mut out = ParsedFile::default();
+    // Executed as a stream; its chunks are then fetched with `step`, which
+    // reports a failure (a damaged row group) instead of panicking as the
+    // iterator does.
+    drop(stmt.stream_arrow([]).map_err(duckdb_err(path))?);
     let mut n: u64 = 0;
-    while let Some(r) = rows.next().map_err(duckdb_err(path))? {
-        n += 1;
-        let mut row = Vec::with_capacity(schema.columns.len());
-        let mut hasher = Xxh3::new();
-        let mut error = None;
-        for (i, c) in schema.columns.iter().enumerate() {
-            let text = match r.get_ref(i).map_err(duckdb_err(path))? {
-                ValueRef::Null => None,
-                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                other => Some(format!("{other:?}")),
-            };
-            hasher.update(text.as_deref().unwrap_or("\u{0}").as_bytes());
-            hasher.update(&[0x1f]);
-            match text {
-                None => row.push(Value::Null),
-                Some(t) => match parse_value(&t, &c.data_type) {
+    while let Some(chunk) = stmt.step().map_err(duckdb_err(path))? {
+        let columns = chunk.columns();
+        for r in 0..chunk.len() {
+            n += 1;
+            let mut row = Vec::with_capacity(schema.columns.len());
+            let mut hasher = Xxh3::new();
+            let mut error = None;
+            for (i, c) in schema.columns.iter().enumerate() {
+                let bytes = cell_bytes(path, &columns[i], r)?;
+                hasher.update(bytes.unwrap_or(b"\0".as_slice()));
+                hasher.update(&[0x1f]);
+                let value = match bytes {
+                    None => Ok(Value::Null),
+                    Some(b) if c.data_type == DataType::Bytes => Ok(Value::Bytes(b.to_vec())),
+                    Some(b) => parse_value(&String::from_utf8_lossy(b), &c.data_type),
+                };
+                match value {
                     Ok(v) => row.push(v),
                     Err(reason) => {
                         error = Some(format!("column `{}`: {reason}", c.name));
                         break;
                     }
-                },
+                }
+            }
+            let record = match error.or_else(|| check_key(schema, &row).err()) {
+                None => Record::Row(ParsedRow {
+                    row,
+                    hash: hasher.digest(),
+                }),
+                Some(reason) => Record::Dead(Box::new(DeadLetter {
+                    table: schema.id.clone(),
+                    origin: path.display().to_string(),
+                    line: Some(n),
+                    raw: format!("row {n}"),
+                    reason,
+                    stage: DeadLetterStage::Read,
+                    kept: None,
+                })),
+            };
+            if !each(record) {
+                return Ok(None);
             }
         }
-        match error.or_else(|| check_key(schema, &row).err()) {
-            None => out.rows.push(ParsedRow {
-                row,
-                hash: hasher.digest(),
-            }),
-            Some(reason) => out.dead_letters.push(DeadLetter {
-                table: schema.id.clone(),
-                origin: path.display().to_string(),
-                line: Some(n),
-                raw: format!("row {n}"),
-                reason,
-                stage: DeadLetterStage::Read,
-                kept: None,
-            }),
-        }
     }
-    Ok(out)
+    drop(stmt);
+    file_digest(path).map(Some)
 }

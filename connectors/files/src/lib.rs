@@ -37,7 +37,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use syncline_engine::batch::{Batch, BatchKind, Position};
 use syncline_engine::config::{SyncMode, TableDecl};
-use syncline_engine::connector::{Check, Source, SourceContext, Start, sample_indexes, stopped};
+use syncline_engine::connector::{Check, Sample, Source, SourceContext, Start, stopped};
 use syncline_engine::model::{
     Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
 };
@@ -47,8 +47,8 @@ use tracing::{Instrument, debug, info, warn};
 
 pub use config::{FilesSourceConfig, FilesTableConfig};
 pub use error::FilesError;
+use format::CsvDialect;
 pub use format::FileFormat;
-use format::{CsvDialect, ParsedFile};
 use state::{FileState, FilesState, Manifest, ManifestStore};
 use sync::FolderSync;
 
@@ -453,37 +453,24 @@ impl Source for FilesSource {
             })?;
         let schema = self.infer_schema(&self.tables[i])?;
         let t = &self.tables[i];
-        // Every file's rows, in file order; then a deterministic sample.
-        let mut rows = Vec::new();
+        // Every file's rows, in file order, as a stream; a deterministic
+        // sample of them kept as they go by.
+        let mut sample = Sample::new(limit, seed);
         for rel in self.list(t)? {
             let abs = self.root.join(&rel);
             let Some(format) = t.format_of(&abs) else {
                 continue;
             };
-            let bytes = if format == FileFormat::Parquet {
-                Vec::new()
-            } else {
-                std::fs::read(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?
-            };
-            let parsed = format::parse_file(&abs, &rel, &bytes, format, t.dialect(), &schema)?;
-            rows.extend(parsed.rows.into_iter().map(|r| r.row));
+            let file =
+                std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
+            format::stream_records(&abs, &rel, file, format, t.dialect(), &schema, |record| {
+                if let format::Record::Row(r) = record {
+                    sample.offer(r.row);
+                }
+                true
+            })?;
         }
-        let rows = match limit {
-            Some(limit) if rows.len() > limit => {
-                let keep = sample_indexes(rows.len(), limit, seed);
-                let mut keep = keep.into_iter().peekable();
-                rows.into_iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| {
-                        (keep.peek() == Some(&i)).then(|| {
-                            keep.next();
-                            r
-                        })
-                    })
-                    .collect()
-            }
-            _ => rows,
-        };
+        let rows = sample.rows();
         Ok((schema, rows))
     }
 

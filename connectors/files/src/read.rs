@@ -44,12 +44,12 @@ pub(crate) fn key_row(schema: &TableSchema, key: &str) -> Option<Row> {
 pub(crate) enum Reading {
     /// The content is what the targets hold from the file already.
     Unchanged,
-    /// The file's changes, worked out whole: a changed file diffed against
-    /// its earlier content, a Parquet file, or the file's quarantine.
+    /// The file cannot be read: its quarantine.
     Whole(Pending),
-    /// Every row of the content is new to what the file put in the
-    /// targets (a new file, or one resumed before any earlier content was
-    /// applied): it is read as a stream, in batches, never whole.
+    /// The content is read as a stream, in batches, never whole: every
+    /// row new to what the file put in the targets (a new file, or one
+    /// resumed before any earlier content was applied), or diffed by key
+    /// against what it put there.
     Stream(Streaming),
 }
 
@@ -57,11 +57,13 @@ pub(crate) enum Reading {
 pub(crate) struct Streaming {
     /// The content's digest, from a first pass over the bytes.
     pub(crate) digest: String,
-    /// Rows of this content emitted before (a resumed read skips them).
+    /// Changes of this content emitted before (a resumed read skips them).
     pub(crate) skip: u64,
     /// The file's state while its batches go out.
     pub(crate) file_state: FileState,
     pub(crate) commit_time: Option<DateTime<Utc>>,
+    /// What the content is diffed against; `None`: every row is new.
+    pub(crate) diff: Option<Diff>,
 }
 
 /// Reads a file and works out the changes it brings relative to what was
@@ -71,8 +73,6 @@ pub(crate) fn read_and_diff(
     table: usize,
     abs: &Path,
     rel: &str,
-    format: FileFormat,
-    dialect: CsvDialect,
     schema: &TableSchema,
     prev: Option<FileState>,
     meta: &std::fs::Metadata,
@@ -106,66 +106,7 @@ pub(crate) fn read_and_diff(
     // made against several: diffed against them all below. (Rows without a
     // key cannot be told apart, so such a table only appends.)
     let ahead = !schema.key.is_empty() && prev.as_ref().is_some_and(|p| !p.also.is_empty());
-    if format != FileFormat::Parquet && !ahead {
-        let skip = match &prev {
-            None => Some(0),
-            // Quarantined before any content of it was read.
-            Some(p) if p.done && p.digest.is_empty() => Some(0),
-            // The same content, cut short before it was all emitted, with
-            // nothing earlier to diff against.
-            Some(p) if !p.done && p.digest == digest && p.base.is_none() => Some(p.emitted),
-            _ => None,
-        };
-        if let Some(skip) = skip {
-            return Ok(Reading::Stream(Streaming {
-                file_state: FileState {
-                    digest: digest.clone(),
-                    base: None,
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(meta),
-                    emitted: skip,
-                    done: false,
-                    quarantined: false,
-                    also: Vec::new(),
-                },
-                digest,
-                skip,
-                commit_time,
-            }));
-        }
-    }
-    let bytes = match std::fs::read(abs) {
-        Ok(b) => b,
-        Err(e) => return quarantine(prev, e.to_string()),
-    };
-    // The bytes read now name the content (the file may have changed since
-    // the first pass).
-    let digest = format::content_digest(&bytes);
-    let parsed: ParsedFile = match format::parse_file(abs, rel, &bytes, format, dialect, schema) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            let reason = match e {
-                FilesError::Read { detail, .. } => detail,
-                other => other.to_string(),
-            };
-            return quarantine(prev, reason);
-        }
-    };
-    drop(bytes);
     let table_name = &schema.id.name;
-    let manifest = Manifest {
-        rows: parsed
-            .rows
-            .iter()
-            .map(|r| (key_string(schema, &r.row), r.hash))
-            .collect(),
-        rejected: parsed
-            .dead_letters
-            .iter()
-            .map(|d| xxhash_rust::xxh3::xxh3_64(d.raw.as_bytes()))
-            .collect(),
-    };
-    manifests.write(table_name, &digest, &manifest)?;
     let new_state = |base: Option<String>| FileState {
         digest: digest.clone(),
         base,
@@ -176,20 +117,26 @@ pub(crate) fn read_and_diff(
         quarantined: false,
         also: Vec::new(),
     };
+    let streaming = |file_state: FileState, skip: u64, base: Option<Manifest>| {
+        Reading::Stream(Streaming {
+            digest: digest.clone(),
+            skip,
+            file_state: FileState {
+                emitted: skip,
+                ..file_state
+            },
+            commit_time,
+            diff: base.map(|base| Diff {
+                base,
+                others: elsewhere.digests.to_vec(),
+            }),
+        })
+    };
 
     // Resuming the same content: redo the same diff and skip what was emitted.
     if let Some(p) = prev.as_ref().filter(|p| p.digest == digest && !ahead) {
         let base = p.base.as_ref().and_then(|b| manifests.read(table_name, b));
-        let changes = diff(schema, base.as_ref(), &parsed, &manifest, elsewhere);
-        return Ok(Reading::Whole(Pending {
-            table,
-            rel: rel.to_owned(),
-            file_state: new_state(p.base.clone()),
-            changes,
-            dead_letters: Vec::new(),
-            skip: p.emitted,
-            commit_time,
-        }));
+        return Ok(streaming(new_state(p.base.clone()), p.emitted, base));
     }
 
     // New content: diff against what the target holds from this file.
@@ -222,18 +169,6 @@ pub(crate) fn read_and_diff(
             "the manifest of the file's previous content is gone; its rows are upserted and no deletes can be derived"
         );
     }
-    let changes = diff(schema, base.as_ref(), &parsed, &manifest, elsewhere);
-    let known_rejects: HashSet<u64> = base
-        .as_ref()
-        .map(|b| b.rejected.iter().copied().collect())
-        .unwrap_or_default();
-    let dead_letters = parsed
-        .dead_letters
-        .into_iter()
-        .zip(manifest.rejected.iter())
-        .filter(|(_, h)| !known_rejects.contains(h))
-        .map(|(d, _)| d)
-        .collect();
     // A resumed diff must be the same diff: record the base only when it
     // is one whole manifest; a merged one keeps the contents it merged
     // until it is all emitted.
@@ -249,72 +184,113 @@ pub(crate) fn read_and_diff(
             .map(str::to_owned)
             .collect();
     }
-    Ok(Reading::Whole(Pending {
-        table,
-        rel: rel.to_owned(),
-        file_state,
-        changes,
-        dead_letters,
-        skip: 0,
-        commit_time,
-    }))
+    Ok(streaming(file_state, 0, base))
 }
 
-/// The changes that turn `base` (what was applied) into `parsed`.
-pub(crate) fn diff(
-    schema: &TableSchema,
-    base: Option<&Manifest>,
-    parsed: &ParsedFile,
-    manifest: &Manifest,
-    elsewhere: &Elsewhere<'_>,
-) -> Vec<(Op, Row)> {
-    let Some(base) = base else {
-        return parsed
-            .rows
-            .iter()
-            .map(|r| (Op::Insert, r.row.clone()))
-            .collect();
-    };
-    if schema.key.is_empty() {
-        // Without a key only appended rows can be told apart.
-        return parsed
-            .rows
-            .iter()
-            .skip(base.rows.len())
-            .map(|r| (Op::Insert, r.row.clone()))
-            .collect();
-    }
-    let old: HashMap<&str, u64> = base.rows.iter().map(|(k, h)| (k.as_str(), *h)).collect();
-    let mut changes = Vec::new();
-    for (r, (key, hash)) in parsed.rows.iter().zip(&manifest.rows) {
-        match old.get(key.as_str()) {
-            None => changes.push((Op::Insert, r.row.clone())),
-            Some(h) if h != hash => changes.push((Op::Update, r.row.clone())),
-            Some(_) => {}
+/// What a changed file is diffed against, as it streams.
+pub(crate) struct Diff {
+    /// The keys and row hashes of what the targets hold from the file.
+    pub(crate) base: Manifest,
+    /// The contents of the table's other files: a key one of them holds
+    /// stays when this file no longer has it.
+    pub(crate) others: Vec<String>,
+}
+
+/// Works out a changed file's changes record by record, in file order and
+/// then its deletes in the order of its earlier content: the same changes
+/// in the same order for the same content and base, so a resumed read
+/// skips exactly what went out. Memory holds the base's keys, not rows.
+pub(crate) struct Differ<'a> {
+    diff: Option<&'a Diff>,
+    /// Base row by key.
+    index: HashMap<&'a str, usize>,
+    /// Base rows whose key the content has.
+    kept: Vec<bool>,
+    /// Rows of the content read (for a table without a key, which only
+    /// appends).
+    rows: usize,
+    known_rejects: HashSet<u64>,
+}
+
+impl<'a> Differ<'a> {
+    pub(crate) fn new(diff: Option<&'a Diff>) -> Self {
+        let index = diff
+            .map(|d| {
+                d.base
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.as_str(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            diff,
+            index,
+            kept: vec![false; diff.map_or(0, |d| d.base.rows.len())],
+            rows: 0,
+            known_rejects: diff
+                .map(|d| d.base.rejected.iter().copied().collect())
+                .unwrap_or_default(),
         }
     }
-    let new_keys: HashSet<&str> = manifest.rows.iter().map(|(k, _)| k.as_str()).collect();
-    let gone: Vec<&str> = base
-        .rows
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| !new_keys.contains(k))
-        .collect();
-    if gone.is_empty() {
-        return changes;
-    }
-    // A key another file of the table still has stays.
-    let held = elsewhere.keys();
-    let mut deleted = HashSet::new();
-    for k in gone {
-        if !held.contains(k)
-            && deleted.insert(k)
-            && let Some(row) = key_row(schema, k)
-        {
-            changes.push((Op::Delete, row));
+
+    /// The change a row of the content brings, if any.
+    pub(crate) fn row(&mut self, schema: &TableSchema, key: &str, hash: u64) -> Option<Op> {
+        self.rows += 1;
+        let Some(d) = self.diff else {
+            return Some(Op::Insert);
+        };
+        if schema.key.is_empty() {
+            // Without a key only appended rows can be told apart.
+            return (self.rows > d.base.rows.len()).then_some(Op::Insert);
+        }
+        match self.index.get(key) {
+            None => Some(Op::Insert),
+            Some(&i) => {
+                self.kept[i] = true;
+                (d.base.rows[i].1 != hash).then_some(Op::Update)
+            }
         }
     }
-    changes
+
+    /// Whether a rejected record was reported from the earlier content.
+    pub(crate) fn known_reject(&self, hash: u64) -> bool {
+        self.known_rejects.contains(&hash)
+    }
+
+    /// The deletes of keys the content no longer has, once it is all read,
+    /// less those another file of the table holds.
+    pub(crate) fn deletes(
+        &self,
+        schema: &TableSchema,
+        manifests: &ManifestStore,
+    ) -> Vec<(Op, Row)> {
+        let Some(d) = self.diff.filter(|_| !schema.key.is_empty()) else {
+            return Vec::new();
+        };
+        let gone: Vec<&str> = d
+            .base
+            .rows
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| self.index.get(k).is_some_and(|&i| !self.kept[i]))
+            .collect();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        let held = Elsewhere {
+            manifests,
+            table: &schema.id.name,
+            digests: &d.others,
+        }
+        .keys();
+        let mut deleted = HashSet::new();
+        gone.into_iter()
+            .filter(|k| !held.contains(*k) && deleted.insert(*k))
+            .filter_map(|k| key_row(schema, k).map(|row| (Op::Delete, row)))
+            .collect()
+    }
 }
 
 /// The other files of a table, by the contents the targets hold from them.

@@ -146,41 +146,19 @@ impl ManifestStore {
         self.dir.join(format!("{table}-{digest}.{kind}"))
     }
 
-    /// Writes a manifest atomically (temp file + rename), unless one of
-    /// this content is there.
-    pub fn write(&self, table: &str, digest: &str, manifest: &Manifest) -> Result<(), FilesError> {
-        if self.path(table, digest, DONE).exists() {
-            return Ok(());
-        }
-        let mut writer = self.writer(table, digest)?;
-        for (key, hash) in &manifest.rows {
-            writer.row(key, *hash)?;
-        }
-        for hash in &manifest.rejected {
-            writer.rejected(*hash)?;
-        }
-        writer.finish()
-    }
-
-    /// A manifest written as a file streams: each entry as it is read.
-    /// Until [`ManifestWriter::finish`], [`ManifestStore::read`] gives what
-    /// was written so far (the keys a read cut short may have put in the
-    /// targets).
+    /// A manifest written as a file streams: each entry as it is read. It
+    /// is written beside what earlier reads of the content that were cut
+    /// short wrote, which stays as it is until the new manifest is
+    /// finished: until [`ManifestWriter::finish`], [`ManifestStore::read`]
+    /// gives the entries of all of them (the keys any of the reads may have
+    /// put in the targets).
     pub fn writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
-        self.open_writer(table, digest, PARTIAL)
-    }
-
-    /// A writer for a content whose reading is resumed: it writes beside
-    /// what the cut-short reads left, which stays as it is until the new
-    /// manifest is finished; until then [`ManifestStore::read`] gives the
-    /// entries of both (the keys any of the reads put in the targets).
-    pub fn resuming_writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
         let (partial, rewrite) = (
             self.path(table, digest, PARTIAL),
             self.path(table, digest, REWRITE),
         );
-        // An earlier resumed read cut short: its entries join the partial
-        // manifest before a new rewrite begins.
+        // An earlier read cut short: its entries join those of the reads
+        // cut short before it, and a new rewrite begins.
         if let Ok(mut earlier) = std::fs::File::open(&rewrite) {
             let fail = |e: std::io::Error| FilesError::State {
                 path: partial.clone(),
@@ -197,16 +175,7 @@ impl ManifestStore {
             std::io::copy(&mut earlier, &mut into).map_err(fail)?;
             std::io::Write::write_all(&mut into, b"\n").map_err(fail)?;
         }
-        self.open_writer(table, digest, REWRITE)
-    }
-
-    fn open_writer(
-        &self,
-        table: &str,
-        digest: &str,
-        kind: &str,
-    ) -> Result<ManifestWriter, FilesError> {
-        let current = self.path(table, digest, kind);
+        let current = rewrite;
         let file = std::fs::File::create(&current).map_err(|e| FilesError::State {
             path: current.clone(),
             detail: e.to_string(),
@@ -214,7 +183,7 @@ impl ManifestStore {
         Ok(ManifestWriter {
             out: std::io::BufWriter::with_capacity(1 << 16, file),
             current,
-            partial: self.path(table, digest, PARTIAL),
+            partial,
             done: self.path(table, digest, DONE),
         })
     }
@@ -264,11 +233,11 @@ impl ManifestStore {
 
 /// A finished manifest's file extension.
 const DONE: &str = "manifest";
-/// A manifest being written.
+/// The entries of reads of a content that were cut short.
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
 const LEGACY: &str = "json";
-/// A manifest written again by a resumed read, beside the partial one.
+/// A manifest being written, beside the partial one.
 const REWRITE: &str = "rewrite";
 
 /// Writes one manifest entry per line: `<hash> <key as JSON>` for a row,
@@ -277,7 +246,7 @@ const REWRITE: &str = "rewrite";
 #[derive(Debug)]
 pub struct ManifestWriter {
     out: std::io::BufWriter<std::fs::File>,
-    /// The file written to (the partial manifest, or a rewrite beside it).
+    /// The file written to (the rewrite beside the partial manifest).
     current: PathBuf,
     partial: PathBuf,
     done: PathBuf,
@@ -314,10 +283,8 @@ impl ManifestWriter {
     pub fn finish(mut self) -> Result<(), FilesError> {
         self.flush()?;
         std::fs::rename(&self.current, &self.done).map_err(|e| self.fail(&e))?;
-        if self.current != self.partial {
-            // What the cut-short reads wrote is in the whole one now.
-            let _ = std::fs::remove_file(&self.partial);
-        }
+        // What the cut-short reads wrote is in the whole one now.
+        let _ = std::fs::remove_file(&self.partial);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use super::*;
 use crate::format::Record;
 use crate::read::{
-    Elsewhere, Reading, Streaming, expected_rows, key_row, key_string, read_and_diff,
+    Differ, Elsewhere, Reading, Streaming, expected_rows, key_row, key_string, read_and_diff,
 };
 
 /// The running source: its state and the next sequence number.
@@ -289,8 +289,7 @@ impl FolderSync {
                     digests: &others,
                 };
                 read_and_diff(
-                    t, &abs, &rel_owned, format, dialect, &schema, prev, &meta, &manifests,
-                    &elsewhere,
+                    t, &abs, &rel_owned, &schema, prev, &meta, &manifests, &elsewhere,
                 )
                 .map(|reading| (reading, schema))
             })
@@ -333,13 +332,16 @@ impl FolderSync {
         }
     }
 
-    /// Emits a file whose rows are all new to its contribution as it is
-    /// read: a blocking reader parses it record by record and hands over
-    /// one batch at a time (at most two wait), writing each row's key to
-    /// the content's manifest before the batch that holds it goes out.
-    /// Memory holds a few batches, whatever the file's size. Returns `true`
-    /// when the bytes read were not the content first digested (the file
-    /// changed meanwhile; it is left not done, to be read again).
+    /// Emits a file's changes as it is read: a blocking reader parses it
+    /// record by record, works out each record's change (every row an
+    /// insert, or the diff by key against what the file put in the targets,
+    /// its deletes once the content is all read) and hands over one batch
+    /// at a time (at most two wait), writing each row's key to the
+    /// content's manifest before the batch that holds it goes out. Memory
+    /// holds a few batches and the keys diffed against, whatever the
+    /// file's size. Returns `true` when the bytes read were not the content
+    /// first digested (the file changed meanwhile; it is left not done, to
+    /// be read again).
     #[allow(clippy::too_many_arguments)]
     async fn stream_file(
         &mut self,
@@ -352,9 +354,9 @@ impl FolderSync {
         ctx: &SourceContext,
     ) -> Result<bool> {
         struct Piece {
-            rows: Vec<Row>,
+            changes: Vec<(Op, Row)>,
             dead_letters: Vec<DeadLetter>,
-            /// Rows of the content read so far.
+            /// Changes of the content worked out so far.
             through: u64,
             /// The last piece: whether the bytes read were the content
             /// first digested.
@@ -372,35 +374,38 @@ impl FolderSync {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
         let reader = {
             let (schema, manifests, rel) = (schema.clone(), self.manifests.clone(), rel.to_owned());
-            let (digest, skip) = (plan.digest.clone(), plan.skip);
+            let (digest, skip, diff) = (plan.digest.clone(), plan.skip, plan.diff);
             tokio::task::spawn_blocking(move || -> std::result::Result<(), FilesError> {
                 let file =
                     std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
-                let mut manifest = if skip > 0 {
-                    manifests.resuming_writer(&schema.id.name, &digest)?
-                } else {
-                    manifests.writer(&schema.id.name, &digest)?
-                };
-                let (mut rows, mut dead_letters) = (Vec::new(), Vec::new());
-                let mut seen = 0u64;
+                // Beside what earlier reads of this content that were cut
+                // short wrote (a sink may hold those keys), until it is whole.
+                let mut manifest = manifests.writer(&schema.id.name, &digest)?;
+                let mut differ = Differ::new(diff.as_ref());
+                let (mut changes, mut dead_letters) = (Vec::new(), Vec::new());
+                let mut counted = 0u64;
                 let mut failed = None;
                 let read =
                     format::stream_records(&abs, &rel, file, format, dialect, &schema, |record| {
                         let entry = match record {
                             Record::Row(r) => {
-                                let entry = manifest.row(&key_string(&schema, &r.row), r.hash);
-                                seen += 1;
-                                if seen > skip {
-                                    rows.push(r.row);
+                                let key = key_string(&schema, &r.row);
+                                let entry = manifest.row(&key, r.hash);
+                                if let Some(op) = differ.row(&schema, &key, r.hash) {
+                                    counted += 1;
+                                    if counted > skip {
+                                        changes.push((op, r.row));
+                                    }
                                 }
                                 entry
                             }
                             Record::Dead(d) => {
-                                let entry =
-                                    manifest.rejected(xxhash_rust::xxh3::xxh3_64(d.raw.as_bytes()));
-                                // One read before the last emitted row went out
-                                // with it.
-                                if seen >= skip {
+                                let hash = xxhash_rust::xxh3::xxh3_64(d.raw.as_bytes());
+                                let entry = manifest.rejected(hash);
+                                // One read before the last emitted change went
+                                // out with it; one the earlier content had was
+                                // reported then.
+                                if counted >= skip && !differ.known_reject(hash) {
                                     dead_letters.push(*d);
                                 }
                                 entry
@@ -410,7 +415,7 @@ impl FolderSync {
                             failed = Some(e);
                             return false;
                         }
-                        if rows.len() < batch_rows {
+                        if changes.len() < batch_rows {
                             return true;
                         }
                         if let Err(e) = manifest.flush() {
@@ -418,9 +423,9 @@ impl FolderSync {
                             return false;
                         }
                         let piece = Piece {
-                            rows: std::mem::take(&mut rows),
+                            changes: std::mem::take(&mut changes),
                             dead_letters: std::mem::take(&mut dead_letters),
-                            through: seen,
+                            through: counted,
                             last: None,
                         };
                         tx.blocking_send(piece).is_ok()
@@ -435,15 +440,35 @@ impl FolderSync {
                 let same = read == digest;
                 if same {
                     manifest.finish()?;
+                    // The keys the content no longer has: only once it was
+                    // all read as it was digested.
+                    for delete in differ.deletes(&schema, &manifests) {
+                        counted += 1;
+                        if counted <= skip {
+                            continue;
+                        }
+                        changes.push(delete);
+                        if changes.len() >= batch_rows {
+                            let piece = Piece {
+                                changes: std::mem::take(&mut changes),
+                                dead_letters: std::mem::take(&mut dead_letters),
+                                through: counted,
+                                last: None,
+                            };
+                            if tx.blocking_send(piece).is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
                 } else {
                     // Left unfinished: the keys the reads put in the
                     // targets, for the diff of the next read.
                     manifest.flush()?;
                 }
                 let _ = tx.blocking_send(Piece {
-                    rows,
+                    changes,
                     dead_letters,
-                    through: seen,
+                    through: counted,
                     last: Some(same),
                 });
                 Ok(())
@@ -454,6 +479,10 @@ impl FolderSync {
         while let Some(piece) = rx.recv().await {
             state.emitted = piece.through;
             state.done = piece.last == Some(true);
+            if state.done {
+                // Every content merged into the diff is behind it now.
+                state.also.clear();
+            }
             changed = piece.last.map(|same| !same);
             self.state
                 .tables
@@ -461,9 +490,9 @@ impl FolderSync {
                 .or_default()
                 .insert(rel.to_owned(), state.clone());
             let changes = piece
-                .rows
+                .changes
                 .into_iter()
-                .map(|row| Change::insert(schema.clone(), row))
+                .map(|(op, row)| change_of(schema, op, row))
                 .collect();
             self.emit(changes, piece.dead_letters, kind, plan.commit_time, ctx)
                 .await?;
@@ -585,20 +614,7 @@ impl FolderSync {
             let end = (offset + self.src.batch_rows as u64).min(total);
             let changes: Vec<Change> = p.changes[offset as usize..end as usize]
                 .iter()
-                .map(|(op, row)| match op {
-                    Op::Delete => Change {
-                        op: Op::Delete,
-                        table: schema.clone(),
-                        before: Some(row.clone()),
-                        after: None,
-                    },
-                    op => Change {
-                        op: *op,
-                        table: schema.clone(),
-                        before: None,
-                        after: Some(row.clone()),
-                    },
-                })
+                .map(|(op, row)| change_of(&schema, *op, row.clone()))
                 .collect();
             if !keeps {
                 state.emitted = end;
@@ -767,6 +783,25 @@ impl FolderSync {
                 }
             }
         }
+    }
+}
+
+/// The change a file's row brings: a delete holds the key as its before
+/// image, any other the row as its after image.
+fn change_of(schema: &Arc<TableSchema>, op: Op, row: Row) -> Change {
+    match op {
+        Op::Delete => Change {
+            op,
+            table: schema.clone(),
+            before: Some(row),
+            after: None,
+        },
+        op => Change {
+            op,
+            table: schema.clone(),
+            before: None,
+            after: Some(row),
+        },
     }
 }
 
