@@ -968,3 +968,94 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
         kept.len()
     );
 }
+
+/// Waits until a connection to `db` other than the test's own holds a
+/// transaction that wrote something and has been open for longer than
+/// `age_ms` (`open`), or until there is no such transaction at all (not
+/// `open`): a target transaction the pipeline keeps open across the parts
+/// of a source transaction, or its end.
+fn wait_for_open_write(db: &TestDb, age_ms: u64, open: bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let found = db.scalar(&format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND backend_xid IS NOT NULL
+               AND now() - xact_start > interval '{age_ms} milliseconds'"
+        ));
+        if (found != "0") == open {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited in vain for a target transaction open for {age_ms} ms to be {}",
+            if open { "there" } else { "gone" }
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A source transaction far larger than `transaction_rows` (inserts,
+/// updates of every earlier row, deletes, key changes) reaches each target
+/// in parts applied in one target transaction: `kill -9` while the parts
+/// are applied (twice: the second run starts the transaction over) leaves
+/// each target with all of it or none of it, never part, and the run
+/// after it ends with both targets equal to the source row by row.
+#[test]
+fn a_transaction_larger_than_memory_commits_whole_or_not_at_all() {
+    let src = TestDb::create("bigtx_src");
+    let dst = TestDb::create("bigtx_dst");
+    seed(&src, 1000);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("p.toml");
+    std::fs::write(
+        &file,
+        pipeline("bigtx", &src, &dst, "transaction_rows = 2000", true),
+    )
+    .unwrap();
+    run_once(tmp.path());
+    assert_pg_in_sync(&src, &dst);
+    let mut run = Running::start(&file, &[]);
+    run.wait_for("streaming", Duration::from_secs(60), |s| {
+        s["tables"]["pg.accounts"]["phase"] == "streaming"
+    });
+    src.exec(
+        "BEGIN;
+         INSERT INTO accounts (id, owner, balance)
+             SELECT i, 'bulk ' || i, (i % 100) * 1.5 FROM generate_series(1001, 151000) i;
+         UPDATE accounts SET version = version + 1, balance = balance + 1 WHERE id <= 1000;
+         DELETE FROM accounts WHERE id > 1000 AND id % 10 = 0;
+         UPDATE accounts SET id = id + 1000000 WHERE id BETWEEN 500 AND 520;
+         COMMIT;",
+    );
+    let after: i64 = src.scalar("SELECT count(*) FROM accounts").parse().unwrap();
+    for round in 0..2 {
+        wait_for_open_write(&dst, 300, true);
+        run.kill9();
+        // The server rolls back the killed process's transaction.
+        wait_for_open_write(&dst, 0, false);
+        let held: i64 = dst
+            .scalar("SELECT count(*) FROM sync.accounts")
+            .parse()
+            .unwrap();
+        let duck = duckdb_count(
+            &tmp.path().join("out.duckdb"),
+            "SELECT count(*) FROM accounts",
+        );
+        eprintln!("round {round}: killed with {held} rows in Postgres, {duck} in DuckDB");
+        for (target, rows) in [("Postgres", held), ("DuckDB", duck)] {
+            assert!(
+                rows == 1000 || rows == after,
+                "round {round}: the {target} target holds {rows} rows: part of a transaction (before: 1000, after: {after})"
+            );
+        }
+        if round == 0 {
+            run = Running::start(&file, &[]);
+        } else {
+            break;
+        }
+    }
+    run_once(tmp.path());
+    assert_pg_in_sync(&src, &dst);
+    assert_duck_in_sync(&src, &tmp.path().join("out.duckdb"));
+}

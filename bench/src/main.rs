@@ -20,10 +20,14 @@
 //!    alone indexing the same rows in one commit.
 //! 9. **Fan-out**: updates applied into DuckDB, Redis and a search index by
 //!    one pipeline versus each target alone.
+//! 10. **One transaction**: `--bigtx-rows` rows inserted by one Postgres
+//!     transaction applied into DuckDB and Postgres versus `pg_recvlogical`
+//!     draining it, with the peak resident set.
 //!
 //! The report goes to stdout (JSON with `--json`); progress to stderr.
 //! `scripts/bench` builds everything and runs this.
 
+mod bigtx;
 mod cache;
 mod files;
 mod latency;
@@ -125,7 +129,10 @@ struct Args {
     /// The Redis of the cache phase.
     #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
     redis: String,
-    /// Phases to leave out: stream, latency, files, cache, search, or pg for
+    /// Rows the one large transaction of the last phase inserts.
+    #[arg(long, default_value_t = 5_000_000)]
+    bigtx_rows: u64,
+    /// Phases to leave out: stream, latency, files, cache, search, bigtx, or pg for
     /// every phase that reads from Postgres (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,

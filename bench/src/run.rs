@@ -35,9 +35,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for s in &args.skip {
         if !matches!(
             s.as_str(),
-            "stream" | "latency" | "files" | "cache" | "search" | "pg"
+            "stream" | "latency" | "files" | "cache" | "search" | "bigtx" | "pg"
         ) {
-            bail!("--skip takes stream, latency, files, cache, search and pg, not `{s}`");
+            bail!("--skip takes stream, latency, files, cache, search, bigtx and pg, not `{s}`");
         }
     }
     let syncline = match &args.syncline {
@@ -278,12 +278,13 @@ impl Bench {
         ));
 
         let skipped = |phase: &str| self.args.skip.iter().any(|s| s == phase || s == "pg");
-        let (no_pg, no_stream, no_latency, no_cache, no_search) = (
+        let (no_pg, no_stream, no_latency, no_cache, no_search, no_bigtx) = (
             skipped("snapshot"),
             skipped("stream"),
             skipped("latency"),
             skipped("cache"),
             skipped("search"),
+            skipped("bigtx"),
         );
         if no_pg {
             self.text
@@ -315,6 +316,12 @@ impl Bench {
                     .push("\n8.-9. Search index and fan-out: skipped".into());
             } else {
                 self.search()?;
+            }
+            if no_bigtx {
+                self.text
+                    .push("\n10. One large transaction: skipped".into());
+            } else {
+                self.bigtx()?;
             }
         }
         if self.args.skip.iter().any(|s| s == "files") {

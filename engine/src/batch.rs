@@ -41,7 +41,8 @@ pub enum BatchKind {
 }
 
 /// An ordered group of changes applied atomically: one source transaction or
-/// one snapshot chunk.
+/// one snapshot chunk, or a part of a source transaction too large to hold
+/// in memory whole ([`Batch::continues`]).
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// Position reached once this batch is applied.
@@ -72,6 +73,14 @@ pub struct Batch {
     /// checks that itself. `false` promises nothing and is always correct
     /// (resumed or re-read snapshots, changed files, streamed transactions).
     pub inserts_are_new: bool,
+    /// The source transaction goes on in the source's next batch: this is
+    /// one of its parts, not its end. Every part but the last carries the
+    /// same `position.seq`, below the last one's, and a position no sink
+    /// may commit: a sink applies the parts in one target transaction and
+    /// commits it only with the batch that ends the source transaction, so
+    /// a target holds all of it or none of it (see the
+    /// [`Sink`](crate::connector::Sink) contract).
+    pub continues: bool,
 }
 
 impl Batch {
@@ -88,6 +97,7 @@ impl Batch {
             block: None,
             dead_letters: Vec::new(),
             inserts_are_new: false,
+            continues: false,
         }
     }
 

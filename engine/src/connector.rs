@@ -294,11 +294,16 @@ impl SourceContext {
 /// * **Order.** [`Source::run`] emits batches in the order their changes
 ///   were committed at the source; the changes inside a batch keep their
 ///   order. One batch is one source transaction (or one chunk of a snapshot
-///   or a file): a transaction is never split across batches, so a target
-///   never holds half of one.
+///   or a file). A transaction too large to hold in memory whole goes out
+///   in parts, every one but the last marked [`Batch::continues`]; sinks
+///   commit it only with its last part, so a target never holds half of
+///   one.
 /// * **Positions.** Every batch carries the position the source will have
 ///   reached once it is applied; `position.seq` increases strictly, across
-///   restarts too (start above `ctx.resume`'s). A batch the source cannot
+///   restarts too (start above `ctx.resume`'s), except that the parts of
+///   one transaction before its last share one seq, above the previous
+///   batch's and below the last part's, the same each time the
+///   transaction is read again. A batch the source cannot
 ///   reproduce exactly as before (a re-read snapshot, a changed file) is
 ///   numbered above the position of every sink that needs it
 ///   ([`SourceContext::held`]; [`SourceContext::highest_held`] when the
@@ -390,6 +395,15 @@ pub trait Sink: Send {
     /// becomes a dead letter committed with the batch, here only: never a
     /// NULL, never a batch that fails on every retry.
     ///
+    /// A batch that [`continues`](Batch::continues) a source transaction is
+    /// applied but not committed: the target transaction stays open (and
+    /// [`Sink::holds_uncommitted`] says so) until the batch that ends the
+    /// source transaction, and commits with its position. Batches of other
+    /// sources that arrive meanwhile join the open target transaction and
+    /// commit with it. A target that cannot keep a transaction open across
+    /// writes keeps the parts until the last one comes and applies them
+    /// together (memory then holds the transaction).
+    ///
     /// A write that fails with [`ErrorKind::Connection`](crate::ErrorKind)
     /// (the target cannot be reached) is called again with the same batches
     /// for as long as the pipeline runs, unless the sink holds uncommitted
@@ -461,14 +475,17 @@ pub trait Sink: Send {
         false
     }
 
-    /// Commits whatever [`Sink::write_group`] left uncommitted. Called
-    /// when no batch is waiting for the sink, and before
-    /// [`Sink::close`]. The default does nothing.
+    /// Commits whatever [`Sink::write_group`] left uncommitted, unless a
+    /// source transaction is still open in it (its last part has not come):
+    /// that stays uncommitted. Called when no batch is waiting for the
+    /// sink, and before [`Sink::close`]. The default does nothing.
     async fn flush(&mut self) -> Result<()> {
         Ok(())
     }
 
-    /// Flushes and releases the target. The default does nothing.
+    /// Flushes and releases the target. A source transaction still open in
+    /// it (the pipeline stopped between its parts) is rolled back, never
+    /// committed half. The default does nothing.
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }

@@ -544,6 +544,10 @@ async fn sink_worker(
             let _ = ack_tx.send(ack);
         }
     };
+    // Sources whose transaction is open in the sink: its last part has not
+    // come (see `Batch::continues`). Nothing is acknowledged or flushed
+    // meanwhile.
+    let mut open_transactions = std::collections::BTreeSet::new();
     let mut next = rx.recv().await;
     while let Some(first) = next.take() {
         // A sink that is behind applies the batches queued for it from the
@@ -572,6 +576,7 @@ async fn sink_worker(
             continue;
         };
         let seq = position.seq;
+        let continues = group.last().is_some_and(|g| g.1.continues);
         let batches: Vec<Arc<Batch>> = group.iter().map(|g| filter.apply(g.1.clone())).collect();
         outage
             .write(
@@ -591,11 +596,17 @@ async fn sink_worker(
             position,
             commit_time,
         });
-        if !sink.holds_uncommitted() {
+        if continues {
+            open_transactions.insert(source);
+        } else {
+            open_transactions.remove(&source);
+        }
+        let mid_transaction = !open_transactions.is_empty();
+        if !mid_transaction && !sink.holds_uncommitted() {
             acknowledge(&mut unacked);
         }
         if next.is_none() {
-            next = if unacked.is_empty() {
+            next = if unacked.is_empty() || mid_transaction {
                 rx.recv().await
             } else {
                 // The sink holds batches open: it commits them when no more
@@ -611,8 +622,11 @@ async fn sink_worker(
             };
         }
     }
-    sink.flush().await?;
-    acknowledge(&mut unacked);
+    if open_transactions.is_empty() {
+        sink.flush().await?;
+        acknowledge(&mut unacked);
+    }
+    // A transaction still open is rolled back: its source reads it again.
     sink.close().await
 }
 

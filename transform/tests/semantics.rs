@@ -73,6 +73,7 @@ fn batch(changes: Vec<Change>) -> Batch {
         block: None,
         dead_letters: Vec::new(),
         inserts_are_new: false,
+        continues: false,
     }
 }
 

@@ -12,6 +12,7 @@
 //! | [`upsert_applies_changes_in_order`] | the last change of a key wins, within and across batches |
 //! | [`history_and_append_keep_changes_in_order`] | every change recorded with its op and position; append keeps inserts and updates |
 //! | [`redelivered_batches_change_nothing`] | after a restart, batches at or below the checkpoint are skipped, later ones applied |
+//! | [`a_transaction_in_parts_commits_whole`] | the parts of one source transaction commit only with its last part; a restart between them finds none of it |
 //! | [`a_failed_batch_leaves_data_and_checkpoint_as_they_were`] | the checkpoint and the data commit together, or neither |
 //! | [`unchanged_values_follow_key_changes`] | values the source left out (unchanged TOAST) are kept through key changes, chains and swaps |
 //! | [`unchanged_values_without_a_row_become_dead_letters`] | values left out that the target cannot find become a dead letter, never NULLs |
@@ -94,6 +95,7 @@ macro_rules! sink_acceptance {
             upsert_applies_changes_in_order,
             history_and_append_keep_changes_in_order,
             redelivered_batches_change_nothing,
+            a_transaction_in_parts_commits_whole,
             a_failed_batch_leaves_data_and_checkpoint_as_they_were,
             unchanged_values_follow_key_changes,
             unchanged_values_without_a_row_become_dead_letters,
@@ -391,6 +393,78 @@ pub async fn redelivered_batches_change_nothing(h: &dyn Harness) {
         assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(3), "{mode:?}");
         close(sink).await;
     }
+}
+
+/// A source transaction too large to hold whole comes in parts
+/// ([`Batch::continues`]) that share a seq, then its last part. The target
+/// holds none of it before the last part (a restart in between finds the
+/// rows and the position as they were, and the parts are applied from the
+/// start again), then all of it, with the last part's position. A value
+/// left out in a later part is found in an earlier one, through a key
+/// moved in one part and again in the next.
+pub async fn a_transaction_in_parts_commits_whole(h: &dyn Harness) {
+    let target = h.target("parts").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    write(
+        &mut *sink,
+        batch(1, vec![insert(1, "a", "x"), insert(2, "b", "y")]),
+    )
+    .await;
+    let before = contents(&*target).await;
+    let part = |changes: Vec<Change>| {
+        let mut b = (*batch(5, changes)).clone();
+        b.continues = true;
+        Arc::new(b)
+    };
+    let parts = [
+        part(vec![insert(3, "c", "z"), moved(1, 10, "a moved")]),
+        part(vec![moved(10, 11, "a twice"), delete(2)]),
+    ];
+    for p in &parts {
+        write(&mut *sink, p.clone()).await;
+    }
+    assert!(
+        sink.holds_uncommitted(),
+        "a sink amid a source transaction holds it uncommitted"
+    );
+    // Stopped before the last part: it goes, with what the parts did.
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        before,
+        "the parts of a transaction whose last part never came"
+    );
+    let (mut sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(1));
+    for p in &parts {
+        write(&mut *sink, p.clone()).await;
+    }
+    assert_eq!(
+        contents(&*target).await,
+        before,
+        "a transaction is visible before its last part"
+    );
+    write(&mut *sink, batch(9, vec![insert(4, "d", "w")])).await;
+    sink.flush()
+        .await
+        .unwrap_or_else(|e| panic!("flushing: {e}"));
+    assert!(!sink.holds_uncommitted());
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("11"), Some("a twice"), Some("x")]),
+            t(&[Some("3"), Some("c"), Some("z")]),
+            t(&[Some("4"), Some("d"), Some("w")]),
+        ]
+    );
+    let (sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    assert_eq!(held.get(SOURCE).map(|p| p.seq), Some(9));
+    close(sink).await;
+    assert!(
+        kept(&*target, WriteMode::Upsert).await.is_empty(),
+        "no dead letter: every value left out was found"
+    );
 }
 
 /// A batch the target refuses partway (text its own cast to UUID rejects,

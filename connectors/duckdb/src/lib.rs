@@ -199,6 +199,13 @@ impl Sink for DuckDbSink {
 
     async fn close(&mut self) -> Result<()> {
         self.flush().await?;
+        if self.holds_uncommitted() {
+            self.blocking(|w| {
+                w.abandon_unfinished();
+                Ok(())
+            })
+            .await?;
+        }
         if let Some(w) = &self.writer {
             let stats = w.stats();
             tracing::info!(

@@ -131,6 +131,7 @@ fn batch(seq: u64, changes: Vec<Change>) -> Batch {
         block: None,
         dead_letters: vec![],
         inserts_are_new: false,
+        continues: false,
     }
 }
 
@@ -139,6 +140,7 @@ fn new_rows(seq: u64, changes: Vec<Change>) -> Batch {
     Batch {
         kind: BatchKind::Snapshot,
         inserts_are_new: true,
+        continues: false,
         ..batch(seq, changes)
     }
 }
@@ -1174,6 +1176,7 @@ cases! {
         let json = |id, doc: &str| ins(&t, vec![i(id), Value::Json(doc.into())]);
         let promise = |b: Batch| Batch {
             inserts_are_new: promised,
+            continues: false,
             ..b
         };
         vec![
@@ -1193,6 +1196,7 @@ cases! {
         let t = items();
         let plain = Batch {
             inserts_are_new: false,
+            continues: false,
             ..new_block(6, &t, &[vec![i(6), s("f"), i(6)]])
         };
         vec![

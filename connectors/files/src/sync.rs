@@ -673,6 +673,7 @@ impl FolderSync {
             dead_letters,
             // A file read again (changed, or after a restart) repeats rows.
             inserts_are_new: false,
+            continues: false,
         };
         tokio::select! {
             sent = ctx.batches.send(batch) => sent.map_err(|_| Error::cancelled()),

@@ -91,6 +91,7 @@ fn batch(seq: u64, changes: Vec<Change>) -> Arc<Batch> {
         block: None,
         dead_letters: Vec::new(),
         inserts_are_new: false,
+        continues: false,
     })
 }
 

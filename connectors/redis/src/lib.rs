@@ -137,6 +137,9 @@ pub struct RedisSink {
     ledger: Option<PathBuf>,
     /// Rows whose last change here is a dead letter.
     withheld: syncline_engine::apply::Withheld,
+    /// The parts of a source transaction whose last part has not come, per
+    /// source (see [`Batch::continues`]).
+    unfinished: BTreeMap<String, Vec<Arc<Batch>>>,
 }
 
 impl RedisSink {
@@ -152,6 +155,7 @@ impl RedisSink {
             withheld: syncline_engine::apply::Withheld::default(),
             script: redis::Script::new(APPLY),
             ledger: None,
+            unfinished: BTreeMap::new(),
         }
     }
 
@@ -263,6 +267,22 @@ impl RedisSink {
 
     /// Runs the script over `ops`; `group` is `(first seq, last position)`
     /// of the batches, or `None` for a replay.
+    /// Applies consecutive batches of `source` in one script, with the last
+    /// one's position.
+    async fn write_whole(&mut self, source: &str, batches: &[Arc<Batch>]) -> Result<()> {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.position.seq, last.position.clone());
+        self.evolve(batches)?;
+        // Moved on only once Redis holds the batches.
+        let mut withheld = self.withheld.clone();
+        let ops = self.apply(source, batches, &mut withheld).await?;
+        self.run(source, Some((first, &last)), ops).await?;
+        self.withheld = withheld;
+        Ok(())
+    }
+
     async fn run(
         &mut self,
         source: &str,
@@ -680,16 +700,40 @@ impl Sink for RedisSink {
             .into_iter()
             .filter(|b| held.is_none_or(|h| b.position.seq > h))
             .collect();
-        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+        let Some(last) = batches.last() else {
             return Ok(());
         };
-        let (first, last) = (first.position.seq, last.position.clone());
-        self.evolve(&batches)?;
-        // Moved on only once Redis holds the batches.
-        let mut withheld = self.withheld.clone();
-        let ops = self.apply(source, &batches, &mut withheld).await?;
-        self.run(source, Some((first, &last)), ops).await?;
-        self.withheld = withheld;
+        if last.continues {
+            // A part of a source transaction: kept until its last part, so
+            // Redis takes the transaction in one script, with its position.
+            self.unfinished
+                .entry(source.to_owned())
+                .or_default()
+                .extend(batches);
+            return Ok(());
+        }
+        let parts = self.unfinished.remove(source).unwrap_or_default();
+        let batches: Vec<Arc<Batch>> = parts.iter().cloned().chain(batches).collect();
+        let written = self.write_whole(source, &batches).await;
+        if written.is_err() && !parts.is_empty() {
+            // Tried again, the transaction needs its parts.
+            self.unfinished.insert(source.to_owned(), parts);
+        }
+        written
+    }
+
+    /// The parts of a source transaction wait for its last part.
+    fn holds_uncommitted(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if !self.unfinished.is_empty() {
+            tracing::info!(
+                "dropping the parts of a source transaction whose last part did not come"
+            );
+            self.unfinished.clear();
+        }
         Ok(())
     }
 

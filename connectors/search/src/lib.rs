@@ -92,6 +92,9 @@ pub struct SearchSink {
     folder: Folder,
     tables: HashMap<TableId, TableState>,
     open: Option<Open>,
+    /// The parts of a source transaction whose last part has not come, per
+    /// source (see [`Batch::continues`]).
+    unfinished: BTreeMap<String, Vec<Arc<Batch>>>,
     /// Rows whose last change here is a dead letter.
     withheld: syncline_engine::apply::Withheld,
 }
@@ -122,6 +125,7 @@ impl SearchSink {
             folder: Folder::new(root),
             tables: HashMap::new(),
             open: None,
+            unfinished: BTreeMap::new(),
             withheld: syncline_engine::apply::Withheld::default(),
         }
     }
@@ -763,9 +767,26 @@ impl Sink for SearchSink {
             .into_iter()
             .filter(|b| held.is_none_or(|h| b.position.seq > h))
             .collect();
-        if batches.is_empty() {
+        let Some(last) = batches.last() else {
+            return Ok(());
+        };
+        if last.continues {
+            // A part of a source transaction: kept until its last part, so
+            // the index applies and commits the transaction whole (a row
+            // one part needs from an earlier one is there to read).
+            self.unfinished
+                .entry(source.to_owned())
+                .or_default()
+                .extend(batches);
             return Ok(());
         }
+        let batches: Vec<Arc<Batch>> = self
+            .unfinished
+            .remove(source)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(batches)
+            .collect();
         let rows = self.config.commit_rows.max(1);
         let wait = Duration::from_millis(self.config.commit_ms);
         blocking(|| -> std::result::Result<(), SearchError> {
@@ -782,9 +803,11 @@ impl Sink for SearchSink {
     }
 
     fn holds_uncommitted(&self) -> bool {
-        self.open
-            .as_ref()
-            .is_some_and(|o| o.pending_rows > 0 || o.pending != o.committed)
+        !self.unfinished.is_empty()
+            || self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.pending_rows > 0 || o.pending != o.committed)
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -796,6 +819,12 @@ impl Sink for SearchSink {
     }
 
     async fn close(&mut self) -> Result<()> {
+        if !self.unfinished.is_empty() {
+            tracing::info!(
+                "dropping the parts of a source transaction whose last part did not come"
+            );
+            self.unfinished.clear();
+        }
         self.flush().await?;
         if let Some(open) = self.open.take() {
             blocking(|| open.writer.wait_merging_threads())

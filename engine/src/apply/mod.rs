@@ -209,6 +209,7 @@ pub fn set_aside<'b>(
                     block: batch.block.clone(),
                     dead_letters: batch.dead_letters.clone(),
                     inserts_are_new: batch.inserts_are_new,
+                    continues: batch.continues,
                 });
                 o.dead_letters.push(DeadLetter {
                     table: change.table.id.clone(),

@@ -1,7 +1,7 @@
 //! The blocking DuckDB writer: table creation and evolution, bulk staged
 //! merges, dead letters and the checkpoint, one transaction per batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -106,10 +106,14 @@ pub struct Writer {
 /// The transaction [`Writer::write_group`] left open.
 #[derive(Debug)]
 struct Open {
-    /// The source whose batches it holds.
+    /// The source whose blocks of new rows it was left open for.
     source: String,
-    /// The last batch applied in it.
-    seq: u64,
+    /// The last batch applied in it, per source.
+    seqs: BTreeMap<String, u64>,
+    /// Sources whose transaction is open in it: a part of it came
+    /// ([`Batch::continues`]), not yet its end. It commits only once there
+    /// is none.
+    unfinished: BTreeSet<String>,
     /// Rows appended in it.
     rows: usize,
     /// What the tables held, the rows withheld, and the counts, before it
@@ -283,19 +287,24 @@ impl Writer {
         let Some(last) = fresh.last().copied() else {
             return Ok(0);
         };
-        // Blocks of new rows may join a transaction left open by earlier
-        // ones of the same source; anything else commits it first.
-        let joins_open = self.open.as_ref().is_some_and(|o| o.source == source)
-            && fresh.iter().all(|b| {
-                b.changes.is_empty()
-                    && b.dead_letters.is_empty()
-                    && b.block.as_ref().is_none_or(|k| self.is_current(&k.table))
-            });
+        // Anything joins a transaction a source transaction is open in;
+        // blocks of new rows may join one left open by earlier ones of the
+        // same source; anything else commits it first.
+        let joins_open = self.open.as_ref().is_some_and(|o| {
+            !o.unfinished.is_empty()
+                || (o.source == source
+                    && fresh.iter().all(|b| {
+                        b.changes.is_empty()
+                            && b.dead_letters.is_empty()
+                            && b.block.as_ref().is_none_or(|k| self.is_current(&k.table))
+                    }))
+        });
         if !joins_open {
             self.commit_open()?;
         }
         // Tables first seen (or changed) mid-stream are created outside the
-        // data transaction: DDL is idempotent.
+        // data transaction (DDL is idempotent), or inside one left open (a
+        // rollback of it ends the run: the sink is closed).
         for change in fresh.iter().flat_map(|b| &b.changes) {
             self.ensure_table(&change.table)?;
         }
@@ -310,7 +319,8 @@ impl Writer {
             // rolls back.
             self.open = Some(Open {
                 source: source.to_owned(),
-                seq: 0,
+                seqs: BTreeMap::new(),
+                unfinished: BTreeSet::new(),
                 rows: 0,
                 fills: self.fills.clone(),
                 withheld: before,
@@ -349,8 +359,16 @@ impl Writer {
             Ok(appended) => {
                 let rows = (self.stats.appended - appended_before) as usize;
                 if let Some(open) = self.open.as_mut() {
-                    open.seq = last.position.seq;
+                    open.seqs.insert(source.to_owned(), last.position.seq);
+                    if last.continues {
+                        open.unfinished.insert(source.to_owned());
+                    } else {
+                        open.unfinished.remove(source);
+                    }
                     open.rows += rows;
+                    if !open.unfinished.is_empty() {
+                        return Ok(fresh.len());
+                    }
                     // Appended blocks wait for a row group's worth.
                     let blocks = joins_open || fresh.iter().any(|b| b.block.is_some());
                     if appended && blocks && open.rows < ROW_GROUP_ROWS {
@@ -373,21 +391,30 @@ impl Writer {
         self.open.is_some()
     }
 
-    /// Commits the transaction [`Writer::write_group`] left open, if any.
+    /// Commits the transaction [`Writer::write_group`] left open, if any,
+    /// unless a source transaction is open in it (it commits with that
+    /// transaction's end).
     pub fn commit_open(&mut self) -> Result<(), DuckDbError> {
-        let Some(open) = self.open.as_ref() else {
+        let Some(open) = self.open.as_ref().filter(|o| o.unfinished.is_empty()) else {
             return Ok(());
         };
-        let (source, seq) = (open.source.clone(), open.seq);
+        let seqs = open.seqs.clone();
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             self.roll_back_open();
             return Err(DuckDbError::sql("COMMIT")(e));
         }
         self.open = None;
-        if seq > 0 {
-            self.held.insert(source, seq);
-        }
+        self.held.extend(seqs);
         Ok(())
+    }
+
+    /// Rolls back a source transaction left open (the pipeline stopped
+    /// between its parts): a target holds all of one or none of it.
+    pub fn abandon_unfinished(&mut self) {
+        if self.open.as_ref().is_some_and(|o| !o.unfinished.is_empty()) {
+            tracing::info!("rolling back a source transaction whose last part did not come");
+            self.roll_back_open();
+        }
     }
 
     /// Rolls back the open transaction and forgets what it did.

@@ -56,6 +56,13 @@ pub struct PostgresSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
     pub snapshot_workers: Option<usize>,
+    /// Changes of one streamed transaction held in memory at most. A larger
+    /// transaction goes to the targets in parts of this many changes, which
+    /// a target commits only with the last part: it holds all of a source
+    /// transaction or none of it, whatever its size.
+    #[serde(default = "default_transaction_rows")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub transaction_rows: usize,
     /// Seconds between heartbeats that let an idle slot release WAL (0: none).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
@@ -90,6 +97,9 @@ pub struct PgTableConfig {
 
 fn default_batch_rows() -> usize {
     10_000
+}
+fn default_transaction_rows() -> usize {
+    50_000
 }
 fn default_block_rows() -> usize {
     30_720

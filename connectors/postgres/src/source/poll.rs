@@ -239,6 +239,7 @@ impl Emitter<'_> {
             dead_letters: Vec::new(),
             // Polled pages may repeat rows the target holds.
             inserts_are_new: false,
+            continues: false,
         };
         tokio::select! {
             sent = self.ctx.batches.send(batch) => sent.map_err(|_| Error::cancelled()),

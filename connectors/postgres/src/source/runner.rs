@@ -37,12 +37,16 @@ pub(super) struct Runner {
     /// even where `state.lsn` is ahead (a resumed snapshot's point, whose
     /// copy the sinks have not committed yet).
     pub(super) acked: u64,
-    seq: u64,
+    pub(super) seq: u64,
     /// Table index by `schema.table`, as pgoutput names it.
     pub(super) by_wire: HashMap<String, usize>,
     /// Set by the stream when the replay before a resumed snapshot's copy
     /// reached the copy's point.
     pub(super) replayed: bool,
+    /// A transaction whose first parts went out before the replication
+    /// connection was lost: its commit LSN and how many of its changes the
+    /// parts held, skipped when the server sends it again.
+    pub(super) resend: Option<(u64, usize)>,
 }
 
 impl Runner {
@@ -96,6 +100,7 @@ impl Runner {
             seq,
             by_wire,
             replayed: false,
+            resend: None,
         })
     }
 
@@ -109,6 +114,25 @@ impl Runner {
         ctx: &SourceContext,
     ) -> Result<()> {
         let batch = self.next_batch(changes, kind, seq, commit, txid)?;
+        self.send(batch, ctx).await
+    }
+
+    /// Emits a part of a transaction too large to hold whole: its seq
+    /// (`seq`) is the same for every part but the last, which
+    /// [`Runner::emit`] sends with the transaction's end.
+    pub(super) async fn emit_part(
+        &mut self,
+        changes: Vec<Change>,
+        kind: BatchKind,
+        seq: u64,
+        commit: Option<chrono::DateTime<chrono::Utc>>,
+        txid: Option<String>,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let mut batch = self.next_batch(changes, kind, Some(seq), commit, txid)?;
+        batch.position.seq = seq;
+        batch.continues = true;
+        self.seq = seq;
         self.send(batch, ctx).await
     }
 
@@ -139,6 +163,7 @@ impl Runner {
             block: None,
             dead_letters: Vec::new(),
             inserts_are_new: false,
+            continues: false,
         })
     }
 

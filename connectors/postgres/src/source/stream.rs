@@ -183,7 +183,11 @@ impl Runner {
                             let message = Error::from(e).chain();
                             warn!(error = %message, retry_in = ?backoff, "replication connection lost; reconnecting");
                             ctx.status.record_error(format!("replication connection lost, reconnecting: {message}"));
-                            tx_buf = None;
+                            // A transaction whose first parts went out comes
+                            // again whole: those parts are skipped then.
+                            if let Some(buf) = tx_buf.take().filter(|b| b.sent > 0) {
+                                self.resend = Some((buf.final_lsn, buf.sent));
+                            }
                             let _ = (&mut reader).await;
                             match self.reconnect(acked_lsn, &mut backoff, ctx).await {
                                 Ok(stream) => {
@@ -265,10 +269,29 @@ impl Runner {
         ctx: &mut SourceContext,
     ) -> Result<()> {
         match event.event_type {
-            EventType::Begin { transaction_id, .. } => {
+            EventType::Begin {
+                transaction_id,
+                final_lsn,
+                commit_timestamp,
+            } => {
+                let final_lsn = final_lsn.value();
+                // Sent again after a lost connection: what its parts held
+                // went out already.
+                let skip = match self.resend.take() {
+                    Some((lsn, sent)) if lsn == final_lsn => sent,
+                    other => {
+                        self.resend = other;
+                        0
+                    }
+                };
                 *tx_buf = Some(TxBuf {
                     xid: transaction_id,
+                    final_lsn,
+                    commit_time: commit_timestamp,
                     changes: Vec::new(),
+                    sent: skip,
+                    skip,
+                    dropped: false,
                 });
             }
             EventType::Commit {
@@ -292,22 +315,17 @@ impl Runner {
                     self.replayed = true;
                     return Ok(());
                 }
+                if buf.dropped {
+                    // Its changes were let go as those of a transaction to
+                    // skip, which it turns out not to be.
+                    return Err(Error::internal(format!(
+                        "transaction {} ending at {} was taken for one to skip",
+                        buf.xid,
+                        lsn_text(end)
+                    )));
+                }
                 self.state.lsn = end;
-                let (kind, changes) = match &self.state.snapshot {
-                    Some(plan) if self.state.catch_up_until.is_some() => {
-                        let recopied: Vec<&str> = plan
-                            .tables
-                            .iter()
-                            .filter(|(_, t)| t.done.len() < t.chunks.len())
-                            .map(|(name, _)| name.as_str())
-                            .collect();
-                        (
-                            BatchKind::CatchUp,
-                            superseded_by_copy(buf.changes, &recopied),
-                        )
-                    }
-                    _ => (BatchKind::Stream, buf.changes),
-                };
+                let (kind, changes) = self.kind_of(buf.changes);
                 self.emit(
                     changes,
                     kind,
@@ -333,8 +351,8 @@ impl Runner {
                 data,
                 ..
             } => {
-                let (ti, change) = self.change(&schema, &table, Op::Insert, None, Some(&data))?;
-                push(tx_buf, ti, change);
+                let (_, change) = self.change(&schema, &table, Op::Insert, None, Some(&data))?;
+                self.push(tx_buf, change, ctx).await?;
             }
             EventType::Update {
                 schema,
@@ -343,14 +361,14 @@ impl Runner {
                 new_data,
                 ..
             } => {
-                let (ti, change) = self.change(
+                let (_, change) = self.change(
                     &schema,
                     &table,
                     Op::Update,
                     old_data.as_ref(),
                     Some(&new_data),
                 )?;
-                push(tx_buf, ti, change);
+                self.push(tx_buf, change, ctx).await?;
             }
             EventType::Delete {
                 schema,
@@ -358,21 +376,104 @@ impl Runner {
                 old_data,
                 ..
             } => {
-                let (ti, change) =
+                let (_, change) =
                     self.change(&schema, &table, Op::Delete, Some(&old_data), None)?;
-                push(tx_buf, ti, change);
+                self.push(tx_buf, change, ctx).await?;
             }
             EventType::Truncate { tables, .. } => {
                 for name in tables.iter() {
                     if let Some(&ti) = self.by_wire.get(name.as_ref()) {
                         let change = Change::truncate(self.src.tables[ti].schema.clone());
-                        push(tx_buf, ti, change);
+                        self.push(tx_buf, change, ctx).await?;
                     }
                 }
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// The kind of the batch a transaction's `changes` go out in, and the
+    /// changes it holds: during the replay before a resumed snapshot's
+    /// copy, less what that copy supersedes.
+    fn kind_of(&self, changes: Vec<Change>) -> (BatchKind, Vec<Change>) {
+        match &self.state.snapshot {
+            Some(plan) if self.state.catch_up_until.is_some() => {
+                let recopied: Vec<&str> = plan
+                    .tables
+                    .iter()
+                    .filter(|(_, t)| t.done.len() < t.chunks.len())
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                (BatchKind::CatchUp, superseded_by_copy(changes, &recopied))
+            }
+            _ => (BatchKind::Stream, changes),
+        }
+    }
+
+    /// Adds a change to the transaction being read; once it holds
+    /// `transaction_rows` changes, they go out as a part of it.
+    async fn push(
+        &mut self,
+        tx_buf: &mut Option<TxBuf>,
+        change: Change,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let Some(buf) = tx_buf.as_mut() else {
+            return Ok(());
+        };
+        if buf.skip > 0 {
+            buf.skip -= 1;
+            return Ok(());
+        }
+        if buf.dropped {
+            return Ok(());
+        }
+        buf.changes.push(change);
+        if buf.changes.len() < self.src.config.transaction_rows.max(1) {
+            return Ok(());
+        }
+        let final_lsn = buf.final_lsn;
+        // A transaction the targets hold already, or one committed after
+        // the point of the copy that follows a replay, is skipped at its
+        // commit: its changes need not be kept. (No record boundary lies
+        // inside a commit record, so its start decides as its end does.)
+        let held = final_lsn < self.state.lsn;
+        let later = self
+            .state
+            .catch_up_until
+            .is_some_and(|until| final_lsn >= until);
+        if held || later {
+            buf.changes = Vec::new();
+            buf.dropped = true;
+            return Ok(());
+        }
+        // Every part before the last is numbered just above the commit's
+        // start: above every transaction committed before it, below its own
+        // end, and the same each time it is read.
+        let seq = final_lsn + 1;
+        if seq < self.seq || (seq == self.seq && buf.sent == 0) {
+            // A batch before it was numbered at or above that: kept whole.
+            return Ok(());
+        }
+        let (xid, commit_time) = (buf.xid, buf.commit_time);
+        buf.sent += buf.changes.len();
+        let changes = std::mem::take(&mut buf.changes);
+        let (kind, changes) = self.kind_of(changes);
+        debug!(
+            xid,
+            changes = changes.len(),
+            "a part of a large transaction"
+        );
+        self.emit_part(
+            changes,
+            kind,
+            seq,
+            Some(commit_time),
+            Some(xid.to_string()),
+            ctx,
+        )
+        .await
     }
 
     fn change(
@@ -541,15 +642,20 @@ fn superseded_by_copy(changes: Vec<Change>, recopied: &[&str]) -> Vec<Change> {
         .collect()
 }
 
+/// The transaction being read.
 struct TxBuf {
     xid: u32,
+    /// Where its commit record begins.
+    final_lsn: u64,
+    commit_time: chrono::DateTime<chrono::Utc>,
+    /// Its changes not yet sent.
     changes: Vec<Change>,
-}
-
-fn push(buf: &mut Option<TxBuf>, _table: usize, change: Change) {
-    if let Some(b) = buf.as_mut() {
-        b.changes.push(change);
-    }
+    /// How many of its changes went out in parts (see `Batch::continues`).
+    sent: usize,
+    /// Changes still to skip: sent in parts before the connection was lost.
+    skip: usize,
+    /// Let go: a transaction to skip at its commit.
+    dropped: bool,
 }
 
 type Reader = (

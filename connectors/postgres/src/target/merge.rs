@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection as _};
 use syncline_engine::apply::sql::{self, Recorded, Tables};
 use syncline_engine::apply::{self, Step};
 use syncline_engine::batch::Batch;
@@ -17,14 +17,19 @@ use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema,
 use super::dialect::Postgres;
 use super::values::{COPY_NULL, postgres_type, push_copy_field, value_text};
 use super::{
-    ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, State, Target, statement_failed,
+    ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, OpenTransaction, State, Target,
+    statement_failed,
 };
 use crate::error::PgError;
 use crate::introspect::quote;
 
 impl State {
     /// Applies a batch and its checkpoint in one transaction; `false` if it
-    /// was skipped as already held.
+    /// was skipped as already held. A batch that continues a source
+    /// transaction ([`Batch::continues`]) leaves the transaction open, and
+    /// every batch joins an open one, which commits once no source
+    /// transaction is open in it. A failure rolls back the whole open
+    /// transaction.
     pub(super) async fn write(
         &mut self,
         conn: &mut PgConnection,
@@ -51,35 +56,105 @@ impl State {
                 detail: e.to_string(),
             })?;
         // Tables first seen (or changed) mid-stream are created outside the
-        // data transaction: the DDL is idempotent.
+        // data transaction, or inside the one a source transaction keeps
+        // open (a rollback then ends the run: the sink is closed).
         for change in &batch.changes {
             self.ensure_table(conn, &change.table).await?;
         }
-        let mut tx = conn.begin().await.map_err(statement_failed("BEGIN"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(&self.schema_name, &self.pipeline, source))
-            .execute(&mut *tx)
+        if self.open.is_none() {
+            sqlx::raw_sql("BEGIN")
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("BEGIN"))?;
+            self.open = Some(OpenTransaction {
+                withheld: self.withheld.clone(),
+                ..OpenTransaction::default()
+            });
+        }
+        match self
+            .write_in_open(conn, source, batch, seq, &position)
             .await
-            .map_err(statement_failed("locking the checkpoint"))?;
+        {
+            Ok(applied) => {
+                let Some(open) = self.open.as_ref() else {
+                    return Ok(applied);
+                };
+                if !open.unfinished.is_empty() {
+                    return Ok(applied);
+                }
+                if open.seqs.is_empty() {
+                    // Only a batch found held: nothing to commit.
+                    self.open = None;
+                    sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(statement_failed("ROLLBACK"))?;
+                    return Ok(applied);
+                }
+                if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+                    self.roll_back(conn).await;
+                    return Err(statement_failed("COMMIT")(e));
+                }
+                if let Some(open) = self.open.take() {
+                    self.held.extend(open.seqs);
+                }
+                Ok(applied)
+            }
+            Err(e) => {
+                self.roll_back(conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies a batch in the open transaction: `false` if it was found
+    /// held.
+    async fn write_in_open(
+        &mut self,
+        conn: &mut PgConnection,
+        source: &str,
+        batch: &Batch,
+        seq: i64,
+        position: &str,
+    ) -> Result<bool, PgError> {
+        let locked = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.locked.contains(source));
+        if !locked {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key(&self.schema_name, &self.pipeline, source))
+                .execute(&mut *conn)
+                .await
+                .map_err(statement_failed("locking the checkpoint"))?;
+            if let Some(open) = self.open.as_mut() {
+                open.locked.insert(source.to_owned());
+            }
+        }
         let stored: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT seq FROM {} WHERE pipeline = $1 AND source = $2",
             self.qualified(CHECKPOINT_TABLE)
         )))
         .bind(&self.pipeline)
         .bind(source)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(statement_failed("reading the checkpoint"))?;
-        if let Some(stored) = stored.filter(|&s| s >= seq) {
-            tx.rollback().await.map_err(statement_failed("ROLLBACK"))?;
+        let unfinished = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.unfinished.contains(source));
+        if !unfinished && let Some(stored) = stored.filter(|&s| s >= seq) {
+            // Written by another run meanwhile.
             self.held
                 .insert(source.to_owned(), u64::try_from(stored).unwrap_or(0));
             return Ok(false);
         }
         // Changes with values Postgres cannot store become dead letters.
-        let mut withheld = self.withheld.clone();
+        let mut withheld = std::mem::take(&mut self.withheld);
         let screened = apply::set_aside(batch, super::values::refuses, &mut withheld);
-        self.apply(&mut tx, source, &screened, seq).await?;
+        self.withheld = withheld;
+        self.apply(conn, source, &screened, seq).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (pipeline, source, seq, position, updated_at)
              VALUES ($1, $2, $3, $4::jsonb, now())
@@ -90,14 +165,28 @@ impl State {
         .bind(&self.pipeline)
         .bind(source)
         .bind(seq)
-        .bind(&position)
-        .execute(&mut *tx)
+        .bind(position)
+        .execute(&mut *conn)
         .await
         .map_err(statement_failed("storing the checkpoint"))?;
-        tx.commit().await.map_err(statement_failed("COMMIT"))?;
-        self.held.insert(source.to_owned(), batch.position.seq);
-        self.withheld = withheld;
+        if let Some(open) = self.open.as_mut() {
+            open.seqs.insert(source.to_owned(), batch.position.seq);
+            if batch.continues {
+                open.unfinished.insert(source.to_owned());
+            } else {
+                open.unfinished.remove(source);
+            }
+        }
         Ok(true)
+    }
+
+    /// Rolls back the open transaction (best effort: a lost connection
+    /// rolled it back already) and forgets what it did.
+    pub(super) async fn roll_back(&mut self, conn: &mut PgConnection) {
+        if let Some(open) = self.open.take() {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            self.withheld = open.withheld;
+        }
     }
 
     pub(super) async fn apply(
@@ -119,7 +208,9 @@ impl State {
                 table: id.to_string(),
                 detail: "was not prepared".into(),
             })?;
-            let mut staged = false;
+            // The staging tables empty at each commit; a transaction left
+            // open holds what earlier batches staged in it.
+            let mut staged = self.open.as_ref().is_some_and(|o| !o.seqs.is_empty());
             for step in steps {
                 match step {
                     Step::Rows(rows) => {

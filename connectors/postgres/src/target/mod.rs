@@ -58,7 +58,7 @@ use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{Check, KeptRow, Sink};
 use syncline_engine::model::{DeadLetterStage, TableId, TableSchema};
 use syncline_engine::{Error, ErrorKind, Result};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use config::PostgresTargetConfig;
 
@@ -119,6 +119,23 @@ struct State {
     /// Rows whose last change here is a dead letter.
     withheld: apply::Withheld,
     stages: usize,
+    /// The target transaction left open while a source transaction is
+    /// (see [`Batch::continues`](syncline_engine::batch::Batch::continues)).
+    open: Option<OpenTransaction>,
+}
+
+/// A target transaction left open across writes.
+#[derive(Debug, Default)]
+struct OpenTransaction {
+    /// The last batch applied in it, per source.
+    seqs: BTreeMap<String, u64>,
+    /// Sources whose transaction is open in it: it commits once there is
+    /// none.
+    unfinished: std::collections::BTreeSet<String>,
+    /// Sources whose checkpoint it holds the lock of.
+    locked: std::collections::BTreeSet<String>,
+    /// The rows withheld before it began.
+    withheld: apply::Withheld,
 }
 
 /// The Postgres sink.
@@ -152,6 +169,7 @@ impl PostgresSink {
             held: BTreeMap::new(),
             withheld: syncline_engine::apply::Withheld::default(),
             stages: 0,
+            open: None,
         };
         PostgresSink {
             config,
@@ -249,9 +267,16 @@ impl Sink for PostgresSink {
         }
         let mut attempt = 1;
         loop {
+            // Earlier parts of an open transaction are lost with it: such a
+            // write is not tried again alone.
+            let joins_open = self.state.open.is_some();
             match self.try_write(source, &batch).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Connection && attempt < WRITE_ATTEMPTS => {
+                Err(e)
+                    if e.kind() == ErrorKind::Connection
+                        && attempt < WRITE_ATTEMPTS
+                        && !joins_open =>
+                {
                     let wait = Duration::from_millis(250 << attempt.min(6));
                     warn!(
                         target_db = %self.config.endpoint().describe(),
@@ -384,10 +409,19 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
+    fn holds_uncommitted(&self) -> bool {
+        self.state.open.is_some()
+    }
+
     async fn close(&mut self) -> Result<()> {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
+            if self.state.open.is_some() {
+                info!("rolling back a source transaction whose last part did not come");
+                self.state.roll_back(&mut conn).await;
+            }
             let _ = conn.close().await;
         }
+        self.state.open = None;
         Ok(())
     }
 }
