@@ -212,6 +212,7 @@ impl Sink for DuckDbSink {
                 path = %self.path.display(),
                 appended = stats.appended,
                 merged = stats.merged,
+                checkpoints = stats.checkpoints,
                 "DuckDB target done"
             );
         }

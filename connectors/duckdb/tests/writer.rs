@@ -1721,3 +1721,68 @@ async fn the_sink_writes_into_its_schema_and_keeps_bookkeeping_in_main() {
         ]
     );
 }
+
+/// Updates and deletes spread over a large table: DuckDB keeps 16 KB for
+/// every 2,048-row vector a transaction deletes from until a checkpoint,
+/// and cannot write it out, so one batch touching every vector of a
+/// 13-million-row table (about 100 MB of them) failed at the writer's
+/// 96 MB limit with "failed to pin block", batch after batch. The writer
+/// makes room for a transaction's deletes, checkpoints after it, and
+/// every batch lands: updated rows, deleted rows, the rest untouched.
+#[test]
+fn updates_spread_over_a_large_table_land_within_the_memory_limit() {
+    const ROWS: i64 = 13_000_000;
+    const SPACING: i64 = 2048;
+    let (_dir, path) = db();
+    let t = items();
+    let mut w = writer(&path, Upsert, &[&t]);
+    assert!(
+        w.write("src", &batch(1, vec![ins(&t, vec![i(0), s("n 0"), i(0)])]))
+            .unwrap()
+    );
+    drop(w);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO items SELECT i, 'n ' || i, 0 FROM range(1, {ROWS}) t(i)"
+        ))
+        .unwrap();
+    }
+    let mut w = writer(&path, Upsert, &[&t]);
+    // Batch 2 updates a row of every vector; batch 3 deletes another row
+    // of every vector and updates the first ones again.
+    let touched: Vec<i64> = (0..ROWS / SPACING).map(|v| v * SPACING + 7).collect();
+    let updates: Vec<Change> = touched
+        .iter()
+        .map(|&k| upd(&t, vec![i(k), s("updated"), i(1)]))
+        .collect();
+    assert!(w.write("src", &batch(2, updates)).unwrap());
+    let mut third: Vec<Change> = touched.iter().map(|&k| del_key(&t, &[i(k + 1)])).collect();
+    third.extend(
+        touched
+            .iter()
+            .map(|&k| upd(&t, vec![i(k), s("updated"), i(2)])),
+    );
+    assert!(w.write("src", &batch(3, third)).unwrap());
+    assert!(w.stats().checkpoints >= 2, "{:?}", w.stats());
+    drop(w);
+    let n = touched.len();
+    let expected = [
+        ROWS.to_string(),
+        n.to_string(),
+        n.to_string(),
+        (ROWS - n as i64).to_string(),
+    ];
+    assert_eq!(
+        rows(
+            &path,
+            &format!(
+                "SELECT count(*) + {n}, count(*) FILTER (WHERE name = 'updated' AND qty = 2),
+                        {n} - count(*) FILTER (WHERE (id - 8) % {SPACING} = 0 AND id < {n} * {SPACING}),
+                        count(*) FILTER (WHERE name = 'n ' || id AND qty = 0) + {n}
+                 FROM items"
+            )
+        ),
+        vec![expected.to_vec()]
+    );
+}

@@ -87,6 +87,10 @@ impl Writer {
     }
 
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
+        if self.mode != WriteMode::History {
+            let table = self.targets[id].table.clone();
+            self.make_room_for_deletes(&table, u64::MAX)?;
+        }
         let target = &self.targets[id];
         let sql = sql::truncate(
             &DuckDb,
@@ -112,6 +116,10 @@ impl Writer {
     fn prune(&mut self, id: &TableId, change: &Change, batch: &Batch) -> Result<(), DuckDbError> {
         if self.mode == WriteMode::Append {
             return Ok(());
+        }
+        if self.mode == WriteMode::Upsert {
+            let table = self.targets[id].table.clone();
+            self.make_room_for_deletes(&table, u64::MAX)?;
         }
         let target = &self.targets[id];
         let schema = &target.schema;
@@ -380,6 +388,9 @@ impl Writer {
                 detail,
             }
         })?;
+        if mode == WriteMode::Upsert {
+            self.make_room_for_deletes(&target.table, count)?;
+        }
         let (table, stage) = (&target.table, &target.stage);
         let sql = format!("{merge}; DELETE FROM {stage};");
         self.conn

@@ -32,11 +32,28 @@ mod dead_letters;
 mod merge;
 mod tables;
 
-/// The most memory DuckDB may use for its cache in one target.
-const MEMORY_LIMIT: &str = "96MB";
+/// The most memory DuckDB may use for its cache in one target, in MiB,
+/// unless a transaction's deletes need more (see
+/// [`Writer::make_room_for_deletes`]).
+const MEMORY_LIMIT_MB: u64 = 96;
+
+/// What DuckDB holds in memory for a 2,048-row vector of a stored table
+/// in which a transaction deletes (or updates: a merge deletes and
+/// inserts) a row, until a checkpoint after its commit: a transaction id
+/// per row of the vector, 8 bytes each.
+const DELETE_VECTOR_BYTES: u64 = 2048 * 8;
 
 /// WAL size at which DuckDB checkpoints (its default is 16 MB).
 const CHECKPOINT_THRESHOLD: &str = "64MB";
+
+/// Table memory past which a commit is followed by a checkpoint (half of
+/// [`MEMORY_LIMIT_MB`]). DuckDB keeps what committed deletes mark in a stored
+/// table in memory it cannot write out before a checkpoint, and it
+/// checkpoints by WAL size, which deletes barely grow: updates and deletes
+/// spread over a large table (a changed file of 22 million rows, a stream
+/// of updates) filled the whole limit within ten batches of 10,000 and
+/// every later batch failed ("failed to pin block").
+const TABLE_MEMORY_CHECKPOINT: i64 = 48 * 1024 * 1024;
 
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
@@ -81,6 +98,9 @@ pub struct WriteStats {
     /// Every other change: staged, then merged by key (upsert) or copied
     /// (append, history).
     pub merged: u64,
+    /// Checkpoints run to free the memory of committed deletes (see
+    /// [`TABLE_MEMORY_CHECKPOINT`]).
+    pub checkpoints: u64,
 }
 
 /// Writes batches into one DuckDB database.
@@ -101,6 +121,10 @@ pub struct Writer {
     /// A transaction left open over appended blocks, to be committed once
     /// it holds a DuckDB row group (see [`Writer::write_group`]).
     open: Option<Open>,
+    /// DuckDB's memory limit now, in MiB.
+    memory_limit_mb: u64,
+    /// Rows the open transaction may delete from stored tables, so far.
+    deleting: u64,
 }
 
 /// The transaction [`Writer::write_group`] left open.
@@ -165,7 +189,7 @@ impl Writer {
         // of 2M rows in 10,000-row transactions fell from 6.8 s to 3.3 s.
         let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         conn.execute_batch(&format!(
-            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
+            "SET memory_limit = '{MEMORY_LIMIT_MB}MiB'; SET threads = {threads}; SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
         ))
         .map_err(DuckDbError::sql("configuring DuckDB"))?;
 
@@ -218,6 +242,8 @@ impl Writer {
             withheld: apply::Withheld::default(),
             next_dead_letter: last_id.unwrap_or(0) + 1,
             stats: WriteStats::default(),
+            memory_limit_mb: MEMORY_LIMIT_MB,
+            deleting: 0,
             open: None,
         })
     }
@@ -405,6 +431,70 @@ impl Writer {
         }
         self.open = None;
         self.held.extend(seqs);
+        self.checkpoint_when_tables_fill_memory()
+    }
+
+    /// Raises DuckDB's memory limit, if it must, for the open transaction
+    /// to delete (or replace) up to `rows` more stored rows of `table`:
+    /// DuckDB keeps [`DELETE_VECTOR_BYTES`] for each vector a delete
+    /// touches, cannot write them out, and fails the statement once they
+    /// fill its limit ("failed to pin block"). A batch of 10,000 updates
+    /// spread over a 22-million-row table needs about 190 MB of them. The
+    /// room is no more than the table's vectors, and is given back at the
+    /// checkpoint after the commit.
+    pub(super) fn make_room_for_deletes(
+        &mut self,
+        table: &str,
+        rows: u64,
+    ) -> Result<(), DuckDbError> {
+        let what = || format!("sizing DuckDB's memory for deletes from {table}");
+        let stored: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(DuckDbError::sql(what()))?;
+        let vectors = u64::try_from(stored).unwrap_or(0).div_ceil(2048);
+        self.deleting = self.deleting.saturating_add(rows.min(vectors));
+        let need_mb = MEMORY_LIMIT_MB + (self.deleting * DELETE_VECTOR_BYTES).div_ceil(1 << 20);
+        if need_mb > self.memory_limit_mb {
+            self.conn
+                .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
+                .map_err(DuckDbError::sql(what()))?;
+            self.memory_limit_mb = need_mb;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints once the tables' memory passes
+    /// [`TABLE_MEMORY_CHECKPOINT`] (see there), or the limit was raised for
+    /// deletes, and sets the limit back; committed data is safe either
+    /// way, so a failed checkpoint is left to the next commit.
+    fn checkpoint_when_tables_fill_memory(&mut self) -> Result<(), DuckDbError> {
+        self.deleting = 0;
+        let held: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory() WHERE tag = 'BASE_TABLE'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(DuckDbError::sql("reading DuckDB's memory use"))?;
+        let raised = self.memory_limit_mb > MEMORY_LIMIT_MB;
+        if held > TABLE_MEMORY_CHECKPOINT || raised {
+            tracing::debug!(held, "checkpointing DuckDB to free table memory");
+            match self.conn.execute_batch("CHECKPOINT") {
+                Ok(()) => self.stats.checkpoints += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "DuckDB checkpoint failed; the next commit tries again");
+                    return Ok(());
+                }
+            }
+        }
+        if raised {
+            self.conn
+                .execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT_MB}MiB'"))
+                .map_err(DuckDbError::sql("setting DuckDB's memory limit back"))?;
+            self.memory_limit_mb = MEMORY_LIMIT_MB;
+        }
         Ok(())
     }
 
@@ -421,6 +511,7 @@ impl Writer {
     fn roll_back_open(&mut self) {
         if let Some(open) = self.open.take() {
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.deleting = 0;
             self.fills = open.fills;
             self.withheld = open.withheld;
             self.stats = open.stats;
