@@ -626,3 +626,107 @@ inputs = ["src"]
     assert_eq!(letters[1].0, "b.csv");
     assert!(letters[1].1.contains("`name` twice"), "{letters:?}");
 }
+
+/// A key a file holds twice is refused, not picked: neither row is kept,
+/// one dead letter names the key and how often, and nothing is said twice
+/// on a restart. Once the file holds the key once, its row arrives, even
+/// when it is the very row written last before (the diff knows the target
+/// does not hold it), and a key that leaves a file stays while another
+/// file still holds it.
+#[test]
+fn a_key_a_file_holds_twice_is_refused_not_picked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("a.csv"),
+        "id,name\n1,one\n2,first\n3,three\n2,second\n7,seven\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("b.csv"), "id,name\n8,eight\n8,acht\n9,nine\n").unwrap();
+    std::fs::write(data.join("c.csv"), "id,name\n9,neun\n").unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        r#"name = "twice"
+[sources.src]
+kind = "files"
+path = "data"
+[[sources.src.tables]]
+name = "items"
+pattern = "*.csv"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["src"]
+"#,
+    )
+    .unwrap();
+    run_once_ok(tmp.path());
+    let db = tmp.path().join("out.duckdb");
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(
+        items.keys().cloned().collect::<Vec<_>>(),
+        ["1", "3", "7", "9"],
+        "{items:?}"
+    );
+    let letters = kept(&db);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0].0, "a.csv");
+    assert!(
+        letters[0]
+            .1
+            .contains("the key {\"id\":2} appears 2 times in this file")
+            && letters[0].1.contains("none of its rows is taken"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[1].0, "b.csv");
+    assert!(
+        letters[1].1.contains("the key {\"id\":8} appears 2 times"),
+        "{letters:?}"
+    );
+
+    // Nothing changed: nothing said again.
+    run_once_ok(tmp.path());
+    assert_eq!(kept(&db).len(), 2);
+
+    // Fixed, keeping the row written last: it arrives; b.csv fixed too,
+    // and without key 9, which c.csv holds.
+    std::fs::write(
+        data.join("a.csv"),
+        "id,name\n1,one\n3,three\n2,second\n7,seven\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("b.csv"), "id,name\n8,acht\n").unwrap();
+    run_once_ok(tmp.path());
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(
+        items.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "3", "7", "8", "9"],
+        "{items:?}"
+    );
+    assert_eq!(items["2"], ["2", "second"]);
+    assert_eq!(items["8"], ["8", "acht"]);
+    assert_eq!(items["9"], ["9", "neun"], "c.csv still holds key 9");
+    assert_eq!(kept(&db).len(), 2, "{:?}", kept(&db));
+
+    // A changed file that now holds a key twice: the key goes.
+    std::fs::write(
+        data.join("a.csv"),
+        "id,name\n1,one\n3,three\n2,second\n7,seven\n3,tres\n",
+    )
+    .unwrap();
+    run_once_ok(tmp.path());
+    let (items, _) = duckdb_rows(&db, "items");
+    assert_eq!(
+        items.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "7", "8", "9"],
+        "{items:?}"
+    );
+    let letters = kept(&db);
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert!(
+        letters[2].1.contains("the key {\"id\":3} appears 2 times"),
+        "{letters:?}"
+    );
+}

@@ -14,10 +14,12 @@
 //!   of its changes were emitted; a restart skips what is done and resumes a
 //!   half-applied file where it stopped.
 //!
-//! A key present in several files is last-writer-wins. Without a key a
-//! changed file only contributes rows appended at its end.
+//! A key present in several files is last-writer-wins; a key one file holds
+//! more than once is refused (none of its rows kept, a dead letter). Without
+//! a key a changed file only contributes rows appended at its end.
 
 mod config;
+mod diff;
 mod error;
 pub mod format;
 pub mod infer;
@@ -49,7 +51,7 @@ pub use config::{FilesSourceConfig, FilesTableConfig};
 pub use error::FilesError;
 use format::CsvDialect;
 pub use format::FileFormat;
-use state::{FileState, FilesState, Manifest, ManifestStore};
+use state::{FileState, FilesState, ManifestStore};
 use sync::FolderSync;
 
 struct Table {

@@ -2,6 +2,8 @@
 //! applied from it before, or its quarantine when it cannot be read.
 
 use super::*;
+use crate::diff::{Diff, key_id};
+use crate::state::Entry;
 use crate::sync::{Pending, mtime_ns};
 
 /// About how many records the snapshot will read from the files of
@@ -64,6 +66,8 @@ pub(crate) struct Streaming {
     pub(crate) commit_time: Option<DateTime<Utc>>,
     /// What the content is diffed against; `None`: every row is new.
     pub(crate) diff: Option<Diff>,
+    /// The contents of the table's other files.
+    pub(crate) others: Vec<String>,
 }
 
 /// Reads a file and works out the changes it brings relative to what was
@@ -117,7 +121,8 @@ pub(crate) fn read_and_diff(
         quarantined: false,
         also: Vec::new(),
     };
-    let streaming = |file_state: FileState, skip: u64, base: Option<Manifest>| {
+    // The base: the contents diffed against, and whether they are merged.
+    let streaming = |file_state: FileState, skip: u64, base: Option<(Vec<String>, bool)>| {
         Reading::Stream(Streaming {
             digest: digest.clone(),
             skip,
@@ -126,42 +131,44 @@ pub(crate) fn read_and_diff(
                 ..file_state
             },
             commit_time,
-            diff: base.map(|base| Diff {
+            diff: base.map(|(base, merged)| Diff {
                 base,
+                merged,
                 others: elsewhere.digests.to_vec(),
             }),
+            others: elsewhere.digests.to_vec(),
         })
     };
 
     // Resuming the same content: redo the same diff and skip what was emitted.
     if let Some(p) = prev.as_ref().filter(|p| p.digest == digest && !ahead) {
-        let base = p.base.as_ref().and_then(|b| manifests.read(table_name, b));
+        let base = p
+            .base
+            .as_ref()
+            .filter(|b| manifests.exists(table_name, b))
+            .map(|b| (vec![b.clone()], false));
         return Ok(streaming(new_state(p.base.clone()), p.emitted, base));
     }
 
     // New content: diff against what the target holds from this file.
     let merged = prev.as_ref().is_some_and(|p| !p.done || ahead);
-    let (base_digest, base): (Option<String>, Option<Manifest>) = match &prev {
+    let (base_digest, base): (Option<String>, Option<(Vec<String>, bool)>) = match &prev {
         None => (None, None),
         // Quarantined before any content of it was read: nothing applied.
         Some(p) if !merged && p.digest.is_empty() => (None, None),
         Some(p) if !merged => (
             Some(p.digest.clone()),
-            manifests.read(table_name, &p.digest),
+            manifests
+                .exists(table_name, &p.digest)
+                .then(|| (vec![p.digest.clone()], false)),
         ),
-        Some(p) => {
-            // Changed while half applied, or held further by another sink:
-            // treat everything it may have written as present (deletes of
-            // absent keys are no-ops; rows are upserted).
-            let mut merged = Manifest::default();
-            for d in p.contents() {
-                if let Some(m) = manifests.read(table_name, d) {
-                    merged.rows.extend(m.rows.into_iter().map(|(k, _)| (k, 0)));
-                    merged.rejected.extend(m.rejected);
-                }
-            }
-            (Some(p.digest.clone()), Some(merged))
-        }
+        // Changed while half applied, or held further by another sink:
+        // everything it may have written is taken as present (deletes of
+        // absent keys are no-ops; rows are upserted).
+        Some(p) => (
+            Some(p.digest.clone()),
+            Some((p.contents().map(str::to_owned).collect(), true)),
+        ),
     };
     if base_digest.is_some() && base.is_none() {
         warn!(
@@ -187,109 +194,44 @@ pub(crate) fn read_and_diff(
     Ok(streaming(file_state, 0, base))
 }
 
-/// What a changed file is diffed against, as it streams.
-pub(crate) struct Diff {
-    /// The keys and row hashes of what the targets hold from the file.
-    pub(crate) base: Manifest,
-    /// The contents of the table's other files: a key one of them holds
-    /// stays when this file no longer has it.
-    pub(crate) others: Vec<String>,
-}
-
-/// Works out a changed file's changes record by record, in file order and
-/// then its deletes in the order of its earlier content: the same changes
-/// in the same order for the same content and base, so a resumed read
-/// skips exactly what went out. Memory holds the base's keys, not rows.
-pub(crate) struct Differ<'a> {
-    diff: Option<&'a Diff>,
-    /// Base row by key.
-    index: HashMap<&'a str, usize>,
-    /// Base rows whose key the content has.
-    kept: Vec<bool>,
-    /// Rows of the content read (for a table without a key, which only
-    /// appends).
-    rows: usize,
-    known_rejects: HashSet<u64>,
-}
-
-impl<'a> Differ<'a> {
-    pub(crate) fn new(diff: Option<&'a Diff>) -> Self {
-        let index = diff
-            .map(|d| {
-                d.base
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (k, _))| (k.as_str(), i))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            diff,
-            index,
-            kept: vec![false; diff.map_or(0, |d| d.base.rows.len())],
-            rows: 0,
-            known_rejects: diff
-                .map(|d| d.base.rejected.iter().copied().collect())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The change a row of the content brings, if any.
-    pub(crate) fn row(&mut self, schema: &TableSchema, key: &str, hash: u64) -> Option<Op> {
-        self.rows += 1;
-        let Some(d) = self.diff else {
-            return Some(Op::Insert);
-        };
-        if schema.key.is_empty() {
-            // Without a key only appended rows can be told apart.
-            return (self.rows > d.base.rows.len()).then_some(Op::Insert);
-        }
-        match self.index.get(key) {
-            None => Some(Op::Insert),
-            Some(&i) => {
-                self.kept[i] = true;
-                (d.base.rows[i].1 != hash).then_some(Op::Update)
-            }
-        }
-    }
-
-    /// Whether a rejected record was reported from the earlier content.
-    pub(crate) fn known_reject(&self, hash: u64) -> bool {
-        self.known_rejects.contains(&hash)
-    }
-
-    /// The deletes of keys the content no longer has, once it is all read,
-    /// less those another file of the table holds.
-    pub(crate) fn deletes(
-        &self,
-        schema: &TableSchema,
-        manifests: &ManifestStore,
-    ) -> Vec<(Op, Row)> {
-        let Some(d) = self.diff.filter(|_| !schema.key.is_empty()) else {
-            return Vec::new();
-        };
-        let gone: Vec<&str> = d
-            .base
-            .rows
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| self.index.get(k).is_some_and(|&i| !self.kept[i]))
-            .collect();
-        if gone.is_empty() {
-            return Vec::new();
-        }
-        let held = Elsewhere {
-            manifests,
-            table: &schema.id.name,
-            digests: &d.others,
-        }
-        .keys();
-        let mut deleted = HashSet::new();
-        gone.into_iter()
-            .filter(|k| !held.contains(*k) && deleted.insert(*k))
-            .filter_map(|k| key_row(schema, k).map(|row| (Op::Delete, row)))
-            .collect()
+/// The dead letter of a key a file's content holds `times` times: none of
+/// its rows is kept (which one the file means cannot be told), and the
+/// targets hold no row of it from this file, or, when another file of the
+/// table holds the key too (`elsewhere`), the row written last.
+pub(crate) fn duplicate_key(
+    schema: &TableSchema,
+    rel: &str,
+    key: &str,
+    times: u64,
+    elsewhere: bool,
+) -> DeadLetter {
+    // The key's columns and values, as JSON.
+    let shown = key_row(schema, key).map_or_else(
+        || key.to_owned(),
+        |row| {
+            let object: serde_json::Map<String, serde_json::Value> = schema
+                .key
+                .iter()
+                .filter_map(|&i| Some((schema.columns.get(i)?.name.clone(), row.get(i)?.to_json())))
+                .collect();
+            serde_json::Value::Object(object).to_string()
+        },
+    );
+    let held = if elsewhere {
+        "; another file of the table holds this key too, so the targets keep the row written last"
+    } else {
+        ", so the targets hold no row of it from this file"
+    };
+    DeadLetter {
+        table: schema.id.clone(),
+        origin: rel.to_owned(),
+        line: None,
+        reason: format!(
+            "the key {shown} appears {times} times in this file and a file holds a key once: none of its rows is taken{held}; it is read again when the file changes"
+        ),
+        raw: shown,
+        stage: DeadLetterStage::Read,
+        kept: None,
     }
 }
 
@@ -301,12 +243,48 @@ pub(crate) struct Elsewhere<'a> {
 }
 
 impl Elsewhere<'_> {
-    /// Every key those contents hold.
+    /// Which of the keys `ids` (see [`key_id`]) those contents hold (not
+    /// counting a key one held more than once, which it did not keep):
+    /// their manifests are read as streams, memory holds `ids`.
+    pub(crate) fn holding(&self, ids: &HashSet<u128>) -> HashSet<u128> {
+        let mut held = HashSet::new();
+        if ids.is_empty() {
+            return held;
+        }
+        for d in self.digests {
+            let (mut rows, mut refused) = (HashSet::new(), HashSet::new());
+            for entry in self.manifests.entries(self.table, d) {
+                match entry {
+                    Entry::Row { key, .. } => {
+                        let id = key_id(&key);
+                        if ids.contains(&id) {
+                            rows.insert(id);
+                        }
+                    }
+                    Entry::Refused(key) => {
+                        refused.insert(key_id(&key));
+                    }
+                    Entry::Rejected(_) => {}
+                }
+            }
+            held.extend(rows.difference(&refused));
+        }
+        held
+    }
+
+    /// Every key those contents hold (less those one held more than once,
+    /// which it did not keep).
     pub(crate) fn keys(&self) -> HashSet<String> {
         let mut out = HashSet::new();
         for d in self.digests {
             if let Some(m) = self.manifests.read(self.table, d) {
-                out.extend(m.rows.into_iter().map(|(k, _)| k));
+                let refused: HashSet<String> = m.refused.into_iter().collect();
+                out.extend(
+                    m.rows
+                        .into_iter()
+                        .map(|(k, _)| k)
+                        .filter(|k| !refused.contains(k)),
+                );
             }
         }
         out

@@ -122,6 +122,10 @@ pub struct Manifest {
     pub rows: Vec<(String, u64)>,
     /// Hashes of rejected records' raw text.
     pub rejected: Vec<u64>,
+    /// Keys (as JSON) the content holds more than once: none of their rows
+    /// was kept, so the targets do not hold them from this content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// Manifests on disk.
@@ -211,6 +215,54 @@ impl ManifestStore {
         found
     }
 
+    /// The store's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A folder beside the manifests for what a diff spills to disk
+    /// (created).
+    pub fn spill_dir(&self) -> Result<PathBuf, FilesError> {
+        let dir = self.dir.join("spill");
+        std::fs::create_dir_all(&dir).map_err(|e| FilesError::State {
+            path: dir.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(dir)
+    }
+
+    /// Whether a manifest of the content is present (finished, earlier
+    /// version's, or a read cut short).
+    pub fn exists(&self, table: &str, digest: &str) -> bool {
+        [DONE, LEGACY, PARTIAL, REWRITE]
+            .iter()
+            .any(|kind| self.path(table, digest, kind).exists())
+    }
+
+    /// The entries of a content's manifest, in order, read as a stream (the
+    /// same entries as [`ManifestStore::read`], never all in memory; an
+    /// earlier version's JSON manifest excepted).
+    pub fn entries(&self, table: &str, digest: &str) -> Box<dyn Iterator<Item = Entry> + Send> {
+        if let Ok(file) = std::fs::File::open(self.path(table, digest, DONE)) {
+            return Box::new(line_entries(file));
+        }
+        if let Ok(bytes) = std::fs::read(self.path(table, digest, LEGACY)) {
+            let m: Manifest = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Box::new(
+                m.rows
+                    .into_iter()
+                    .map(|(key, hash)| Entry::Row { key, hash })
+                    .chain(m.rejected.into_iter().map(Entry::Rejected))
+                    .chain(m.refused.into_iter().map(Entry::Refused)),
+            );
+        }
+        let files: Vec<std::fs::File> = [PARTIAL, REWRITE]
+            .iter()
+            .filter_map(|kind| std::fs::File::open(self.path(table, digest, kind)).ok())
+            .collect();
+        Box::new(files.into_iter().flat_map(line_entries))
+    }
+
     /// Deletes every manifest not in `keep`.
     pub fn retain(&self, keep: &BTreeSet<(String, String)>) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -233,6 +285,8 @@ impl ManifestStore {
 
 /// A finished manifest's file extension.
 const DONE: &str = "manifest";
+/// DuckDB's memory for [`ManifestWriter::duplicate_keys`].
+const DUPLICATES_MEMORY: &str = "64MB";
 /// The entries of reads of a content that were cut short.
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
@@ -272,6 +326,60 @@ impl ManifestWriter {
         writeln!(self.out, "! {hash:016x}").map_err(|e| self.fail(&e))
     }
 
+    /// A key the content holds more than once (see [`Manifest::refused`]).
+    pub fn refused(&mut self, key: &str) -> Result<(), FilesError> {
+        use std::io::Write as _;
+        writeln!(self.out, "x {key}").map_err(|e| self.fail(&e))
+    }
+
+    /// The keys written more than once so far, in key order, each with how
+    /// many times: counted by DuckDB over the manifest file, in at most
+    /// [`DUPLICATES_MEMORY`] of memory whatever the file's size (it spills
+    /// to a folder beside the manifests).
+    pub fn duplicate_keys(&mut self) -> Result<Vec<(String, u64)>, FilesError> {
+        self.flush()?;
+        let fail = |e: duckdb::Error| FilesError::State {
+            path: self.current.clone(),
+            detail: format!("counting the keys of the manifest: {e}"),
+        };
+        let spill_root = self
+            .current
+            .parent()
+            .map_or_else(|| PathBuf::from("spill"), |d| d.join("spill"));
+        std::fs::create_dir_all(&spill_root).map_err(|e| self.fail(&e))?;
+        let spill = tempfile::Builder::new()
+            .prefix("keys")
+            .tempdir_in(&spill_root)
+            .map_err(|e| self.fail(&e))?;
+        let conn = duckdb::Connection::open_in_memory().map_err(fail)?;
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{DUPLICATES_MEMORY}'; SET threads = 1; SET temp_directory = '{}'; SET preserve_insertion_order = false;",
+            spill.path().display().to_string().replace('\'', "''")
+        ))
+        .map_err(fail)?;
+        // One column per line: the delimiter is a control character, which
+        // JSON text (the key) never holds raw. Keys whose hash repeats (an
+        // external sort, which spills; an aggregate of every key does not
+        // fit) are counted exactly.
+        let keys = "(SELECT substr(line, 18) AS key FROM read_csv(?, columns = {'line': 'VARCHAR'},
+             header = false, delim = '\x01', quote = '', escape = '', auto_detect = false,
+             buffer_size = 1048576) WHERE regexp_full_match(line, '[0-9a-f]{16} .*'))";
+        let sql = format!(
+            "SELECT key, count(*)::UBIGINT FROM {keys} k
+             WHERE hash(key) IN (SELECT h FROM (SELECT h, lag(h) OVER (ORDER BY h) AS p
+                                                FROM (SELECT hash(key) AS h FROM {keys})) WHERE h = p)
+             GROUP BY key HAVING count(*) > 1 ORDER BY key"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(fail)?;
+        let path = self.current.display().to_string();
+        let rows = stmt
+            .query_map([&path, &path], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+    }
+
     /// Hands what was written to the system, so that a process killed
     /// after a batch that needs these entries went out still has them.
     pub fn flush(&mut self) -> Result<(), FilesError> {
@@ -289,24 +397,48 @@ impl ManifestWriter {
     }
 }
 
-fn read_lines(file: std::fs::File) -> Option<Manifest> {
+/// One entry of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A good row: its key (as JSON) and content hash.
+    Row { key: String, hash: u64 },
+    /// A rejected record's hash.
+    Rejected(u64),
+    /// A key the content holds more than once.
+    Refused(String),
+}
+
+/// The entries of a manifest file as a stream, up to a line a crash cut
+/// short.
+fn line_entries(file: std::fs::File) -> impl Iterator<Item = Entry> + Send {
     use std::io::BufRead as _;
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| !line.is_empty())
+        .map_while(|line| {
+            if let Some(key) = line.strip_prefix("x ") {
+                Some(Entry::Refused(key.to_owned()))
+            } else if let Some(hash) = line.strip_prefix("! ") {
+                u64::from_str_radix(hash, 16).ok().map(Entry::Rejected)
+            } else {
+                let (hash, key) = line.split_once(' ')?;
+                let hash = u64::from_str_radix(hash, 16).ok()?;
+                Some(Entry::Row {
+                    key: key.to_owned(),
+                    hash,
+                })
+            }
+        })
+}
+
+fn read_lines(file: std::fs::File) -> Option<Manifest> {
     let mut manifest = Manifest::default();
-    for line in std::io::BufReader::new(file).lines() {
-        // A line cut short by a crash ends what a partial one holds.
-        let Ok(line) = line else { break };
-        if let Some(hash) = line.strip_prefix("! ") {
-            let Ok(hash) = u64::from_str_radix(hash, 16) else {
-                break;
-            };
-            manifest.rejected.push(hash);
-        } else if let Some((hash, key)) = line.split_once(' ') {
-            let Ok(hash) = u64::from_str_radix(hash, 16) else {
-                break;
-            };
-            manifest.rows.push((key.to_owned(), hash));
-        } else if !line.is_empty() {
-            break;
+    for entry in line_entries(file) {
+        match entry {
+            Entry::Row { key, hash } => manifest.rows.push((key, hash)),
+            Entry::Rejected(hash) => manifest.rejected.push(hash),
+            Entry::Refused(key) => manifest.refused.push(key),
         }
     }
     Some(manifest)

@@ -3,9 +3,10 @@
 //! their position.
 
 use super::*;
+use crate::diff::{Content, Differ, Prepared, key_id};
 use crate::format::Record;
 use crate::read::{
-    Differ, Elsewhere, Reading, Streaming, expected_rows, key_row, key_string, read_and_diff,
+    Elsewhere, Reading, Streaming, duplicate_key, expected_rows, key_row, key_string, read_and_diff,
 };
 
 /// The running source: its state and the next sequence number.
@@ -374,14 +375,44 @@ impl FolderSync {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
         let reader = {
             let (schema, manifests, rel) = (schema.clone(), self.manifests.clone(), rel.to_owned());
-            let (digest, skip, diff) = (plan.digest.clone(), plan.skip, plan.diff);
+            let (digest, skip, diff, others) =
+                (plan.digest.clone(), plan.skip, plan.diff, plan.others);
             tokio::task::spawn_blocking(move || -> std::result::Result<(), FilesError> {
+                // The diff is settled first (a pass over the content and
+                // the base), before anything of this read goes out.
+                let keep_going = || !tx.is_closed();
+                let prepared = Differ::prepare(
+                    diff.as_ref(),
+                    &schema,
+                    &manifests,
+                    &Content {
+                        abs: &abs,
+                        rel: &rel,
+                        format,
+                        dialect,
+                        digest: &digest,
+                    },
+                    &keep_going,
+                )?;
+                let mut differ = match prepared {
+                    Prepared::Ready(differ) => differ,
+                    Prepared::Stopped => return Ok(()),
+                    Prepared::Changed => {
+                        // Read again once it settles; nothing went out.
+                        let _ = tx.blocking_send(Piece {
+                            changes: Vec::new(),
+                            dead_letters: Vec::new(),
+                            through: skip,
+                            last: Some(false),
+                        });
+                        return Ok(());
+                    }
+                };
                 let file =
                     std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
                 // Beside what earlier reads of this content that were cut
                 // short wrote (a sink may hold those keys), until it is whole.
                 let mut manifest = manifests.writer(&schema.id.name, &digest)?;
-                let mut differ = Differ::new(diff.as_ref());
                 let (mut changes, mut dead_letters) = (Vec::new(), Vec::new());
                 let mut counted = 0u64;
                 let mut failed = None;
@@ -391,7 +422,7 @@ impl FolderSync {
                             Record::Row(r) => {
                                 let key = key_string(&schema, &r.row);
                                 let entry = manifest.row(&key, r.hash);
-                                if let Some(op) = differ.row(&schema, &key, r.hash) {
+                                if let Some(op) = differ.row() {
                                     counted += 1;
                                     if counted > skip {
                                         changes.push((op, r.row));
@@ -439,25 +470,74 @@ impl FolderSync {
                 };
                 let same = read == digest;
                 if same {
+                    // Keys the content holds more than once: none of their
+                    // rows is kept (which one the file means cannot be told).
+                    // Rows without a key are told apart by place.
+                    let duplicates = if schema.key.is_empty() {
+                        Vec::new()
+                    } else {
+                        manifest.duplicate_keys()?
+                    };
+                    for (key, _) in &duplicates {
+                        manifest.refused(key)?;
+                    }
                     manifest.finish()?;
+                    let send = |changes: &mut Vec<(Op, Row)>,
+                                dead_letters: &mut Vec<DeadLetter>,
+                                through: u64| {
+                        tx.blocking_send(Piece {
+                            changes: std::mem::take(changes),
+                            dead_letters: std::mem::take(dead_letters),
+                            through,
+                            last: None,
+                        })
+                        .is_ok()
+                    };
                     // The keys the content no longer has: only once it was
                     // all read as it was digested.
-                    for delete in differ.deletes(&schema, &manifests) {
+                    for delete in differ.deletes(&schema, &manifests)? {
+                        let delete = delete?;
                         counted += 1;
                         if counted <= skip {
                             continue;
                         }
                         changes.push(delete);
-                        if changes.len() >= batch_rows {
-                            let piece = Piece {
-                                changes: std::mem::take(&mut changes),
-                                dead_letters: std::mem::take(&mut dead_letters),
-                                through: counted,
-                                last: None,
-                            };
-                            if tx.blocking_send(piece).is_err() {
-                                return Ok(());
+                        if changes.len() >= batch_rows
+                            && !send(&mut changes, &mut dead_letters, counted)
+                        {
+                            return Ok(());
+                        }
+                    }
+                    // The rows written of a key held more than once are
+                    // deleted, unless another file of the table holds the
+                    // key; each such key is a dead letter.
+                    let held = Elsewhere {
+                        manifests: &manifests,
+                        table: &schema.id.name,
+                        digests: &others,
+                    }
+                    .holding(&duplicates.iter().map(|(k, _)| key_id(k)).collect());
+                    for (key, times) in duplicates {
+                        let elsewhere = held.contains(&key_id(&key));
+                        let dead_letter = duplicate_key(&schema, &rel, &key, times, elsewhere);
+                        if elsewhere {
+                            if counted >= skip {
+                                dead_letters.push(dead_letter);
                             }
+                            continue;
+                        }
+                        counted += 1;
+                        if counted <= skip {
+                            continue;
+                        }
+                        dead_letters.push(dead_letter);
+                        if let Some(row) = key_row(&schema, &key) {
+                            changes.push((Op::Delete, row));
+                        }
+                        if changes.len() >= batch_rows
+                            && !send(&mut changes, &mut dead_letters, counted)
+                        {
+                            return Ok(());
                         }
                     }
                 } else {
