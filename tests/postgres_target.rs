@@ -881,8 +881,10 @@ fn special_values_reach_each_target_or_its_dead_letters() {
 /// concurrent writer of every kind of change (key changes and swaps with
 /// unchanged TOASTed values, deletes, inserts, truncates): each trial
 /// starts the real binary, lets it run to a random point (mid-snapshot,
-/// catch-up or stream) and kills it. Afterwards one run catches up and both
-/// targets equal the source row by row. `SYNCLINE_KILL_TRIALS` sets how
+/// catch-up or stream) and kills it. Source transactions of more than 8
+/// changes go to the targets in parts (`transaction_rows = 8`), so kills
+/// land between the parts of key swaps too. Afterwards one run catches up
+/// and both targets equal the source row by row. `SYNCLINE_KILL_TRIALS` sets how
 /// many trials (10 by default; `SYNCLINE_KILL_TRIALS=100` for the long run).
 #[test]
 fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal() {
@@ -899,7 +901,7 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
             &src,
             &dst,
             "docs",
-            "chunk_rows = 500\nbatch_rows = 300",
+            "chunk_rows = 500\nbatch_rows = 300\ntransaction_rows = 8",
         ),
     )
     .unwrap();
