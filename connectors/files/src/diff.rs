@@ -190,14 +190,19 @@ impl Differ {
             path: spill.clone(),
             detail,
         };
+        // The sort's segments, removed with it.
+        let sort_dir = tempfile::tempdir_in(&spill).map_err(|e| fail(e.to_string()))?;
         let mut sorter = ExternalSorter::new()
             .with_segment_size(segment)
-            .with_sort_dir(spill.clone())
+            .with_sort_dir(sort_dir.path().to_path_buf())
             .pushed_by_key(|e: &Keyed| (e.id, e.side, e.ord));
         let mut known_rejects = HashSet::new();
         let mut base_rows = 0u64;
         for digest in &diff.base {
             for entry in manifests.entries(table, digest) {
+                if !keep_going() {
+                    return Ok(Prepared::Stopped);
+                }
                 let keyed_entry = match entry {
                     Entry::Row { key, hash } => {
                         base_rows += 1;
@@ -287,6 +292,9 @@ impl Differ {
             .map_err(|e| fail(format!("sorting the keys of the diff: {e}")))?;
         let mut group = Group::default();
         for entry in sorted {
+            if !keep_going() {
+                return Ok(Prepared::Stopped);
+            }
             let entry = entry.map_err(|e| fail(format!("reading the sorted keys: {e}")))?;
             if group.id != Some(entry.id) {
                 group
@@ -302,7 +310,7 @@ impl Differ {
                     if group.key.is_none() {
                         group.key = Some(entry.key);
                     }
-                    group.base_hashes.push(entry.hash);
+                    group.last_hash = Some(entry.hash);
                 }
                 BASE_REFUSED => group.refused = true,
                 _ => group.content.push((entry.ord, entry.hash)),
@@ -399,7 +407,9 @@ struct Group {
     id: Option<u128>,
     /// The key, from the first base row.
     key: Option<String>,
-    base_hashes: Vec<u64>,
+    /// The hash of the last base row of the key: what the targets hold of
+    /// it (an earlier version's manifest may list a key twice).
+    last_hash: Option<u64>,
     refused: bool,
     content: Vec<(u64, u64)>,
 }
@@ -414,7 +424,7 @@ impl Group {
         for &(ord, hash) in &self.content {
             let change = if !present {
                 NEW
-            } else if self.base_hashes.contains(&hash) {
+            } else if self.last_hash == Some(hash) {
                 SAME
             } else {
                 CHANGED
@@ -520,12 +530,9 @@ mod tests {
         content: &[(String, u64)],
         held: &[String],
     ) -> (Vec<Option<Op>>, BTreeSet<String>) {
-        let mut by_key: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut by_key: HashMap<&str, u64> = HashMap::new();
         for (k, h) in base {
-            by_key
-                .entry(k.as_str())
-                .or_default()
-                .push(if merged { 0 } else { *h });
+            by_key.insert(k.as_str(), if merged { 0 } else { *h });
         }
         if !merged {
             for k in refused {
@@ -536,7 +543,7 @@ mod tests {
             .iter()
             .map(|(k, h)| match by_key.get(k.as_str()) {
                 None => Some(Op::Insert),
-                Some(hashes) if hashes.contains(h) => None,
+                Some(last) if last == h => None,
                 Some(_) => Some(Op::Update),
             })
             .collect();

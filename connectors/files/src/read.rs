@@ -217,17 +217,17 @@ pub(crate) fn duplicate_key(
             serde_json::Value::Object(object).to_string()
         },
     );
-    let held = if elsewhere {
-        "; another file of the table holds this key too, so the targets keep the row written last"
+    let what = if elsewhere {
+        "none of its rows is taken from this file, but another file of the table holds this key too, so it stays and the targets keep the row written last, which may be one of these"
     } else {
-        ", so the targets hold no row of it from this file"
+        "none of its rows is taken, so the targets hold no row of it from this file"
     };
     DeadLetter {
         table: schema.id.clone(),
         origin: rel.to_owned(),
         line: None,
         reason: format!(
-            "the key {shown} appears {times} times in this file and a file holds a key once: none of its rows is taken{held}; it is read again when the file changes"
+            "the key {shown} appears {times} times in this file and a file holds a key once: {what}; it is read again when the file changes"
         ),
         raw: shown,
         stage: DeadLetterStage::Read,

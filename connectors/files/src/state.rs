@@ -210,6 +210,7 @@ impl ManifestStore {
                 let all = found.get_or_insert_with(Manifest::default);
                 all.rows.extend(m.rows);
                 all.rejected.extend(m.rejected);
+                all.refused.extend(m.refused);
             }
         }
         found

@@ -339,10 +339,10 @@ impl FolderSync {
     /// its deletes once the content is all read) and hands over one batch
     /// at a time (at most two wait), writing each row's key to the
     /// content's manifest before the batch that holds it goes out. Memory
-    /// holds a few batches and the keys diffed against, whatever the
-    /// file's size. Returns `true` when the bytes read were not the content
-    /// first digested (the file changed meanwhile; it is left not done, to
-    /// be read again).
+    /// holds a few batches and, for a diff, a byte per row of the content
+    /// (see [`Differ`]), whatever the file's size. Returns `true` when the
+    /// bytes read were not the content first digested (the file changed
+    /// meanwhile; it is read again).
     #[allow(clippy::too_many_arguments)]
     async fn stream_file(
         &mut self,
@@ -362,6 +362,9 @@ impl FolderSync {
             /// The last piece: whether the bytes read were the content
             /// first digested.
             last: Option<bool>,
+            /// The content changed before anything of it went out: the
+            /// file's state stays as it was.
+            unread: bool,
         }
         let table = &self.src.tables[t];
         let table_name = schema.id.name.clone();
@@ -398,12 +401,14 @@ impl FolderSync {
                     Prepared::Ready(differ) => differ,
                     Prepared::Stopped => return Ok(()),
                     Prepared::Changed => {
-                        // Read again once it settles; nothing went out.
+                        // Read again, as a change of what the targets hold;
+                        // nothing went out.
                         let _ = tx.blocking_send(Piece {
                             changes: Vec::new(),
                             dead_letters: Vec::new(),
                             through: skip,
                             last: Some(false),
+                            unread: true,
                         });
                         return Ok(());
                     }
@@ -458,6 +463,7 @@ impl FolderSync {
                             dead_letters: std::mem::take(&mut dead_letters),
                             through: counted,
                             last: None,
+                            unread: false,
                         };
                         tx.blocking_send(piece).is_ok()
                     });
@@ -490,6 +496,7 @@ impl FolderSync {
                             dead_letters: std::mem::take(dead_letters),
                             through,
                             last: None,
+                            unread: false,
                         })
                         .is_ok()
                     };
@@ -550,6 +557,7 @@ impl FolderSync {
                     dead_letters,
                     through: counted,
                     last: Some(same),
+                    unread: false,
                 });
                 Ok(())
             })
@@ -557,6 +565,10 @@ impl FolderSync {
         let mut state = plan.file_state;
         let mut changed = None;
         while let Some(piece) = rx.recv().await {
+            if piece.unread {
+                changed = Some(true);
+                continue;
+            }
             state.emitted = piece.through;
             state.done = piece.last == Some(true);
             if state.done {

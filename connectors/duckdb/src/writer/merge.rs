@@ -389,7 +389,10 @@ impl Writer {
             }
         })?;
         if mode == WriteMode::Upsert {
-            self.make_room_for_deletes(&target.table, count)?;
+            // Updates and deletes replace stored rows; inserts are of new
+            // keys (bar a few re-read after a restart).
+            let replacing = changes.iter().filter(|c| c.op != Op::Insert).count() as u64;
+            self.make_room_for_deletes(&target.table, replacing)?;
         }
         let (table, stage) = (&target.table, &target.stage);
         let sql = format!("{merge}; DELETE FROM {stage};");

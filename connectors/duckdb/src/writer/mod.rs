@@ -46,14 +46,14 @@ const DELETE_VECTOR_BYTES: u64 = 2048 * 8;
 /// WAL size at which DuckDB checkpoints (its default is 16 MB).
 const CHECKPOINT_THRESHOLD: &str = "64MB";
 
-/// Table memory past which a commit is followed by a checkpoint (half of
-/// [`MEMORY_LIMIT_MB`]). DuckDB keeps what committed deletes mark in a stored
-/// table in memory it cannot write out before a checkpoint, and it
-/// checkpoints by WAL size, which deletes barely grow: updates and deletes
-/// spread over a large table (a changed file of 22 million rows, a stream
-/// of updates) filled the whole limit within ten batches of 10,000 and
-/// every later batch failed ("failed to pin block").
-const TABLE_MEMORY_CHECKPOINT: i64 = 48 * 1024 * 1024;
+/// Memory of deletes held since the last checkpoint (see
+/// [`DELETE_VECTOR_BYTES`]) past which the memory limit makes room for
+/// them and a commit is followed by a checkpoint. DuckDB checkpoints by
+/// WAL size, which deletes barely grow: updates and deletes spread over a
+/// large table (a changed file of 22 million rows, a stream of updates)
+/// filled the whole limit within ten batches of 10,000 and every later
+/// batch failed ("failed to pin block").
+const PINNED_CHECKPOINT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
@@ -99,7 +99,7 @@ pub struct WriteStats {
     /// (append, history).
     pub merged: u64,
     /// Checkpoints run to free the memory of committed deletes (see
-    /// [`TABLE_MEMORY_CHECKPOINT`]).
+    /// [`PINNED_CHECKPOINT_BYTES`]).
     pub checkpoints: u64,
 }
 
@@ -123,8 +123,9 @@ pub struct Writer {
     open: Option<Open>,
     /// DuckDB's memory limit now, in MiB.
     memory_limit_mb: u64,
-    /// Rows the open transaction may delete from stored tables, so far.
-    deleting: u64,
+    /// Per table, the vectors deletes may have touched since the last
+    /// checkpoint (the open transaction's included), at most the table's.
+    pinned: HashMap<String, u64>,
 }
 
 /// The transaction [`Writer::write_group`] left open.
@@ -140,11 +141,12 @@ struct Open {
     unfinished: BTreeSet<String>,
     /// Rows appended in it.
     rows: usize,
-    /// What the tables held, the rows withheld, and the counts, before it
-    /// began.
+    /// What the tables held, the rows withheld, the counts and the vectors
+    /// deletes touched, before it began.
     fills: HashMap<String, Fill>,
     withheld: apply::Withheld,
     stats: WriteStats,
+    pinned: HashMap<String, u64>,
 }
 
 /// Rows in a DuckDB row group. A transaction that appends at least this
@@ -243,7 +245,7 @@ impl Writer {
             next_dead_letter: last_id.unwrap_or(0) + 1,
             stats: WriteStats::default(),
             memory_limit_mb: MEMORY_LIMIT_MB,
-            deleting: 0,
+            pinned: HashMap::new(),
             open: None,
         })
     }
@@ -351,6 +353,7 @@ impl Writer {
                 fills: self.fills.clone(),
                 withheld: before,
                 stats: self.stats,
+                pinned: self.pinned.clone(),
             });
         }
         let appended_before = self.stats.appended;
@@ -431,71 +434,78 @@ impl Writer {
         }
         self.open = None;
         self.held.extend(seqs);
-        self.checkpoint_when_tables_fill_memory()
+        self.checkpoint_when_deletes_pile_up();
+        Ok(())
     }
 
-    /// Raises DuckDB's memory limit, if it must, for the open transaction
-    /// to delete (or replace) up to `rows` more stored rows of `table`:
-    /// DuckDB keeps [`DELETE_VECTOR_BYTES`] for each vector a delete
-    /// touches, cannot write them out, and fails the statement once they
-    /// fill its limit ("failed to pin block"). A batch of 10,000 updates
-    /// spread over a 22-million-row table needs about 190 MB of them. The
-    /// room is no more than the table's vectors, and is given back at the
-    /// checkpoint after the commit.
+    /// Makes room in DuckDB's memory limit, if it must, for the open
+    /// transaction to delete (or replace) up to `rows` more stored rows of
+    /// `table`: DuckDB keeps [`DELETE_VECTOR_BYTES`] for each vector a
+    /// delete touches until a checkpoint, cannot write them out, and fails
+    /// the statement once they fill its limit ("failed to pin block"). A
+    /// batch of 10,000 updates spread over a 22-million-row table needs
+    /// about 190 MB of them. A table counts no more than its vectors; the
+    /// room is given back at the checkpoint after the commit.
     pub(super) fn make_room_for_deletes(
         &mut self,
         table: &str,
         rows: u64,
     ) -> Result<(), DuckDbError> {
+        if rows == 0 {
+            return Ok(());
+        }
         let what = || format!("sizing DuckDB's memory for deletes from {table}");
         let stored: i64 = self
             .conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .map_err(DuckDbError::sql(what()))?;
         let vectors = u64::try_from(stored).unwrap_or(0).div_ceil(2048);
-        self.deleting = self.deleting.saturating_add(rows.min(vectors));
-        let need_mb = MEMORY_LIMIT_MB + (self.deleting * DELETE_VECTOR_BYTES).div_ceil(1 << 20);
-        if need_mb > self.memory_limit_mb {
-            self.conn
-                .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
-                .map_err(DuckDbError::sql(what()))?;
-            self.memory_limit_mb = need_mb;
+        let pinned = self.pinned.entry(table.to_owned()).or_default();
+        *pinned = pinned.saturating_add(rows).min(vectors);
+        let bytes = self.pinned_bytes();
+        if bytes > PINNED_CHECKPOINT_BYTES {
+            let need_mb = MEMORY_LIMIT_MB + bytes.div_ceil(1 << 20);
+            if need_mb > self.memory_limit_mb {
+                self.conn
+                    .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
+                    .map_err(DuckDbError::sql(what()))?;
+                self.memory_limit_mb = need_mb;
+            }
         }
         Ok(())
     }
 
-    /// Checkpoints once the tables' memory passes
-    /// [`TABLE_MEMORY_CHECKPOINT`] (see there), or the limit was raised for
-    /// deletes, and sets the limit back; committed data is safe either
-    /// way, so a failed checkpoint is left to the next commit.
-    fn checkpoint_when_tables_fill_memory(&mut self) -> Result<(), DuckDbError> {
-        self.deleting = 0;
-        let held: i64 = self
-            .conn
-            .query_row(
-                "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory() WHERE tag = 'BASE_TABLE'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(DuckDbError::sql("reading DuckDB's memory use"))?;
-        let raised = self.memory_limit_mb > MEMORY_LIMIT_MB;
-        if held > TABLE_MEMORY_CHECKPOINT || raised {
-            tracing::debug!(held, "checkpointing DuckDB to free table memory");
-            match self.conn.execute_batch("CHECKPOINT") {
-                Ok(()) => self.stats.checkpoints += 1,
-                Err(e) => {
-                    tracing::warn!(error = %e, "DuckDB checkpoint failed; the next commit tries again");
-                    return Ok(());
-                }
+    /// What the deletes since the last checkpoint may hold in memory.
+    fn pinned_bytes(&self) -> u64 {
+        self.pinned
+            .values()
+            .sum::<u64>()
+            .saturating_mul(DELETE_VECTOR_BYTES)
+    }
+
+    /// Checkpoints once the deletes since the last one may hold more than
+    /// [`PINNED_CHECKPOINT_BYTES`], and sets the limit back. It runs after
+    /// a commit, which stands whatever happens here: a failure is logged
+    /// and left to the next commit, never reported as the batch's.
+    fn checkpoint_when_deletes_pile_up(&mut self) {
+        if self.pinned_bytes() <= PINNED_CHECKPOINT_BYTES {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
+            tracing::warn!(error = %e, "DuckDB checkpoint failed; the next commit tries again");
+            return;
+        }
+        self.stats.checkpoints += 1;
+        self.pinned.clear();
+        if self.memory_limit_mb > MEMORY_LIMIT_MB {
+            match self
+                .conn
+                .execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT_MB}MiB'"))
+            {
+                Ok(()) => self.memory_limit_mb = MEMORY_LIMIT_MB,
+                Err(e) => tracing::warn!(error = %e, "setting DuckDB's memory limit back failed"),
             }
         }
-        if raised {
-            self.conn
-                .execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT_MB}MiB'"))
-                .map_err(DuckDbError::sql("setting DuckDB's memory limit back"))?;
-            self.memory_limit_mb = MEMORY_LIMIT_MB;
-        }
-        Ok(())
     }
 
     /// Rolls back a source transaction left open (the pipeline stopped
@@ -511,7 +521,7 @@ impl Writer {
     fn roll_back_open(&mut self) {
         if let Some(open) = self.open.take() {
             let _ = self.conn.execute_batch("ROLLBACK");
-            self.deleting = 0;
+            self.pinned = open.pinned;
             self.fills = open.fills;
             self.withheld = open.withheld;
             self.stats = open.stats;
