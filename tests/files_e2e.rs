@@ -495,6 +495,38 @@ fn kept(db: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A folder `data` of `files` (name, content) under a fresh temp dir, and
+/// a pipeline `p.toml` named `name` syncing its CSVs, keyed by `id`, into
+/// `out.duckdb`.
+fn items_folder(name: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (file, content) in files {
+        std::fs::write(data.join(file), content).unwrap();
+    }
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        format!(
+            r#"name = "{name}"
+[sources.src]
+kind = "files"
+path = "data"
+[[sources.src.tables]]
+name = "items"
+pattern = "*.csv"
+key = ["id"]
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["src"]
+"#
+        ),
+    )
+    .unwrap();
+    tmp
+}
+
 fn run_once_ok(dir: &Path) {
     let (code, out, err) = syncline(&["run", "--once", "p.toml"], dir);
     assert_eq!(code, 0, "{out}{err}");
@@ -508,34 +540,16 @@ fn run_once_ok(dir: &Path) {
 /// while either still has it.
 #[test]
 fn unreadable_files_are_quarantined_and_shared_keys_survive_one_file() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = items_folder(
+        "quarantine",
+        &[
+            ("a.csv", "id,name\n1,one\n2,two\n"),
+            ("b.csv", "id,name,note\n2,two,shared\n3,three,b only\n"),
+            ("c_empty.csv", ""),
+            ("d_nokey.csv", "name\nnine\n"),
+        ],
+    );
     let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("a.csv"), "id,name\n1,one\n2,two\n").unwrap();
-    std::fs::write(
-        data.join("b.csv"),
-        "id,name,note\n2,two,shared\n3,three,b only\n",
-    )
-    .unwrap();
-    std::fs::write(data.join("c_empty.csv"), "").unwrap();
-    std::fs::write(data.join("d_nokey.csv"), "name\nnine\n").unwrap();
-    std::fs::write(
-        tmp.path().join("p.toml"),
-        r#"name = "quarantine"
-[sources.src]
-kind = "files"
-path = "data"
-[[sources.src.tables]]
-name = "items"
-pattern = "*.csv"
-key = ["id"]
-[targets.db]
-kind = "duckdb"
-path = "out.duckdb"
-inputs = ["src"]
-"#,
-    )
-    .unwrap();
     run_once_ok(tmp.path());
     let db = tmp.path().join("out.duckdb");
     let (items, _) = duckdb_rows(&db, "items");
@@ -592,28 +606,13 @@ inputs = ["src"]
 /// a field with no name in the header is a dead letter, not dropped.
 #[test]
 fn headers_that_lose_values_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("a.csv"), "id,name,\n1,one,\n2,two,extra\n").unwrap();
-    std::fs::write(data.join("b.csv"), "id,name,name\n3,three,tres\n").unwrap();
-    std::fs::write(
-        tmp.path().join("p.toml"),
-        r#"name = "headers"
-[sources.src]
-kind = "files"
-path = "data"
-[[sources.src.tables]]
-name = "items"
-pattern = "*.csv"
-key = ["id"]
-[targets.db]
-kind = "duckdb"
-path = "out.duckdb"
-inputs = ["src"]
-"#,
-    )
-    .unwrap();
+    let tmp = items_folder(
+        "headers",
+        &[
+            ("a.csv", "id,name,\n1,one,\n2,two,extra\n"),
+            ("b.csv", "id,name,name\n3,three,tres\n"),
+        ],
+    );
     run_once_ok(tmp.path());
     let db = tmp.path().join("out.duckdb");
     let (items, _) = duckdb_rows(&db, "items");
@@ -635,33 +634,18 @@ inputs = ["src"]
 /// file still holds it.
 #[test]
 fn a_key_a_file_holds_twice_is_refused_not_picked() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = items_folder(
+        "twice",
+        &[
+            (
+                "a.csv",
+                "id,name\n1,one\n2,first\n3,three\n2,second\n7,seven\n",
+            ),
+            ("b.csv", "id,name\n8,eight\n8,acht\n9,nine\n"),
+            ("c.csv", "id,name\n9,neun\n"),
+        ],
+    );
     let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("a.csv"),
-        "id,name\n1,one\n2,first\n3,three\n2,second\n7,seven\n",
-    )
-    .unwrap();
-    std::fs::write(data.join("b.csv"), "id,name\n8,eight\n8,acht\n9,nine\n").unwrap();
-    std::fs::write(data.join("c.csv"), "id,name\n9,neun\n").unwrap();
-    std::fs::write(
-        tmp.path().join("p.toml"),
-        r#"name = "twice"
-[sources.src]
-kind = "files"
-path = "data"
-[[sources.src.tables]]
-name = "items"
-pattern = "*.csv"
-key = ["id"]
-[targets.db]
-kind = "duckdb"
-path = "out.duckdb"
-inputs = ["src"]
-"#,
-    )
-    .unwrap();
     run_once_ok(tmp.path());
     let db = tmp.path().join("out.duckdb");
     let (items, _) = duckdb_rows(&db, "items");

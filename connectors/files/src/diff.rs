@@ -450,28 +450,17 @@ mod tests {
     use std::collections::{BTreeSet, HashMap};
     use std::sync::Arc;
 
-    use syncline_engine::model::{Column, DataType, TableId, Value};
+    use syncline_engine::model::{DataType, Value};
 
     use super::*;
 
     fn schema() -> Arc<TableSchema> {
-        let column = |name: &str, data_type| Column {
-            name: name.into(),
-            data_type,
-            nullable: true,
-        };
-        Arc::new(TableSchema {
-            id: TableId {
-                origin: "src".into(),
-                name: "items".into(),
-            },
-            columns: vec![
-                column("id", DataType::Int64),
-                column("name", DataType::Text),
-            ],
-            key: vec![0],
-            version: 1,
-        })
+        syncline_acceptance::fixtures::table(
+            "items",
+            &[("id", DataType::Int64), ("name", DataType::Text)],
+            &[0],
+            1,
+        )
     }
 
     const COMMA: CsvDialect = CsvDialect { delimiter: b',' };
