@@ -393,9 +393,27 @@ impl Differ {
         Ok(Box::new(lines.filter_map(move |line| match line {
             Err(e) => Some(Err(fail(e))),
             Ok(key) if held.contains(&key_id(&key)) => None,
-            Ok(key) => key_row(schema, &key).map(|row| Ok((Op::Delete, row))),
+            // A key that cannot be read back is an error, never a delete
+            // dropped.
+            Ok(key) => Some(delete_of(manifests, &key, key_row(schema, &key))),
         })))
     }
+}
+
+/// A key read back from the manifests as a delete, or the error that it
+/// cannot be (the manifests were written by this source, so never expected).
+pub(crate) fn delete_of(
+    manifests: &ManifestStore,
+    key: &str,
+    row: Option<Row>,
+) -> Result<(Op, Row), FilesError> {
+    row.map(|row| (Op::Delete, row))
+        .ok_or_else(|| FilesError::State {
+            path: manifests.dir().to_path_buf(),
+            detail: format!(
+                "the key {key} in a manifest cannot be read back, so it cannot be deleted"
+            ),
+        })
 }
 
 /// The deletes of a diff, read from disk as they go out.

@@ -3,7 +3,7 @@
 //! their position.
 
 use super::*;
-use crate::diff::{Content, Differ, Prepared, key_id};
+use crate::diff::{Content, Differ, Prepared, delete_of, key_id};
 use crate::format::Record;
 use crate::read::{
     Elsewhere, Reading, Streaming, duplicate_key, expected_rows, key_row, key_string, read_and_diff,
@@ -538,9 +538,7 @@ impl FolderSync {
                             continue;
                         }
                         dead_letters.push(dead_letter);
-                        if let Some(row) = key_row(&schema, &key) {
-                            changes.push((Op::Delete, row));
-                        }
+                        changes.push(delete_of(&manifests, &key, key_row(&schema, &key))?);
                         if changes.len() >= batch_rows
                             && !send(&mut changes, &mut dead_letters, counted)
                         {
