@@ -620,6 +620,35 @@ async fn upsert_history_and_append_apply_changes_in_order() {
             sink.write("src", b).await.unwrap();
         }
         sink.close().await.unwrap();
+        // The same batches as one group (a sink that is behind receives
+        // them so: one transaction) leave the same rows.
+        let grouped = format!("{schema}_g");
+        let mut sink = db.sink("p", &grouped, mode);
+        sink.open(std::slice::from_ref(&t)).await.unwrap();
+        sink.write_group("src", batches(&t, &v2)).await.unwrap();
+        sink.close().await.unwrap();
+        let (columns, order) = match mode {
+            WriteMode::History => (
+                "_op, _seq::text, _commit_time::text, id::text, name, body, qty::text",
+                "_seq, ctid",
+            ),
+            WriteMode::Append => ("id::text, name, body, qty::text", "ctid"),
+            WriteMode::Upsert => ("id::text, name, body, qty::text", "id"),
+        };
+        let rows = |schema: &str| format!("SELECT {columns} FROM {schema}.items ORDER BY {order}");
+        assert_eq!(
+            db.rows(&rows(&grouped)).await,
+            db.rows(&rows(schema)).await,
+            "{mode:?}: grouped as written one by one"
+        );
+        assert_eq!(
+            db.rows(&format!(
+                "SELECT seq::text, position->>'lsn' FROM {grouped}._syncline_checkpoints"
+            ))
+            .await,
+            vec![some(&["3", "3"])],
+            "{mode:?}: the group's checkpoint is its last batch's"
+        );
     }
     assert_eq!(
         db.rows("SELECT id::text, name, body, qty::text FROM up.items ORDER BY id")

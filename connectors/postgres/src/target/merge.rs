@@ -24,41 +24,32 @@ use crate::error::PgError;
 use crate::introspect::quote;
 
 impl State {
-    /// Applies a batch and its checkpoint in one transaction; `false` if it
-    /// was skipped as already held. A batch that continues a source
-    /// transaction ([`Batch::continues`]) leaves the transaction open, and
-    /// every batch joins an open one, which commits once no source
-    /// transaction is open in it. A failure rolls back the whole open
-    /// transaction.
+    /// Applies consecutive batches of `source` and the last one's
+    /// checkpoint in one transaction; returns how many were applied (those
+    /// already held are skipped). A group whose last batch continues a
+    /// source transaction ([`Batch::continues`]) leaves the transaction
+    /// open, and every group joins an open one, which commits once no
+    /// source transaction is open in it. A failure rolls back the whole
+    /// open transaction.
     pub(super) async fn write(
         &mut self,
         conn: &mut PgConnection,
         source: &str,
-        batch: &Batch,
-    ) -> Result<bool, PgError> {
-        if self
-            .held
-            .get(source)
-            .is_some_and(|&held| batch.position.seq <= held)
-        {
-            return Ok(false);
+        batches: &[&Batch],
+    ) -> Result<usize, PgError> {
+        let held = self.held.get(source).copied();
+        let fresh: Vec<&Batch> = batches
+            .iter()
+            .copied()
+            .filter(|b| held.is_none_or(|h| b.position.seq > h))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
         }
-        let seq = i64::try_from(batch.position.seq).map_err(|_| PgError::Checkpoint {
-            source_name: source.to_owned(),
-            detail: format!(
-                "sequence number {} does not fit a bigint",
-                batch.position.seq
-            ),
-        })?;
-        let position =
-            serde_json::to_string(&batch.position.state).map_err(|e| PgError::Checkpoint {
-                source_name: source.to_owned(),
-                detail: e.to_string(),
-            })?;
         // Tables first seen (or changed) mid-stream are created outside the
         // data transaction, or inside the one a source transaction keeps
         // open (a rollback then ends the run: the sink is closed).
-        for change in &batch.changes {
+        for change in fresh.iter().flat_map(|b| &b.changes) {
             self.ensure_table(conn, &change.table).await?;
         }
         if self.open.is_none() {
@@ -71,10 +62,7 @@ impl State {
                 ..OpenTransaction::default()
             });
         }
-        match self
-            .write_in_open(conn, source, batch, seq, &position)
-            .await
-        {
+        match self.write_in_open(conn, source, &fresh).await {
             Ok(applied) => {
                 let Some(open) = self.open.as_ref() else {
                     return Ok(applied);
@@ -83,7 +71,7 @@ impl State {
                     return Ok(applied);
                 }
                 if open.seqs.is_empty() {
-                    // Only a batch found held: nothing to commit.
+                    // Only batches found held: nothing to commit.
                     self.open = None;
                     sqlx::raw_sql("ROLLBACK")
                         .execute(&mut *conn)
@@ -107,20 +95,22 @@ impl State {
         }
     }
 
-    /// Applies a batch in the open transaction: `false` if it was found
-    /// held.
+    /// Applies batches in the open transaction, with the last one's
+    /// checkpoint: how many were applied (none of those another run wrote
+    /// meanwhile).
     async fn write_in_open(
         &mut self,
         conn: &mut PgConnection,
         source: &str,
-        batch: &Batch,
-        seq: i64,
-        position: &str,
-    ) -> Result<bool, PgError> {
+        batches: &[&Batch],
+    ) -> Result<usize, PgError> {
         let locked = self
             .open
             .as_ref()
             .is_some_and(|o| o.locked.contains(source));
+        let mut fresh = batches;
+        // Once the transaction holds the lock, no other run can move the
+        // checkpoint: it is read once per transaction.
         if !locked {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(lock_key(&self.schema_name, &self.pipeline, source))
@@ -130,31 +120,60 @@ impl State {
             if let Some(open) = self.open.as_mut() {
                 open.locked.insert(source.to_owned());
             }
+            let stored: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT seq FROM {} WHERE pipeline = $1 AND source = $2",
+                self.qualified(CHECKPOINT_TABLE)
+            )))
+            .bind(&self.pipeline)
+            .bind(source)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(statement_failed("reading the checkpoint"))?;
+            if let Some(stored) = stored.and_then(|s| u64::try_from(s).ok()) {
+                // Written by another run meanwhile.
+                let written = fresh
+                    .iter()
+                    .take_while(|b| b.position.seq <= stored)
+                    .count();
+                if written > 0 {
+                    self.held.insert(source.to_owned(), stored);
+                    fresh = &fresh[written..];
+                }
+            }
         }
-        let stored: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT seq FROM {} WHERE pipeline = $1 AND source = $2",
-            self.qualified(CHECKPOINT_TABLE)
-        )))
-        .bind(&self.pipeline)
-        .bind(source)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(statement_failed("reading the checkpoint"))?;
-        let unfinished = self
-            .open
-            .as_ref()
-            .is_some_and(|o| o.unfinished.contains(source));
-        if !unfinished && let Some(stored) = stored.filter(|&s| s >= seq) {
-            // Written by another run meanwhile.
-            self.held
-                .insert(source.to_owned(), u64::try_from(stored).unwrap_or(0));
-            return Ok(false);
+        let Some(last) = fresh.last() else {
+            return Ok(0);
+        };
+        let seq_of = |batch: &Batch| {
+            i64::try_from(batch.position.seq).map_err(|_| PgError::Checkpoint {
+                source_name: source.to_owned(),
+                detail: format!(
+                    "sequence number {} does not fit a bigint",
+                    batch.position.seq
+                ),
+            })
+        };
+        let position =
+            serde_json::to_string(&last.position.state).map_err(|e| PgError::Checkpoint {
+                source_name: source.to_owned(),
+                detail: e.to_string(),
+            })?;
+        // The staging tables empty at each commit; a transaction left open
+        // holds what earlier batches staged in it.
+        let mut staged = self.open.as_ref().is_some_and(|o| o.staged);
+        for batch in fresh {
+            // Changes with values Postgres cannot store become dead letters.
+            let mut withheld = std::mem::take(&mut self.withheld);
+            let screened = apply::set_aside(batch, super::values::refuses, &mut withheld);
+            self.withheld = withheld;
+            let applied = self
+                .apply(conn, source, &screened, seq_of(batch)?, &mut staged)
+                .await;
+            if let Some(open) = self.open.as_mut() {
+                open.staged = staged;
+            }
+            applied?;
         }
-        // Changes with values Postgres cannot store become dead letters.
-        let mut withheld = std::mem::take(&mut self.withheld);
-        let screened = apply::set_aside(batch, super::values::refuses, &mut withheld);
-        self.withheld = withheld;
-        self.apply(conn, source, &screened, seq).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (pipeline, source, seq, position, updated_at)
              VALUES ($1, $2, $3, $4::jsonb, now())
@@ -164,20 +183,20 @@ impl State {
         )))
         .bind(&self.pipeline)
         .bind(source)
-        .bind(seq)
+        .bind(seq_of(last)?)
         .bind(position)
         .execute(&mut *conn)
         .await
         .map_err(statement_failed("storing the checkpoint"))?;
         if let Some(open) = self.open.as_mut() {
-            open.seqs.insert(source.to_owned(), batch.position.seq);
-            if batch.continues {
+            open.seqs.insert(source.to_owned(), last.position.seq);
+            if last.continues {
                 open.unfinished.insert(source.to_owned());
             } else {
                 open.unfinished.remove(source);
             }
         }
-        Ok(true)
+        Ok(fresh.len())
     }
 
     /// Rolls back the open transaction (best effort: a lost connection
@@ -195,6 +214,7 @@ impl State {
         source: &str,
         batch: &Batch,
         seq: i64,
+        staged: &mut bool,
     ) -> Result<(), PgError> {
         let targets = &self.targets;
         let plan = apply::Plan::new(
@@ -208,9 +228,6 @@ impl State {
                 table: id.to_string(),
                 detail: "was not prepared".into(),
             })?;
-            // The staging tables empty at each commit; a transaction left
-            // open holds what earlier batches staged in it.
-            let mut staged = self.open.as_ref().is_some_and(|o| !o.seqs.is_empty());
             for step in steps {
                 match step {
                     Step::Rows(rows) => {
@@ -223,13 +240,13 @@ impl State {
                             &changes,
                             seq,
                             commit_micros,
-                            &mut staged,
+                            staged,
                         )
                         .await?;
                     }
                     Step::Truncate(_) => self.truncate(conn, target, seq, commit_micros).await?,
                     Step::Prune(change, _) => {
-                        self.prune(conn, target, change, seq, commit_micros, &mut staged)
+                        self.prune(conn, target, change, seq, commit_micros, staged)
                             .await?;
                     }
                 }

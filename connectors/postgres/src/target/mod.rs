@@ -1,7 +1,9 @@
 //! PostgreSQL target: bulk staged merges with the checkpoint in the same
 //! transaction.
 //!
-//! * **One transaction per batch.** A batch's rows are bulk-loaded with
+//! * **One transaction per batch**, or per group of consecutive batches of
+//!   one source when they queue up behind the target (one lock, one
+//!   checkpoint, one commit). A batch's rows are bulk-loaded with
 //!   `COPY ... FROM STDIN` (text format) into a per-table `TEMP` staging
 //!   table, merged into the target table with set-based SQL, and committed
 //!   together with the batch's dead letters and the pipeline's checkpoint row
@@ -9,7 +11,7 @@
 //!   with its checkpoint or wholly absent: exactly-once effect.
 //! * **Redelivery.** A batch whose `seq` is at or below the stored checkpoint
 //!   is skipped. The stored checkpoint is read again inside the batch's
-//!   transaction, under an advisory lock per (schema, pipeline, source), so a
+//!   transaction (once per transaction), under an advisory lock per (schema, pipeline, source), so a
 //!   retried batch whose first commit did reach the server is not applied
 //!   twice, and two processes running the same pipeline cannot interleave.
 //! * **Modes.** `upsert` deletes the staged keys and inserts the last change
@@ -136,6 +138,8 @@ struct OpenTransaction {
     locked: std::collections::BTreeSet<String>,
     /// The rows withheld before it began.
     withheld: apply::Withheld,
+    /// Whether a staging table holds rows (they go at its commit).
+    staged: bool,
 }
 
 /// The Postgres sink.
@@ -200,9 +204,10 @@ impl PostgresSink {
         }
     }
 
-    async fn try_write(&mut self, source: &str, batch: &Batch) -> Result<(), PgError> {
+    async fn try_write(&mut self, source: &str, batches: &[Arc<Batch>]) -> Result<(), PgError> {
         let (conn, state) = self.connection().await?;
-        state.write(conn, source, batch).await.map(|_| ())
+        let batches: Vec<&Batch> = batches.iter().map(|b| &**b).collect();
+        state.write(conn, source, &batches).await.map(|_| ())
     }
 }
 
@@ -262,6 +267,12 @@ impl Sink for PostgresSink {
     }
 
     async fn write(&mut self, source: &str, batch: Arc<Batch>) -> Result<()> {
+        self.write_group(source, vec![batch]).await
+    }
+
+    /// One target transaction for the group: one lock, one checkpoint read
+    /// and write, one commit; each batch is merged as a `write` would.
+    async fn write_group(&mut self, source: &str, batches: Vec<Arc<Batch>>) -> Result<()> {
         if !self.opened {
             return Err(PgError::NotOpen.into());
         }
@@ -270,7 +281,7 @@ impl Sink for PostgresSink {
             // Earlier parts of an open transaction are lost with it: such a
             // write is not tried again alone.
             let joins_open = self.state.open.is_some();
-            match self.try_write(source, &batch).await {
+            match self.try_write(source, &batches).await {
                 Ok(()) => return Ok(()),
                 Err(e)
                     if e.kind() == ErrorKind::Connection
@@ -350,11 +361,15 @@ impl Sink for PostgresSink {
             state.ensure_table(conn, &change.table).await?;
         }
         let mut tx = conn.begin().await.map_err(statement_failed("BEGIN"))?;
+        // One staging table may serve several batches here.
+        let mut staged = false;
         for batch in &batches {
             let seq = i64::try_from(batch.position.seq).unwrap_or(i64::MAX);
             let screened =
                 apply::set_aside(batch, values::refuses, &mut apply::Withheld::default());
-            state.apply(&mut tx, "", &screened, seq).await?;
+            state
+                .apply(&mut tx, "", &screened, seq, &mut staged)
+                .await?;
         }
         let ids: Vec<i64> = resolved
             .iter()
