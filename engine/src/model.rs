@@ -117,14 +117,16 @@ impl DataType {
             (DataType::Decimal { precision, scale }, Value::Int(i)) => {
                 i.unsigned_abs().to_string().len() <= usize::from(precision - scale)
             }
-            // Text-like columns take text-like values (as the sinks stage
-            // them); the target's cast decides the rest.
+            // Text for a UUID or a JSON column must read as one: every
+            // target casts it, and a cast that fails would fail the batch.
+            (DataType::Uuid, Value::Text(t)) => is_uuid_text(t),
+            (DataType::Json, Value::Text(t)) => {
+                serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+            }
+            // Other text-like columns take text-like values (as the sinks
+            // stage them); the target's cast decides the rest.
             (
-                DataType::Text
-                | DataType::Json
-                | DataType::Uuid
-                | DataType::Interval
-                | DataType::List { .. },
+                DataType::Text | DataType::Json | DataType::Interval | DataType::List { .. },
                 Value::Text(_) | Value::Json(_),
             ) => true,
             (DataType::Bytes, Value::Bytes(_)) => true,
@@ -137,6 +139,24 @@ impl DataType {
             (DataType::List { item }, Value::List(items)) => items.iter().all(|v| item.accepts(v)),
             _ => false,
         }
+    }
+}
+
+/// Whether `text` is a UUID in a form every target reads: 32 hex digits,
+/// bare or as 8-4-4-4-12 with hyphens, optionally in braces.
+pub fn is_uuid_text(text: &str) -> bool {
+    let bare = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match bare.len() {
+        32 => hex(bare, 32),
+        36 => {
+            let groups: Vec<&str> = bare.split('-').collect();
+            groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| hex(g, n))
+        }
+        _ => false,
     }
 }
 
@@ -707,6 +727,38 @@ impl KeptChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text in a UUID or JSON column fits only when it reads as one: the
+    /// targets' casts would otherwise fail the whole batch.
+    #[test]
+    fn text_fits_a_uuid_or_json_column_only_when_it_reads_as_one() {
+        let uuid = DataType::Uuid;
+        let text = |t: &str| Value::Text(t.into());
+        for good in [
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+            "F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6",
+            "f81d4fae7dec11d0a76500a0c91e6bf6",
+            "{f81d4fae-7dec-11d0-a765-00a0c91e6bf6}",
+        ] {
+            assert!(uuid.accepts(&text(good)), "{good}");
+        }
+        for bad in [
+            "not-a-uuid",
+            "",
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bfz",
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bf",
+            "f81d4fa-e7dec-11d0-a765-00a0c91e6bf6",
+            "{f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        ] {
+            assert!(!uuid.accepts(&text(bad)), "{bad}");
+        }
+        let json = DataType::Json;
+        assert!(json.accepts(&text(r#"{"a": [1, null]}"#)));
+        assert!(json.accepts(&text("3")));
+        assert!(!json.accepts(&text("{a: 1}")));
+        assert!(!json.accepts(&text("")));
+        assert!(DataType::Text.accepts(&text("not-a-uuid")));
+    }
 
     #[test]
     fn decimal_parts() {

@@ -53,13 +53,18 @@ pub trait Target: Send + Sync {
     async fn rows(&self, table: &str, columns: &[&str]) -> Vec<TextRow>;
 
     /// Puts something of another program's in the way of every write to
-    /// `table` (for a key-value target: a key of another type where the
-    /// sink keeps its own bookkeeping), so the sink must refuse the next
-    /// batch that touches it. `false`: the target has no such thing, and
-    /// the kit makes it refuse a value its own cast rejects instead.
-    async fn obstruct(&self, table: &str) -> bool {
+    /// `table`, so the sink must refuse the next batch that touches it: a
+    /// constraint no new row meets, a row holding a value the kit writes
+    /// under a unique index, a key of another type where the sink keeps its
+    /// own bookkeeping, no room left for the files it writes. (A value the
+    /// target cannot store is a dead letter, never a refused batch: it
+    /// cannot stand for a failure.)
+    async fn obstruct(&self, table: &str);
+
+    /// Takes away what [`Target::obstruct`] put in the way, where it would
+    /// stop the target from being read. The default does nothing.
+    async fn clear(&self, table: &str) {
         let _ = table;
-        false
     }
 }
 
@@ -105,7 +110,9 @@ macro_rules! sink_acceptance {
             prune_removes_keys_gone_at_the_source,
             an_added_column_is_added,
             dead_letters_commit_with_their_batch,
+            replayed_rows_land_once_each,
             values_the_target_cannot_store_become_dead_letters,
+            text_that_is_not_a_uuid_or_json_is_a_dead_letter,
             check_explains_a_failure,
             random_changes_match_a_reference_model,
             every_type_round_trips,
@@ -467,11 +474,10 @@ pub async fn a_transaction_in_parts_commits_whole(h: &dyn Harness) {
     );
 }
 
-/// A batch the target refuses partway (text its own cast to UUID rejects,
-/// or a write something else stands in the way of, after rows it could
-/// store and another table's changes) changes nothing: neither data nor
-/// checkpoint; the sink stays usable and a restart resumes after the last
-/// good batch.
+/// A batch the target refuses partway (a write something else stands in
+/// the way of, after rows it could store and another table's changes)
+/// changes nothing: neither data nor checkpoint; the sink stays usable and
+/// a restart resumes after the last good batch.
 pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harness) {
     let target = h.target("atomic").await;
     let ids = crate::fixtures::table(
@@ -482,16 +488,13 @@ pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harn
     );
     let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1), ids.clone()]).await;
     write(&mut *sink, batch(1, vec![insert(1, "a", "x")])).await;
-    let value = if target.obstruct("ids").await {
-        Value::Uuid(crate::types::UUID)
-    } else {
-        text("not-a-uuid")
-    };
+    target.obstruct("ids").await;
+    let before = sorted(target.rows("ids", &["id", "u"]).await);
     let bad = Change {
         op: Op::Insert,
         table: ids.clone(),
         before: None,
-        after: Some(vec![Value::Int(3), value]),
+        after: Some(vec![Value::Int(3), Value::Uuid(crate::types::UUID)]),
     };
     let refused = sink
         .write(
@@ -499,17 +502,19 @@ pub async fn a_failed_batch_leaves_data_and_checkpoint_as_they_were(h: &dyn Harn
             batch(2, vec![insert(2, "b", "x"), update(1, "a2", "y"), bad]),
         )
         .await;
+    target.clear("ids").await;
     assert!(
         refused.is_err(),
-        "the target must refuse the batch (its cast, or what stands in the way)"
+        "the target must refuse the batch: something stands in the way"
     );
     assert_eq!(
         contents(&*target).await,
         [t(&[Some("1"), Some("a"), Some("x")])],
         "the refused batch left rows behind"
     );
-    assert!(
-        target.rows("ids", &["id"]).await.is_empty(),
+    assert_eq!(
+        sorted(target.rows("ids", &["id", "u"]).await),
+        before,
         "the refused batch left rows behind"
     );
     write(&mut *sink, batch(3, vec![insert(4, "d", "x")])).await;
@@ -867,6 +872,118 @@ pub async fn values_the_target_cannot_store_become_dead_letters(h: &dyn Harness)
     );
     assert!(one.raw.contains('2'), "{}", one.raw);
     assert!(one.kept.is_some(), "the change is kept for replay");
+}
+
+/// Dead letters replayed together (a batch each, at the position each was
+/// kept at, as `dlq replay` sends them) land once each and in order, in
+/// upsert and in history mode, and move no checkpoint.
+pub async fn replayed_rows_land_once_each(h: &dyn Harness) {
+    let replayed = || {
+        [
+            batch(5, vec![insert(1, "a", "x")]),
+            batch(7, vec![update(1, "b", "x")]),
+            batch(9, vec![insert(2, "c", "x")]),
+        ]
+        .map(Arc::unwrap_or_clone)
+        .to_vec()
+    };
+    let target = h.target("replay_upsert").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    sink.replay(replayed(), Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("replaying: {e}"));
+    close(sink).await;
+    assert_eq!(
+        contents(&*target).await,
+        [
+            t(&[Some("1"), Some("b"), Some("x")]),
+            t(&[Some("2"), Some("c"), Some("x")]),
+        ]
+    );
+    let (sink, held) = open(&*target, WriteMode::Upsert, &[items(1)]).await;
+    close(sink).await;
+    assert!(held.is_empty(), "a replay moved a checkpoint: {held:?}");
+
+    let target = h.target("replay_history").await;
+    let (mut sink, _) = open(&*target, WriteMode::History, &[items(1)]).await;
+    sink.replay(replayed(), Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("replaying: {e}"));
+    close(sink).await;
+    assert_eq!(
+        sorted(target.rows("items", &["_seq", "_op", "id", "name"]).await),
+        [
+            t(&[Some("5"), Some("i"), Some("1"), Some("a")]),
+            t(&[Some("7"), Some("u"), Some("1"), Some("b")]),
+            t(&[Some("9"), Some("i"), Some("2"), Some("c")]),
+        ],
+        "each replayed row once, with the position it was kept at"
+    );
+}
+
+/// Text for a UUID or JSON column (from a file or a transform) that does
+/// not read as one becomes a dead letter of its row, whatever the target:
+/// never a batch refused on every retry, never a NULL. The rows around it,
+/// and text that does read as one, arrive.
+pub async fn text_that_is_not_a_uuid_or_json_is_a_dead_letter(h: &dyn Harness) {
+    let odd = crate::fixtures::table(
+        "texts",
+        &[
+            ("id", DataType::Int64),
+            ("u", DataType::Uuid),
+            ("j", DataType::Json),
+        ],
+        &[0],
+        1,
+    );
+    let insert = |id: i64, u: &str, j: &str| Change {
+        op: Op::Insert,
+        table: odd.clone(),
+        before: None,
+        after: Some(vec![Value::Int(id), text(u), text(j)]),
+    };
+    let uuid = "f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
+    let target = h.target("texts").await;
+    let (mut sink, _) = open(&*target, WriteMode::Upsert, std::slice::from_ref(&odd)).await;
+    write(
+        &mut *sink,
+        batch(
+            1,
+            vec![
+                insert(1, uuid, "[1]"),
+                insert(2, "not-a-uuid", "[2]"),
+                insert(3, uuid, "{not json"),
+                insert(4, &uuid.to_uppercase(), "{\"a\": 4}"),
+            ],
+        ),
+    )
+    .await;
+    close(sink).await;
+    let ids: Vec<TextRow> = sorted(target.rows("texts", &["id"]).await);
+    assert_eq!(
+        ids,
+        [t(&[Some("1")]), t(&[Some("4")])],
+        "the rows whose text reads as a UUID and JSON, and no NULL in place of the others"
+    );
+    let kept = kept(&*target, WriteMode::Upsert).await;
+    let mut reasons: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|k| (k.raw.as_str(), k.reason.as_str()))
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(kept.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|(raw, why)| raw.contains("not-a-uuid") && why.contains("`u`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(raw, why)| raw.contains("not json") && why.contains("`j`")),
+        "{reasons:?}"
+    );
 }
 
 /// For a target that stores every value: a row holding every edge value

@@ -62,6 +62,28 @@ impl Target for File {
         }
         out
     }
+
+    async fn obstruct(&self, table: &str) {
+        // Another program's row holding the UUID the kit writes, under a
+        // unique index of its own (DuckDB adds no constraint to a table
+        // that has rows but takes a unique index).
+        let conn = shared::connect(&self.path()).unwrap();
+        let table = quote(table);
+        let hex = types::UUID.map(|b| format!("{b:02x}")).concat();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        conn.execute_batch(&format!(
+            "INSERT INTO {table} (id, u) VALUES (-1, '{uuid}');
+             CREATE UNIQUE INDEX kit_obstruct ON {table} (u);"
+        ))
+        .unwrap();
+    }
 }
 
 #[async_trait]

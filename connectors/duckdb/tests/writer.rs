@@ -287,6 +287,8 @@ enum Step {
     DeadLetters(Vec<(u64, Vec<&'static str>)>),
     /// Drops the writer; `sql` must return these rows.
     Rows(String, Vec<Vec<String>>),
+    /// Runs SQL of another program's on the database, beside the writer.
+    Sql(&'static str),
 }
 
 /// Opens a writer of pipeline `p` in `mode` and prepares `tables`; it must
@@ -331,6 +333,10 @@ fn fail(batch: Batch, needle: &'static str) -> Step {
         needle,
     }
 }
+
+/// A unique index of another program's on `ids (u)`: a batch writing one
+/// UUID twice into it is refused while merging.
+const UNIQUE_U: Step = Step::Sql("CREATE UNIQUE INDEX other_programs_u ON ids (u)");
 
 /// The writer must have appended and merged these many rows so far.
 fn stats_are(appended: u64, merged: u64) -> Step {
@@ -502,6 +508,9 @@ fn run(name: &str, steps: Vec<Step>) {
                 drop(current.take());
                 assert_eq!(rows(&path, &sql), want, "{at}: {sql}");
             }
+            Step::Sql(sql) => syncline_duckdb::shared::connect(&path)
+                .and_then(|c| c.execute_batch(sql))
+                .unwrap_or_else(|e| panic!("{at}: {sql}: {e}")),
         }
     }
 }
@@ -828,11 +837,12 @@ cases! {
         ]
     }
 
-    /// A batch DuckDB refuses while merging (text its cast to UUID refuses,
-    /// after rows of another table were staged and merged) fails with an
-    /// error naming the table, in every mode; it leaves data, checkpoint and
-    /// dead letters as they were, and its staged rows do not leak into the
-    /// next batch, written at the same position.
+    /// A batch DuckDB refuses while merging (one UUID twice under another
+    /// program's unique index, after rows of another table were staged and
+    /// merged) fails with an error naming the table, in every mode; it
+    /// leaves data, checkpoint and dead letters as they were, and its
+    /// staged rows do not leak into the next batch, written at the same
+    /// position.
     fn a_failed_batch_leaves_data_checkpoint_and_dead_letters_unchanged(
         mode in [Upsert, Append, History]
     ) {
@@ -841,12 +851,13 @@ cases! {
             ins(&t, vec![i(2), s("b"), i(2)]),
             del_key(&t, &[i(1)]),
             ins(&ids, vec![i(1), s(A_UUID)]),
-            ins(&ids, vec![i(2), s("not-a-uuid")]),
+            ins(&ids, vec![i(2), s(A_UUID)]),
         ]);
         bad.dead_letters.push(dead_letter("x", "bad"));
         vec![
             open(mode, &[&t, &ids]),
             write(batch(1, vec![ins(&t, vec![i(1), s("a"), i(1)])])),
+            UNIQUE_U,
             fail(bad, "ids"),
             write(batch(2, vec![ins(&ids, vec![i(3), s(A_UUID)])])),
             expect("SELECT id, name, qty FROM items", &[&["1", "a", "1"]]),
@@ -1101,15 +1112,21 @@ cases! {
     }
 
     /// A truncate empties the table, so new rows are appended again; a
-    /// failed batch (a truncate, then text DuckDB cannot cast to a UUID)
-    /// leaves what the writer knows about the table as it was: it still
-    /// holds a row, so new rows are merged.
+    /// failed batch (a truncate, then one UUID twice under another
+    /// program's unique index) leaves what the writer knows about the
+    /// table as it was: it still holds a row, so new rows are merged.
     fn truncate_empties_and_a_rolled_back_batch_restores_what_the_table_holds(mode in [Upsert]) {
         let (t, ids) = (items(), ids());
+        let twice = vec![
+            trunc(&t),
+            ins(&ids, vec![i(2), s(A_UUID)]),
+            ins(&ids, vec![i(3), s(A_UUID)]),
+        ];
         vec![
             open(mode, &[&t, &ids]),
             write(batch(1, vec![ins(&t, vec![i(1), s("a"), i(1)])])),
-            fail(batch(2, vec![trunc(&t), ins(&ids, vec![i(2), s("not a uuid")])]), "ids"),
+            UNIQUE_U,
+            fail(batch(2, twice), "ids"),
             write(new_rows(3, vec![ins(&t, vec![i(1), s("again"), i(3)])])),
             stats_are(0, 2),
             write(batch(4, vec![trunc(&t)])),

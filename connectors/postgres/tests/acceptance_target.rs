@@ -52,6 +52,16 @@ impl Target for Database {
         let sql = format!("SELECT {} FROM kit.{}", select.join(", "), quote(table));
         self.db.rows(&sql).await
     }
+
+    async fn obstruct(&self, table: &str) {
+        // A constraint no new row meets (rows already there are not checked).
+        self.db
+            .exec(&format!(
+                "ALTER TABLE kit.{} ADD CONSTRAINT kit_obstruct CHECK (false) NOT VALID",
+                quote(table)
+            ))
+            .await;
+    }
 }
 
 #[async_trait]

@@ -544,16 +544,7 @@ impl SearchSink {
         }
         let applied = plan::apply_ops(&open.writer, open.fields.id, ops);
         if let Err(e) = applied {
-            // Nothing of the uncommitted work can be trusted now.
-            let _ = open.writer.rollback();
-            open.pending = open.committed.clone();
-            open.overlay = Overlay::default();
-            // What the tables hold is known again only from a new run.
-            for fill in open.fills.values_mut() {
-                *fill = Fill::Unknown;
-            }
-            open.pending_rows = 0;
-            open.since = None;
+            discard_uncommitted(open);
             return Err(folder.index_error("writing documents")(e));
         }
         open.overlay.merge(planned.overlay);
@@ -605,20 +596,41 @@ fn commit(open: &mut Open, folder: &Folder) -> std::result::Result<(), SearchErr
         return Ok(());
     }
     let text = payload_text(&open.pending)?;
-    let mut prepared = open
-        .writer
-        .prepare_commit()
-        .map_err(folder.index_error("committing"))?;
-    prepared.set_payload(&text);
-    prepared
-        .commit()
-        .map_err(folder.index_error("committing"))?;
+    let committed = match open.writer.prepare_commit() {
+        Ok(mut prepared) => {
+            prepared.set_payload(&text);
+            prepared.commit()
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = committed {
+        // A commit that failed (no room for its files, say) must not
+        // leave its documents for the next one to commit.
+        discard_uncommitted(open);
+        return Err(folder.index_error("committing")(e));
+    }
     open.committed = open.pending.clone();
     open.overlay = Overlay::default();
     open.pending_rows = 0;
     open.since = None;
     open.reader = None;
     Ok(())
+}
+
+/// Drops everything since the last commit: the writer goes back to it and
+/// what the tables hold is known again only from a new run.
+fn discard_uncommitted(open: &mut Open) {
+    if let Err(e) = open.writer.rollback() {
+        tracing::warn!(error = %e, "rolling the index writer back failed");
+    }
+    open.pending = open.committed.clone();
+    open.overlay = Overlay::default();
+    for fill in open.fills.values_mut() {
+        *fill = Fill::Unknown;
+    }
+    open.pending_rows = 0;
+    open.since = None;
+    open.reader = None;
 }
 
 /// A searcher of the last commit, through `reader` (opened where it is not).

@@ -70,6 +70,43 @@ impl Target for Folder {
             })
             .collect()
     }
+
+    async fn obstruct(&self, _table: &str) {
+        // No room for the files a commit writes: a file-size limit of 0
+        // bytes for this process (every kit scenario runs in a process of
+        // its own under nextest); with SIGXFSZ handled, such writes fail
+        // with EFBIG instead of ending the process. Reading still works.
+        let xfsz = tokio::signal::unix::SignalKind::from_raw(25);
+        std::mem::forget(tokio::signal::unix::signal(xfsz).unwrap());
+        let soft = prlimit(&["--fsize", "--raw", "--noheadings", "--output", "SOFT"]);
+        *LIMIT.lock().unwrap() = Some(soft.trim().to_owned());
+        prlimit(&["--fsize=0:"]);
+    }
+
+    async fn clear(&self, _table: &str) {
+        if let Some(soft) = LIMIT.lock().unwrap().take() {
+            prlimit(&[&format!("--fsize={soft}:")]);
+        }
+    }
+}
+
+/// The soft file-size limit [`Target::obstruct`] replaced.
+static LIMIT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Runs util-linux's `prlimit` on this process; its output.
+fn prlimit(args: &[&str]) -> String {
+    let out = std::process::Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prlimit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 struct Search;
