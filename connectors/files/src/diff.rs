@@ -161,18 +161,39 @@ impl Differ {
             diff,
             schema,
             manifests,
-            content,
+            Some(content),
             keep_going,
             SEGMENT_ENTRIES,
         )
     }
 
-    /// [`Differ::prepare`], sorting `segment` entries at a time in memory.
+    /// Prepares the deletes of a removed file: every key of `diff`'s base
+    /// (taken as merged: each listed key may be in the targets) that no
+    /// other file of the table holds, found on disk as a changed file's
+    /// gone keys are. Never [`Prepared::Changed`].
+    pub(crate) fn removal(
+        diff: &Diff,
+        schema: &TableSchema,
+        manifests: &ManifestStore,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<Prepared, FilesError> {
+        Self::prepare_with(
+            Some(diff),
+            schema,
+            manifests,
+            None,
+            keep_going,
+            SEGMENT_ENTRIES,
+        )
+    }
+
+    /// [`Differ::prepare`] (or, without content, [`Differ::removal`]),
+    /// sorting `segment` entries at a time in memory.
     fn prepare_with(
         diff: Option<&Diff>,
         schema: &TableSchema,
         manifests: &ManifestStore,
-        content: &Content<'_>,
+        content: Option<&Content<'_>>,
         keep_going: &dyn Fn() -> bool,
         segment: usize,
     ) -> Result<Prepared, FilesError> {
@@ -243,43 +264,45 @@ impl Differ {
             }));
         }
 
-        // The content's keys.
-        let file = std::fs::File::open(content.abs)
-            .map_err(|e| FilesError::read(content.abs, e.to_string()))?;
+        // The content's keys (a removed file has none).
         let mut rows = 0u64;
-        let mut failed = None;
-        let read = format::stream_records(
-            content.abs,
-            content.rel,
-            file,
-            content.format,
-            content.dialect,
-            schema,
-            |record| {
-                if let Record::Row(r) = record {
-                    let entry = Keyed {
-                        id: key_id(&key_string(schema, &r.row)),
-                        side: CONTENT_ROW,
-                        ord: rows,
-                        hash: r.hash,
-                        key: String::new(),
-                    };
-                    rows += 1;
-                    if let Err(e) = sorter.push(entry) {
-                        failed = Some(e);
-                        return false;
+        if let Some(content) = content {
+            let file = std::fs::File::open(content.abs)
+                .map_err(|e| FilesError::read(content.abs, e.to_string()))?;
+            let mut failed = None;
+            let read = format::stream_records(
+                content.abs,
+                content.rel,
+                file,
+                content.format,
+                content.dialect,
+                schema,
+                |record| {
+                    if let Record::Row(r) = record {
+                        let entry = Keyed {
+                            id: key_id(&key_string(schema, &r.row)),
+                            side: CONTENT_ROW,
+                            ord: rows,
+                            hash: r.hash,
+                            key: String::new(),
+                        };
+                        rows += 1;
+                        if let Err(e) = sorter.push(entry) {
+                            failed = Some(e);
+                            return false;
+                        }
                     }
-                }
-                keep_going()
-            },
-        )?;
-        if let Some(e) = failed {
-            return Err(fail(format!("sorting the keys of the diff: {e}")));
-        }
-        match read {
-            None => return Ok(Prepared::Stopped),
-            Some(read) if read != content.digest => return Ok(Prepared::Changed),
-            Some(_) => {}
+                    keep_going()
+                },
+            )?;
+            if let Some(e) = failed {
+                return Err(fail(format!("sorting the keys of the diff: {e}")));
+            }
+            match read {
+                None => return Ok(Prepared::Stopped),
+                Some(read) if read != content.digest => return Ok(Prepared::Changed),
+                Some(_) => {}
+            }
         }
 
         // A key at a time.
@@ -579,9 +602,15 @@ mod tests {
             dialect: COMMA,
             digest,
         };
-        let Prepared::Ready(mut differ) =
-            Differ::prepare_with(Some(diff), &schema, store, &content, &|| true, segment).unwrap()
-        else {
+        let Prepared::Ready(mut differ) = Differ::prepare_with(
+            Some(diff),
+            &schema,
+            store,
+            Some(&content),
+            &|| true,
+            segment,
+        )
+        .unwrap() else {
             panic!("the content is as digested");
         };
         let ops = (0..rows).map(|_| differ.row()).collect();
@@ -692,8 +721,33 @@ mod tests {
             others: Vec::new(),
         };
         assert!(matches!(
-            Differ::prepare_with(Some(&diff), &schema(), &store, &content, &|| true, 7).unwrap(),
+            Differ::prepare_with(Some(&diff), &schema(), &store, Some(&content), &|| true, 7)
+                .unwrap(),
             Prepared::Changed
         ));
+
+        // The file removed: every key it listed goes (a merged base: the
+        // refused one too, which is harmless), but those another file
+        // holds once.
+        let removal = Diff {
+            base: vec![base_digest.clone()],
+            merged: true,
+            others: vec!["other".into()],
+        };
+        let Prepared::Ready(mut differ) =
+            Differ::removal(&removal, &schema(), &store, &|| true).unwrap()
+        else {
+            panic!("a removal is always ready");
+        };
+        let gone: BTreeSet<String> = differ
+            .deletes(&schema(), &store)
+            .unwrap()
+            .map(|d| key_string(&schema(), &d.unwrap().1))
+            .collect();
+        let want: BTreeSet<String> = (1..=1000)
+            .filter(|i| *i != 101 && *i != 201)
+            .map(key)
+            .collect();
+        assert_eq!(gone, want);
     }
 }

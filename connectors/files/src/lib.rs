@@ -6,7 +6,9 @@
 //! * Then the folder is watched: a new file's rows become inserts, a changed
 //!   file is diffed by key against what was applied from it (inserts, updates
 //!   and deletes for exactly the rows that differ), and a removed file's keys
-//!   become deletes.
+//!   become deletes (less those another file of the table holds). Both are
+//!   worked out on disk (an external sort of key hashes, see `diff`), so
+//!   memory does not grow with the file.
 //! * Records that cannot be read (wrong field count, unparsable value, empty
 //!   key, invalid JSON) go to the sink's dead-letter table with the file, line,
 //!   raw text and reason; the rest of the file still loads.

@@ -271,24 +271,6 @@ impl Elsewhere<'_> {
         }
         held
     }
-
-    /// Every key those contents hold (less those one held more than once,
-    /// which it did not keep).
-    pub(crate) fn keys(&self) -> HashSet<String> {
-        let mut out = HashSet::new();
-        for d in self.digests {
-            if let Some(m) = self.manifests.read(self.table, d) {
-                let refused: HashSet<String> = m.refused.into_iter().collect();
-                out.extend(
-                    m.rows
-                        .into_iter()
-                        .map(|(k, _)| k)
-                        .filter(|k| !refused.contains(k)),
-                );
-            }
-        }
-        out
-    }
 }
 
 /// A file that cannot be read as a whole (truncated, empty, its header

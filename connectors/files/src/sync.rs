@@ -3,7 +3,7 @@
 //! their position.
 
 use super::*;
-use crate::diff::{Content, Differ, Prepared, delete_of, key_id};
+use crate::diff::{Content, Diff, Differ, Prepared, delete_of, key_id};
 use crate::format::Record;
 use crate::read::{
     Elsewhere, Reading, Streaming, duplicate_key, expected_rows, key_row, key_string, read_and_diff,
@@ -617,62 +617,86 @@ impl FolderSync {
     ) -> Result<()> {
         let schema = self.schema(t)?;
         let table_name = schema.id.name.clone();
-        let mut keys: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        for digest in prev.contents() {
-            if let Some(m) = self.manifests.read(&table_name, digest) {
-                for (k, _) in m.rows {
-                    if seen.insert(k.clone()) {
-                        keys.push(k);
-                    }
-                }
-            }
-        }
         if schema.key.is_empty() {
             warn!(table = %table_name, file = rel, "file removed; without a key its rows cannot be deleted");
         }
-        // A key another file of the table still has stays.
-        let others = self.other_digests(&table_name, rel);
-        let held = Elsewhere {
-            manifests: &self.manifests,
-            table: &table_name,
-            digests: &others,
-        }
-        .keys();
-        let changes: Vec<(Op, Row)> = keys
-            .iter()
-            .filter(|k| !held.contains(k.as_str()))
-            .filter_map(|k| key_row(&schema, k))
-            .map(|row| (Op::Delete, row))
-            .collect();
-        info!(table = %table_name, file = rel, deletes = changes.len(), "file removed");
-        // The removal enters the position with the last batch; deletes
-        // re-emitted after a crash are harmless.
-        let chunks: Vec<Vec<Change>> = changes
-            .chunks(self.src.batch_rows)
-            .map(|c| {
-                c.iter()
-                    .map(|(_, row)| Change {
+        // Every key the file's contents listed goes, unless another file
+        // of the table holds it: worked out on disk (a removed file may
+        // hold tens of millions of keys) and sent a batch at a time.
+        let diff = Diff {
+            base: prev.contents().map(str::to_owned).collect(),
+            merged: true,
+            others: self.other_digests(&table_name, rel),
+        };
+        let batch_rows = self.src.batch_rows;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Change>>(2);
+        let finder = {
+            let (schema, manifests) = (schema.clone(), self.manifests.clone());
+            tokio::task::spawn_blocking(move || -> std::result::Result<(), FilesError> {
+                let keep_going = || !tx.is_closed();
+                let mut differ = match Differ::removal(&diff, &schema, &manifests, &keep_going)? {
+                    Prepared::Ready(differ) => differ,
+                    Prepared::Stopped | Prepared::Changed => return Ok(()),
+                };
+                let mut chunk = Vec::new();
+                for delete in differ.deletes(&schema, &manifests)? {
+                    let (_, row) = delete?;
+                    chunk.push(Change {
                         op: Op::Delete,
                         table: schema.clone(),
-                        before: Some(row.clone()),
+                        before: Some(row),
                         after: None,
-                    })
-                    .collect()
+                    });
+                    if chunk.len() >= batch_rows
+                        && tx.blocking_send(std::mem::take(&mut chunk)).is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.blocking_send(chunk);
+                }
+                Ok(())
             })
-            .collect();
-        let last = chunks.len().saturating_sub(1);
-        let mut chunks = chunks.into_iter();
-        for i in 0..=last {
-            if i == last
-                && let Some(files) = self.state.tables.get_mut(&table_name)
-            {
-                files.remove(rel);
-            }
-            let batch = chunks.next().unwrap_or_default();
-            self.emit(batch, Vec::new(), BatchKind::Stream, Some(Utc::now()), ctx)
+        };
+        // The removal enters the position with the last batch (one is held
+        // back until the next comes); deletes re-emitted after a crash are
+        // harmless.
+        let mut held: Option<Vec<Change>> = None;
+        let mut deletes = 0usize;
+        loop {
+            let chunk = tokio::select! {
+                chunk = rx.recv() => chunk,
+                () = ctx.cancel.cancelled() => return Err(Error::cancelled()),
+            };
+            let Some(chunk) = chunk else { break };
+            deletes += chunk.len();
+            if let Some(earlier) = held.replace(chunk) {
+                self.emit(
+                    earlier,
+                    Vec::new(),
+                    BatchKind::Stream,
+                    Some(Utc::now()),
+                    ctx,
+                )
                 .await?;
+            }
         }
+        finder
+            .await
+            .map_err(|_| Error::internal("finding a removed file's deletes stopped"))??;
+        info!(table = %table_name, file = rel, deletes, "file removed");
+        if let Some(files) = self.state.tables.get_mut(&table_name) {
+            files.remove(rel);
+        }
+        self.emit(
+            held.unwrap_or_default(),
+            Vec::new(),
+            BatchKind::Stream,
+            Some(Utc::now()),
+            ctx,
+        )
+        .await?;
         Ok(())
     }
 
