@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::pg::{
-    TestDb, docs_database, exec_in, kill_trials, position_lsn, spawn_writer, write_docs,
+    TestDb, docs_database, exec_in, kill_trials, position_lsn, spawn_bounded_writer, spawn_writer,
+    write_docs,
 };
 use support::*;
 
@@ -877,6 +878,10 @@ fn special_values_reach_each_target_or_its_dead_letters() {
     assert!(!stdout.contains("\"reason\""), "{stdout}");
 }
 
+/// How far (bytes of WAL) the kill trials' writer lets the pipeline fall
+/// behind before it waits: a few hundred of its transactions.
+const TRIALS_LAG: u64 = 8 << 20;
+
 /// `kill -9` trials of a Postgres → Postgres + DuckDB pipeline under a
 /// concurrent writer of every kind of change (key changes and swaps with
 /// unchanged TOASTed values, deletes, inserts, truncates): each trial
@@ -884,12 +889,12 @@ fn special_values_reach_each_target_or_its_dead_letters() {
 /// catch-up or stream) and kills it. Source transactions of more than 64
 /// changes (the writer's truncates with their 200 inserts) go to the
 /// targets in parts (`transaction_rows = 64`), so kills land between parts
-/// too; the writer's other transactions (about 25 changes) stay whole, so
-/// the source still groups them. (At 8, every transaction went out in
-/// parts and the Postgres target, applying each part on its own, fell
-/// further behind the writer with every restart.) Afterwards one run
-/// catches up and both targets equal the source row by row.
-/// `SYNCLINE_KILL_TRIALS` sets how many trials (10 by default;
+/// too; the writer's other transactions (about 25 changes) stay whole.
+/// The writer holds back while the pipeline is more than [`TRIALS_LAG`]
+/// behind: a writer running flat out gains on a pipeline that restarts
+/// every few seconds, and every trial took longer than the one before.
+/// Afterwards one run catches up and both targets equal the source row by
+/// row. `SYNCLINE_KILL_TRIALS` sets how many trials (10 by default;
 /// `SYNCLINE_KILL_TRIALS=100` for the long run).
 #[test]
 fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal() {
@@ -911,7 +916,7 @@ fn kill_9_trials_with_key_changes_toast_and_truncates_leave_both_targets_equal()
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(src.name.clone(), write_docs, ROWS, stop.clone());
+    let writer = spawn_bounded_writer(src.name.clone(), write_docs, ROWS, TRIALS_LAG, stop.clone());
     let mut kills = Vec::new();
     for trial in 0..trials {
         let status = kill_after_progress(&pipeline_file, &mut rng);

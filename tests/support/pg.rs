@@ -67,6 +67,39 @@ pub fn spawn_writer(
     })
 }
 
+/// As [`spawn_writer`], but the writer waits before each round while the
+/// replication slots of `db` are more than `max_lag` bytes of WAL behind
+/// the server (a source that keeps up, as a healthy deployment has): a
+/// writer that outruns the pipeline would otherwise grow the backlog with
+/// every restart of a `kill -9` trial, and the trials with it. Writes go on
+/// until the pipeline has a slot, and whenever it is within the bound.
+pub fn spawn_bounded_writer(
+    db: String,
+    write: fn(&str, u64, u64),
+    max_id: u64,
+    max_lag: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let lag_sql = "SELECT coalesce(max(pg_current_wal_lsn() - confirmed_flush_lsn), 0)::bigint
+             FROM pg_replication_slots WHERE database = current_database()";
+        let mut round = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let lag: u64 = psql(&db, lag_sql)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if lag > max_lag {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+            round += 1;
+            write(&db, round, max_id);
+        }
+        round
+    })
+}
+
 /// The LSN every target holds for source `pg`, from a status line.
 pub fn position_lsn(status: &serde_json::Value) -> u64 {
     status["positions"]["pg"]["lsn"].as_u64().unwrap_or(0)
