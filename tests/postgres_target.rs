@@ -253,7 +253,8 @@ fn crash_resume(name: &str, with_duckdb: bool) {
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(src.name.clone(), write_once, ROWS, stop.clone());
+    // Held back while the pipeline is far behind, as in the kill trials.
+    let writer = spawn_bounded_writer(src.name.clone(), write_once, ROWS, TRIALS_LAG, stop.clone());
 
     let mut kills = Vec::new();
     for round in 0..8 {
