@@ -286,9 +286,8 @@ impl ManifestStore {
 
 /// A finished manifest's file extension.
 const DONE: &str = "manifest";
-/// Key hashes [`ManifestWriter::duplicate_keys`] sorts in memory at a
-/// time (16 bytes each); more spill to disk.
-const DUPLICATES_SEGMENT: usize = 1 << 20;
+/// DuckDB's memory for [`ManifestWriter::duplicate_keys`].
+const DUPLICATES_MEMORY: &str = "64MB";
 /// The entries of reads of a content that were cut short.
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
@@ -335,23 +334,14 @@ impl ManifestWriter {
     }
 
     /// The keys written more than once so far, in key order, each with how
-    /// many times. Keys are told apart by their 128-bit hash, as a diff
-    /// matches them: an external sort of the hashes (at most
-    /// [`DUPLICATES_SEGMENT`] in memory, the rest spilled to a folder beside
-    /// the manifests) finds those that repeat, and a second pass over the
-    /// manifest counts those keys.
+    /// many times: counted by DuckDB over the manifest file, in at most
+    /// [`DUPLICATES_MEMORY`] of memory whatever the file's size (it spills
+    /// to a folder beside the manifests).
     pub fn duplicate_keys(&mut self) -> Result<Vec<(String, u64)>, FilesError> {
         self.flush()?;
-        let fail = |detail: String| FilesError::State {
+        let fail = |e: duckdb::Error| FilesError::State {
             path: self.current.clone(),
-            detail: format!("counting the keys of the manifest: {detail}"),
-        };
-        let rows = || -> Result<_, FilesError> {
-            let file = std::fs::File::open(&self.current).map_err(|e| self.fail(&e))?;
-            Ok(line_entries(file).filter_map(|entry| match entry {
-                Entry::Row { key, .. } => Some(key),
-                Entry::Rejected(_) | Entry::Refused(_) => None,
-            }))
+            detail: format!("counting the keys of the manifest: {e}"),
         };
         let spill_root = self
             .current
@@ -362,30 +352,33 @@ impl ManifestWriter {
             .prefix("keys")
             .tempdir_in(&spill_root)
             .map_err(|e| self.fail(&e))?;
-        let sorted = extsort::ExternalSorter::new()
-            .with_segment_size(DUPLICATES_SEGMENT)
-            .with_sort_dir(spill.path().to_path_buf())
-            .sort(rows()?.map(|key| KeyId(crate::diff::key_id(&key))))
-            .map_err(|e| fail(e.to_string()))?;
-        let mut repeated = std::collections::HashSet::new();
-        let mut last = None;
-        for id in sorted {
-            let KeyId(id) = id.map_err(|e| fail(e.to_string()))?;
-            if last == Some(id) {
-                repeated.insert(id);
-            }
-            last = Some(id);
-        }
-        if repeated.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for key in rows()? {
-            if repeated.contains(&crate::diff::key_id(&key)) {
-                *counts.entry(key).or_default() += 1;
-            }
-        }
-        Ok(counts.into_iter().collect())
+        let conn = duckdb::Connection::open_in_memory().map_err(fail)?;
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{DUPLICATES_MEMORY}'; SET threads = 1; SET temp_directory = '{}'; SET preserve_insertion_order = false;",
+            spill.path().display().to_string().replace('\'', "''")
+        ))
+        .map_err(fail)?;
+        // One column per line: the delimiter is a control character, which
+        // JSON text (the key) never holds raw. Keys whose hash repeats (an
+        // external sort, which spills; an aggregate of every key does not
+        // fit) are counted exactly.
+        let keys = "(SELECT substr(line, 18) AS key FROM read_csv(?, columns = {'line': 'VARCHAR'},
+             header = false, delim = '\x01', quote = '', escape = '', auto_detect = false,
+             buffer_size = 1048576) WHERE regexp_full_match(line, '[0-9a-f]{16} .*'))";
+        let sql = format!(
+            "SELECT key, count(*)::UBIGINT FROM {keys} k
+             WHERE hash(key) IN (SELECT h FROM (SELECT h, lag(h) OVER (ORDER BY h) AS p
+                                                FROM (SELECT hash(key) AS h FROM {keys})) WHERE h = p)
+             GROUP BY key HAVING count(*) > 1 ORDER BY key"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(fail)?;
+        let path = self.current.display().to_string();
+        let rows = stmt
+            .query_map([&path, &path], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(fail)
     }
 
     /// Hands what was written to the system, so that a process killed
@@ -402,23 +395,6 @@ impl ManifestWriter {
         // What the cut-short reads wrote is in the whole one now.
         let _ = std::fs::remove_file(&self.partial);
         Ok(())
-    }
-}
-
-/// A key's 128-bit hash, as the external sort of
-/// [`ManifestWriter::duplicate_keys`] writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct KeyId(u128);
-
-impl extsort::Sortable for KeyId {
-    fn encode<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(&self.0.to_le_bytes())
-    }
-
-    fn decode<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
-        let mut bytes = [0u8; 16];
-        r.read_exact(&mut bytes)?;
-        Ok(KeyId(u128::from_le_bytes(bytes)))
     }
 }
 
