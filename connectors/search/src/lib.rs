@@ -47,6 +47,7 @@ pub use config::{
 pub use error::SearchError;
 use index::{DEAD, Fields, Folder, HeldPosition, Payload};
 use plan::{Fill, Overlay, StoredDeadLetter, TableState, WriteOp};
+use syncline_engine::apply::Withheld;
 
 /// Memory the index writer may use per thread before it writes a segment.
 const WRITER_MEMORY_PER_THREAD: usize = 48 << 20;
@@ -72,6 +73,13 @@ struct Open {
     /// Changes applied since the last commit, and since when.
     pending_rows: u64,
     since: Option<Instant>,
+    /// Rows whose last change here is a dead letter: with what was
+    /// applied since the last commit, and as of that commit.
+    withheld: Withheld,
+    committed_withheld: Withheld,
+    /// The writer could not be rolled back after a failed write: it takes
+    /// nothing more (a new run reopens the index at its last commit).
+    lost: bool,
 }
 
 impl std::fmt::Debug for Open {
@@ -95,8 +103,6 @@ pub struct SearchSink {
     /// The parts of a source transaction whose last part has not come, per
     /// source (see [`Batch::continues`]).
     unfinished: BTreeMap<String, Vec<Arc<Batch>>>,
-    /// Rows whose last change here is a dead letter.
-    withheld: syncline_engine::apply::Withheld,
 }
 
 /// Runs blocking index work without stalling the async runtime's other
@@ -126,7 +132,6 @@ impl SearchSink {
             tables: HashMap::new(),
             open: None,
             unfinished: BTreeMap::new(),
-            withheld: syncline_engine::apply::Withheld::default(),
         }
     }
 
@@ -294,6 +299,9 @@ impl SearchSink {
             fills: HashMap::new(),
             pending_rows: 0,
             since: None,
+            withheld: Withheld::default(),
+            committed_withheld: Withheld::default(),
+            lost: false,
         };
         // The tables claimed (and their fields) are committed at once, for
         // the next pipeline to find.
@@ -354,6 +362,7 @@ impl SearchSink {
             fields: old_fields,
             committed,
             fills: open_fills,
+            withheld,
             ..
         } = open;
         writer
@@ -425,6 +434,9 @@ impl SearchSink {
             fills: open_fills,
             pending_rows: 0,
             since: None,
+            committed_withheld: withheld.clone(),
+            withheld,
+            lost: false,
         })
     }
 
@@ -489,12 +501,14 @@ impl SearchSink {
         let tables = &self.tables;
         let folder = &self.folder;
         // Replayed dead letters are screened on their own.
-        let none = syncline_engine::apply::Withheld::default();
-        let withheld = if replay { &none } else { &self.withheld };
+        let none = Withheld::default();
         let open = self
             .open
             .as_mut()
             .ok_or_else(|| SearchError::State("the sink was used before it was opened".into()))?;
+        if open.lost {
+            return Err(lost_writer());
+        }
         let planned = loop {
             let Open {
                 writer,
@@ -502,8 +516,10 @@ impl SearchSink {
                 fields,
                 overlay,
                 fills,
+                withheld,
                 ..
             } = &mut *open;
+            let withheld = if replay { &none } else { &*withheld };
             let mut searcher = || searcher_of(reader, writer.index(), folder);
             match plan::build(
                 &mut searcher,
@@ -565,7 +581,7 @@ impl SearchSink {
             );
         }
         if !replay {
-            self.withheld = planned.withheld;
+            open.withheld = planned.withheld;
         }
         Ok(())
     }
@@ -592,6 +608,9 @@ fn payload_text(payload: &Payload) -> std::result::Result<String, SearchError> {
 
 /// Commits what was applied, with the pending checkpoint as its payload.
 fn commit(open: &mut Open, folder: &Folder) -> std::result::Result<(), SearchError> {
+    if open.lost {
+        return Err(lost_writer());
+    }
     if open.pending_rows == 0 && open.pending == open.committed {
         return Ok(());
     }
@@ -610,6 +629,7 @@ fn commit(open: &mut Open, folder: &Folder) -> std::result::Result<(), SearchErr
         return Err(folder.index_error("committing")(e));
     }
     open.committed = open.pending.clone();
+    open.committed_withheld = open.withheld.clone();
     open.overlay = Overlay::default();
     open.pending_rows = 0;
     open.since = None;
@@ -617,12 +637,24 @@ fn commit(open: &mut Open, folder: &Folder) -> std::result::Result<(), SearchErr
     Ok(())
 }
 
+/// The error of a writer that could not be rolled back.
+fn lost_writer() -> SearchError {
+    SearchError::State(
+        "the index writer could not go back to the last commit after a failed write; run the pipeline again (it resumes from that commit)".into(),
+    )
+}
+
 /// Drops everything since the last commit: the writer goes back to it and
 /// what the tables hold is known again only from a new run.
 fn discard_uncommitted(open: &mut Open) {
+    if open.lost {
+        return;
+    }
     if let Err(e) = open.writer.rollback() {
         tracing::warn!(error = %e, "rolling the index writer back failed");
+        open.lost = true;
     }
+    open.withheld = open.committed_withheld.clone();
     open.pending = open.committed.clone();
     open.overlay = Overlay::default();
     for fill in open.fills.values_mut() {
@@ -757,7 +789,11 @@ impl Sink for SearchSink {
             })
             .collect();
         self.open = Some(open);
-        self.withheld = syncline_engine::apply::Withheld::of(&self.dead_letters().await?);
+        let withheld = Withheld::of(&self.dead_letters().await?);
+        if let Some(open) = self.open.as_mut() {
+            open.committed_withheld = withheld.clone();
+            open.withheld = withheld;
+        }
         Ok(held)
     }
 

@@ -20,6 +20,58 @@ struct Folder {
     dir: tempfile::TempDir,
     /// The mode of the sink last made (rows are read back accordingly).
     mode: Mutex<WriteMode>,
+    /// Whether this folder's scenario holds [`ALONE`].
+    alone: bool,
+}
+
+/// Where scenarios share a process (`cargo test`, not nextest), the one
+/// (a test thread) whose folders are open, and how many: the file-size
+/// limit of [`Target::obstruct`] is the process's, so scenarios run one
+/// at a time there. A scenario may open several folders.
+static ALONE: (
+    Mutex<Option<(std::thread::ThreadId, usize)>>,
+    std::sync::Condvar,
+) = (Mutex::new(None), std::sync::Condvar::new());
+
+/// Waits until no other scenario's folders are open, and counts one more
+/// of this one's.
+fn enter_alone() {
+    let me = std::thread::current().id();
+    let (lock, freed) = &ALONE;
+    let mut owner = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match &mut *owner {
+            None => {
+                *owner = Some((me, 1));
+                return;
+            }
+            Some((thread, n)) if *thread == me => {
+                *n += 1;
+                return;
+            }
+            Some(_) => owner = freed.wait(owner).unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        // A scenario that failed between `obstruct` and `clear`.
+        if let Some(soft) = LIMIT.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            prlimit(&[&format!("--fsize={soft}:")]);
+        }
+        if self.alone {
+            let (lock, freed) = &ALONE;
+            let mut owner = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, n)) = &mut *owner {
+                *n -= 1;
+                if *n == 0 {
+                    *owner = None;
+                    freed.notify_all();
+                }
+            }
+        }
+    }
 }
 
 fn config(mode: WriteMode) -> SearchTargetConfig {
@@ -74,8 +126,9 @@ impl Target for Folder {
     async fn obstruct(&self, _table: &str) {
         // No room for the files a commit writes: a file-size limit of 0
         // bytes for this process (every kit scenario runs in a process of
-        // its own under nextest); with SIGXFSZ handled, such writes fail
-        // with EFBIG instead of ending the process. Reading still works.
+        // its own under nextest, or alone: see [`ALONE`]); with
+        // SIGXFSZ handled, such writes fail with EFBIG instead of ending
+        // the process. Reading still works.
         let xfsz = tokio::signal::unix::SignalKind::from_raw(25);
         std::mem::forget(tokio::signal::unix::signal(xfsz).unwrap());
         let soft = prlimit(&["--fsize", "--raw", "--noheadings", "--output", "SOFT"]);
@@ -114,7 +167,12 @@ struct Search;
 #[async_trait]
 impl Harness for Search {
     async fn target(&self, scenario: &str) -> Box<dyn Target> {
+        let alone = std::env::var_os("NEXTEST_RUN_ID").is_none();
+        if alone {
+            enter_alone();
+        }
         Box::new(Folder {
+            alone,
             dir: tempfile::Builder::new()
                 .prefix(&format!("kit_search_{scenario}_"))
                 .tempdir()
