@@ -553,13 +553,11 @@ async fn sink_worker(
         // A sink that is behind applies the batches queued for it from the
         // same source together: one target transaction.
         let source = first.0;
-        let mut versions = BTreeMap::new();
-        same_versions(&mut versions, &first.1);
         let mut group = vec![first];
         let mut rows: usize = group[0].1.len();
         while rows < max_rows {
             match rx.try_recv() {
-                Ok(item) if item.0 == source && same_versions(&mut versions, &item.1) => {
+                Ok(item) if item.0 == source => {
                     rows += item.1.len();
                     group.push(item);
                 }
@@ -630,29 +628,6 @@ async fn sink_worker(
     }
     // A transaction still open is rolled back: its source reads it again.
     sink.close().await
-}
-
-/// Whether `batch` carries each of its tables in the schema version
-/// `versions` has for it (then its versions join `versions`). A group of
-/// batches holds one version of each table: a sink registers a table's
-/// new version (a column added or gone) before it applies a group, so a
-/// batch of the older version in the same group would lose the values of
-/// a column the newer one no longer has.
-fn same_versions(versions: &mut BTreeMap<TableId, u32>, batch: &Batch) -> bool {
-    let tables = || {
-        batch
-            .changes
-            .iter()
-            .map(|c| &c.table)
-            .chain(batch.block.as_ref().map(|b| &b.table))
-    };
-    if tables().any(|t| versions.get(&t.id).is_some_and(|&v| v != t.version)) {
-        return false;
-    }
-    for t in tables() {
-        versions.insert(t.id.clone(), t.version);
-    }
-    true
 }
 
 /// What a source's router needs.
@@ -857,52 +832,6 @@ async fn coordinate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A group of batches holds one schema version of each table.
-    #[test]
-    fn a_group_holds_one_version_of_each_table() {
-        let table = |name: &str, version: u32| {
-            Arc::new(TableSchema {
-                id: TableId {
-                    origin: "s".into(),
-                    name: name.into(),
-                },
-                columns: Vec::new(),
-                key: Vec::new(),
-                version,
-            })
-        };
-        let batch = |tables: &[&Arc<TableSchema>]| {
-            let changes = tables
-                .iter()
-                .map(|t| crate::model::Change {
-                    op: crate::model::Op::Insert,
-                    table: Arc::clone(t),
-                    before: None,
-                    after: Some(Vec::new()),
-                })
-                .collect();
-            Batch::stream(
-                Position {
-                    seq: 1,
-                    state: serde_json::Value::Null,
-                },
-                changes,
-            )
-        };
-        let (a1, a2, b1) = (table("a", 1), table("a", 2), table("b", 1));
-        let mut versions = BTreeMap::new();
-        assert!(same_versions(&mut versions, &batch(&[&a1])));
-        assert!(same_versions(&mut versions, &batch(&[&b1, &a1])));
-        assert!(!same_versions(&mut versions, &batch(&[&b1, &a2])));
-        assert_eq!(
-            versions.get(&a1.id),
-            Some(&1),
-            "a refused batch adds nothing"
-        );
-        let mut next = BTreeMap::new();
-        assert!(same_versions(&mut next, &batch(&[&a2])));
-    }
 
     #[test]
     fn filters_by_source_and_table() {
