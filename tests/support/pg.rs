@@ -57,17 +57,10 @@ pub fn spawn_writer(
     max_id: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut round = 0;
-        while !stop.load(Ordering::SeqCst) {
-            round += 1;
-            write(&db, round, max_id);
-        }
-        round
-    })
+    spawn_bounded_writer(db, write, max_id, u64::MAX, stop)
 }
 
-/// As [`spawn_writer`], but the writer waits before each round while the
+/// As [`spawn_writer`] (whose `max_lag` is `u64::MAX`), but the writer waits before each round while the
 /// replication slots of `db` are more than `max_lag` bytes of WAL behind
 /// the server (a source that keeps up, as a healthy deployment has): a
 /// writer that outruns the pipeline would otherwise grow the backlog with
@@ -85,10 +78,14 @@ pub fn spawn_bounded_writer(
              FROM pg_replication_slots WHERE database = current_database()";
         let mut round = 0;
         while !stop.load(Ordering::SeqCst) {
-            let lag: u64 = psql(&db, lag_sql)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            let lag: u64 = if max_lag == u64::MAX {
+                0
+            } else {
+                psql(&db, lag_sql)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
             if lag > max_lag {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 continue;

@@ -640,13 +640,8 @@ impl FolderSync {
                 };
                 let mut chunk = Vec::new();
                 for delete in differ.deletes(&schema, &manifests)? {
-                    let (_, row) = delete?;
-                    chunk.push(Change {
-                        op: Op::Delete,
-                        table: schema.clone(),
-                        before: Some(row),
-                        after: None,
-                    });
+                    let (op, row) = delete?;
+                    chunk.push(change_of(&schema, op, row));
                     if chunk.len() >= batch_rows
                         && tx.blocking_send(std::mem::take(&mut chunk)).is_err()
                     {

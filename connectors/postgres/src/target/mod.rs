@@ -11,9 +11,10 @@
 //!   with its checkpoint or wholly absent: exactly-once effect.
 //! * **Redelivery.** A batch whose `seq` is at or below the stored checkpoint
 //!   is skipped. The stored checkpoint is read again inside the batch's
-//!   transaction (once per transaction), under an advisory lock per (schema, pipeline, source), so a
-//!   retried batch whose first commit did reach the server is not applied
-//!   twice, and two processes running the same pipeline cannot interleave.
+//!   transaction (once per transaction), under an advisory lock per
+//!   (schema, pipeline, source), so a retried batch whose first commit did
+//!   reach the server is not applied twice, and two processes running the
+//!   same pipeline cannot interleave.
 //! * **Modes.** `upsert` deletes the staged keys and inserts the last change
 //!   per key (`DISTINCT ON (key)`, latest change first) unless it is a
 //!   delete; the table gets a `PRIMARY KEY` on the key columns. `append`
