@@ -4,6 +4,11 @@
 //! window through Tauri channels; errors cross as `{code, message}`
 //! ([`Failure`]). The command contract is `src-tauri/CONTRACT.md`.
 //!
+//! Every path a command takes, and every local path of a pipeline it is
+//! given, must lie in the [`PathScope`]: the studio's workspace folder and
+//! the folders of what the user picked in a native dialog, which only the
+//! commands here show (the window has no dialog or filesystem permission).
+//!
 //! Closing the window hides it: running pipelines go on, and the tray icon
 //! shows the window again or quits (stopping every pipeline with a final
 //! checkpoint).
@@ -15,9 +20,9 @@ use std::path::PathBuf;
 
 use serde_json::Value as Json;
 use syncline_app::desktop::{
-    self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, Previews,
-    Problem, QueryResult, RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo,
-    TargetDeadLetters,
+    self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PathScope, PreviewResult,
+    Previews, Problem, QueryResult, RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult,
+    TableInfo, TargetDeadLetters,
 };
 
 use syncline_app::lifecycle::{PipelineHost, RunningPipeline};
@@ -26,9 +31,13 @@ use tauri::ipc::Channel;
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, State, WindowEvent};
-use tokio::sync::watch;
+use tauri_plugin_dialog::{DialogExt, FileDialogBuilder, FilePath};
+use tokio::sync::{oneshot, watch};
 
 type Reply<T> = Result<T, Failure>;
+
+/// The folders the commands may use ([`PathScope`]).
+type Scope<'a> = State<'a, PathScope>;
 
 /// Rows a query returns when the window asks for no limit.
 const DEFAULT_QUERY_LIMIT: usize = 100_000;
@@ -41,17 +50,29 @@ fn connector_kinds() -> Vec<KindInfo> {
 }
 
 #[tauri::command]
-async fn create_sample(dir: PathBuf) -> Reply<SampleInfo> {
-    desktop::create_sample(dir).await
+async fn create_sample(scope: Scope<'_>, dir: PathBuf) -> Reply<SampleInfo> {
+    desktop::create_sample(scope.check(&dir)?).await
 }
 
 #[tauri::command]
-async fn test_connection(path: PathBuf, text: String, source: String) -> Reply<Vec<CheckItem>> {
+async fn test_connection(
+    scope: Scope<'_>,
+    path: PathBuf,
+    text: String,
+    source: String,
+) -> Reply<Vec<CheckItem>> {
+    scope.check_pipeline(&path, &text)?;
     desktop::test_connection(&path, &text, &source).await
 }
 
 #[tauri::command]
-async fn discover(path: PathBuf, text: String, source: String) -> Reply<Vec<DiscoveredTable>> {
+async fn discover(
+    scope: Scope<'_>,
+    path: PathBuf,
+    text: String,
+    source: String,
+) -> Reply<Vec<DiscoveredTable>> {
+    scope.check_pipeline(&path, &text)?;
     desktop::discover(&path, &text, &source).await
 }
 
@@ -61,17 +82,20 @@ fn render_pipeline(draft: Json) -> Reply<Rendered> {
 }
 
 #[tauri::command]
-async fn validate_pipeline(path: PathBuf, text: String) -> Reply<Vec<Problem>> {
+async fn validate_pipeline(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<Vec<Problem>> {
+    scope.check_pipeline(&path, &text)?;
     desktop::validate_pipeline(&path, text).await
 }
 
 #[tauri::command]
-async fn open_pipeline(path: PathBuf) -> Reply<OpenedPipeline> {
+async fn open_pipeline(scope: Scope<'_>, path: PathBuf) -> Reply<OpenedPipeline> {
+    scope.check(&path)?;
     desktop::open_pipeline(path).await
 }
 
 #[tauri::command]
-async fn save_pipeline(path: PathBuf, text: String) -> Reply<()> {
+async fn save_pipeline(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<()> {
+    scope.check_pipeline(&path, &text)?;
     desktop::save_pipeline(path, text).await
 }
 
@@ -86,6 +110,7 @@ async fn store_secret(name: String, value: String) -> Reply<String> {
 #[tauri::command]
 async fn preview_transform(
     previews: State<'_, Previews>,
+    scope: Scope<'_>,
     path: PathBuf,
     text: String,
     transform: String,
@@ -93,6 +118,7 @@ async fn preview_transform(
     limit: Option<usize>,
     seed: Option<u64>,
 ) -> Reply<PreviewResult> {
+    scope.check_pipeline(&path, &text)?;
     let limit = limit.unwrap_or(10_000);
     let seed = seed.unwrap_or(0);
     previews
@@ -118,9 +144,11 @@ fn forward(mut rx: watch::Receiver<PipelineStatus>, channel: Channel<desktop::Pi
 #[tauri::command]
 async fn start_pipeline(
     runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
     path: PathBuf,
     on_status: Channel<desktop::PipelineStatus>,
 ) -> Reply<()> {
+    scope.check_pipeline_file(&path)?;
     forward(runner.start(&path).await?, on_status);
     Ok(())
 }
@@ -128,31 +156,53 @@ async fn start_pipeline(
 #[tauri::command]
 async fn watch_pipeline(
     runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
     path: PathBuf,
     on_status: Channel<desktop::PipelineStatus>,
 ) -> Reply<()> {
+    scope.check(&path)?;
     forward(runner.watch(&path)?, on_status);
     Ok(())
 }
 
 #[tauri::command]
-async fn stop_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
+async fn stop_pipeline(
+    runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
+    path: PathBuf,
+) -> Reply<()> {
+    scope.check(&path)?;
     runner.stop(&path).await
 }
 
 #[tauri::command]
-async fn pause_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
+async fn pause_pipeline(
+    runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
+    path: PathBuf,
+) -> Reply<()> {
+    scope.check(&path)?;
     runner.pause(&path).await
 }
 
 #[tauri::command]
-async fn resume_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
+async fn resume_pipeline(
+    runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
+    path: PathBuf,
+) -> Reply<()> {
+    scope.check_pipeline_file(&path)?;
     // Subscribers of the paused run keep their channel.
     runner.resume(&path).await.map(|_| ())
 }
 
 #[tauri::command]
-async fn drop_pipeline(runner: State<'_, PipelineHost>, path: PathBuf) -> Reply<()> {
+async fn drop_pipeline(
+    runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
+    path: PathBuf,
+) -> Reply<()> {
+    scope.check_pipeline_file(&path)?;
     let removed = runner.drop_pipeline(&path).await?;
     tracing::info!(path = %path.display(), ?removed, "pipeline dropped");
     Ok(())
@@ -166,56 +216,170 @@ fn running_pipelines(runner: State<'_, PipelineHost>) -> Vec<RunningPipeline> {
 // ---- data and dead letters
 
 #[tauri::command]
-async fn list_tables(database: PathBuf) -> Reply<Vec<TableInfo>> {
-    desktop::list_tables(database).await
+async fn list_tables(scope: Scope<'_>, database: PathBuf) -> Reply<Vec<TableInfo>> {
+    desktop::list_tables(scope.check(&database)?).await
 }
 
 #[tauri::command]
-async fn run_query(database: PathBuf, sql: String, limit: Option<usize>) -> Reply<QueryResult> {
+async fn run_query(
+    scope: Scope<'_>,
+    database: PathBuf,
+    sql: String,
+    limit: Option<usize>,
+) -> Reply<QueryResult> {
+    let database = scope.check(&database)?;
     desktop::run_query(database, sql, limit.unwrap_or(DEFAULT_QUERY_LIMIT)).await
 }
 
 #[tauri::command]
 async fn search_index(
+    scope: Scope<'_>,
     path: PathBuf,
     text: String,
     target: String,
     query: String,
     limit: Option<usize>,
 ) -> Reply<SearchResult> {
+    scope.check_pipeline(&path, &text)?;
     desktop::search_index(&path, text, target, query, limit.unwrap_or(100)).await
 }
 
 #[tauri::command]
 async fn redis_keys(
+    scope: Scope<'_>,
     path: PathBuf,
     text: String,
     target: String,
     table: Option<String>,
     limit: Option<usize>,
 ) -> Reply<RedisKeys> {
+    scope.check_pipeline(&path, &text)?;
     desktop::redis_keys(&path, text, target, table, limit.unwrap_or(1000)).await
 }
 
 #[tauri::command]
-async fn dlq_list(path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
+async fn dlq_list(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
+    scope.check_pipeline(&path, &text)?;
     desktop::dlq_list(&path, text).await
 }
 
 #[tauri::command]
 async fn dlq_replay(
+    scope: Scope<'_>,
     path: PathBuf,
     text: String,
     target: Option<String>,
 ) -> Reply<Vec<ReplayReport>> {
+    scope.check_pipeline(&path, &text)?;
     desktop::dlq_replay(&path, text, target.as_deref()).await
 }
 
 #[tauri::command]
-async fn dlq_discard(path: PathBuf, text: String, target: String, ids: Vec<u64>) -> Reply<()> {
+async fn dlq_discard(
+    scope: Scope<'_>,
+    path: PathBuf,
+    text: String,
+    target: String,
+    ids: Vec<u64>,
+) -> Reply<()> {
+    scope.check_pipeline(&path, &text)?;
     desktop::dlq_discard(&path, text, &target, &ids)
         .await
         .map(|_| ())
+}
+
+// ---- native dialogs: what the user picks here, the commands may use
+
+/// Shows a native file dialog and waits for the user's answer (`None`:
+/// cancelled). The folder of what was picked joins the scope.
+async fn pick(
+    scope: &PathScope,
+    dialog: FileDialogBuilder<tauri::Wry>,
+    show: fn(FileDialogBuilder<tauri::Wry>, oneshot::Sender<Option<FilePath>>),
+    folder: bool,
+) -> Reply<Option<String>> {
+    let (tx, rx) = oneshot::channel();
+    show(dialog, tx);
+    let Some(picked) = rx.await.ok().flatten() else {
+        return Ok(None);
+    };
+    let path = picked
+        .into_path()
+        .map_err(|e| Failure::io(format!("the dialog gave no local path: {e}")))?;
+    if folder {
+        scope.grant(&path)?;
+    } else {
+        scope.grant_file_folder(&path)?;
+    }
+    Ok(Some(path.display().to_string()))
+}
+
+fn show_open(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
+    dialog.pick_file(move |p| {
+        let _ = tx.send(p);
+    });
+}
+
+fn show_save(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
+    dialog.save_file(move |p| {
+        let _ = tx.send(p);
+    });
+}
+
+fn show_folder(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
+    dialog.pick_folder(move |p| {
+        let _ = tx.send(p);
+    });
+}
+
+#[tauri::command]
+async fn pick_pipeline_file(app: AppHandle, scope: Scope<'_>) -> Reply<Option<String>> {
+    let dialog = app
+        .dialog()
+        .file()
+        .set_title("Open a pipeline file")
+        .add_filter("Pipeline", &["toml"]);
+    pick(&scope, dialog, show_open, false).await
+}
+
+#[tauri::command]
+async fn pick_save_path(
+    app: AppHandle,
+    scope: Scope<'_>,
+    default_path: Option<PathBuf>,
+) -> Reply<Option<String>> {
+    let mut dialog = app
+        .dialog()
+        .file()
+        .set_title("Save the pipeline file")
+        .add_filter("Pipeline", &["toml"]);
+    if let Some(default) = default_path {
+        if let Some(dir) = default.parent().filter(|d| d.is_dir()) {
+            dialog = dialog.set_directory(dir);
+        }
+        if let Some(name) = default.file_name() {
+            dialog = dialog.set_file_name(name.to_string_lossy());
+        }
+    }
+    pick(&scope, dialog, show_save, false).await
+}
+
+#[tauri::command]
+async fn pick_folder(app: AppHandle, scope: Scope<'_>) -> Reply<Option<String>> {
+    let dialog = app.dialog().file().set_title("Choose a folder");
+    pick(&scope, dialog, show_folder, true).await
+}
+
+#[tauri::command]
+async fn pick_database(app: AppHandle, scope: Scope<'_>) -> Reply<Option<String>> {
+    let dialog = app.dialog().file().add_filter("DuckDB", &["duckdb", "db"]);
+    pick(&scope, dialog, show_open, false).await
+}
+
+/// The studio's workspace folder, where new pipelines go.
+#[tauri::command]
+fn workspace_dir(scope: Scope<'_>) -> String {
+    scope.workspace().display().to_string()
 }
 
 // ---- the app
@@ -282,6 +446,10 @@ fn main() {
         .manage(PipelineHost::new())
         .manage(Previews::new())
         .setup(|app| {
+            let path = app.path();
+            let workspace =
+                PathScope::default_workspace(path.document_dir().ok(), path.home_dir().ok());
+            app.manage(PathScope::new(workspace));
             if let Err(e) = tray(app) {
                 // No tray on this desktop: closing the window then quits.
                 tracing::warn!(error = %e, "no tray icon");
@@ -321,6 +489,11 @@ fn main() {
             dlq_list,
             dlq_replay,
             dlq_discard,
+            pick_pipeline_file,
+            pick_save_path,
+            pick_folder,
+            pick_database,
+            workspace_dir,
         ])
         .build(tauri::generate_context!());
     match app {

@@ -9,8 +9,9 @@
 // Env: APP_BINARY (the app), SYNCLINE_BIN (the CLI), SCREENSHOT_DIR,
 // E2E_WORKDIR (empty folder); WEBDRIVER_URL (default http://127.0.0.1:4444).
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import { Builder, By, Key, until } from "selenium-webdriver";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { screenshotPng, xwdAvailable } from "./xshot.mjs";
@@ -148,6 +149,31 @@ async function type(id, text) {
   await bounded(`type into ${id}`, el.sendKeys(text));
   const now = await el.getAttribute("value");
   if (now !== text) throw new Error(`typed "${text}" into ${id}, it holds "${now}"`);
+}
+
+/** Answers the native file dialog titled `title` (GTK's, shown by the
+ *  shell, out of WebDriver's reach) with `path`, through the X display. */
+function answerFileDialog(title, path) {
+  const xdo = (args) => execFileSync("xdotool", args, { encoding: "utf8", timeout: 30_000 }).trim();
+  const id = xdo(["search", "--sync", "--onlyvisible", "--name", title]).split("\n")[0];
+  xdo(["windowfocus", "--sync", id]);
+  xdo(["key", "--clearmodifiers", "ctrl+l"]);
+  xdo(["type", "--delay", "20", path]);
+  // The location entry may take the first Return for its completion: press
+  // it until the dialog is gone.
+  const open = () => {
+    try {
+      return xdo(["search", "--onlyvisible", "--name", title]) !== "";
+    } catch {
+      return false; // xdotool exits 1 when no window matches
+    }
+  };
+  const deadline = Date.now() + 30_000;
+  while (open()) {
+    if (Date.now() > deadline) throw new Error(`the dialog "${title}" did not take ${path}`);
+    xdo(["key", "--window", id, "Return"]);
+    execFileSync("sleep", ["0.25"]);
+  }
 }
 
 async function text(id, timeout) {
@@ -457,8 +483,35 @@ async function walk(sessionStarted) {
   await eventually("the pipeline stopped", async () => (await text("pipeline-state")) === "stopped", 120_000);
   await shot("pipeline-stopped");
 
-  setStep("open and export");
+  setStep("a file outside the studio's folders is refused");
   await click("nav-files");
+  // The app's workspace is E2E_WORKDIR (SYNCLINE_WORKSPACE): a pipeline
+  // elsewhere, typed rather than chosen in the native dialog, is refused,
+  // also when spelled as a path inside the workspace that leads out of it.
+  const outside = mkdtempSync(join(tmpdir(), "syncline-e2e-outside-"));
+  process.on("exit", () => rmSync(outside, { recursive: true, force: true }));
+  writeFileSync(join(outside, "p.toml"), 'name = "outside"\n');
+  for (const path of [join(outside, "p.toml"), `${STUDIO_DIR}/../../${basename(outside)}/p.toml`]) {
+    await type("open-path", path);
+    await click("open-button");
+    await eventually(`opening ${path} is refused`, async () => {
+      const error = await text("files-error");
+      return error.includes(path) && error.includes("outside the folders Syncline Studio may use");
+    });
+  }
+  await shot("outside-refused");
+
+  setStep("a file chosen with Browse… is allowed, and its folder");
+  await click("open-browse");
+  answerFileDialog("Open a pipeline file", join(outside, "p.toml"));
+  await eventually("the chosen file opened", async () => (await text("open-text")).includes('name = "outside"'));
+  await shot("outside-chosen");
+  writeFileSync(join(outside, "q.toml"), 'name = "beside"\n');
+  await type("open-path", join(outside, "q.toml"));
+  await click("open-button");
+  await eventually("a file beside the chosen one opened", async () => (await text("open-text")).includes('name = "beside"'));
+
+  setStep("open and export");
   await type("open-path", PIPELINE);
   await click("open-button");
   const opened = await text("open-text", 30_000);

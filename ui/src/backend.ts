@@ -2,8 +2,6 @@
 // src-tauri/CONTRACT.md has a typed function here; nothing else in the UI
 // imports @tauri-apps/*.
 import { Channel, invoke } from "@tauri-apps/api/core";
-import { documentDir, homeDir, join } from "@tauri-apps/api/path";
-import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
   CheckItem,
   DiscoveredTable,
@@ -105,28 +103,22 @@ export const dlqReplay = (p: PipelineRef, target: string) =>
 export const dlqDiscard = (p: PipelineRef, target: string, ids: number[]) =>
   invoke<void>("dlq_discard", { path: p.path, text: p.text, target, ids });
 
-const tomlFilter = [{ name: "Pipeline", extensions: ["toml"] }];
-const duckdbFilter = [{ name: "DuckDB", extensions: ["duckdb", "db"] }];
+// The native dialogs are shown by the shell: what the user picks there
+// (its folder) is what the commands may use besides the workspace.
 
 /** Native "open file" dialog for a pipeline TOML; null when cancelled. */
-export const pickPipelineFile = () =>
-  open({ multiple: false, directory: false, filters: tomlFilter }) as Promise<string | null>;
+export const pickPipelineFile = () => invoke<string | null>("pick_pipeline_file");
 
 /** Native "save file" dialog for a pipeline TOML; null when cancelled. */
 export const pickSavePath = (defaultPath?: string) =>
-  save({ defaultPath, filters: tomlFilter });
+  invoke<string | null>("pick_save_path", { defaultPath: defaultPath ?? null });
 
 /** Native folder picker; null when cancelled. */
-export const pickFolder = () =>
-  open({ multiple: false, directory: true }) as Promise<string | null>;
+export const pickFolder = () => invoke<string | null>("pick_folder");
 
 /** Native "open file" dialog for a DuckDB database; null when cancelled. */
-export const pickDatabase = () =>
-  open({ multiple: false, directory: false, filters: duckdbFilter }) as Promise<string | null>;
+export const pickDatabase = () => invoke<string | null>("pick_database");
 
-/** Where new pipelines go unless the user picks another folder. */
-export async function defaultWorkspaceDir(): Promise<string> {
-  // Machines without XDG user folders have no documents folder: use home.
-  const base = await documentDir().catch(() => homeDir());
-  return join(base, "Syncline");
-}
+/** Where new pipelines go unless the user picks another folder (the
+ *  studio's workspace: `Syncline` in the documents or home folder). */
+export const defaultWorkspaceDir = () => invoke<string>("workspace_dir");

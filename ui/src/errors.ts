@@ -3,7 +3,7 @@
 import type { BackendError } from "./types";
 import type { FailureCode } from "./bindings";
 
-const CODES: readonly FailureCode[] = ["config", "connection", "io", "sql", "not_found", "busy", "internal"];
+const CODES: readonly FailureCode[] = ["config", "connection", "io", "sql", "not_found", "busy", "outside_scope", "internal"];
 
 export function asBackendError(e: unknown): BackendError {
   if (e && typeof e === "object" && "message" in e) {

@@ -9,8 +9,8 @@ use ts_rs::TS;
 use super::problems;
 
 /// A failed desktop call: a code from the command contract (`config`,
-/// `connection`, `io`, `sql`, `not_found`, `busy`, `internal`) and a plain
-/// message.
+/// `connection`, `io`, `sql`, `not_found`, `busy`, `outside_scope`,
+/// `internal`) and a plain message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct Failure {
     /// Contract code.
@@ -35,6 +35,9 @@ pub enum FailureCode {
     NotFound,
     /// It is already running or in use.
     Busy,
+    /// A path outside the folders the studio may use (its workspace and
+    /// what the user chose in a dialog).
+    OutsideScope,
     /// Something that should not happen.
     Internal,
 }
@@ -49,6 +52,7 @@ impl FailureCode {
             FailureCode::Sql => "sql",
             FailureCode::NotFound => "not_found",
             FailureCode::Busy => "busy",
+            FailureCode::OutsideScope => "outside_scope",
             FailureCode::Internal => "internal",
         }
     }

@@ -9,13 +9,14 @@
 //! One module per part of the studio: [`wizard`] (kinds, the sample, checks,
 //! discovery, drafts, open and save), [`preview`] (transform previews),
 //! [`data`] (browsing DuckDB files), [`dead_letters`] and [`status`] (the
-//! pipeline status as the window receives it); [`failure`] is the error
-//! every call returns.
+//! pipeline status as the window receives it); [`scope`] (the files the
+//! commands may touch); [`failure`] is the error every call returns.
 
 mod data;
 mod dead_letters;
 mod failure;
 mod preview;
+mod scope;
 mod status;
 mod wizard;
 
@@ -23,6 +24,7 @@ pub use data::*;
 pub use dead_letters::*;
 pub use failure::*;
 pub use preview::*;
+pub use scope::*;
 pub use status::*;
 pub use wizard::*;
 

@@ -3,8 +3,8 @@ import type { FailureCode } from "./FailureCode";
 
 /**
  * A failed desktop call: a code from the command contract (`config`,
- * `connection`, `io`, `sql`, `not_found`, `busy`, `internal`) and a plain
- * message.
+ * `connection`, `io`, `sql`, `not_found`, `busy`, `outside_scope`,
+ * `internal`) and a plain message.
  */
 export type Failure = { 
 /**

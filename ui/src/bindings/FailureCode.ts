@@ -3,4 +3,4 @@
 /**
  * What kind of failure a [`Failure`] is (its `code` on the wire).
  */
-export type FailureCode = "config" | "connection" | "io" | "sql" | "not_found" | "busy" | "internal";
+export type FailureCode = "config" | "connection" | "io" | "sql" | "not_found" | "busy" | "outside_scope" | "internal";
