@@ -384,43 +384,115 @@ impl Differ {
 
     /// The deletes of keys the content no longer has, once it is all read,
     /// less those another file of the table holds; read from disk as they
-    /// go out.
+    /// go out. `None`: `keep_going` said stop while the other files'
+    /// manifests were read.
     pub(crate) fn deletes<'s>(
         &'s mut self,
         schema: &'s TableSchema,
         manifests: &'s ManifestStore,
-    ) -> Result<Deletes<'s>, FilesError> {
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<Option<Deletes<'s>>, FilesError> {
+        self.deletes_with(schema, manifests, keep_going, HOLD_CHUNK)
+    }
+
+    /// [`Differ::deletes`], checking `chunk` gone keys at a time.
+    fn deletes_with<'s>(
+        &'s mut self,
+        schema: &'s TableSchema,
+        manifests: &'s ManifestStore,
+        keep_going: &dyn Fn() -> bool,
+        chunk: usize,
+    ) -> Result<Option<Deletes<'s>>, FilesError> {
         let Mode::Keyed { gone, others, .. } = &mut self.mode else {
-            return Ok(Box::new(std::iter::empty()));
+            return Ok(Some(Box::new(std::iter::empty())));
         };
         let fail = |e: std::io::Error| FilesError::State {
             path: manifests.dir().to_path_buf(),
             detail: format!("reading the keys a file no longer has: {e}"),
         };
-        let held = if others.is_empty() {
-            HashSet::new()
-        } else {
-            let mut ids = HashSet::new();
-            for line in std::io::BufReader::new(&*gone).lines() {
-                ids.insert(key_id(&line.map_err(fail)?));
-            }
-            gone.rewind().map_err(fail)?;
-            Elsewhere {
+        if !others.is_empty() {
+            let elsewhere = Elsewhere {
                 manifests,
                 table: &schema.id.name,
                 digests: others,
+            };
+            match keys_not_held(gone, &elsewhere, keep_going, chunk, manifests).map_err(fail)? {
+                Some(going) => *gone = going,
+                None => {
+                    // Asked again, it starts over.
+                    gone.rewind().map_err(fail)?;
+                    return Ok(None);
+                }
             }
-            .holding(&ids)
-        };
+        }
         let lines = std::io::BufReader::new(&*gone).lines();
-        Ok(Box::new(lines.filter_map(move |line| match line {
-            Err(e) => Some(Err(fail(e))),
-            Ok(key) if held.contains(&key_id(&key)) => None,
+        Ok(Some(Box::new(lines.map(move |line| match line {
+            Err(e) => Err(fail(e)),
             // A key that cannot be read back is an error, never a delete
             // dropped.
-            Ok(key) => Some(delete_of(manifests, &key, key_row(schema, &key))),
-        })))
+            Ok(key) => delete_of(manifests, &key, key_row(schema, &key)),
+        }))))
     }
+}
+
+/// Gone keys whose ids one pass over the other files' manifests holds in
+/// memory (about 40 bytes each in the set).
+const HOLD_CHUNK: usize = 1 << 20;
+
+/// The keys of the file `gone` (one per line, from its start) that none of
+/// `elsewhere` holds, in a new temporary file at its start: `chunk` keys
+/// at a time, so memory holds at most `chunk` ids whatever the number of
+/// keys; each chunk reads the other files' manifests once. `None`:
+/// `keep_going` said stop.
+fn keys_not_held(
+    gone: &mut std::fs::File,
+    elsewhere: &Elsewhere<'_>,
+    keep_going: &dyn Fn() -> bool,
+    chunk: usize,
+    manifests: &ManifestStore,
+) -> std::io::Result<Option<std::fs::File>> {
+    use std::io::{BufReader, SeekFrom};
+    let mut going = tempfile::tempfile_in(manifests.spill_dir().map_err(std::io::Error::other)?)?;
+    let mut out = std::io::BufWriter::new(&mut going);
+    let mut start = 0u64;
+    let mut line = String::new();
+    loop {
+        gone.seek(SeekFrom::Start(start))?;
+        let mut reader = BufReader::new(&*gone);
+        let (mut ids, mut keys, mut bytes) = (HashSet::new(), 0usize, 0u64);
+        while keys < chunk {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            keys += 1;
+            ids.insert(key_id(line.trim_end_matches('\n')));
+        }
+        if keys == 0 {
+            break;
+        }
+        let Some(held) = elsewhere.holding(&ids, keep_going) else {
+            return Ok(None);
+        };
+        drop(ids);
+        gone.seek(SeekFrom::Start(start))?;
+        let mut reader = BufReader::new(&*gone);
+        for _ in 0..keys {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let key = line.trim_end_matches('\n');
+            if !held.contains(&key_id(key)) {
+                writeln!(out, "{key}")?;
+            }
+        }
+        start += bytes;
+    }
+    out.flush()?;
+    drop(out);
+    going.rewind()?;
+    Ok(Some(going))
 }
 
 /// A key read back from the manifests as a delete, or the error that it
@@ -615,8 +687,9 @@ mod tests {
         };
         let ops = (0..rows).map(|_| differ.row()).collect();
         let gone = differ
-            .deletes(&schema, store)
+            .deletes_with(&schema, store, &|| true, segment)
             .unwrap()
+            .expect("not stopped")
             .map(|d| {
                 let (op, row) = d.unwrap();
                 assert_eq!(op, Op::Delete);
@@ -739,9 +812,18 @@ mod tests {
         else {
             panic!("a removal is always ready");
         };
+        // Stopped while it reads the other file's manifest: no deletes,
+        // and asked again it starts over.
+        assert!(
+            differ
+                .deletes_with(&schema(), &store, &|| false, 7)
+                .unwrap()
+                .is_none()
+        );
         let gone: BTreeSet<String> = differ
-            .deletes(&schema(), &store)
+            .deletes_with(&schema(), &store, &|| true, 7)
             .unwrap()
+            .expect("not stopped")
             .map(|d| key_string(&schema(), &d.unwrap().1))
             .collect();
         let want: BTreeSet<String> = (1..=1000)

@@ -245,15 +245,23 @@ pub(crate) struct Elsewhere<'a> {
 impl Elsewhere<'_> {
     /// Which of the keys `ids` (see [`key_id`]) those contents hold (not
     /// counting a key one held more than once, which it did not keep):
-    /// their manifests are read as streams, memory holds `ids`.
-    pub(crate) fn holding(&self, ids: &HashSet<u128>) -> HashSet<u128> {
+    /// their manifests are read as streams, memory holds `ids`. `None`:
+    /// `keep_going` said stop.
+    pub(crate) fn holding(
+        &self,
+        ids: &HashSet<u128>,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Option<HashSet<u128>> {
         let mut held = HashSet::new();
         if ids.is_empty() {
-            return held;
+            return Some(held);
         }
         for d in self.digests {
             let (mut rows, mut refused) = (HashSet::new(), HashSet::new());
             for entry in self.manifests.entries(self.table, d) {
+                if !keep_going() {
+                    return None;
+                }
                 match entry {
                     Entry::Row { key, .. } => {
                         let id = key_id(&key);
@@ -269,7 +277,7 @@ impl Elsewhere<'_> {
             }
             held.extend(rows.difference(&refused));
         }
-        held
+        Some(held)
     }
 }
 

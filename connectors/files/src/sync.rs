@@ -502,7 +502,10 @@ impl FolderSync {
                     };
                     // The keys the content no longer has: only once it was
                     // all read as it was digested.
-                    for delete in differ.deletes(&schema, &manifests)? {
+                    let Some(deletes) = differ.deletes(&schema, &manifests, &keep_going)? else {
+                        return Ok(());
+                    };
+                    for delete in deletes {
                         let delete = delete?;
                         counted += 1;
                         if counted <= skip {
@@ -523,7 +526,13 @@ impl FolderSync {
                         table: &schema.id.name,
                         digests: &others,
                     }
-                    .holding(&duplicates.iter().map(|(k, _)| key_id(k)).collect());
+                    .holding(
+                        &duplicates.iter().map(|(k, _)| key_id(k)).collect(),
+                        &keep_going,
+                    );
+                    let Some(held) = held else {
+                        return Ok(());
+                    };
                     for (key, times) in duplicates {
                         let elsewhere = held.contains(&key_id(&key));
                         let dead_letter = duplicate_key(&schema, &rel, &key, times, elsewhere);
@@ -639,7 +648,10 @@ impl FolderSync {
                     Prepared::Stopped | Prepared::Changed => return Ok(()),
                 };
                 let mut chunk = Vec::new();
-                for delete in differ.deletes(&schema, &manifests)? {
+                let Some(deletes) = differ.deletes(&schema, &manifests, &keep_going)? else {
+                    return Ok(());
+                };
+                for delete in deletes {
                     let (op, row) = delete?;
                     chunk.push(change_of(&schema, op, row));
                     if chunk.len() >= batch_rows
