@@ -88,6 +88,19 @@ async fn runner_starts_browses_while_writing_pauses_resumes_and_stops() {
         .await
         .expect_err("bad SQL");
     assert_eq!(bad.code, FailureCode::Sql);
+    // The data view reads the database it was given and nothing else: no
+    // file of the machine through DuckDB's readers, no extension.
+    for sql in [
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+    ] {
+        let e = desktop::run_query(database.clone(), sql.into(), 10)
+            .await
+            .expect_err(sql);
+        assert_eq!(e.code, FailureCode::Sql, "{sql}: {e}");
+        assert!(e.message.contains("disabled"), "{sql}: {e}");
+    }
 
     // The status channel follows the run.
     let status = wait_for("the run to stream", async || {

@@ -95,7 +95,7 @@ async fn open_pipeline(scope: Scope<'_>, path: PathBuf) -> Reply<OpenedPipeline>
 
 #[tauri::command]
 async fn save_pipeline(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<()> {
-    scope.check_pipeline(&path, &text)?;
+    scope.check_pipeline_target(&path, &text)?;
     desktop::save_pipeline(path, text).await
 }
 
@@ -353,6 +353,9 @@ async fn pick_save_path(
         .file()
         .set_title("Save the pipeline file")
         .add_filter("Pipeline", &["toml"]);
+    // Where the window suggests, only inside the scope: a page cannot
+    // steer the dialog to a folder the user never chose.
+    let default_path = default_path.filter(|d| scope.check(d).is_ok());
     if let Some(default) = default_path {
         if let Some(dir) = default.parent().filter(|d| d.is_dir()) {
             dialog = dialog.set_directory(dir);

@@ -9,9 +9,14 @@
 //! delete a file the user never pointed it at.
 //!
 //! Paths are compared after symbolic links are resolved (as far as the path
-//! exists), so a link inside the workspace that points elsewhere does not
-//! widen it; a part of a path that does not exist yet may not hold `..`.
-//! Grants last as long as the app runs.
+//! exists), so a path given through a link inside the workspace that points
+//! elsewhere is refused, and so is a link that points nowhere; a part of a
+//! path that does not exist yet may not hold `..`. (Files a pipeline reads
+//! inside a folder that passed, such as a source folder's files, are not
+//! checked one by one.) A picked file grants its folder, unless that is the
+//! root or the home folder (or above it): then only the file itself; such
+//! folders cannot be granted by picking them either. Grants last as long as
+//! the app runs.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +28,23 @@ use super::failure::{Failure, FailureCode};
 #[derive(Debug)]
 pub struct PathScope {
     workspace: PathBuf,
+    /// Folders granted, with everything under them.
     granted: Mutex<Vec<PathBuf>>,
+    /// Single files granted (picked where their folder is too wide).
+    files: Mutex<Vec<PathBuf>>,
+}
+
+/// The home folder, resolved.
+fn home() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    let home = PathBuf::from(home);
+    Some(home.canonicalize().unwrap_or(home))
+}
+
+/// Whether granting `folder` would hand over too much: the root, the home
+/// folder or a folder above it.
+fn too_wide(folder: &Path) -> bool {
+    folder.parent().is_none() || home().is_some_and(|h| h.starts_with(folder))
 }
 
 /// How the scope shows a path in messages: `~` for the home folder.
@@ -48,6 +69,7 @@ impl PathScope {
         PathScope {
             workspace,
             granted: Mutex::new(Vec::new()),
+            files: Mutex::new(Vec::new()),
         }
     }
 
@@ -73,6 +95,12 @@ impl PathScope {
     /// chose it (or a file in it) in a native dialog.
     pub fn grant(&self, folder: &Path) -> Result<(), Failure> {
         let folder = resolve(folder)?;
+        if too_wide(&folder) {
+            return Err(refused(
+                &folder,
+                "the root or home folder gives the studio every file: choose the folder that holds the pipeline's files",
+            ));
+        }
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
         if !granted.iter().any(|g| folder.starts_with(g)) {
             granted.retain(|g| !g.starts_with(&folder));
@@ -85,10 +113,45 @@ impl PathScope {
     /// Lets the commands use the folder of `file`, which the user chose in
     /// a native dialog (a pipeline's paths are relative to its folder).
     pub fn grant_file_folder(&self, file: &Path) -> Result<(), Failure> {
-        match file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(folder) => self.grant(folder),
-            None => Err(refused(file, "it names no folder")),
+        let file = resolve(file)?;
+        match file.parent() {
+            Some(folder) if !too_wide(folder) => self.grant(folder),
+            _ => {
+                tracing::info!(file = %file.display(), "file allowed");
+                self.files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(file);
+                Ok(())
+            }
         }
+    }
+
+    /// Checks a pipeline file the studio is asked to write: in scope, and
+    /// a `.toml` file outside hidden folders (so a grant never lets the
+    /// window write a shell's start-up file or an autostart entry).
+    pub fn check_pipeline_target(&self, path: &Path, text: &str) -> Result<PathBuf, Failure> {
+        let resolved = self.check_pipeline(path, text)?;
+        let toml = resolved.extension().is_some_and(|e| e == "toml");
+        // Hidden below the folder that lets it in (the folder itself may
+        // be anywhere the user chose).
+        let below = self
+            .root_of(&resolved)
+            .and_then(|root| resolved.strip_prefix(root).ok().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let hidden = below
+            .components()
+            .any(|c| matches!(c, Component::Normal(n) if n.to_string_lossy().starts_with('.')));
+        if !toml || hidden {
+            return Err(Failure::new(
+                FailureCode::OutsideScope,
+                format!(
+                    "{}: the studio writes pipelines only as .toml files outside hidden folders",
+                    shown(path)
+                ),
+            ));
+        }
+        Ok(resolved)
     }
 
     /// `path`, with its links resolved, when the commands may use it;
@@ -107,7 +170,9 @@ impl PathScope {
     /// path: the command itself reports it, and nothing runs.
     pub fn check_pipeline(&self, path: &Path, text: &str) -> Result<PathBuf, Failure> {
         let resolved = self.check(path)?;
-        let base = resolved.parent().unwrap_or(Path::new("/"));
+        // As the engine resolves them: against the folder the file is in
+        // as given (a link to the file does not move its folder).
+        let base = path.parent().unwrap_or(Path::new("/"));
         for (field, local) in local_paths(path, text) {
             let full = base.join(&local);
             let inside = resolve(&full).map(|r| self.allows(&r)).unwrap_or(false);
@@ -129,8 +194,27 @@ impl PathScope {
         }
     }
 
+    /// The folder (or file) of the scope that lets `resolved` in, the
+    /// deepest where several do.
+    fn root_of(&self, resolved: &Path) -> Option<PathBuf> {
+        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(&self.workspace)
+            .chain(granted.iter())
+            .chain(files.iter())
+            .filter(|root| resolved.starts_with(root))
+            .max_by_key(|root| root.components().count())
+            .cloned()
+    }
+
     fn allows(&self, resolved: &Path) -> bool {
         resolved.starts_with(&self.workspace)
+            || self
+                .files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|f| resolved == f)
             || self
                 .granted
                 .lock()
@@ -179,7 +263,15 @@ pub(crate) fn resolve(path: &Path) -> Result<PathBuf, Failure> {
                 }
                 return Ok(full);
             }
-            Err(_) => {
+            Err(e) => {
+                // Something is there (a link to nowhere, or what cannot be
+                // looked into): where it leads is unknown, so it is refused.
+                if existing.symlink_metadata().is_ok() {
+                    return Err(refused(
+                        path,
+                        &format!("cannot resolve {}: {e}", existing.display()),
+                    ));
+                }
                 let last = existing.components().next_back();
                 match last {
                     Some(Component::Normal(name)) => {
@@ -283,6 +375,39 @@ mod tests {
         assert!(scope.check(&ws.join("link")).is_err());
         // A relative path is refused: there is no folder to resolve it in.
         assert!(scope.check(Path::new("p.toml")).is_err());
+        // A link to nowhere: a write through it would land outside.
+        std::os::unix::fs::symlink(dir.path().join("secret/new.duckdb"), ws.join("dangling"))
+            .unwrap();
+        let e = scope.check(&ws.join("dangling")).unwrap_err();
+        assert!(e.message.contains("cannot resolve"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_root_and_home_folders_are_never_granted_whole() {
+        let (dir, scope) = scope();
+        assert!(scope.grant(Path::new("/")).is_err());
+        // A file picked right in the root folder grants that file alone.
+        scope
+            .grant_file_folder(Path::new("/pipeline.toml"))
+            .unwrap();
+        assert!(scope.check(Path::new("/pipeline.toml")).is_ok());
+        assert!(scope.check(Path::new("/etc/passwd")).is_err());
+        if let Some(home) = home() {
+            assert!(scope.grant(&home).is_err());
+            scope.grant_file_folder(&home.join("p.toml")).unwrap();
+            assert!(scope.check(&home.join("p.toml")).is_ok());
+            assert!(scope.check(&home.join(".bashrc")).is_err());
+        }
+        // A pipeline is written only as a .toml file outside hidden folders.
+        let ws = scope.workspace().to_path_buf();
+        assert!(scope.check_pipeline_target(&ws.join("p.toml"), "").is_ok());
+        assert!(scope.check_pipeline_target(&ws.join("p.sh"), "").is_err());
+        assert!(
+            scope
+                .check_pipeline_target(&ws.join(".config/p.toml"), "")
+                .is_err()
+        );
+        drop(dir);
     }
 
     #[test]

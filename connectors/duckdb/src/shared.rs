@@ -67,6 +67,14 @@ pub fn connect(path: &Path) -> duckdb::Result<SharedConnection> {
         }
         None => {
             let root = Connection::open(&key)?;
+            // A target and the studio's data view need nothing outside the
+            // database file (and its WAL and spill files): no reader of
+            // other files, no extension. It cannot be turned back on.
+            root.execute_batch(
+                "SET enable_external_access = false;
+                 SET autoinstall_known_extensions = false;
+                 SET autoload_known_extensions = false;",
+            )?;
             let conn = root.try_clone()?;
             open.insert(key.clone(), Instance { root, users: 1 });
             conn

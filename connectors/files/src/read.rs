@@ -270,7 +270,10 @@ impl Elsewhere<'_> {
                         }
                     }
                     Entry::Refused(key) => {
-                        refused.insert(key_id(&key));
+                        let id = key_id(&key);
+                        if ids.contains(&id) {
+                            refused.insert(id);
+                        }
                     }
                     Entry::Rejected(_) => {}
                 }
