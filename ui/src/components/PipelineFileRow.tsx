@@ -2,6 +2,7 @@
 // acted on by the screen's own button (given as children).
 import type { ReactNode } from "react";
 import * as backend from "../backend";
+import { errorText } from "../errors";
 
 export function PipelineFileRow(props: {
   label: string;
@@ -11,6 +12,8 @@ export function PipelineFileRow(props: {
   onPicked?: (path: string) => void | Promise<void>;
   testId: string;
   browseTestId?: string;
+  /** Called with why the dialog's choice was refused (e.g. the home folder). */
+  onError?: (message: string) => void;
   children: ReactNode;
 }) {
   const picked = props.onPicked ?? props.onChange;
@@ -29,8 +32,12 @@ export function PipelineFileRow(props: {
         type="button"
         className="secondary"
         onClick={async () => {
-          const p = await backend.pickPipelineFile();
-          if (p) await picked(p);
+          try {
+            const p = await backend.pickPipelineFile();
+            if (p) await picked(p);
+          } catch (e) {
+            props.onError?.(errorText(e));
+          }
         }}
         data-testid={props.browseTestId}
       >

@@ -89,8 +89,12 @@ export function DataView({
           type="button"
           className="secondary"
           onClick={async () => {
-            const p = await backend.pickDatabase();
-            if (p) setDbInput(p);
+            try {
+              const p = await backend.pickDatabase();
+              if (p) setDbInput(p);
+            } catch (e) {
+              setError(errorText(e));
+            }
           }}
         >
           Browse…

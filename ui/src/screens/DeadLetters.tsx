@@ -55,7 +55,13 @@ export function DeadLetters({ path, onPath }: { path: string; onPath: (p: string
       <header className="screen-header">
         <h1>Dead letters</h1>
       </header>
-      <PipelineFileRow label="Pipeline file" value={pathInput} onChange={setPathInput} testId="dlq-path">
+      <PipelineFileRow
+        label="Pipeline file"
+        value={pathInput}
+        onChange={setPathInput}
+        onError={setError}
+        testId="dlq-path"
+      >
         <button type="button" onClick={() => (pathInput === path ? load() : onPath(pathInput))} data-testid="dlq-load">
           Load
         </button>

@@ -39,6 +39,7 @@ export function OpenExport({ onShowPipeline }: { onShowPipeline: (path: string) 
         onPicked={openPath}
         testId="open-path"
         browseTestId="open-browse"
+        onError={setError}
       >
         <button type="button" onClick={() => openPath(pathInput)} data-testid="open-button">
           Open
@@ -73,8 +74,12 @@ export function OpenExport({ onShowPipeline }: { onShowPipeline: (path: string) 
                 type="button"
                 className="secondary"
                 onClick={async () => {
-                  const p = await backend.pickSavePath(exportPath);
-                  if (p) setExportPath(p);
+                  try {
+                    const p = await backend.pickSavePath(exportPath);
+                    if (p) setExportPath(p);
+                  } catch (e) {
+                    setError(errorText(e));
+                  }
                 }}
                 data-testid="export-browse"
               >

@@ -83,7 +83,13 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
       <header className="screen-header">
         <h1>Pipelines</h1>
       </header>
-      <PipelineFileRow label="Pipeline file" value={pathInput} onChange={setPathInput} testId="pipeline-path">
+      <PipelineFileRow
+        label="Pipeline file"
+        value={pathInput}
+        onChange={setPathInput}
+        onError={setError}
+        testId="pipeline-path"
+      >
         <button type="button" className="secondary" onClick={() => onSelect(pathInput.trim() || null)} data-testid="pipeline-show">
           Show
         </button>

@@ -23,8 +23,12 @@ export function SaveStep({ path, draft, onRun }: { path: string; draft: Pipeline
     }
   };
   const browse = async () => {
-    const chosen = await backend.pickSavePath(target);
-    if (chosen) setTarget(chosen);
+    try {
+      const chosen = await backend.pickSavePath(target);
+      if (chosen) setTarget(chosen);
+    } catch (e) {
+      setError(errorText(e));
+    }
   };
   return (
     <div className="stack">

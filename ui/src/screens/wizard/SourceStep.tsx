@@ -1,5 +1,7 @@
 // Step 1: the pipeline's name, description, folder and source kind.
+import { useState } from "react";
 import * as backend from "../../backend";
+import { errorText } from "../../errors";
 import type { KindInfo } from "../../types";
 import { SAMPLE_KIND, type StepProps } from "./state";
 
@@ -12,9 +14,15 @@ export function SourceStep({ state, update, kinds, kindsError }: StepProps & { k
     },
     ...kinds,
   ];
+  const [folderError, setFolderError] = useState<string | null>(null);
   const pickFolder = async () => {
-    const dir = await backend.pickFolder();
-    if (dir) update({ folder: dir });
+    setFolderError(null);
+    try {
+      const dir = await backend.pickFolder();
+      if (dir) update({ folder: dir });
+    } catch (e) {
+      setFolderError(errorText(e));
+    }
   };
   return (
     <div className="stack">
@@ -53,6 +61,11 @@ export function SourceStep({ state, update, kinds, kindsError }: StepProps & { k
             Browse…
           </button>
         </div>
+        {folderError && (
+          <p className="error" role="alert" data-testid="wizard-folder-error">
+            {folderError}
+          </p>
+        )}
         <p className="help">
           Where the pipeline file is saved; paths inside it are relative to this folder. The sample shop's files are
           written here too.

@@ -249,6 +249,23 @@ describe("Wizard", () => {
     expect(screen.queryByTestId("preview-grid")).toBeNull();
   });
 
+  it("says why a folder chosen in the dialog was refused, and keeps the folder it had", async () => {
+    b.pickFolder.mockRejectedValueOnce({
+      code: "outside_scope",
+      message: "/home/u: the root or home folder gives the studio every file",
+    });
+    render(<Wizard onRun={() => undefined} />);
+    await waitFor(() => expect((screen.getByTestId("wizard-folder") as HTMLInputElement).value).toBe("/home/u/Documents/Syncline"));
+    fireEvent.click(screen.getByTestId("wizard-folder-browse"));
+    expect((await screen.findByTestId("wizard-folder-error")).textContent).toMatch(/home folder gives the studio every file/);
+    expect((screen.getByTestId("wizard-folder") as HTMLInputElement).value).toBe("/home/u/Documents/Syncline");
+
+    b.pickFolder.mockResolvedValueOnce("/home/u/projects/shop");
+    fireEvent.click(screen.getByTestId("wizard-folder-browse"));
+    await waitFor(() => expect((screen.getByTestId("wizard-folder") as HTMLInputElement).value).toBe("/home/u/projects/shop"));
+    expect(screen.queryByTestId("wizard-folder-error")).toBeNull();
+  });
+
   it("draws the settings form of a connector kind from its schema", async () => {
     render(<Wizard onRun={() => undefined} />);
     await screen.findByTestId("kind-postgres");
