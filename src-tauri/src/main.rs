@@ -290,46 +290,44 @@ async fn dlq_discard(
 
 // ---- native dialogs: what the user picks here, the commands may use
 
-/// Shows a native file dialog and waits for the user's answer (`None`:
-/// cancelled). The folder of what was picked joins the scope.
+/// Which native dialog [`pick`] shows.
+#[derive(Clone, Copy)]
+enum Dialog {
+    /// Open a file: its folder joins the scope.
+    Open,
+    /// Save a file: its folder joins the scope.
+    Save,
+    /// Choose a folder: it joins the scope.
+    Folder,
+}
+
+/// Shows a native dialog and waits for the user's answer (`None`:
+/// cancelled); what was picked joins the scope.
 async fn pick(
     scope: &PathScope,
     dialog: FileDialogBuilder<tauri::Wry>,
-    show: fn(FileDialogBuilder<tauri::Wry>, oneshot::Sender<Option<FilePath>>),
-    folder: bool,
+    kind: Dialog,
 ) -> Reply<Option<String>> {
     let (tx, rx) = oneshot::channel();
-    show(dialog, tx);
+    let answer = move |picked: Option<FilePath>| {
+        let _ = tx.send(picked);
+    };
+    match kind {
+        Dialog::Open => dialog.pick_file(answer),
+        Dialog::Save => dialog.save_file(answer),
+        Dialog::Folder => dialog.pick_folder(answer),
+    }
     let Some(picked) = rx.await.ok().flatten() else {
         return Ok(None);
     };
     let path = picked
         .into_path()
         .map_err(|e| Failure::io(format!("the dialog gave no local path: {e}")))?;
-    if folder {
-        scope.grant(&path)?;
-    } else {
-        scope.grant_file_folder(&path)?;
+    match kind {
+        Dialog::Folder => scope.grant(&path)?,
+        Dialog::Open | Dialog::Save => scope.grant_file_folder(&path)?,
     }
     Ok(Some(path.display().to_string()))
-}
-
-fn show_open(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
-    dialog.pick_file(move |p| {
-        let _ = tx.send(p);
-    });
-}
-
-fn show_save(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
-    dialog.save_file(move |p| {
-        let _ = tx.send(p);
-    });
-}
-
-fn show_folder(dialog: FileDialogBuilder<tauri::Wry>, tx: oneshot::Sender<Option<FilePath>>) {
-    dialog.pick_folder(move |p| {
-        let _ = tx.send(p);
-    });
 }
 
 #[tauri::command]
@@ -339,7 +337,7 @@ async fn pick_pipeline_file(app: AppHandle, scope: Scope<'_>) -> Reply<Option<St
         .file()
         .set_title("Open a pipeline file")
         .add_filter("Pipeline", &["toml"]);
-    pick(&scope, dialog, show_open, false).await
+    pick(&scope, dialog, Dialog::Open).await
 }
 
 #[tauri::command]
@@ -364,19 +362,19 @@ async fn pick_save_path(
             dialog = dialog.set_file_name(name.to_string_lossy());
         }
     }
-    pick(&scope, dialog, show_save, false).await
+    pick(&scope, dialog, Dialog::Save).await
 }
 
 #[tauri::command]
 async fn pick_folder(app: AppHandle, scope: Scope<'_>) -> Reply<Option<String>> {
     let dialog = app.dialog().file().set_title("Choose a folder");
-    pick(&scope, dialog, show_folder, true).await
+    pick(&scope, dialog, Dialog::Folder).await
 }
 
 #[tauri::command]
 async fn pick_database(app: AppHandle, scope: Scope<'_>) -> Reply<Option<String>> {
     let dialog = app.dialog().file().add_filter("DuckDB", &["duckdb", "db"]);
-    pick(&scope, dialog, show_open, false).await
+    pick(&scope, dialog, Dialog::Open).await
 }
 
 /// The studio's workspace folder, where new pipelines go.

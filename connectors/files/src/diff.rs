@@ -416,7 +416,7 @@ impl Differ {
                 table: &schema.id.name,
                 digests: others,
             };
-            match keys_not_held(gone, &elsewhere, keep_going, chunk, manifests).map_err(fail)? {
+            match keys_not_held(gone, &elsewhere, keep_going, chunk).map_err(fail)? {
                 Some(going) => *gone = going,
                 None => return Ok(None),
             }
@@ -445,10 +445,13 @@ fn keys_not_held(
     elsewhere: &Elsewhere<'_>,
     keep_going: &dyn Fn() -> bool,
     chunk: usize,
-    manifests: &ManifestStore,
 ) -> std::io::Result<Option<std::fs::File>> {
     use std::io::{BufReader, SeekFrom};
-    let mut going = tempfile::tempfile_in(manifests.spill_dir().map_err(std::io::Error::other)?)?;
+    let spill = elsewhere
+        .manifests
+        .spill_dir()
+        .map_err(std::io::Error::other)?;
+    let mut going = tempfile::tempfile_in(spill)?;
     let mut out = std::io::BufWriter::new(&mut going);
     let mut start = 0u64;
     let mut line = String::new();

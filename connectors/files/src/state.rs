@@ -192,30 +192,6 @@ impl ManifestStore {
         })
     }
 
-    /// Reads a manifest, if present: a finished one, else one written by
-    /// an earlier version (JSON), else what a read cut short wrote.
-    pub fn read(&self, table: &str, digest: &str) -> Option<Manifest> {
-        if let Ok(file) = std::fs::File::open(self.path(table, digest, DONE)) {
-            return read_lines(file);
-        }
-        if let Ok(bytes) = std::fs::read(self.path(table, digest, LEGACY)) {
-            return serde_json::from_slice(&bytes).ok();
-        }
-        let mut found: Option<Manifest> = None;
-        for kind in [PARTIAL, REWRITE] {
-            if let Some(m) = std::fs::File::open(self.path(table, digest, kind))
-                .ok()
-                .and_then(read_lines)
-            {
-                let all = found.get_or_insert_with(Manifest::default);
-                all.rows.extend(m.rows);
-                all.rejected.extend(m.rejected);
-                all.refused.extend(m.refused);
-            }
-        }
-        found
-    }
-
     /// The store's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -240,9 +216,10 @@ impl ManifestStore {
             .any(|kind| self.path(table, digest, kind).exists())
     }
 
-    /// The entries of a content's manifest, in order, read as a stream (the
-    /// same entries as [`ManifestStore::read`], never all in memory; an
-    /// earlier version's JSON manifest excepted).
+    /// The entries of a content's manifest, in order, read as a stream
+    /// (never all in memory, an earlier version's JSON manifest excepted):
+    /// a finished one, else one written by an earlier version, else what
+    /// the reads cut short wrote.
     pub fn entries(&self, table: &str, digest: &str) -> Box<dyn Iterator<Item = Entry> + Send> {
         if let Ok(file) = std::fs::File::open(self.path(table, digest, DONE)) {
             return Box::new(line_entries(file));
@@ -431,16 +408,4 @@ fn line_entries(file: std::fs::File) -> impl Iterator<Item = Entry> + Send {
                 })
             }
         })
-}
-
-fn read_lines(file: std::fs::File) -> Option<Manifest> {
-    let mut manifest = Manifest::default();
-    for entry in line_entries(file) {
-        match entry {
-            Entry::Row { key, hash } => manifest.rows.push((key, hash)),
-            Entry::Rejected(hash) => manifest.rejected.push(hash),
-            Entry::Refused(key) => manifest.refused.push(key),
-        }
-    }
-    Some(manifest)
 }
