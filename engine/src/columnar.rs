@@ -571,16 +571,37 @@ pub fn format_uuid(u: &[u8; 16]) -> String {
     out
 }
 
-/// The bytes of a UUID written as [`format_uuid`] writes it (hyphens
-/// optional, either case).
+/// The bytes of a UUID in a form every target reads: 32 hex digits (either
+/// case), bare or as 8-4-4-4-12 with hyphens, optionally in braces; `None`
+/// for anything else.
 pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
+    let bare = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let hex: Vec<u8> = match bare.len() {
+        32 => bare.bytes().collect(),
+        36 => {
+            let groups: Vec<&str> = bare.split('-').collect();
+            if groups.len() != 5
+                || groups
+                    .iter()
+                    .zip([8, 4, 4, 4, 12])
+                    .any(|(g, n)| g.len() != n)
+            {
+                return None;
+            }
+            groups.concat().into_bytes()
+        }
+        _ => return None,
+    };
     let mut out = [0u8; 16];
     for (i, pair) in hex.chunks(2).enumerate() {
-        let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+        let nibble = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
         out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)

@@ -119,10 +119,8 @@ impl DataType {
             }
             // Text for a UUID or a JSON column must read as one: every
             // target casts it, and a cast that fails would fail the batch.
-            (DataType::Uuid, Value::Text(t)) => is_uuid_text(t),
-            (DataType::Json, Value::Text(t)) => {
-                serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
-            }
+            (DataType::Uuid, Value::Text(t)) => crate::columnar::parse_uuid(t).is_some(),
+            (DataType::Json, Value::Text(t)) => crate::columnar::json_is_valid(t),
             // Other text-like columns take text-like values (as the sinks
             // stage them); the target's cast decides the rest.
             (
@@ -139,24 +137,6 @@ impl DataType {
             (DataType::List { item }, Value::List(items)) => items.iter().all(|v| item.accepts(v)),
             _ => false,
         }
-    }
-}
-
-/// Whether `text` is a UUID in a form every target reads: 32 hex digits,
-/// bare or as 8-4-4-4-12 with hyphens, optionally in braces.
-pub fn is_uuid_text(text: &str) -> bool {
-    let bare = text
-        .strip_prefix('{')
-        .and_then(|t| t.strip_suffix('}'))
-        .unwrap_or(text);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match bare.len() {
-        32 => hex(bare, 32),
-        36 => {
-            let groups: Vec<&str> = bare.split('-').collect();
-            groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| hex(g, n))
-        }
-        _ => false,
     }
 }
 
@@ -757,6 +737,10 @@ mod tests {
         assert!(json.accepts(&text("3")));
         assert!(!json.accepts(&text("{a: 1}")));
         assert!(!json.accepts(&text("")));
+        // What Postgres's jsonb refuses: a lone surrogate, a number out of
+        // range.
+        assert!(!json.accepts(&text(r#""\ud800""#)));
+        assert!(!json.accepts(&text("1e400")));
         assert!(DataType::Text.accepts(&text("not-a-uuid")));
     }
 

@@ -27,6 +27,7 @@ use duckdb::{Connection, params};
 use syncline_duck::query::{self, Parsed};
 use syncline_duck::quote;
 use syncline_duck::types::{arrow_field, arrow_schema, build_column, cast_from_stage, stage_type};
+use syncline_engine::columnar::parse_uuid;
 use syncline_engine::model::{Column, DataType, Row, TableSchema, Value};
 
 use crate::error::TransformError;
@@ -290,18 +291,6 @@ fn json_value(json: &serde_json::Value, t: &DataType) -> Result<Value, String> {
         (_, J::String(s)) => Value::Text(s.clone()),
         (_, other) => Value::Text(other.to_string()),
     })
-}
-
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Runs `select` (built by the caller from [`read_expr`]s) and reads every

@@ -1,6 +1,6 @@
 //! Which files the studio's commands may touch: the studio's workspace
 //! folder, and the folders of what the user chose in a native dialog the
-//! shell itself showed (the web content cannot show one, nor answer it).
+//! shell itself showed (the web content can ask for one, never answer it).
 //! Every path a command takes, and every local path a pipeline it is given
 //! names (a files source's folder, a DuckDB file, a search index's folder),
 //! must lie inside one of them; anything else is refused with the code
@@ -28,10 +28,9 @@ use super::failure::{Failure, FailureCode};
 #[derive(Debug)]
 pub struct PathScope {
     workspace: PathBuf,
-    /// Folders granted, with everything under them.
+    /// Granted since the app started: folders (with everything under
+    /// them) and single files (picked where their folder is too wide).
     granted: Mutex<Vec<PathBuf>>,
-    /// Single files granted (picked where their folder is too wide).
-    files: Mutex<Vec<PathBuf>>,
 }
 
 /// The home folder, resolved.
@@ -69,7 +68,6 @@ impl PathScope {
         PathScope {
             workspace,
             granted: Mutex::new(Vec::new()),
-            files: Mutex::new(Vec::new()),
         }
     }
 
@@ -101,13 +99,19 @@ impl PathScope {
                 "the root or home folder gives the studio every file: choose the folder that holds the pipeline's files",
             ));
         }
-        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        if !granted.iter().any(|g| folder.starts_with(g)) {
-            granted.retain(|g| !g.starts_with(&folder));
-            tracing::info!(folder = %folder.display(), "folder allowed");
-            granted.push(folder);
-        }
+        self.add(folder);
         Ok(())
+    }
+
+    /// Adds a resolved folder or file to the grants (once: what a grant
+    /// already covers is not added, and what the new one covers goes).
+    fn add(&self, root: PathBuf) {
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        if !granted.iter().any(|g| root.starts_with(g)) {
+            granted.retain(|g| !g.starts_with(&root));
+            tracing::info!(path = %root.display(), "allowed");
+            granted.push(root);
+        }
     }
 
     /// Lets the commands use the folder of `file`, which the user chose in
@@ -117,11 +121,7 @@ impl PathScope {
         match file.parent() {
             Some(folder) if !too_wide(folder) => self.grant(folder),
             _ => {
-                tracing::info!(file = %file.display(), "file allowed");
-                self.files
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(file);
+                self.add(file);
                 Ok(())
             }
         }
@@ -198,29 +198,15 @@ impl PathScope {
     /// deepest where several do.
     fn root_of(&self, resolved: &Path) -> Option<PathBuf> {
         let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         std::iter::once(&self.workspace)
             .chain(granted.iter())
-            .chain(files.iter())
             .filter(|root| resolved.starts_with(root))
             .max_by_key(|root| root.components().count())
             .cloned()
     }
 
     fn allows(&self, resolved: &Path) -> bool {
-        resolved.starts_with(&self.workspace)
-            || self
-                .files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|f| resolved == f)
-            || self
-                .granted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|g| resolved.starts_with(g))
+        self.root_of(resolved).is_some()
     }
 
     fn outside(&self, path: &Path, field: Option<&str>) -> Failure {

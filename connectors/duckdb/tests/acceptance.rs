@@ -69,15 +69,7 @@ impl Target for File {
         // that has rows but takes a unique index).
         let conn = shared::connect(&self.path()).unwrap();
         let table = quote(table);
-        let hex = types::UUID.map(|b| format!("{b:02x}")).concat();
-        let uuid = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        );
+        let uuid = syncline_engine::columnar::format_uuid(&types::UUID);
         conn.execute_batch(&format!(
             "INSERT INTO {table} (id, u) VALUES (-1, '{uuid}');
              CREATE UNIQUE INDEX kit_obstruct ON {table} (u);"

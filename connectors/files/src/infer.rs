@@ -2,6 +2,7 @@
 //! engine values with a plain reason when it does not parse.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use syncline_engine::columnar::parse_uuid;
 use syncline_engine::model::{DataType, Value};
 
 /// What a column's samples allow, narrowest first.
@@ -211,18 +212,6 @@ pub fn parse_value(text: &str, t: &DataType) -> Result<Value, String> {
             Err(format!("{t} columns cannot be read from files"))
         }
     }
-}
-
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// At most 60 characters of `text`, for messages.
