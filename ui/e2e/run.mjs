@@ -514,8 +514,12 @@ async function walk(sessionStarted) {
   setStep("open and export");
   await type("open-path", PIPELINE);
   await click("open-button");
-  const opened = await text("open-text", 30_000);
-  if (!opened.includes(`[transforms.${TRANSFORM}]`)) throw new Error("the opened file does not show the transform");
+  // The editor still shows the file opened before until this one is read.
+  await eventually(
+    "the opened file shows the transform",
+    async () => (await text("open-text")).includes(`[transforms.${TRANSFORM}]`),
+    30_000,
+  );
   await type("export-path", EXPORTED);
   await click("export-button");
   await find("export-status", 30_000);
