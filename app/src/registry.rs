@@ -15,6 +15,7 @@ use syncline_engine::connector::{Sink, Source};
 use syncline_engine::runtime::{PipelinePlan, SinkPlan, SourcePlan, TableFilter};
 use syncline_engine::{Error, ErrorKind, Result};
 use syncline_files::{FilesSource, FilesSourceConfig};
+use syncline_mysql::{MySqlSource, MySqlSourceConfig};
 use syncline_postgres::{PostgresSink, PostgresSource, PostgresSourceConfig, PostgresTargetConfig};
 use syncline_redis::{RedisSink, RedisTargetConfig};
 use syncline_search::{SearchSink, SearchTargetConfig};
@@ -29,6 +30,8 @@ pub enum SourceConfig {
     Files(FilesSourceConfig),
     /// A PostgreSQL database, through logical replication.
     Postgres(PostgresSourceConfig),
+    /// A MySQL or MariaDB database, through its row-based binary log.
+    Mysql(MySqlSourceConfig),
 }
 
 /// A target section of a pipeline file, by `kind`.
@@ -50,6 +53,7 @@ impl ConnectorSet for SourceConfig {
         vec![
             kind_schema::<FilesSourceConfig>("files"),
             kind_schema::<PostgresSourceConfig>("postgres"),
+            kind_schema::<MySqlSourceConfig>("mysql"),
         ]
     }
 }
@@ -70,6 +74,7 @@ impl SourceSpec for SourceConfig {
         match self {
             SourceConfig::Files(_) => "files",
             SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Mysql(_) => "mysql",
         }
     }
 
@@ -77,6 +82,7 @@ impl SourceSpec for SourceConfig {
         match self {
             SourceConfig::Files(c) => c.table_decls(),
             SourceConfig::Postgres(c) => c.table_decls(),
+            SourceConfig::Mysql(c) => c.table_decls(),
         }
     }
 
@@ -84,6 +90,7 @@ impl SourceSpec for SourceConfig {
         match self {
             SourceConfig::Files(_) => FilesSourceConfig::MODES,
             SourceConfig::Postgres(_) => PostgresSourceConfig::MODES,
+            SourceConfig::Mysql(_) => MySqlSourceConfig::MODES,
         }
     }
 }
@@ -237,6 +244,16 @@ pub(crate) fn build_source(
             identity(state)?.as_deref(),
             c,
         )),
+        // The replica id the binary log is read as comes from the
+        // pipeline's identity where it has one, so two pipelines of one
+        // name never read as one replica.
+        SourceConfig::Mysql(c) => {
+            let key = match identity(state)? {
+                Some(id) => format!("{pipeline}\0{id}"),
+                None => pipeline.to_owned(),
+            };
+            Box::new(MySqlSource::new(name, &key, c))
+        }
     })
 }
 

@@ -383,6 +383,12 @@ fn connector_kinds_carry_their_form_schemas() {
             .iter()
             .any(|k| k.kind == "postgres" && k.role == "source")
     );
+    let mysql = kinds
+        .iter()
+        .find(|k| k.kind == "mysql" && k.role == "source")
+        .expect("mysql");
+    assert_eq!(mysql.title, "MySQL / MariaDB");
+    assert_eq!(mysql.schema["properties"]["kind"]["const"], "mysql");
     let redis = kinds
         .iter()
         .find(|k| k.kind == "redis" && k.role == "target")

@@ -23,6 +23,9 @@
 //! 10. **One transaction**: `--bigtx-rows` rows inserted by one Postgres
 //!     transaction applied into DuckDB and Postgres versus `pg_recvlogical`
 //!     draining it, with the peak resident set.
+//! 11. **MariaDB**: the snapshot table's shape in MariaDB into DuckDB versus
+//!     `mariadb-dump --quick`, and single-row updates from the binary log
+//!     versus `mariadb-binlog -v` decoding the same stretch of it.
 //!
 //! The report goes to stdout (JSON with `--json`); progress to stderr.
 //! `scripts/bench` builds everything and runs this.
@@ -32,6 +35,7 @@ mod cache;
 mod files;
 mod latency;
 mod memory;
+mod mysql;
 mod pg;
 mod pipeline;
 mod process;
@@ -132,8 +136,9 @@ struct Args {
     /// Rows the one large transaction of the last phase inserts.
     #[arg(long, default_value_t = 5_000_000)]
     bigtx_rows: u64,
-    /// Phases to leave out: stream, latency, files, cache, search, bigtx, or pg for
-    /// every phase that reads from Postgres (comma-separated).
+    /// Phases to leave out: stream, latency, files, cache, search, bigtx,
+    /// mysql, or pg for every phase that reads from Postgres
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Print the report as JSON.

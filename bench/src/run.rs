@@ -35,9 +35,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for s in &args.skip {
         if !matches!(
             s.as_str(),
-            "stream" | "latency" | "files" | "cache" | "search" | "bigtx" | "pg"
+            "stream" | "latency" | "files" | "cache" | "search" | "bigtx" | "mysql" | "pg"
         ) {
-            bail!("--skip takes stream, latency, files, cache, search, bigtx and pg, not `{s}`");
+            bail!(
+                "--skip takes stream, latency, files, cache, search, bigtx, mysql and pg, not `{s}`"
+            );
         }
     }
     let syncline = match &args.syncline {
@@ -323,6 +325,11 @@ impl Bench {
             } else {
                 self.bigtx()?;
             }
+        }
+        if self.args.skip.iter().any(|s| s == "mysql") {
+            self.text.push("\n11. MariaDB: skipped".into());
+        } else {
+            self.mysql()?;
         }
         if self.args.skip.iter().any(|s| s == "files") {
             self.text.push("\n6. Files: skipped".into());

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod cache;
+pub mod my;
 pub mod pg;
 pub mod proxy;
 

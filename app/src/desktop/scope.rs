@@ -301,7 +301,7 @@ pub fn local_paths(path: &Path, text: &str) -> Vec<(String, PathBuf)> {
             let local = LOCAL.iter().any(|(r, k)| *r == role && Some(*k) == kind);
             // An unknown kind may be a typo of a local one: check its path too.
             let known = LOCAL.iter().any(|(_, k)| Some(*k) == kind)
-                || matches!(kind, Some("postgres" | "redis"));
+                || matches!(kind, Some("postgres" | "mysql" | "redis"));
             if let Some(p) = section.get("path").and_then(|p| p.as_str())
                 && (local || !known)
             {

@@ -36,6 +36,7 @@ fn title(kind: &str) -> &'static str {
     match kind {
         "files" => "Files",
         "postgres" => "PostgreSQL",
+        "mysql" => "MySQL / MariaDB",
         "duckdb" => "DuckDB",
         "redis" => "Redis",
         "search" => "Search index",

@@ -1,0 +1,1056 @@
+//! Following the binary log: row events to changes, one batch per source
+//! transaction in commit order, positioned at the end of its commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, OptsBuilder};
+use syncline_engine::batch::{Batch, BatchKind};
+use syncline_engine::connector::SourceContext;
+use syncline_engine::model::{Change, DeadLetter, DeadLetterStage, Op, Row, TableSchema, Value};
+use syncline_engine::status::Phase;
+use syncline_engine::{Error, Result};
+use tracing::{info, warn};
+
+use crate::error::MyError;
+use crate::introspect::{self, ColumnInfo, MyType, TableInfo};
+use crate::runner::{log_end, position, send, stop};
+use crate::values::decode;
+use crate::{LogPos, MySqlSource, MyState};
+
+/// MariaDB's GTID event.
+const MARIADB_GTID_EVENT: u8 = 162;
+/// MariaDB's flag of a GTID event whose transaction is that one statement
+/// (DDL): no XID or COMMIT ends it.
+const FL_STANDALONE: u8 = 1;
+/// MariaDB's compressed query and row events (`log_bin_compress`).
+const MARIADB_COMPRESSED_EVENTS: std::ops::RangeInclusive<u8> = 165..=171;
+/// An event the server made up (a rotate at the start of a dump).
+const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+/// How many transactions of other tables are passed over before the
+/// position moves with an empty batch.
+const SKIPPED_BEFORE_MOVING: u32 = 1_000;
+
+/// A MariaDB GTID: `domain-server-sequence`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MariaGtid {
+    /// Replication domain.
+    pub domain: u32,
+    /// Originating server.
+    pub server: u32,
+    /// Sequence number.
+    pub seq: u64,
+    /// The GTID event's flags.
+    pub flags: u8,
+}
+
+impl std::fmt::Display for MariaGtid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.domain, self.server, self.seq)
+    }
+}
+
+/// Parses the body of MariaDB's GTID event (`seq_no u64`, `domain_id u32`,
+/// `flags2 u8`, then optional parts this source does not need), from server
+/// `server`.
+pub fn parse_mariadb_gtid(body: &[u8], server: u32) -> Option<MariaGtid> {
+    let seq = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
+    let flags = *body.get(12)?;
+    Some(MariaGtid {
+        domain,
+        server,
+        seq,
+        flags,
+    })
+}
+
+/// A table as the log describes it now.
+struct Followed {
+    /// The table as the targets have it: its columns as the server
+    /// described them, and those the log added since.
+    info: TableInfo,
+    /// `info`'s column names.
+    names: Vec<String>,
+    /// How many of them (the first ones) the log has at this point: fewer
+    /// before a column the server describes was added. Rows logged before
+    /// it hold NULL in it.
+    logged: usize,
+}
+
+/// The transaction being read.
+#[derive(Default)]
+struct Txn {
+    /// Where it starts (the end of the event before it).
+    start: u64,
+    gtid: Option<String>,
+    changes: Vec<Change>,
+    dead: Vec<DeadLetter>,
+    /// Changes and dead letters of it sent in parts already.
+    sent: usize,
+    /// Of those, how many this reading has passed (after a reconnect, the
+    /// first `skip` are passed over: they went out before).
+    skip: usize,
+    /// Whether one of its changes touches a followed table.
+    relevant: bool,
+    /// MariaDB's standalone transaction (DDL): it ends with its statement.
+    standalone: bool,
+}
+
+struct Follower<'a> {
+    src: &'a MySqlSource,
+    ctx: &'a SourceContext,
+    state: MyState,
+    tables: HashMap<String, Followed>,
+    /// The current binary log file.
+    file: String,
+    /// The end of the last event read.
+    end: u64,
+    /// The end of the last transaction read, applied or passed over.
+    done: LogPos,
+    skipped: u32,
+    txn: Option<Txn>,
+    /// A transaction whose parts went out before the connection was lost:
+    /// its start and how many of its changes and dead letters went out.
+    resend: Option<(u64, usize)>,
+    seen_format: bool,
+}
+
+/// Reads the binary log from `state.at` and sends every transaction that
+/// touches the source's tables, until cancelled (or, when not following,
+/// until the end of the log as it was at the start).
+pub(crate) async fn stream(src: MySqlSource, ctx: SourceContext, state: MyState) -> Result<()> {
+    for t in &src.tables {
+        ctx.status.set_phase(&t.schema.id, Phase::Streaming);
+    }
+    let mut state = state;
+    let mut tables = HashMap::new();
+    for t in &src.tables {
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        // The columns the log has where it is read from: those of the
+        // position, a prefix of what the server describes now (columns
+        // added since come later in the log).
+        let logged = match state.columns.get(&t.name) {
+            None => names.len(),
+            Some(stored) if stored.len() <= names.len() && names[..stored.len()] == stored[..] => {
+                stored.len()
+            }
+            Some(stored) => {
+                return Err(stop(format!(
+                    "table {} changed while the pipeline was stopped: columns ({}) became ({}); Syncline follows added columns only: drop the pipeline and run it again to copy the table anew",
+                    t.name,
+                    stored.join(", "),
+                    names.join(", ")
+                )));
+            }
+        };
+        state
+            .columns
+            .insert(t.name.clone(), names[..logged].to_vec());
+        tables.insert(
+            t.name.clone(),
+            Followed {
+                info: t.clone(),
+                names,
+                logged,
+            },
+        );
+    }
+    let until = if ctx.follow {
+        None
+    } else {
+        let mut conn = MySqlSource::connect(&src.config).await?;
+        let end = log_end(&mut conn).await?;
+        let _ = conn.disconnect().await;
+        Some(end)
+    };
+    let mut f = Follower {
+        src: &src,
+        ctx: &ctx,
+        file: state.at.file.clone(),
+        end: state.at.pos,
+        done: state.at.clone(),
+        state,
+        tables,
+        skipped: 0,
+        txn: None,
+        resend: None,
+        seen_format: false,
+    };
+    let mut wait = Duration::from_millis(500);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        match f.follow(until.as_ref()).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == syncline_engine::ErrorKind::Connection
+                    && !ctx.cancel.is_cancelled() =>
+            {
+                warn!(source = %ctx.name, error = %e.chain(), "binary log connection lost; reconnecting");
+                ctx.status.record_error(format!(
+                    "source {}: {}; reconnecting in {:?}",
+                    ctx.name,
+                    e.chain(),
+                    wait
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = ctx.cancel.cancelled() => return Ok(()),
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Follower<'_> {
+    /// One connection's reading of the log, from the last position sent.
+    async fn follow(&mut self, until: Option<&LogPos>) -> Result<()> {
+        // A transaction cut off by the lost connection is read again from
+        // its start; what of it went out in parts is passed over.
+        if let Some(txn) = self.txn.take()
+            && txn.sent > 0
+        {
+            self.resend = Some((txn.start, txn.sent));
+        }
+        self.file = self.state.at.file.clone();
+        self.end = self.state.at.pos;
+        self.done = self.state.at.clone();
+        self.seen_format = false;
+        let mut stream = self.open(until.is_some()).await?;
+        info!(source = %self.ctx.name, at = %self.state.at, "reading the binary log");
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = self.ctx.cancel.cancelled() => return Ok(()),
+            };
+            let event = match next {
+                None => {
+                    // The end of the log (only when not following).
+                    self.move_position().await?;
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    // A lost connection is classified as one, and retried.
+                    return Err(MyError::query(format!(
+                        "reading the binary log at {}:{}",
+                        self.file, self.end
+                    ))(e)
+                    .into());
+                }
+                Some(Ok(event)) => event,
+            };
+            self.event(&stream, event).await?;
+            if let Some(until) = until
+                && self.txn.is_none()
+                && self.done.coordinate()? >= until.coordinate()?
+            {
+                self.move_position().await?;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn open(&self, non_blocking: bool) -> Result<BinlogStream> {
+        let config = &self.src.config;
+        let password = match &config.password {
+            Some(secret) => Some(secret.resolve().map_err(MyError::Secret)?),
+            None => None,
+        };
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(config.host.clone())
+            .tcp_port(config.port)
+            .user(Some(config.user.clone()))
+            .pass(password)
+            .prefer_socket(false)
+            // Row events of large transactions come as packets of up to
+            // 1 GiB.
+            .max_allowed_packet(Some(1 << 30));
+        let mut conn = Conn::new(opts).await.map_err(|source| MyError::Connect {
+            target: config.target(),
+            source,
+        })?;
+        // GTID events as they are (not rewritten into BEGIN), and the
+        // server's heartbeats while the log is idle.
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(MyError::query("asking for the server's GTID events"))?;
+        if config.heartbeat_secs > 0 {
+            conn.query_drop(format!(
+                "SET @master_heartbeat_period = {}",
+                config.heartbeat_secs.saturating_mul(1_000_000_000)
+            ))
+            .await
+            .map_err(MyError::query("setting the binary log heartbeat"))?;
+        }
+        let mut request = BinlogStreamRequest::new(self.src.server_id)
+            .with_filename(self.state.at.file.as_bytes())
+            .with_pos(self.state.at.pos);
+        if non_blocking {
+            request = request.with_non_blocking();
+        }
+        let stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(|e| {
+                if let mysql_async::Error::Server(s) = &e
+                    && s.code == 1236
+                {
+                    return Error::from(MyError::Precondition(format!(
+                        "the server no longer has the binary log at {} ({}): it was purged while the pipeline was stopped; drop the pipeline's state and run it again to copy the tables anew, and keep binary logs longer (binlog_expire_logs_seconds)",
+                        self.state.at, s.message
+                    )));
+                }
+                Error::from(MyError::query(format!("starting to read the binary log at {}", self.state.at))(e))
+            })?;
+        Ok(stream)
+    }
+
+    async fn event(
+        &mut self,
+        stream: &BinlogStream,
+        event: mysql_async::binlog::events::Event,
+    ) -> Result<()> {
+        let header = event.header();
+        let artificial = header.flags_raw() & LOG_EVENT_ARTIFICIAL_F != 0 || header.log_pos() == 0;
+        if header.event_type_raw() == MARIADB_GTID_EVENT {
+            let gtid = parse_mariadb_gtid(event.data(), header.server_id()).ok_or_else(|| {
+                MyError::Binlog(format!(
+                    "a GTID event at {}:{} cannot be read",
+                    self.file, self.end
+                ))
+            })?;
+            self.begin(Some(gtid.to_string()), gtid.flags & FL_STANDALONE != 0);
+            self.end = u64::from(header.log_pos());
+            return Ok(());
+        }
+        if MARIADB_COMPRESSED_EVENTS.contains(&header.event_type_raw()) {
+            return Err(MyError::Precondition(format!(
+                "the binary log at {}:{} is compressed (log_bin_compress = ON), which Syncline cannot read yet: set log_bin_compress = OFF on the server",
+                self.file, self.end
+            ))
+            .into());
+        }
+        let data = event.read_data().map_err(|e| {
+            MyError::Binlog(format!(
+                "an event at {}:{} cannot be read: {e}",
+                self.file, self.end
+            ))
+        })?;
+        match data {
+            Some(EventData::FormatDescriptionEvent(_)) => self.seen_format = true,
+            Some(EventData::RotateEvent(r)) => {
+                // The first rotate of a dump comes before the format event,
+                // its name with a checksum the reader cannot strip yet: the
+                // file is the one asked for.
+                if !artificial || self.seen_format {
+                    let name = r.name().into_owned();
+                    if name != self.file {
+                        self.file = name;
+                        self.end = r.position();
+                        self.done = LogPos {
+                            file: self.file.clone(),
+                            pos: self.end,
+                        };
+                    }
+                }
+                return Ok(());
+            }
+            Some(EventData::TransactionPayloadEvent(_)) => {
+                return Err(MyError::Precondition(format!(
+                    "the binary log at {}:{} holds compressed transactions (binlog_transaction_compression = ON), which Syncline cannot read yet: turn it off on the server",
+                    self.file, self.end
+                ))
+                .into());
+            }
+            Some(EventData::HeartbeatEvent) => {
+                self.move_position().await?;
+                return Ok(());
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let query = q.query().trim().to_owned();
+                let schema = q.schema().into_owned();
+                // A transaction begins where its first event does.
+                let upper = query.to_ascii_uppercase();
+                if self.txn.is_none() && upper != "COMMIT" {
+                    self.begin(None, upper != "BEGIN");
+                }
+                self.end = u64::from(header.log_pos());
+                match upper.as_str() {
+                    "BEGIN" => {}
+                    "COMMIT" => self.commit(header.timestamp()).await?,
+                    _ => {
+                        self.statement(&schema, &query)?;
+                        if self.txn.as_ref().is_some_and(|t| t.standalone) {
+                            self.commit(header.timestamp()).await?;
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            Some(EventData::XidEvent(_)) => {
+                self.end = u64::from(header.log_pos());
+                self.commit(header.timestamp()).await?;
+                return Ok(());
+            }
+            Some(EventData::RowsEvent(rows)) => {
+                let tme = stream.get_tme(rows.table_id()).cloned();
+                let at = LogPos {
+                    file: self.file.clone(),
+                    pos: self.end,
+                };
+                self.end = u64::from(header.log_pos());
+                if let Some(tme) = tme {
+                    self.rows(&rows, &tme, &at).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        if !artificial && header.log_pos() != 0 {
+            self.end = u64::from(header.log_pos());
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, gtid: Option<String>, standalone: bool) {
+        let start = LogPos {
+            file: self.file.clone(),
+            pos: self.end,
+        }
+        .coordinate()
+        .unwrap_or(0);
+        let skip = match self.resend {
+            Some((s, n)) if s == start => n,
+            _ => 0,
+        };
+        self.txn = Some(Txn {
+            start,
+            gtid,
+            skip,
+            sent: skip,
+            standalone,
+            ..Txn::default()
+        });
+    }
+
+    /// A statement logged as text: a `TRUNCATE` of a followed table
+    /// empties it; a `DROP` or `RENAME` of one stops the source.
+    fn statement(&mut self, schema: &str, query: &str) -> Result<()> {
+        let (op, names) = statement_tables(query, schema);
+        let ours = |(db, table): &(String, String)| {
+            db == &self.src.config.database && self.tables.contains_key(table)
+        };
+        let Some((_, table)) = names.iter().find(|n| ours(n)).cloned() else {
+            return Ok(());
+        };
+        if op != Op::Truncate {
+            return Err(stop(format!(
+                "table {table} was dropped or renamed at {}:{} (`{}`): Syncline cannot follow it; drop the pipeline and run it again",
+                self.file,
+                self.end,
+                query.chars().take(200).collect::<String>()
+            )));
+        }
+        // The table's copy already holds this statement's effect.
+        let start = self.txn.as_ref().map_or(0, |t| t.start);
+        if let Some(from) = self.state.from.get(&table)
+            && start < from.coordinate()?
+        {
+            return Ok(());
+        }
+        if let Some(t) = self.tables.get(&table) {
+            let change = Change::truncate(t.info.schema.clone());
+            self.push(Item::Change(change));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, item: Item) {
+        let Some(txn) = self.txn.as_mut() else { return };
+        if txn.skip > 0 {
+            txn.skip -= 1;
+            return;
+        }
+        txn.relevant = true;
+        match item {
+            Item::Change(c) => txn.changes.push(c),
+            Item::Dead(d) => txn.dead.push(*d),
+        }
+    }
+
+    async fn rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        tme: &TableMapEvent<'_>,
+        at: &LogPos,
+    ) -> Result<()> {
+        if tme.database_name() != self.src.config.database.as_str() {
+            return Ok(());
+        }
+        let table = tme.table_name().into_owned();
+        if !self.tables.contains_key(&table) {
+            return Ok(());
+        }
+        let Some(start) = self.txn.as_ref().map(|t| t.start) else {
+            return Err(
+                MyError::Binlog(format!("a row event at {at} outside a transaction")).into(),
+            );
+        };
+        // The table's copy already holds this transaction.
+        if let Some(from) = self.state.from.get(&table)
+            && start < from.coordinate()?
+        {
+            return Ok(());
+        }
+        self.conform(&table, tme, at).await?;
+        let Some(followed) = self.tables.get(&table) else {
+            return Ok(());
+        };
+        let info = followed.info.clone();
+        let logged = followed.logged;
+        let full_before = rows.columns_before_image().is_none_or(|b| b.all());
+        let full_after = rows.columns_after_image().is_none_or(|b| b.all());
+        if !full_before || !full_after {
+            return Err(MyError::Precondition(format!(
+                "a row event of table {table} at {at} holds only some columns: set binlog_row_image = FULL on the server"
+            ))
+            .into());
+        }
+        let origin = match self.txn.as_ref().and_then(|t| t.gtid.clone()) {
+            Some(g) => format!("binary log {at} (GTID {g})"),
+            None => format!("binary log {at}"),
+        };
+        let mut items = Vec::new();
+        for pair in rows.rows(tme) {
+            let (before, after) = pair.map_err(|e| {
+                MyError::Binlog(format!(
+                    "a row of table {table} at {at} cannot be read: {e}"
+                ))
+            })?;
+            items.push(change_of(&info, logged, before, after, &origin));
+        }
+        for item in items {
+            self.push(item);
+            self.maybe_send_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Matches the table map of `table` against the schema followed: the
+    /// same columns go on; columns added at the end make the next schema
+    /// version; anything else stops the source, saying why.
+    async fn conform(&mut self, table: &str, tme: &TableMapEvent<'_>, at: &LogPos) -> Result<()> {
+        let names = map_column_names(tme)?;
+        let Some(followed) = self.tables.get(table) else {
+            return Ok(());
+        };
+        let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+        // The log's columns: the followed ones, or the first of them (a
+        // column the server describes is not added yet at this point).
+        let prefix = match &names {
+            Some(names) => {
+                names.len() <= followed.names.len() && names[..] == followed.names[..names.len()]
+            }
+            None => count == followed.logged || count == followed.names.len(),
+        };
+        if prefix {
+            // The same names: the same types too, or the log would be read
+            // with the wrong decoder.
+            for (i, c) in followed.info.columns.iter().take(count).enumerate() {
+                let logged = tme.get_column_type(i).ok().flatten();
+                if !logged.is_some_and(|t| type_matches(&c.ty, t)) {
+                    return Err(stop(format!(
+                        "the type of column `{}` of table {table} changed at {at} (the log has {logged:?}): Syncline follows added columns only; drop the pipeline and run it again to copy the table anew",
+                        c.name
+                    )));
+                }
+            }
+            if followed.logged != count {
+                let logged = followed.names[..count].to_vec();
+                if let Some(f) = self.tables.get_mut(table) {
+                    f.logged = count;
+                }
+                self.state.columns.insert(table.to_owned(), logged);
+            }
+            return Ok(());
+        }
+        let Some(names) = names else {
+            return Err(stop(format!(
+                "table {table} has {count} columns at {at} where {} were expected, and the log does not name them: set binlog_row_metadata = FULL on the server, then drop the pipeline and run it again",
+                followed.names.len()
+            )));
+        };
+        let old = followed.info.clone();
+        let added =
+            names.len() > old.columns.len() && names[..old.columns.len()] == followed.names[..];
+        if !added {
+            return Err(stop(format!(
+                "table {table} changed at {at}: columns ({}) became ({}); Syncline follows added columns only: drop the pipeline and run it again to copy the table anew",
+                followed.names.join(", "),
+                names.join(", ")
+            )));
+        }
+        // The types of the added columns, as the server describes the table
+        // now; it must still have the columns the log names.
+        let mut conn = MySqlSource::connect(&self.src.config).await?;
+        let decl = self
+            .src
+            .config
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {table} is not configured")))?;
+        let described =
+            introspect::describe(&mut conn, &self.ctx.name, &self.src.config.database, &decl).await;
+        let _ = conn.disconnect().await;
+        let (now, unsupported) = described?;
+        let now_names: Vec<String> = now.columns.iter().map(|c| c.name.clone()).collect();
+        if now_names.len() < names.len()
+            || now_names[..names.len()] != names[..]
+            || !unsupported.is_empty()
+        {
+            return Err(stop(format!(
+                "table {table} gained columns ({}) at {at}, but the server describes it as ({}) now: it changed again since; drop the pipeline and run it again to copy the table anew",
+                names[old.columns.len()..].join(", "),
+                now_names.join(", ")
+            )));
+        }
+        let columns: Vec<ColumnInfo> = now.columns[..names.len()].to_vec();
+        if columns[..old.columns.len()] != old.columns[..] {
+            return Err(stop(format!(
+                "the types of table {table}'s columns changed at or after {at}: Syncline follows added columns only; drop the pipeline and run it again"
+            )));
+        }
+        let schema: TableSchema = introspect::schema_of(
+            &self.ctx.name,
+            table,
+            &columns,
+            old.schema.key.clone(),
+            old.schema.version + 1,
+        );
+        info!(table, at = %at, added = ?&names[old.columns.len()..], "columns added");
+        let info = TableInfo {
+            name: table.to_owned(),
+            columns,
+            schema: Arc::new(schema),
+        };
+        self.state.columns.insert(table.to_owned(), names.clone());
+        let logged = names.len();
+        self.tables.insert(
+            table.to_owned(),
+            Followed {
+                info,
+                names,
+                logged,
+            },
+        );
+        Ok(())
+    }
+
+    async fn maybe_send_part(&mut self) -> Result<()> {
+        let limit = self.src.config.transaction_rows;
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        if txn.changes.len() + txn.dead.len() < limit {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut txn.changes);
+        let dead = std::mem::take(&mut txn.dead);
+        txn.sent += changes.len() + dead.len();
+        let seq = seq_of(txn.start, self.state.offset)? + 1;
+        let mut part_state = self.state.clone();
+        part_state.gtid = txn.gtid.clone();
+        let mut batch = Batch::stream(position(seq, &part_state)?, changes);
+        batch.dead_letters = dead;
+        batch.kind = BatchKind::Stream;
+        batch.txid = txn.gtid.clone();
+        batch.continues = true;
+        send(self.ctx, batch).await
+    }
+
+    async fn commit(&mut self, timestamp: u32) -> Result<()> {
+        let Some(txn) = self.txn.take() else {
+            return Ok(());
+        };
+        self.done = LogPos {
+            file: self.file.clone(),
+            pos: self.end,
+        };
+        if self.resend.as_ref().is_some_and(|(s, _)| *s == txn.start) {
+            self.resend = None;
+        }
+        if !txn.relevant && txn.sent == 0 {
+            self.skipped += 1;
+            if self.skipped >= SKIPPED_BEFORE_MOVING {
+                self.move_position().await?;
+            }
+            return Ok(());
+        }
+        self.skipped = 0;
+        let at = self.done.clone();
+        let coordinate = at.coordinate()?;
+        self.state
+            .from
+            .retain(|_, from| from.coordinate().map_or(true, |c| c > coordinate));
+        self.state.at = at;
+        self.state.gtid = txn.gtid.clone();
+        let seq = seq_of(coordinate, self.state.offset)?;
+        let mut batch = Batch::stream(position(seq, &self.state)?, txn.changes);
+        batch.dead_letters = txn.dead;
+        batch.kind = BatchKind::Stream;
+        batch.txid = txn.gtid;
+        batch.commit_time = DateTime::<Utc>::from_timestamp(i64::from(timestamp), 0);
+        send(self.ctx, batch).await
+    }
+
+    /// Moves the position over transactions of other tables with an empty
+    /// batch, so a restart does not read them again.
+    async fn move_position(&mut self) -> Result<()> {
+        if self.txn.is_some() || self.done.coordinate()? <= self.state.at.coordinate()? {
+            return Ok(());
+        }
+        self.skipped = 0;
+        let coordinate = self.done.coordinate()?;
+        self.state
+            .from
+            .retain(|_, from| from.coordinate().map_or(true, |c| c > coordinate));
+        self.state.at = self.done.clone();
+        let seq = seq_of(coordinate, self.state.offset)?;
+        let mut batch = Batch::stream(position(seq, &self.state)?, Vec::new());
+        batch.kind = BatchKind::Stream;
+        send(self.ctx, batch).await
+    }
+}
+
+fn seq_of(coordinate: u64, offset: i64) -> Result<u64> {
+    let c = i64::try_from(coordinate)
+        .map_err(|_| Error::internal("binary log coordinate out of range"))?;
+    u64::try_from(c + offset)
+        .map_err(|_| Error::internal("a binary log position numbered below zero"))
+}
+
+/// What a statement logged as text does to which tables: `Truncate` for a
+/// `TRUNCATE`, `Delete` for a `DROP TABLE`, `RENAME TABLE` or `ALTER TABLE
+/// ... RENAME` (every table it names), nothing (`Insert`, no tables)
+/// otherwise. Tables as `(database, table)`, `schema` where unqualified.
+fn statement_tables(query: &str, schema: &str) -> (Op, Vec<(String, String)>) {
+    let words: Vec<&str> = query
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let is = |i: usize, w: &str| upper.get(i).is_some_and(|u| u == w);
+    let names = |from: usize| -> Vec<(String, String)> {
+        words
+            .iter()
+            .zip(&upper)
+            .skip(from)
+            .take_while(|(w, _)| !w.starts_with("/*"))
+            .filter(|(_, u)| {
+                !matches!(
+                    u.as_str(),
+                    "IF" | "EXISTS" | "TO" | "TEMPORARY" | "RESTRICT" | "CASCADE"
+                )
+            })
+            .map(|(w, _)| unquote_table(w, schema))
+            .collect()
+    };
+    if is(0, "TRUNCATE") {
+        let from = if is(1, "TABLE") { 2 } else { 1 };
+        return (Op::Truncate, names(from).into_iter().take(1).collect());
+    }
+    if (is(0, "DROP") && (is(1, "TABLE") || (is(1, "TEMPORARY") && is(2, "TABLE"))))
+        || (is(0, "RENAME") && is(1, "TABLE"))
+    {
+        return (Op::Delete, names(2));
+    }
+    if is(0, "ALTER") && is(1, "TABLE") && upper.iter().any(|u| u == "RENAME") {
+        return (Op::Delete, names(2).into_iter().take(1).collect());
+    }
+    (Op::Insert, Vec::new())
+}
+
+/// `[db.]table` of a statement, unquoted, with `schema` for no database.
+fn unquote_table(text: &str, schema: &str) -> (String, String) {
+    let unquote = |s: &str| s.trim_matches('`').replace("``", "`");
+    match text.split_once("`.`").or_else(|| text.split_once('.')) {
+        Some((db, t)) => (unquote(db), unquote(t)),
+        None => (schema.to_owned(), unquote(text)),
+    }
+}
+
+/// Whether a column the log types as `logged` can be read as `ty`.
+fn type_matches(ty: &MyType, logged: ColumnType) -> bool {
+    use ColumnType::*;
+    match ty {
+        MyType::Int { bits, .. } => matches!(
+            (bits, logged),
+            (8, MYSQL_TYPE_TINY)
+                | (16, MYSQL_TYPE_SHORT)
+                | (24, MYSQL_TYPE_INT24)
+                | (32, MYSQL_TYPE_LONG)
+                | (64, MYSQL_TYPE_LONGLONG)
+        ),
+        MyType::Decimal { .. } => matches!(logged, MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL),
+        MyType::Float => logged == MYSQL_TYPE_FLOAT,
+        MyType::Double => logged == MYSQL_TYPE_DOUBLE,
+        MyType::Text | MyType::Bytes | MyType::Json | MyType::Uuid => matches!(
+            logged,
+            MYSQL_TYPE_VARCHAR
+                | MYSQL_TYPE_VAR_STRING
+                | MYSQL_TYPE_STRING
+                | MYSQL_TYPE_BLOB
+                | MYSQL_TYPE_TINY_BLOB
+                | MYSQL_TYPE_MEDIUM_BLOB
+                | MYSQL_TYPE_LONG_BLOB
+                | MYSQL_TYPE_JSON
+        ),
+        MyType::Enum(_) => logged == MYSQL_TYPE_ENUM,
+        MyType::Set(_) => logged == MYSQL_TYPE_SET,
+        MyType::Bit(_) => logged == MYSQL_TYPE_BIT,
+        MyType::Date => matches!(logged, MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE),
+        MyType::DateTime => matches!(logged, MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2),
+        MyType::Timestamp => matches!(logged, MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2),
+        MyType::Time => matches!(logged, MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2),
+        MyType::Year => logged == MYSQL_TYPE_YEAR,
+    }
+}
+
+/// The column names of a table map, when the server logs them
+/// (`binlog_row_metadata = FULL`).
+fn map_column_names(tme: &TableMapEvent<'_>) -> Result<Option<Vec<String>>> {
+    use mysql_async::binlog::events::OptionalMetadataField;
+    for field in tme.iter_optional_meta() {
+        let field = field.map_err(|e| {
+            MyError::Binlog(format!(
+                "the table map of {} cannot be read: {e}",
+                tme.table_name()
+            ))
+        })?;
+        if let OptionalMetadataField::ColumnName(names) = field {
+            let names: std::result::Result<Vec<String>, _> = names
+                .iter_names()
+                .map(|n| n.map(|n| n.name().into_owned()))
+                .collect();
+            return names.map(Some).map_err(|e| {
+                MyError::Binlog(format!(
+                    "the column names of {} cannot be read: {e}",
+                    tme.table_name()
+                ))
+                .into()
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// One row image of the table's first `logged` columns as an engine row
+/// of all of them (NULL in those not added yet at this point of the log).
+fn row_of(info: &TableInfo, logged: usize, row: BinlogRow) -> std::result::Result<Row, String> {
+    let values = row.unwrap();
+    if values.len() != logged {
+        return Err(format!(
+            "the row has {} values for {logged} columns",
+            values.len()
+        ));
+    }
+    let mut out: Row = info
+        .columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| binlog_value(&c.ty, v).map_err(|why| format!("column `{}`: {why}", c.name)))
+        .collect::<std::result::Result<_, _>>()?;
+    out.resize(info.columns.len(), Value::Null);
+    Ok(out)
+}
+
+/// A value of a row event as an engine value.
+pub fn binlog_value(ty: &MyType, v: BinlogValue<'_>) -> std::result::Result<Value, String> {
+    match v {
+        // A set comes as its bit mask, little-endian.
+        BinlogValue::Value(mysql_async::Value::Bytes(b)) if matches!(ty, MyType::Set(_)) => {
+            if b.len() > 8 {
+                return Err(format!("a set of {} bytes", b.len()));
+            }
+            let mask = b.iter().rev().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+            decode(ty, mysql_async::Value::UInt(mask))
+        }
+        // The driver reads the year 0000 as 1900 (outside YEAR's range).
+        BinlogValue::Value(mysql_async::Value::Bytes(b)) if matches!(ty, MyType::Year) && b == b"1900" => {
+            Ok(Value::Int(0))
+        }
+        BinlogValue::Value(v) => decode(ty, v),
+        BinlogValue::Jsonb(j) => {
+            let json = serde_json::Value::try_from(j).map_err(|e| format!("a JSON value cannot be read: {e}"))?;
+            decode(ty, mysql_async::Value::Bytes(json.to_string().into_bytes()))
+        }
+        BinlogValue::JsonDiff(_) => Err(
+            "a partial JSON update: set binlog_row_value_options = '' on the server so updates log whole documents".into(),
+        ),
+    }
+}
+
+/// A change read from the log, or the dead letter of one that could not be.
+enum Item {
+    Change(Change),
+    Dead(Box<DeadLetter>),
+}
+
+/// The change a row event's pair of images stands for, or its dead letter.
+fn change_of(
+    info: &TableInfo,
+    logged: usize,
+    before: Option<BinlogRow>,
+    after: Option<BinlogRow>,
+    origin: &str,
+) -> Item {
+    match read_change(info, logged, before, after, origin) {
+        Ok(change) => Item::Change(change),
+        Err(dead) => Item::Dead(dead),
+    }
+}
+
+fn read_change(
+    info: &TableInfo,
+    logged: usize,
+    before: Option<BinlogRow>,
+    after: Option<BinlogRow>,
+    origin: &str,
+) -> std::result::Result<Change, Box<DeadLetter>> {
+    let dead = |raw: String, reason: String| {
+        Box::new(DeadLetter {
+            table: info.schema.id.clone(),
+            origin: origin.to_owned(),
+            line: None,
+            raw,
+            reason,
+            stage: DeadLetterStage::Read,
+            kept: None,
+        })
+    };
+    let raw = format!("before: {before:?}, after: {after:?}");
+    let before = before
+        .map(|r| row_of(info, logged, r))
+        .transpose()
+        .map_err(|why| dead(raw.clone(), why))?;
+    let after = after
+        .map(|r| row_of(info, logged, r))
+        .transpose()
+        .map_err(|why| dead(raw.clone(), why))?;
+    let key_set = |row: &Row| info.schema.key.iter().all(|&i| row[i] != Value::Null);
+    if before.as_ref().is_some_and(|r| !key_set(r)) || after.as_ref().is_some_and(|r| !key_set(r)) {
+        return Err(dead(raw, "a key column is NULL".into()));
+    }
+    let op = match (&before, &after) {
+        (None, Some(_)) => Op::Insert,
+        (Some(_), Some(_)) => Op::Update,
+        (Some(_), None) => Op::Delete,
+        (None, None) => return Err(dead(raw, "a row event with no row image".into())),
+    };
+    Ok(Change {
+        op,
+        table: info.schema.clone(),
+        before,
+        after,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_gtid_events_read_as_domain_server_sequence() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&42u64.to_le_bytes());
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.push(FL_STANDALONE);
+        body.extend_from_slice(&[0; 6]);
+        let g = parse_mariadb_gtid(&body, 7).unwrap();
+        assert_eq!(g.to_string(), "3-7-42");
+        assert_eq!(g.flags & FL_STANDALONE, FL_STANDALONE);
+        assert_eq!(parse_mariadb_gtid(&body[..10], 7), None);
+    }
+
+    #[test]
+    fn statements_say_what_they_do_to_which_tables() {
+        let t = |db: &str, t: &str| (db.to_owned(), t.to_owned());
+        assert_eq!(
+            statement_tables("TRUNCATE TABLE `orders`", "shop"),
+            (Op::Truncate, vec![t("shop", "orders")])
+        );
+        assert_eq!(
+            statement_tables("truncate shop.orders;", "x"),
+            (Op::Truncate, vec![t("shop", "orders")])
+        );
+        assert_eq!(
+            statement_tables(
+                "DROP TABLE IF EXISTS `a`,`b` /* generated by server */",
+                "shop"
+            ),
+            (Op::Delete, vec![t("shop", "a"), t("shop", "b")])
+        );
+        assert_eq!(
+            statement_tables("RENAME TABLE orders TO old_orders, x TO orders", "shop"),
+            (
+                Op::Delete,
+                vec![
+                    t("shop", "orders"),
+                    t("shop", "old_orders"),
+                    t("shop", "x"),
+                    t("shop", "orders")
+                ]
+            )
+        );
+        assert_eq!(
+            statement_tables("ALTER TABLE orders RENAME TO o2", "shop").0,
+            Op::Delete
+        );
+        assert_eq!(
+            statement_tables("ALTER TABLE orders ADD COLUMN x INT", "shop").0,
+            Op::Insert
+        );
+        assert_eq!(
+            statement_tables("CREATE TABLE orders (id INT)", "shop").1,
+            vec![]
+        );
+    }
+
+    #[test]
+    fn statements_name_their_table() {
+        assert_eq!(
+            unquote_table("`shop`.`or``ders`", "x"),
+            ("shop".into(), "or`ders".into())
+        );
+        assert_eq!(
+            unquote_table("orders", "shop"),
+            ("shop".into(), "orders".into())
+        );
+        assert_eq!(
+            unquote_table("shop.orders", "x"),
+            ("shop".into(), "orders".into())
+        );
+    }
+
+    #[test]
+    fn sets_from_the_log_read_as_from_a_query() {
+        let ty = MyType::Set(vec!["a".into(), "b".into(), "c".into()]);
+        let v = BinlogValue::Value(mysql_async::Value::Bytes(vec![0b110]));
+        assert_eq!(binlog_value(&ty, v), Ok(Value::Text("b,c".into())));
+    }
+}

@@ -1,0 +1,120 @@
+//! Reading tables with `SELECT` in the binary result protocol: rows decoded
+//! by the column's source type (see [`crate::values`]), bad ones set aside
+//! with their reason.
+
+use futures_util::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use syncline_engine::model::{DeadLetter, DeadLetterStage, Row, Value};
+use syncline_engine::{Error, Result};
+
+use crate::error::MyError;
+use crate::introspect::{ColumnInfo, TableInfo, quote};
+use crate::values::decode;
+
+/// `values`, one row of `columns` as the server sent it, as an engine row,
+/// or the reason it cannot be one (naming the column).
+pub fn decode_row(
+    columns: &[ColumnInfo],
+    values: Vec<mysql_async::Value>,
+) -> std::result::Result<Row, String> {
+    if values.len() != columns.len() {
+        return Err(format!(
+            "the row has {} values for {} columns",
+            values.len(),
+            columns.len()
+        ));
+    }
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| decode(&c.ty, v).map_err(|why| format!("column `{}`: {why}", c.name)))
+        .collect()
+}
+
+/// A row that could not be read, as a dead letter of `info`'s table.
+pub fn dead_letter(info: &TableInfo, origin: String, raw: String, reason: String) -> DeadLetter {
+    DeadLetter {
+        table: info.schema.id.clone(),
+        origin,
+        line: None,
+        raw,
+        reason,
+        stage: DeadLetterStage::Read,
+        kept: None,
+    }
+}
+
+/// The values of a row as they came, for a dead letter.
+pub fn raw_text(columns: &[ColumnInfo], values: &[mysql_async::Value]) -> String {
+    let fields: Vec<String> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("{}: {}", c.name, v.as_sql(true)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// The `SELECT` that reads every row of `info`'s table.
+pub fn select_all(database: &str, info: &TableInfo) -> String {
+    format!(
+        "SELECT {} FROM {}.{}",
+        info.select_list(),
+        quote(database),
+        quote(&info.name)
+    )
+}
+
+/// Rows of `info` for a preview: all of them when `limit` is `None`,
+/// otherwise `limit` rows picked by `seed`. Rows that cannot be read are
+/// left out (a preview shows what can be read; a run sets them aside).
+pub async fn sample_rows(
+    conn: &mut Conn,
+    info: &TableInfo,
+    limit: Option<usize>,
+    seed: u64,
+) -> Result<Vec<Row>> {
+    let database: Option<String> = conn
+        .query_first("SELECT DATABASE()")
+        .await
+        .map_err(MyError::query("reading the database name"))?;
+    let database = database.unwrap_or_default();
+    let sql = match limit {
+        None => select_all(&database, info),
+        Some(n) => format!(
+            "{} ORDER BY RAND({}) LIMIT {n}",
+            select_all(&database, info),
+            seed % (1 << 31)
+        ),
+    };
+    let mut result = conn
+        .exec_iter(sql, ())
+        .await
+        .map_err(MyError::query(format!("sampling table {}", info.name)))?;
+    let mut rows = Vec::new();
+    if let Some(mut stream) = result
+        .stream::<mysql_async::Row>()
+        .await
+        .map_err(MyError::query(format!("sampling table {}", info.name)))?
+    {
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(MyError::query(format!("sampling table {}", info.name)))?;
+            if let Ok(r) = decode_row(&info.columns, row.unwrap()) {
+                rows.push(r);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Whether every key value of `row` is set (a NULL key cannot be applied
+/// by key).
+pub fn key_is_set(info: &TableInfo, row: &Row) -> bool {
+    info.schema.key.iter().all(|&i| row[i] != Value::Null)
+}
+
+/// An error reading the snapshot of `table`.
+pub fn read_error(table: &str) -> impl FnOnce(mysql_async::Error) -> Error {
+    let what = format!("copying table {table}");
+    move |e| Error::from(MyError::query(what)(e))
+}
