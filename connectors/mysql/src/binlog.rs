@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::error::MyError;
 use crate::introspect::{self, ColumnInfo, MyType, TableInfo};
 use crate::runner::{log_end, position, send, stop};
+use crate::snapshot::decode_values;
 use crate::values::decode;
 use crate::{LogPos, MySqlSource, MyState};
 
@@ -860,20 +861,13 @@ fn map_column_names(tme: &TableMapEvent<'_>) -> Result<Option<Vec<String>>> {
 
 /// One row image of the table's first `logged` columns as an engine row
 /// of all of them (NULL in those not added yet at this point of the log).
-fn row_of(info: &TableInfo, logged: usize, row: BinlogRow) -> std::result::Result<Row, String> {
-    let values = row.unwrap();
-    if values.len() != logged {
-        return Err(format!(
-            "the row has {} values for {logged} columns",
-            values.len()
-        ));
-    }
-    let mut out: Row = info
-        .columns
-        .iter()
-        .zip(values)
-        .map(|(c, v)| binlog_value(&c.ty, v).map_err(|why| format!("column `{}`: {why}", c.name)))
-        .collect::<std::result::Result<_, _>>()?;
+fn row_of(
+    info: &TableInfo,
+    logged: usize,
+    row: BinlogRow,
+) -> std::result::Result<Row, (String, String)> {
+    let columns = info.columns.get(..logged).unwrap_or(&info.columns);
+    let mut out = decode_values(columns, row.unwrap(), binlog_value)?;
     out.resize(info.columns.len(), Value::Null);
     Ok(out)
 }
@@ -942,24 +936,24 @@ fn read_change(
             kept: None,
         })
     };
-    let raw = format!("before: {before:?}, after: {after:?}");
     let before = before
         .map(|r| row_of(info, logged, r))
         .transpose()
-        .map_err(|why| dead(raw.clone(), why))?;
+        .map_err(|(why, raw)| dead(format!("before: {raw}"), why))?;
     let after = after
         .map(|r| row_of(info, logged, r))
         .transpose()
-        .map_err(|why| dead(raw.clone(), why))?;
+        .map_err(|(why, raw)| dead(format!("after: {raw}"), why))?;
+    let images = || format!("before: {before:?}, after: {after:?}");
     let key_set = |row: &Row| info.schema.key.iter().all(|&i| row[i] != Value::Null);
     if before.as_ref().is_some_and(|r| !key_set(r)) || after.as_ref().is_some_and(|r| !key_set(r)) {
-        return Err(dead(raw, "a key column is NULL".into()));
+        return Err(dead(images(), "a key column is NULL".into()));
     }
     let op = match (&before, &after) {
         (None, Some(_)) => Op::Insert,
         (Some(_), Some(_)) => Op::Update,
         (Some(_), None) => Op::Delete,
-        (None, None) => return Err(dead(raw, "a row event with no row image".into())),
+        (None, None) => return Err(dead(images(), "a row event with no row image".into())),
     };
     Ok(Change {
         op,

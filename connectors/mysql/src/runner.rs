@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use syncline_engine::batch::{Batch, BatchKind, Position};
+use syncline_engine::columnar::{BlockBuilder, Cell};
 use syncline_engine::connector::{GENERATION, SourceContext, Start};
 use syncline_engine::model::Change;
 use syncline_engine::status::Phase;
@@ -14,7 +15,7 @@ use tracing::info;
 
 use crate::error::MyError;
 use crate::introspect::TableInfo;
-use crate::snapshot::{dead_letter, decode_row, key_is_set, raw_text, read_error, select_all};
+use crate::snapshot::{dead_letter, decode_row, key_is_set, read_error, select_all};
 use crate::{LogPos, MySqlSource, MyState, SnapshotState, binlog};
 
 /// Sends `batch`, or stops when the pipeline stops.
@@ -260,6 +261,12 @@ async fn copy_table(
     }
     let mut dead = Vec::new();
     let mut rows_in_batch = 0usize;
+    // Rows go column by column where every consumer reads blocks.
+    let mut block = if ctx.blocks {
+        BlockBuilder::new(t.schema.clone(), src.config.batch_rows)
+    } else {
+        None
+    };
     let mut stream = result
         .stream::<mysql_async::Row>()
         .await
@@ -273,31 +280,47 @@ async fn copy_table(
         let end = next.is_none();
         if let Some(row) = next {
             let values = row.map_err(read_error(&t.name))?.unwrap();
-            let raw = raw_text(&t.columns, &values);
             match decode_row(&t.columns, values) {
                 Ok(row) if key_is_set(t, &row) => {
-                    changes.push(Change::insert(t.schema.clone(), row))
+                    // Into the column block where every value fits it,
+                    // else as an insert (the engine checks it).
+                    let in_block = block.as_mut().is_some_and(|b| {
+                        let cells: Option<Vec<Cell<'_>>> = row
+                            .iter()
+                            .zip(&t.schema.columns)
+                            .map(|(v, c)| Cell::of(v, &c.data_type))
+                            .collect();
+                        cells.is_some_and(|cells| b.push_row(&cells))
+                    });
+                    if !in_block {
+                        changes.push(Change::insert(t.schema.clone(), row));
+                    }
                 }
-                Ok(_) => dead.push(dead_letter(
+                Ok(row) => dead.push(dead_letter(
                     t,
                     origin.clone(),
-                    raw,
+                    format!("{row:?}"),
                     "a key column is NULL".into(),
                 )),
-                Err(why) => dead.push(dead_letter(t, origin.clone(), raw, why)),
+                Err((why, raw)) => dead.push(dead_letter(t, origin.clone(), raw, why)),
             }
             rows_in_batch += 1;
         }
-        if rows_in_batch >= src.config.batch_rows
-            || (end && (!changes.is_empty() || !dead.is_empty() || !sent_any))
-        {
-            if end && changes.is_empty() && dead.is_empty() {
+        let blocked = block.as_ref().map_or(0, BlockBuilder::len);
+        let pending = changes.len() + dead.len() + blocked;
+        if rows_in_batch >= src.config.batch_rows || (end && (pending > 0 || !sent_any)) {
+            if end && pending == 0 {
                 break;
             }
             seq += 1;
             let mut batch = Batch::stream(position(seq, state)?, std::mem::take(&mut changes));
             batch.kind = BatchKind::Snapshot;
             batch.dead_letters = std::mem::take(&mut dead);
+            if blocked > 0
+                && let Some(b) = block.as_mut()
+            {
+                batch.block = Some(b.finish().map_err(Error::internal)?);
+            }
             batch.inserts_are_new = new_rows;
             send(ctx, batch).await?;
             sent_any = true;

@@ -9,27 +9,63 @@ use syncline_engine::model::{DeadLetter, DeadLetterStage, Row, Value};
 use syncline_engine::{Error, Result};
 
 use crate::error::MyError;
-use crate::introspect::{ColumnInfo, TableInfo, quote};
+use crate::introspect::{ColumnInfo, MyType, TableInfo, quote};
 use crate::values::decode;
 
-/// `values`, one row of `columns` as the server sent it, as an engine row,
-/// or the reason it cannot be one (naming the column).
+/// `values`, one row of `columns` as the server sent it, decoded column by
+/// column with `decode_one` into an engine row; or, for a value that cannot
+/// be one, the reason (naming the column) and the row as read (the columns
+/// before it as decoded, the rest as received), made only then.
+pub fn decode_values<V: std::fmt::Debug>(
+    columns: &[ColumnInfo],
+    values: Vec<V>,
+    decode_one: impl Fn(&MyType, V) -> std::result::Result<Value, String>,
+) -> std::result::Result<Row, (String, String)> {
+    if values.len() != columns.len() {
+        return Err((
+            format!(
+                "the row has {} values for {} columns",
+                values.len(),
+                columns.len()
+            ),
+            format!("{values:?}"),
+        ));
+    }
+    let mut out = Vec::with_capacity(columns.len());
+    let mut rest = values.into_iter();
+    for (c, v) in columns.iter().zip(rest.by_ref()) {
+        match decode_one(&c.ty, v) {
+            Ok(value) => out.push(value),
+            Err(why) => {
+                let mut fields: Vec<String> = columns
+                    .iter()
+                    .zip(&out)
+                    .map(|(c, value)| format!("{}: {value:?}", c.name))
+                    .collect();
+                fields.push(format!("{}: (unreadable)", c.name));
+                fields.extend(
+                    columns[out.len() + 1..]
+                        .iter()
+                        .zip(rest)
+                        .map(|(c, v)| format!("{}: {v:?}", c.name)),
+                );
+                return Err((
+                    format!("column `{}`: {why}", c.name),
+                    format!("{{{}}}", fields.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `values`, one row of `columns` from a `SELECT`, as an engine row (see
+/// [`decode_values`]).
 pub fn decode_row(
     columns: &[ColumnInfo],
     values: Vec<mysql_async::Value>,
-) -> std::result::Result<Row, String> {
-    if values.len() != columns.len() {
-        return Err(format!(
-            "the row has {} values for {} columns",
-            values.len(),
-            columns.len()
-        ));
-    }
-    columns
-        .iter()
-        .zip(values)
-        .map(|(c, v)| decode(&c.ty, v).map_err(|why| format!("column `{}`: {why}", c.name)))
-        .collect()
+) -> std::result::Result<Row, (String, String)> {
+    decode_values(columns, values, decode)
 }
 
 /// A row that could not be read, as a dead letter of `info`'s table.
@@ -43,16 +79,6 @@ pub fn dead_letter(info: &TableInfo, origin: String, raw: String, reason: String
         stage: DeadLetterStage::Read,
         kept: None,
     }
-}
-
-/// The values of a row as they came, for a dead letter.
-pub fn raw_text(columns: &[ColumnInfo], values: &[mysql_async::Value]) -> String {
-    let fields: Vec<String> = columns
-        .iter()
-        .zip(values)
-        .map(|(c, v)| format!("{}: {}", c.name, v.as_sql(true)))
-        .collect();
-    format!("{{{}}}", fields.join(", "))
 }
 
 /// The `SELECT` that reads every row of `info`'s table.
