@@ -30,6 +30,13 @@ pub struct MySqlSourceConfig {
     #[serde(default = "default_batch_rows")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub batch_rows: usize,
+    /// Rows per batch during the snapshot when every target reads column
+    /// blocks (DuckDB targets without transforms in between), which the
+    /// DuckDB target commits a row group (122880 rows) at a time. Best a
+    /// divisor of 122880.
+    #[serde(default = "default_block_rows")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub block_rows: usize,
     /// Changes of one streamed transaction held in memory at most. A larger
     /// transaction goes to the targets in parts of this many changes, which
     /// a target commits only with the last part.
@@ -73,6 +80,9 @@ fn default_user() -> String {
 }
 fn default_batch_rows() -> usize {
     10_000
+}
+fn default_block_rows() -> usize {
+    30_720
 }
 fn default_transaction_rows() -> usize {
     50_000

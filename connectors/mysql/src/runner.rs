@@ -263,9 +263,14 @@ async fn copy_table(
     let mut rows_in_batch = 0usize;
     // Rows go column by column where every consumer reads blocks.
     let mut block = if ctx.blocks {
-        BlockBuilder::new(t.schema.clone(), src.config.batch_rows)
+        BlockBuilder::new(t.schema.clone(), src.config.block_rows)
     } else {
         None
+    };
+    let batch_rows = if block.is_some() {
+        src.config.block_rows
+    } else {
+        src.config.batch_rows
     };
     let mut stream = result
         .stream::<mysql_async::Row>()
@@ -308,7 +313,7 @@ async fn copy_table(
         }
         let blocked = block.as_ref().map_or(0, BlockBuilder::len);
         let pending = changes.len() + dead.len() + blocked;
-        if rows_in_batch >= src.config.batch_rows || (end && (pending > 0 || !sent_any)) {
+        if rows_in_batch >= batch_rows || (end && (pending > 0 || !sent_any)) {
             if end && pending == 0 {
                 break;
             }
