@@ -38,7 +38,9 @@ fn create_orders(db: &TestDb, rows: u64) {
     ));
 }
 
-fn pipeline(root: &Path, db: &str, batch_rows: usize) -> std::path::PathBuf {
+/// The pipeline file: `orders` of `db` into DuckDB, with `extra` lines for
+/// the source.
+fn pipeline(root: &Path, db: &str, extra: &str) -> std::path::PathBuf {
     let path = root.join("my.toml");
     std::fs::write(
         &path,
@@ -47,8 +49,8 @@ fn pipeline(root: &Path, db: &str, batch_rows: usize) -> std::path::PathBuf {
 [sources.my]
 kind = "mysql"
 database = "{db}"
-batch_rows = {batch_rows}
 heartbeat_secs = 1
+{extra}
 [[sources.my.tables]]
 name = "orders"
 [targets.db]
@@ -133,7 +135,31 @@ fn kill_9_mid_snapshot_and_mid_stream_loses_and_doubles_nothing() {
     create_orders(&db, ROWS);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let file = pipeline(root, &db.name, 500);
+    // Small snapshot batches, so the kills land between many; writer
+    // transactions (five changes) go out in parts, so kills land between
+    // the parts of one too.
+    let file = pipeline(
+        root,
+        &db.name,
+        "block_rows = 500\nbatch_rows = 500\ntransaction_rows = 3",
+    );
+
+    // A writer commits transactions all along: while the copy runs (a
+    // resumed copy is taken at a later point than the first, so its table's
+    // changes in between are passed over) and while the log is followed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (name, stop) = (db.name.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::SeqCst) {
+                round += 1;
+                write_round(&name, round);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            round
+        })
+    };
 
     // Ten kills in all. Mid-snapshot: each after a random amount of the
     // copy.
@@ -151,20 +177,7 @@ fn kill_9_mid_snapshot_and_mid_stream_loses_and_doubles_nothing() {
     // stream rounds count below is streamed changes only.
     assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
 
-    // Mid-stream, with a writer committing transactions all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (name, stop) = (db.name.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut round = 0;
-            while !stop.load(Ordering::SeqCst) {
-                round += 1;
-                write_round(&name, round);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            round
-        })
-    };
+    // Mid-stream.
     for round in 0..6 {
         let mut run = Running::start(&file, &[]);
         let streaming = run.wait_for("streaming", Duration::from_secs(180), |s| {
@@ -205,7 +218,7 @@ fn added_columns_and_truncates_in_the_log_are_followed() {
     create_orders(&db, 100);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let file = pipeline(root, &db.name, 1000);
+    let file = pipeline(root, &db.name, "");
     assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
     assert_same_rows(
         "orders",
@@ -248,7 +261,7 @@ fn a_dropped_column_stops_the_source_with_what_to_do() {
     create_orders(&db, 10);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let file = pipeline(root, &db.name, 1000);
+    let file = pipeline(root, &db.name, "");
     assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
     db.exec("ALTER TABLE orders DROP COLUMN note; UPDATE orders SET qty = 5 WHERE id = 1;");
     let (code, _, stderr) = syncline(&["run", "--once", "my.toml"], root);
@@ -257,4 +270,172 @@ fn a_dropped_column_stops_the_source_with_what_to_do() {
         stderr.contains("orders") && stderr.contains("follows added columns only"),
         "the error says what changed and what to do: {stderr}"
     );
+}
+
+#[test]
+fn a_column_dropped_while_following_stops_the_source() {
+    let db = TestDb::create("my_drop_live");
+    create_orders(&db, 10);
+    db.exec("ALTER TABLE orders ADD COLUMN region VARCHAR(10) NULL");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = pipeline(root, &db.name, "");
+    let mut run = Running::start(&file, &[]);
+    run.wait_for("streaming", Duration::from_secs(60), |s| {
+        s["tables"]["my.orders"]["phase"] == "streaming"
+    });
+    // The last column goes: later rows are logged without it.
+    db.exec("ALTER TABLE orders DROP COLUMN region; UPDATE orders SET qty = 9 WHERE id = 2;");
+    let code = run.wait();
+    assert_ne!(code, 0, "a dropped column stops the pipeline");
+    // The stored position still names the column, so a restart says so too.
+    let (code, _, stderr) = syncline(&["run", "--once", "my.toml"], root);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("region") && stderr.contains("follows added columns only"),
+        "{stderr}"
+    );
+}
+
+/// Every supported type, written before the copy and again (under other
+/// ids) after it: the copy (a query) and the log (row events) must give
+/// the target the same values.
+#[test]
+fn every_type_reads_the_same_from_the_copy_and_from_the_log() {
+    let db = TestDb::create("my_types");
+    db.exec(
+        "CREATE TABLE t (
+            id INT PRIMARY KEY,
+            u8 TINYINT UNSIGNED, i16 SMALLINT, u24 MEDIUMINT UNSIGNED, u32 INT UNSIGNED,
+            u64 BIGINT UNSIGNED, i64 BIGINT,
+            dec30 DECIMAL(30,10), f FLOAT, d DOUBLE,
+            vc VARCHAR(20), tx TEXT, fixed BINARY(4), vb VARBINARY(8), bl BLOB,
+            js JSON, en ENUM('small','big, really'), st SET('a','b','c'),
+            b1 BIT(1), b12 BIT(12),
+            dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), yr YEAR
+        )",
+    );
+    let rows = [
+        "0, 255, -32768, 16777215, 4294967295, 18446744073709551615, -9223372036854775808,
+         -12345678901234567890.0123456789, 0.1, 2.5e-300, 'ünï 🎉', 'line\\nbreak', X'61620000', X'00ff', X'deadbeef',
+         '{\"b\": [1, 2.50, null], \"a\": \"x\"}', 'big, really', 'a,c', b'1', b'101010101010',
+         '1000-01-01', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.499999', '-838:59:59.000000', 2155",
+        "1, 0, 0, 0, 0, 0, 0, 0, -0.5, -1.5, '', '', X'00000000', X'', X'', '[]', 'small', '', b'0', b'0',
+         '1970-01-01', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00.000001', 1901",
+        "2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL",
+    ];
+    let insert = |offset: i32| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let (id, rest) = r.split_once(',').unwrap();
+                format!("({}, {rest})", id.trim().parse::<i32>().unwrap() + offset)
+            })
+            .collect();
+        db.exec(&format!(
+            "SET time_zone = '+00:00'; INSERT INTO t VALUES {}",
+            values.join(", ")
+        ));
+    };
+    insert(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = root.join("types.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"mytypes\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\n[[sources.my.tables]]\nname = \"t\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
+            db.name
+        ),
+    )
+    .unwrap();
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+    insert(100);
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+
+    let conn = duckdb::Connection::open(root.join("out.duckdb")).unwrap();
+    let columns: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT column_name FROM information_schema.columns WHERE table_name = 't' AND column_name NOT LIKE '\\_syncline%' ESCAPE '\\' ORDER BY ordinal_position")
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| format!("coalesce(CAST(\"{c}\" AS VARCHAR), '<null>')"))
+        .collect();
+    let read = |id: i32| -> Vec<String> {
+        conn.query_row(
+            &format!("SELECT {} FROM t WHERE id = {id}", select.join(", ")),
+            [],
+            |r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect(),
+        )
+        .unwrap()
+    };
+    for id in 0..3 {
+        let (copied, logged) = (read(id), read(id + 100));
+        for (i, c) in columns.iter().enumerate().skip(1) {
+            assert_eq!(
+                copied[i], logged[i],
+                "column {c} of row {id}: copied vs logged"
+            );
+        }
+    }
+    let first = read(0);
+    let at = |name: &str| first[columns.iter().position(|c| c == name).unwrap()].clone();
+    assert_eq!(at("u64"), "18446744073709551615");
+    assert_eq!(at("u32"), "4294967295");
+    assert_eq!(at("u8"), "255");
+    assert_eq!(at("dec30"), "-12345678901234567890.0123456789");
+    assert_eq!(at("f"), "0.1");
+    assert_eq!(at("vc"), "ünï 🎉");
+    assert_eq!(at("en"), "big, really");
+    assert_eq!(at("st"), "a,c");
+    assert_eq!(at("b1"), "true");
+    assert_eq!(at("b12"), "2730");
+    assert_eq!(at("dtm"), "9999-12-31 23:59:59.999999");
+    assert_eq!(at("yr"), "2155");
+    assert!(
+        at("ts").starts_with("2038-01-19 03:14:07.499999"),
+        "{}",
+        at("ts")
+    );
+    assert_eq!(at("fixed"), "ab\\x00\\x00");
+}
+
+#[test]
+fn columns_the_log_cannot_carry_faithfully_are_refused_by_name() {
+    let db = TestDb::create("my_refused");
+    db.exec(
+        "CREATE TABLE orders (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET latin1);
+         CREATE TABLE waits (id INT PRIMARY KEY, took TIME(2));
+         CREATE TABLE plain (id INT PRIMARY KEY) ENGINE = MyISAM;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for (table, says) in [
+        ("orders", "column `name`"),
+        ("waits", "column `took`"),
+        ("plain", "MyISAM"),
+    ] {
+        std::fs::write(
+            root.join("p.toml"),
+            format!(
+                "name = \"refused\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\n[[sources.my.tables]]\nname = \"{table}\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
+                db.name
+            ),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = syncline(&["run", "--once", "p.toml"], root);
+        assert_ne!(code, 0, "{table} is refused");
+        let text = format!("{stdout}{stderr}");
+        assert!(
+            text.contains(says),
+            "the refusal of {table} names {says}: {text}"
+        );
+    }
 }

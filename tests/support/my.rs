@@ -9,7 +9,17 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn client(db: Option<&str>, sql: &str) -> Result<String, String> {
     let mut cmd = Command::new("mariadb");
-    cmd.args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-P",
+        "3306",
+        "-u",
+        "root",
+        "-N",
+        "-B",
+        "--default-character-set=utf8mb4",
+    ]);
     if let Some(db) = db {
         cmd.arg(db);
     }

@@ -332,7 +332,7 @@ impl Follower<'_> {
                     self.file, self.end
                 ))
             })?;
-            self.begin(Some(gtid.to_string()), gtid.flags & FL_STANDALONE != 0);
+            self.begin(Some(gtid.to_string()), gtid.flags & FL_STANDALONE != 0)?;
             self.end = u64::from(header.log_pos());
             return Ok(());
         }
@@ -385,7 +385,7 @@ impl Follower<'_> {
                 // A transaction begins where its first event does.
                 let upper = query.to_ascii_uppercase();
                 if self.txn.is_none() && upper != "COMMIT" {
-                    self.begin(None, upper != "BEGIN");
+                    self.begin(None, upper != "BEGIN")?;
                 }
                 self.end = u64::from(header.log_pos());
                 match upper.as_str() {
@@ -412,8 +412,14 @@ impl Follower<'_> {
                     pos: self.end,
                 };
                 self.end = u64::from(header.log_pos());
-                if let Some(tme) = tme {
-                    self.rows(&rows, &tme, &at).await?;
+                match tme {
+                    Some(tme) => self.rows(&rows, &tme, &at).await?,
+                    None => {
+                        return Err(MyError::Binlog(format!(
+                            "a row event at {at} names a table the log has not described (no table map before it)"
+                        ))
+                        .into());
+                    }
                 }
                 return Ok(());
             }
@@ -425,7 +431,18 @@ impl Follower<'_> {
         Ok(())
     }
 
-    fn begin(&mut self, gtid: Option<String>, standalone: bool) {
+    fn begin(&mut self, gtid: Option<String>, standalone: bool) -> Result<()> {
+        // A transaction that never ended (an XA transaction prepared, a
+        // group rolled back) must not lose its rows to the next one.
+        if let Some(open) = &self.txn
+            && (open.relevant || open.sent > 0)
+        {
+            return Err(MyError::Binlog(format!(
+                "a transaction touching the pipeline's tables did not end before the next began at {}:{} (XA transactions are not supported yet)",
+                self.file, self.end
+            ))
+            .into());
+        }
         let start = LogPos {
             file: self.file.clone(),
             pos: self.end,
@@ -444,6 +461,7 @@ impl Follower<'_> {
             standalone,
             ..Txn::default()
         });
+        Ok(())
     }
 
     /// A statement logged as text: a `TRUNCATE` of a followed table
@@ -451,14 +469,19 @@ impl Follower<'_> {
     fn statement(&mut self, schema: &str, query: &str) -> Result<()> {
         let (op, names) = statement_tables(query, schema);
         let ours = |(db, table): &(String, String)| {
-            db == &self.src.config.database && self.tables.contains_key(table)
+            db == &self.src.config.database && (table == "*" || self.tables.contains_key(table))
         };
         let Some((_, table)) = names.iter().find(|n| ours(n)).cloned() else {
             return Ok(());
         };
         if op != Op::Truncate {
+            let what = if table == "*" {
+                format!("database {} was dropped", self.src.config.database)
+            } else {
+                format!("table {table} was dropped, replaced or renamed")
+            };
             return Err(stop(format!(
-                "table {table} was dropped or renamed at {}:{} (`{}`): Syncline cannot follow it; drop the pipeline and run it again",
+                "{what} at {}:{} (`{}`): Syncline cannot follow it; drop the pipeline and run it again",
                 self.file,
                 self.end,
                 query.chars().take(200).collect::<String>()
@@ -566,6 +589,12 @@ impl Follower<'_> {
             }
             None => count == followed.logged || count == followed.names.len(),
         };
+        if prefix && count < followed.logged {
+            return Err(stop(format!(
+                "table {table} lost columns ({}) at {at}: Syncline follows added columns only; drop the pipeline and run it again to copy the table anew",
+                followed.names[count..followed.logged].join(", ")
+            )));
+        }
         if prefix {
             // The same names: the same types too, or the log would be read
             // with the wrong decoder.
@@ -749,6 +778,14 @@ fn seq_of(coordinate: u64, offset: i64) -> Result<u64> {
 /// ... RENAME` (every table it names), nothing (`Insert`, no tables)
 /// otherwise. Tables as `(database, table)`, `schema` where unqualified.
 fn statement_tables(query: &str, schema: &str) -> (Op, Vec<(String, String)>) {
+    // Leading comments (`/* app */ TRUNCATE ...`) say nothing.
+    let mut query = query.trim_start();
+    while let Some(rest) = query.strip_prefix("/*") {
+        query = rest
+            .split_once("*/")
+            .map_or("", |(_, after)| after)
+            .trim_start();
+    }
     let words: Vec<&str> = query
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
         .filter(|w| !w.is_empty())
@@ -779,8 +816,22 @@ fn statement_tables(query: &str, schema: &str) -> (Op, Vec<(String, String)>) {
     {
         return (Op::Delete, names(2));
     }
-    if is(0, "ALTER") && is(1, "TABLE") && upper.iter().any(|u| u == "RENAME") {
+    // A table renamed (not an index, key or column of it).
+    let renamed = upper
+        .windows(2)
+        .any(|w| w[0] == "RENAME" && !matches!(w[1].as_str(), "INDEX" | "KEY" | "COLUMN"));
+    if is(0, "ALTER") && is(1, "TABLE") && renamed {
         return (Op::Delete, names(2).into_iter().take(1).collect());
+    }
+    if is(0, "CREATE") && is(1, "OR") && is(2, "REPLACE") && is(3, "TABLE") {
+        return (Op::Delete, names(4).into_iter().take(1).collect());
+    }
+    if is(0, "DROP") && (is(1, "DATABASE") || is(1, "SCHEMA")) {
+        let db = names(2).into_iter().next().map(|(_, name)| name);
+        return (
+            Op::Delete,
+            db.map(|d| (d, "*".to_owned())).into_iter().collect(),
+        );
     }
     (Op::Insert, Vec::new())
 }
@@ -809,7 +860,7 @@ fn type_matches(ty: &MyType, logged: ColumnType) -> bool {
         MyType::Decimal { .. } => matches!(logged, MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL),
         MyType::Float => logged == MYSQL_TYPE_FLOAT,
         MyType::Double => logged == MYSQL_TYPE_DOUBLE,
-        MyType::Text | MyType::Bytes | MyType::Json | MyType::Uuid => matches!(
+        MyType::Text | MyType::Bytes | MyType::FixedBytes(_) | MyType::Json => matches!(
             logged,
             MYSQL_TYPE_VARCHAR
                 | MYSQL_TYPE_VAR_STRING
@@ -882,6 +933,16 @@ pub fn binlog_value(ty: &MyType, v: BinlogValue<'_>) -> std::result::Result<Valu
             }
             let mask = b.iter().rev().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
             decode(ty, mysql_async::Value::UInt(mask))
+        }
+        // The log leaves the trailing zero bytes of a `binary(n)` out.
+        BinlogValue::Value(mysql_async::Value::Bytes(mut b)) if matches!(ty, MyType::FixedBytes(_)) => {
+            if let MyType::FixedBytes(n) = ty {
+                let n = usize::try_from(*n).unwrap_or(usize::MAX);
+                if b.len() < n {
+                    b.resize(n, 0);
+                }
+            }
+            decode(ty, mysql_async::Value::Bytes(b))
         }
         // The driver reads the year 0000 as 1900 (outside YEAR's range).
         BinlogValue::Value(mysql_async::Value::Bytes(b)) if matches!(ty, MyType::Year) && b == b"1900" => {
@@ -1022,6 +1083,26 @@ mod tests {
         assert_eq!(
             statement_tables("CREATE TABLE orders (id INT)", "shop").1,
             vec![]
+        );
+        assert_eq!(
+            statement_tables("ALTER TABLE orders RENAME INDEX a TO b", "shop").0,
+            Op::Insert
+        );
+        assert_eq!(
+            statement_tables("ALTER TABLE orders RENAME COLUMN a TO b", "shop").0,
+            Op::Insert
+        );
+        assert_eq!(
+            statement_tables("/* app */ TRUNCATE orders", "shop"),
+            (Op::Truncate, vec![t("shop", "orders")])
+        );
+        assert_eq!(
+            statement_tables("CREATE OR REPLACE TABLE orders (id INT)", "shop"),
+            (Op::Delete, vec![t("shop", "orders")])
+        );
+        assert_eq!(
+            statement_tables("DROP DATABASE IF EXISTS `shop`", "x"),
+            (Op::Delete, vec![t("shop", "*")])
         );
     }
 

@@ -73,6 +73,13 @@ impl MyError {
 /// Classifies a driver error by its cause and the server's error code.
 fn driver_kind(e: &mysql_async::Error) -> ErrorKind {
     match e {
+        // Bytes the driver cannot parse (a bad checksum, an event it does
+        // not know) fail the same way on every try.
+        mysql_async::Error::Io(mysql_async::IoError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            ErrorKind::State
+        }
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorKind::Connection,
         mysql_async::Error::Server(s) => server_kind(s.code),
         _ => ErrorKind::Precondition,

@@ -147,7 +147,7 @@ pub fn decode(ty: &MyType, v: MyValue) -> Result<Value, String> {
             MyValue::Bytes(b) => Value::Json(utf8(b, "the JSON text")?),
             other => return Err(format!("unexpected JSON value {other:?}")),
         },
-        MyType::Bytes => match v {
+        MyType::Bytes | MyType::FixedBytes(_) => match v {
             MyValue::Bytes(b) => Value::Bytes(b),
             other => return Err(format!("unexpected bytes value {other:?}")),
         },
@@ -287,27 +287,6 @@ pub fn decode(ty: &MyType, v: MyValue) -> Result<Value, String> {
                 }
             }
             other => return Err(format!("unexpected time value {other:?}")),
-        },
-        MyType::Uuid => match v {
-            MyValue::Bytes(b) if b.len() == 16 => {
-                let mut u = [0u8; 16];
-                u.copy_from_slice(&b);
-                Value::Uuid(u)
-            }
-            MyValue::Bytes(b) => {
-                let text = utf8(b, "a uuid")?;
-                let hex: String = text.chars().filter(|c| *c != '-').collect();
-                if hex.len() != 32 {
-                    return Err(format!("`{text}` is not a UUID"));
-                }
-                let mut u = [0u8; 16];
-                for (i, byte) in u.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                        .map_err(|_| format!("`{text}` is not a UUID"))?;
-                }
-                Value::Uuid(u)
-            }
-            other => return Err(format!("unexpected uuid value {other:?}")),
         },
     })
 }
