@@ -15,7 +15,9 @@ use std::time::Duration;
 use support::my::TestDb;
 use support::*;
 
-const ROWS: u64 = 40_000;
+/// Rows of the crash test's table: more than two DuckDB row groups, which a
+/// first copy commits a group at a time.
+const ROWS: u64 = 300_000;
 
 fn create_orders(db: &TestDb, rows: u64) {
     db.exec(
@@ -167,7 +169,7 @@ fn kill_9_mid_snapshot_and_mid_stream_loses_and_doubles_nothing() {
         let mut run = Running::start(&file, &[]);
         let threshold = rng.u64(500..ROWS / 2);
         let status = run.wait_for("snapshot progress", Duration::from_secs(180), |s| {
-            changes(s) >= threshold || s["tables"]["my.orders"]["phase"] == "streaming"
+            changes(s) >= threshold
         });
         eprintln!("round {round}: kill -9 after {} changes", changes(&status));
         run.kill9();
