@@ -237,10 +237,22 @@ impl Follower<'_> {
                 () = self.ctx.cancel.cancelled() => return Ok(()),
             };
             let event = match next {
-                None => {
-                    // The end of the log (only when not following).
+                // The end of the log as it was at the start, when not
+                // following.
+                None if until.is_some() => {
                     self.move_position().await?;
                     return Ok(());
+                }
+                // A following stream ends only when the server closes it
+                // (a shutdown): reconnect.
+                None => {
+                    return Err(Error::new(
+                        syncline_engine::ErrorKind::Connection,
+                        format!(
+                            "the server closed the binary log connection at {}:{}",
+                            self.file, self.end
+                        ),
+                    ));
                 }
                 Some(Err(e)) => {
                     // A lost connection is classified as one, and retried.

@@ -1,0 +1,133 @@
+//! MariaDB restarted under a streaming pipeline: the binary log connection
+//! is re-established with backoff, the log is read on across the file the
+//! restart begins, and nothing is lost or doubled. It restarts the server,
+//! so `scripts/test` runs it alone, after the rest of the suite.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::my::TestDb;
+use support::*;
+
+fn up() -> bool {
+    Command::new("mariadb-admin")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "--connect-timeout=2",
+            "ping",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn start() {
+    let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    let _ = Command::new("install")
+        .args(["-d", "-o", "mysql", "-g", "mysql", "/run/mysqld"])
+        .status();
+    let _ = Command::new("start-stop-daemon")
+        .args(["--start", "--background", "--oknodo", "--exec", server])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !up() {
+        assert!(Instant::now() < deadline, "MariaDB did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn restart_mariadb() {
+    let stopped = Command::new("mariadb-admin")
+        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "shutdown"])
+        .status()
+        .unwrap()
+        .success();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Command::new("pgrep")
+        .args(["-x", "mariadbd|mysqld"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(Instant::now() < deadline, "MariaDB did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Never leave the machine's server down for the tests after this.
+    start();
+    assert!(stopped, "mariadb-admin shutdown failed");
+}
+
+/// The binary log's end as one comparable number (file number, offset).
+fn log_end(db: &TestDb) -> (u64, u64) {
+    let row = db.rows("SHOW MASTER STATUS").remove(0);
+    let file: u64 = row[0].rsplit_once('.').unwrap().1.parse().unwrap();
+    (file, row[1].parse().unwrap())
+}
+
+fn position(status: &serde_json::Value) -> (u64, u64) {
+    let at = &status["positions"]["my"]["at"];
+    let file = at["file"]
+        .as_str()
+        .and_then(|f| f.rsplit_once('.'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
+    (file, at["pos"].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn mariadb_restart_mid_stream_is_survived() {
+    let db = TestDb::create("my_restart");
+    db.exec(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, label VARCHAR(40) NOT NULL, n INT NOT NULL);
+         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_5000;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"my_restart\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n[[sources.my.tables]]\nname = \"items\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
+            db.name
+        ),
+    )
+    .unwrap();
+    let mut run = Running::start(&pipeline, &[]);
+    run.wait_for("streaming", Duration::from_secs(60), |s| {
+        s["tables"]["my.items"]["phase"] == "streaming"
+    });
+    db.exec("UPDATE items SET n = n + 1 WHERE id <= 100");
+
+    restart_mariadb();
+    // More changes, in the log file the restart began, while the pipeline
+    // reconnects.
+    db.exec("UPDATE items SET n = n + 10 WHERE id BETWEEN 50 AND 150");
+    db.exec("DELETE FROM items WHERE id > 4990");
+    db.exec("INSERT INTO items VALUES (9001, 'after restart', 1)");
+    let end = log_end(&db);
+    run.wait_for("changes after the restart", Duration::from_secs(120), |s| {
+        position(s) >= end
+    });
+    assert_eq!(run.interrupt(), 0);
+
+    let expected = db.rows("SELECT id, label, n FROM items ORDER BY id");
+    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS VARCHAR), label, CAST(n AS VARCHAR) FROM items ORDER BY id")
+        .unwrap();
+    let actual: Vec<Vec<String>> = stmt
+        .query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_same_rows("items after the restart", &expected, &actual);
+}
