@@ -12,7 +12,7 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, OptsBuilder};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 use syncline_engine::batch::{Batch, BatchKind};
 use syncline_engine::connector::SourceContext;
 use syncline_engine::model::{Change, DeadLetter, DeadLetterStage, Op, Row, TableSchema, Value};
@@ -277,23 +277,10 @@ impl Follower<'_> {
 
     async fn open(&self, non_blocking: bool) -> Result<BinlogStream> {
         let config = &self.src.config;
-        let password = match &config.password {
-            Some(secret) => Some(secret.resolve().map_err(MyError::Secret)?),
-            None => None,
-        };
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(config.host.clone())
-            .tcp_port(config.port)
-            .user(Some(config.user.clone()))
-            .pass(password)
-            .prefer_socket(false)
-            // Row events of large transactions come as packets of up to
-            // 1 GiB.
-            .max_allowed_packet(Some(1 << 30));
-        let mut conn = Conn::new(opts).await.map_err(|source| MyError::Connect {
-            target: config.target(),
-            source,
-        })?;
+        // Row events of large transactions come as packets of up to 1 GiB.
+        let mut conn =
+            MySqlSource::connect_with(config, |opts| opts.max_allowed_packet(Some(1 << 30)))
+                .await?;
         // GTID events as they are (not rewritten into BEGIN), and the
         // server's heartbeats while the log is idle.
         conn.query_drop("SET @mariadb_slave_capability = 4")

@@ -171,18 +171,31 @@ impl MySqlSource {
     /// A connection to the source's database, in UTC (so `timestamp`
     /// values come as UTC).
     pub(crate) async fn connect(config: &MySqlSourceConfig) -> Result<Conn> {
+        Self::connect_with(config, |opts| {
+            opts.db_name(Some(config.database.clone()))
+                .init(vec!["SET SESSION time_zone = '+00:00'".to_owned()])
+        })
+        .await
+    }
+
+    /// A connection to the source's server with the settings `tweak`
+    /// adds, given up after 15 s without an answer.
+    pub(crate) async fn connect_with(
+        config: &MySqlSourceConfig,
+        tweak: impl FnOnce(OptsBuilder) -> OptsBuilder,
+    ) -> Result<Conn> {
         let password = match &config.password {
             Some(secret) => Some(secret.resolve().map_err(MyError::Secret)?),
             None => None,
         };
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(config.host.clone())
-            .tcp_port(config.port)
-            .user(Some(config.user.clone()))
-            .pass(password)
-            .db_name(Some(config.database.clone()))
-            .prefer_socket(false)
-            .init(vec!["SET SESSION time_zone = '+00:00'".to_owned()]);
+        let opts = tweak(
+            OptsBuilder::default()
+                .ip_or_hostname(config.host.clone())
+                .tcp_port(config.port)
+                .user(Some(config.user.clone()))
+                .pass(password)
+                .prefer_socket(false),
+        );
         let connecting = Conn::new(opts);
         let conn = tokio::time::timeout(std::time::Duration::from_secs(15), connecting)
             .await
