@@ -415,7 +415,8 @@ fn columns_the_log_cannot_carry_faithfully_are_refused_by_name() {
     db.exec(
         "CREATE TABLE orders (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET latin1);
          CREATE TABLE waits (id INT PRIMARY KEY, took TIME(2));
-         CREATE TABLE plain (id INT PRIMARY KEY) ENGINE = MyISAM;",
+         CREATE TABLE plain (id INT PRIMARY KEY) ENGINE = MyISAM;
+         CREATE VIEW seen AS SELECT id FROM orders;",
     );
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -423,6 +424,7 @@ fn columns_the_log_cannot_carry_faithfully_are_refused_by_name() {
         ("orders", "column `name`"),
         ("waits", "column `took`"),
         ("plain", "MyISAM"),
+        ("seen", "is a view"),
     ] {
         std::fs::write(
             root.join("p.toml"),

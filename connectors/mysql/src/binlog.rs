@@ -232,18 +232,30 @@ impl Follower<'_> {
         let mut stream = self.open(until.is_some()).await?;
         info!(source = %self.ctx.name, at = %self.state.at, "reading the binary log");
         loop {
+            // The server sends heartbeats while the log is idle: a
+            // connection silent for three of them is a dead one.
+            let silence =
+                Duration::from_secs(self.src.config.heartbeat_secs.saturating_mul(3).max(30));
             let next = tokio::select! {
                 next = stream.next() => next,
+                () = tokio::time::sleep(silence), if self.src.config.heartbeat_secs > 0 => {
+                    return Err(Error::new(
+                        syncline_engine::ErrorKind::Connection,
+                        format!("the binary log connection was silent for {} s at {}:{}", silence.as_secs(), self.file, self.end),
+                    ));
+                }
                 () = self.ctx.cancel.cancelled() => return Ok(()),
             };
             let event = match next {
                 // The end of the log as it was at the start, when not
                 // following.
-                None if until.is_some() => {
+                None if until
+                    .is_some_and(|u| self.done.coordinate().ok() >= u.coordinate().ok()) =>
+                {
                     self.move_position().await?;
                     return Ok(());
                 }
-                // A following stream ends only when the server closes it
+                // Otherwise a stream ends only when the server closes it
                 // (a shutdown): reconnect.
                 None => {
                     return Err(Error::new(
@@ -254,14 +266,8 @@ impl Follower<'_> {
                         ),
                     ));
                 }
-                Some(Err(e)) => {
-                    // A lost connection is classified as one, and retried.
-                    return Err(MyError::query(format!(
-                        "reading the binary log at {}:{}",
-                        self.file, self.end
-                    ))(e)
-                    .into());
-                }
+                // A lost connection is classified as one, and retried.
+                Some(Err(e)) => return Err(self.read_error(e)),
                 Some(Ok(event)) => event,
             };
             self.event(&stream, event).await?;
@@ -303,18 +309,28 @@ impl Follower<'_> {
         let stream = conn
             .get_binlog_stream(request)
             .await
-            .map_err(|e| {
-                if let mysql_async::Error::Server(s) = &e
-                    && s.code == 1236
-                {
-                    return Error::from(MyError::Precondition(format!(
-                        "the server no longer has the binary log at {} ({}): it was purged while the pipeline was stopped; drop the pipeline's state and run it again to copy the tables anew, and keep binary logs longer (binlog_expire_logs_seconds)",
-                        self.state.at, s.message
-                    )));
-                }
-                Error::from(MyError::query(format!("starting to read the binary log at {}", self.state.at))(e))
-            })?;
+            .map_err(|e| self.read_error(e))?;
         Ok(stream)
+    }
+
+    /// What a failure of the binary log stream means: a position the server
+    /// no longer has (the answer to the dump request comes as the stream's
+    /// first item) says how to recover.
+    fn read_error(&self, e: mysql_async::Error) -> Error {
+        if let mysql_async::Error::Server(s) = &e
+            && s.code == 1236
+        {
+            return MyError::Precondition(format!(
+                "the server cannot send the binary log from {} ({}): if it was purged while the pipeline was stopped, drop the pipeline's state and run it again to copy the tables anew, and keep binary logs longer (binlog_expire_logs_seconds)",
+                self.state.at, s.message
+            ))
+            .into();
+        }
+        MyError::query(format!(
+            "reading the binary log at {}:{}",
+            self.file, self.end
+        ))(e)
+        .into()
     }
 
     async fn event(
@@ -383,13 +399,15 @@ impl Follower<'_> {
                 let schema = q.schema().into_owned();
                 // A transaction begins where its first event does.
                 let upper = query.to_ascii_uppercase();
-                if self.txn.is_none() && upper != "COMMIT" {
+                if self.txn.is_none() && upper != "COMMIT" && upper != "ROLLBACK" {
                     self.begin(None, upper != "BEGIN")?;
                 }
                 self.end = u64::from(header.log_pos());
                 match upper.as_str() {
                     "BEGIN" => {}
                     "COMMIT" => self.commit(header.timestamp()).await?,
+                    // A group rolled back: nothing of it happened.
+                    "ROLLBACK" => self.roll_back()?,
                     _ => {
                         self.statement(&schema, &query)?;
                         if self.txn.as_ref().is_some_and(|t| t.standalone) {
@@ -426,6 +444,25 @@ impl Follower<'_> {
         }
         if !artificial && header.log_pos() != 0 {
             self.end = u64::from(header.log_pos());
+        }
+        Ok(())
+    }
+
+    /// Drops the transaction a `ROLLBACK` ends; one whose parts went out
+    /// already cannot be taken back, so that stops the source.
+    fn roll_back(&mut self) -> Result<()> {
+        if let Some(txn) = self.txn.take() {
+            if txn.sent > txn.skip {
+                return Err(MyError::Binlog(format!(
+                    "a transaction rolled back at {}:{} after parts of it were sent; run again to read it anew",
+                    self.file, self.end
+                ))
+                .into());
+            }
+            self.done = LogPos {
+                file: self.file.clone(),
+                pos: self.end,
+            };
         }
         Ok(())
     }
@@ -777,13 +814,23 @@ fn seq_of(coordinate: u64, offset: i64) -> Result<u64> {
 /// ... RENAME` (every table it names), nothing (`Insert`, no tables)
 /// otherwise. Tables as `(database, table)`, `schema` where unqualified.
 fn statement_tables(query: &str, schema: &str) -> (Op, Vec<(String, String)>) {
-    // Leading comments (`/* app */ TRUNCATE ...`) say nothing.
+    // Leading comments (`/* app */ TRUNCATE ...`, `-- app`, `# app`) say
+    // nothing.
     let mut query = query.trim_start();
-    while let Some(rest) = query.strip_prefix("/*") {
-        query = rest
-            .split_once("*/")
-            .map_or("", |(_, after)| after)
-            .trim_start();
+    loop {
+        if let Some(rest) = query.strip_prefix("/*") {
+            query = rest
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if query.starts_with("-- ") || query.starts_with('#') {
+            query = query
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else {
+            break;
+        }
     }
     let words: Vec<&str> = query
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
@@ -1092,7 +1139,7 @@ mod tests {
             Op::Insert
         );
         assert_eq!(
-            statement_tables("/* app */ TRUNCATE orders", "shop"),
+            statement_tables("-- app\n# more\n/* app */ TRUNCATE orders", "shop"),
             (Op::Truncate, vec![t("shop", "orders")])
         );
         assert_eq!(

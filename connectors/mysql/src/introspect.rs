@@ -159,7 +159,7 @@ impl MyType {
             "float" => Some(MyType::Float),
             "double" | "real" | "double precision" => Some(MyType::Double),
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
-                if json_checked =>
+                if json_checked && utf8 =>
             {
                 Some(MyType::Json)
             }
@@ -304,14 +304,25 @@ pub async fn describe(
             ),
         });
     }
-    // The consistent snapshot covers transactional tables only.
-    let engine: Option<String> = conn
+    // The consistent snapshot covers transactional tables only, and the
+    // log has rows of base tables only.
+    let kind: Option<(String, Option<String>)> = conn
         .exec_first(
-            "SELECT CAST(ENGINE AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            "SELECT CAST(TABLE_TYPE AS CHAR), CAST(ENGINE AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (database, &table.name),
         )
         .await
         .map_err(MyError::query(format!("reading the engine of table {}", table.name)))?;
+    let (table_type, engine) = kind.unwrap_or_else(|| ("BASE TABLE".to_owned(), None));
+    if table_type != "BASE TABLE" {
+        return Err(MyError::Table {
+            table: table.name.clone(),
+            detail: format!(
+                "is a {} (the binary log holds rows of base tables only): name the tables it reads instead",
+                table_type.to_ascii_lowercase()
+            ),
+        });
+    }
     if let Some(engine) = engine
         && !engine.eq_ignore_ascii_case("InnoDB")
     {
@@ -346,7 +357,12 @@ pub async fn describe(
             }),
             None => unsupported.push(Unsupported {
                 column: name,
-                type_name: column_type,
+                type_name: match charset.as_deref() {
+                    Some(cs) if cs != "binary" && !cs.starts_with("utf8") && cs != "ascii" => {
+                        format!("{column_type} in character set {cs} (text is read as UTF-8)")
+                    }
+                    _ => column_type,
+                },
             }),
         }
     }
@@ -481,6 +497,18 @@ mod tests {
             ),
             ("time", "time(3)", None, false, Some(DataType::Interval)),
             ("geometry", "geometry", None, false, None),
+            ("varchar", "varchar(10)", Some("latin1"), false, None),
+            ("longtext", "longtext", Some("latin1"), true, None),
+            (
+                "binary",
+                "binary(16)",
+                Some("binary"),
+                false,
+                Some(DataType::Bytes),
+            ),
+            ("time", "time(2)", None, false, None),
+            ("time", "time(6)", None, false, Some(DataType::Interval)),
+            ("uuid", "uuid", None, false, None),
         ];
         for (dt, ct, cs, json, want) in cases {
             assert_eq!(
