@@ -285,6 +285,13 @@ impl Source for MySqlSource {
                 self.config.database
             ),
         ));
+        if !version.to_ascii_lowercase().contains("mariadb") {
+            checks.push(Check::fail(
+                "server",
+                format!("{version} is MySQL, whose consistent snapshot has no binary log position to start the log from"),
+                "MySQL sources are not supported yet: use MariaDB 10.5 or later",
+            ));
+        }
         let settings = [
             (
                 "log_bin",

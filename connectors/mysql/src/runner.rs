@@ -14,7 +14,7 @@ use syncline_engine::{Error, ErrorKind, Result};
 use tracing::info;
 
 use crate::error::MyError;
-use crate::introspect::TableInfo;
+use crate::introspect::{self, TableInfo};
 use crate::snapshot::{dead_letter, decode_row, key_is_set, read_error, select_all};
 use crate::{LogPos, MySqlSource, MyState, SnapshotState, binlog};
 
@@ -129,6 +129,24 @@ async fn copy(
         .await
         .map_err(MyError::query("starting the consistent snapshot"))?;
     let point = snapshot_point(conn).await?;
+    // The tables as the snapshot sees them: a column added since they were
+    // described would not be copied.
+    for t in &src.tables {
+        let decl = src
+            .config
+            .tables
+            .iter()
+            .find(|d| d.name == t.name)
+            .ok_or_else(|| Error::internal(format!("table {} is not configured", t.name)))?;
+        let (now, _) = introspect::describe(conn, &ctx.name, &src.config.database, decl).await?;
+        if now.columns != t.columns {
+            return Err(MyError::Table {
+                table: t.name.clone(),
+                detail: "changed while the copy was starting: run again".into(),
+            }
+            .into());
+        }
+    }
     let (mut state, mut done) = match resumed {
         Some(s) => {
             let snap = s.snapshot.clone().unwrap_or(SnapshotState {
