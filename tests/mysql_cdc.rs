@@ -274,6 +274,25 @@ fn a_dropped_column_stops_the_source_with_what_to_do() {
     );
 }
 
+/// The server fills an added column's default into every existing row
+/// without logging it: followed, the targets would hold NULL there.
+#[test]
+fn a_column_added_with_a_default_stops_the_source() {
+    let db = TestDb::create("my_default");
+    create_orders(&db, 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = pipeline(root, &db.name, "");
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+    db.exec("ALTER TABLE orders ADD COLUMN region VARCHAR(10) NOT NULL DEFAULT 'north'; UPDATE orders SET qty = 5 WHERE id = 1;");
+    let (code, _, stderr) = syncline(&["run", "--once", "my.toml"], root);
+    assert_ne!(code, 0, "a defaulted column fails the run");
+    assert!(
+        stderr.contains("`region`") && stderr.contains("with a default"),
+        "the error names the column and why: {stderr}"
+    );
+}
+
 #[test]
 fn a_column_dropped_while_following_stops_the_source() {
     let db = TestDb::create("my_drop_live");

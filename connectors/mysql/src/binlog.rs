@@ -153,6 +153,7 @@ pub(crate) async fn stream(src: MySqlSource, ctx: SourceContext, state: MyState)
                 )));
             }
         };
+        refuse_defaulted(&t.name, &t.columns[logged..], &state.at)?;
         state
             .columns
             .insert(t.name.clone(), names[..logged].to_vec());
@@ -695,6 +696,7 @@ impl Follower<'_> {
             )));
         }
         let columns: Vec<ColumnInfo> = now.columns[..names.len()].to_vec();
+        refuse_defaulted(table, &columns[old.columns.len()..], at)?;
         if columns[..old.columns.len()] != old.columns[..] {
             return Err(stop(format!(
                 "the types of table {table}'s columns changed at or after {at}: Syncline follows added columns only; drop the pipeline and run it again"
@@ -799,6 +801,19 @@ impl Follower<'_> {
         let mut batch = Batch::stream(position(seq, &self.state)?, Vec::new());
         batch.kind = BatchKind::Stream;
         send(self.ctx, batch).await
+    }
+}
+
+/// Stops on an added column with a default: the rows the table held when
+/// it was added hold the default at the source, without a row event that
+/// would bring it to the targets (they would keep NULL there).
+fn refuse_defaulted(table: &str, added: &[ColumnInfo], at: &LogPos) -> Result<()> {
+    match added.iter().find(|c| c.defaulted) {
+        Some(c) => Err(stop(format!(
+            "column `{}` was added to table {table} after {at} with a default, which the server gave every existing row without logging it: Syncline follows added columns only without a default; drop the pipeline and run it again to copy the table anew",
+            c.name
+        ))),
+        None => Ok(()),
     }
 }
 

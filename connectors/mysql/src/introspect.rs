@@ -230,6 +230,9 @@ pub struct ColumnInfo {
     pub ty: MyType,
     /// Whether NULL may appear.
     pub nullable: bool,
+    /// Whether it has a default other than NULL: rows that were there
+    /// when such a column was added hold the default without a row event.
+    pub defaulted: bool,
 }
 
 /// A source table as the pipeline reads it.
@@ -282,11 +285,19 @@ pub async fn describe(
     database: &str,
     table: &MySqlTableConfig,
 ) -> Result<(TableInfo, Vec<Unsupported>), MyError> {
-    type ColumnRow = (String, String, String, String, Option<String>);
+    type ColumnRow = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<ColumnRow> = conn
         .exec(
             "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
-             CAST(IS_NULLABLE AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR) \
+             CAST(IS_NULLABLE AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR), \
+             CAST(COLUMN_DEFAULT AS CHAR) \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (database, &table.name),
@@ -344,7 +355,7 @@ pub async fn describe(
         .unwrap_or_default();
     let mut columns = Vec::with_capacity(rows.len());
     let mut unsupported = Vec::new();
-    for (name, data_type, column_type, nullable, charset) in rows {
+    for (name, data_type, column_type, nullable, charset, default) in rows {
         let json_checked = checks.iter().any(|c| {
             c.to_ascii_lowercase()
                 .contains(&format!("json_valid({})", quote(&name)).to_ascii_lowercase())
@@ -354,6 +365,8 @@ pub async fn describe(
                 name,
                 ty,
                 nullable: nullable.eq_ignore_ascii_case("YES"),
+                // MariaDB writes "no default" of a nullable column as NULL.
+                defaulted: default.is_some_and(|d| !d.eq_ignore_ascii_case("NULL")),
             }),
             None => unsupported.push(Unsupported {
                 column: name,
