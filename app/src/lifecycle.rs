@@ -82,6 +82,21 @@ pub async fn drop_pipeline(pipeline: &Pipeline, mut report: impl FnMut(String)) 
         })?;
         report(format!("removed {}", state.display()));
     }
+    // The targets keep their rows, which no checkpoint covers now: the next
+    // run empties every table and copies it again, so rows the sources
+    // lost meanwhile do not stay.
+    let marker = state.join(crate::registry::DROPPED);
+    std::fs::create_dir_all(&state)
+        .and_then(|()| {
+            std::fs::write(
+                &marker,
+                "dropped: the next run empties every target table and copies it again\n",
+            )
+        })
+        .map_err(|e| {
+            Error::new(ErrorKind::Io, format!("writing {}", marker.display())).with_source(e)
+        })?;
+    report("the next run empties every target table and copies it again".to_owned());
     Ok(())
 }
 

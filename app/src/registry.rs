@@ -329,8 +329,15 @@ pub async fn plan(pipeline: &Pipeline) -> Result<PipelinePlan> {
         transform,
         sinks,
         max_dead_letters: pipeline.spec.max_dead_letters,
+        earlier_rows: state_dir(pipeline).join(DROPPED).exists(),
     })
 }
+
+/// A file in a pipeline's state folder saying that the pipeline was
+/// dropped: its targets may keep rows that no checkpoint covers, so a run
+/// that finds no checkpoint restates (empties and copies every table again)
+/// rather than copying onto them.
+pub const DROPPED: &str = "dropped";
 
 /// What a target with `inputs` receives: sources, tables, and transform
 /// outputs (which travel in their input source's batches).

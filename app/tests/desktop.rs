@@ -155,10 +155,19 @@ async fn runner_starts_browses_while_writing_pauses_resumes_and_stops() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].rows.len() as u64, BAD_ORDERS);
 
-    // Dropping removes its state and checkpoints, keeping the data.
-    runner.drop_pipeline(&path).await.expect("drops");
+    // Dropping removes its state and checkpoints, keeping the data (the
+    // state folder says only that the next run copies every table anew).
+    let lines = runner.drop_pipeline(&path).await.expect("drops");
     assert!(runner.list().is_empty());
-    assert!(!dir.path().join(".syncline/shop").exists());
+    let state: Vec<String> = std::fs::read_dir(dir.path().join(".syncline/shop"))
+        .expect("state folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(state, ["dropped"]);
+    assert!(
+        lines.iter().any(|l| l.contains("copies it again")),
+        "{lines:?}"
+    );
     let tables = desktop::list_tables(database.clone())
         .await
         .expect("data kept");

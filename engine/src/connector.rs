@@ -229,6 +229,11 @@ pub struct SourceContext {
     /// [`Batch::block`], so the source may send bulk inserts column by
     /// column. `false`: changes only.
     pub blocks: bool,
+    /// The sinks may hold rows of this pipeline that no position covers
+    /// (it was dropped: its checkpoints were forgotten, its rows kept). A
+    /// run none of whose sinks holds a position then restates rather than
+    /// starting fresh, so rows the source lost meanwhile do not stay.
+    pub earlier_rows: bool,
 }
 
 /// The key of a source's position state that holds its generation (see
@@ -249,9 +254,11 @@ pub enum Start {
     /// No sink holds anything: a first run, generation 0.
     Fresh,
     /// Start from nothing while some sink holds rows of an earlier run: a
-    /// sink added since holds nothing, or the sinks hold positions of
+    /// sink added since holds nothing, the sinks hold positions of
     /// different generations (a restatement stopped before every sink took
-    /// it up, so some hold part of it and others the run before). Every
+    /// it up, so some hold part of it and others the run before), or none
+    /// holds a position but they keep the rows of a dropped run
+    /// ([`SourceContext::earlier_rows`]). Every
     /// table is truncated and then copied whole into every sink, numbered
     /// above [`SourceContext::highest_held`], and every position of the
     /// run carries `generation` (one more than any held), so that a stop
@@ -278,6 +285,7 @@ impl SourceContext {
             self.held.iter().map(generation_of).collect();
         let highest = generations.iter().next_back().copied();
         match (&self.resume, highest) {
+            (_, None) if self.earlier_rows => Start::Restate { generation: 1 },
             (_, None) => Start::Fresh,
             (Some(_), Some(generation)) if generations.len() == 1 => Start::Resume { generation },
             (_, Some(highest)) => Start::Restate {
@@ -612,7 +620,63 @@ impl<T> Sample<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::Sample;
+    use super::{Sample, SourceContext, Start};
+    use crate::batch::Position;
+    use crate::status::StatusHandle;
+
+    /// How a run begins from the positions `held` and the lowest of them
+    /// every sink holds (`resume`), with `earlier_rows`.
+    fn start(held: &[(u64, u64)], resume: bool, earlier_rows: bool) -> Start {
+        let position = |&(seq, generation): &(u64, u64)| Position {
+            seq,
+            state: serde_json::json!({ "generation": generation }),
+        };
+        let held: Vec<Position> = held.iter().map(position).collect();
+        let resume = resume
+            .then(|| held.iter().min_by_key(|p| p.seq).cloned())
+            .flatten();
+        let (batches, _) = tokio::sync::mpsc::channel(1);
+        let (_, acknowledged) = tokio::sync::watch::channel(None);
+        SourceContext {
+            name: "s".into(),
+            resume,
+            batches,
+            acknowledged,
+            status: StatusHandle::new("p"),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            follow: false,
+            highest_held: held.iter().map(|p| p.seq).max().unwrap_or(0),
+            held,
+            blocks: false,
+            earlier_rows,
+        }
+        .start()
+    }
+
+    #[test]
+    fn a_run_begins_from_what_the_sinks_hold() {
+        assert_eq!(start(&[], false, false), Start::Fresh);
+        // Dropped: no checkpoint, but the rows are still there.
+        assert_eq!(start(&[], false, true), Start::Restate { generation: 1 });
+        assert_eq!(
+            start(&[(5, 2), (9, 2)], true, false),
+            Start::Resume { generation: 2 }
+        );
+        // A position held after the drop: that run's positions count.
+        assert_eq!(
+            start(&[(5, 1)], true, true),
+            Start::Resume { generation: 1 }
+        );
+        // A sink added (it holds nothing), or generations that differ.
+        assert_eq!(
+            start(&[(5, 0)], false, false),
+            Start::Restate { generation: 1 }
+        );
+        assert_eq!(
+            start(&[(5, 1), (9, 2)], true, false),
+            Start::Restate { generation: 3 }
+        );
+    }
 
     fn sample(total: u64, limit: Option<usize>, seed: u64) -> Vec<u64> {
         let mut s = Sample::new(limit, seed);

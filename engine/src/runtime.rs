@@ -144,6 +144,9 @@ pub struct PipelinePlan {
     pub sinks: Vec<SinkPlan>,
     /// Stop once more rows than this are in the dead-letter queue.
     pub max_dead_letters: Option<u64>,
+    /// The sinks may hold rows of this pipeline from before it was dropped
+    /// (see [`SourceContext::earlier_rows`](crate::connector::SourceContext)).
+    pub earlier_rows: bool,
 }
 
 impl std::fmt::Debug for PipelinePlan {
@@ -233,6 +236,7 @@ async fn run_inner(
 ) -> Result<()> {
     status.set_state(PipelineState::Starting);
     let max_dead_letters = plan.max_dead_letters;
+    let earlier_rows = plan.earlier_rows;
     let Opened {
         sources,
         transform,
@@ -302,6 +306,7 @@ async fn run_inner(
             highest_held,
             held,
             blocks: blocks[si],
+            earlier_rows,
         };
         let span = info_span!("source", source = %s.name);
         tasks.spawn(s.source.run(ctx).instrument(span));
@@ -376,6 +381,7 @@ async fn open(plan: PipelinePlan, status: &StatusHandle) -> Result<Opened> {
         mut transform,
         mut sinks,
         max_dead_letters,
+        earlier_rows: _,
     } = plan;
     let mut all_tables: Vec<Arc<TableSchema>> = Vec::new();
     let mut ready = Vec::new();

@@ -314,8 +314,9 @@ impl StatusHandle {
                 t.updates += counts.updates;
                 t.deletes += counts.deletes;
                 t.dead_letters += counts.dead_letters;
+                // Rows copied: a restated table's truncate is no row.
                 if tally.snapshot {
-                    t.snapshot_done += counts.changes;
+                    t.snapshot_done += counts.inserts + counts.updates + counts.deletes;
                 }
                 if lag.is_some() && counts.changes > 0 {
                     t.lag_seconds = lag;

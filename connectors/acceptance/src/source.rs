@@ -371,6 +371,7 @@ async fn start_holding(
         cancel: cancel.clone(),
         follow: true,
         blocks: false,
+        earlier_rows: false,
     };
     let task = tokio::spawn(source.run(ctx));
     Running {

@@ -115,6 +115,7 @@ async fn run(db: &str, pipeline: &str, resume: Option<Position>, blocks: bool) -
         cancel: CancellationToken::new(),
         follow: false,
         blocks,
+        earlier_rows: false,
     };
     let task = tokio::spawn(Box::new(source).run(ctx));
     let mut batches = Vec::new();
