@@ -257,6 +257,28 @@ fn added_columns_and_truncates_in_the_log_are_followed() {
     );
 }
 
+/// `--once` reads to the end of the log as it was when the run started,
+/// also when that end is a new file with no transaction in it yet (the
+/// server began it on `FLUSH BINARY LOGS`, a restart or a full file).
+#[test]
+fn once_ends_at_a_log_file_with_no_transaction_yet() {
+    let db = TestDb::create("my_flushed");
+    create_orders(&db, 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = pipeline(root, &db.name, "");
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+    db.exec("UPDATE orders SET qty = 7 WHERE id <= 3; FLUSH BINARY LOGS;");
+    let code = Running::start(&file, &["--once"])
+        .wait_within("a run to a freshly begun log file", Duration::from_secs(60));
+    assert_eq!(code, 0);
+    assert_same_rows(
+        "orders",
+        &source_rows(&db, ""),
+        &target_rows(&root.join("out.duckdb"), ""),
+    );
+}
+
 #[test]
 fn a_dropped_column_stops_the_source_with_what_to_do() {
     let db = TestDb::create("my_drop");
@@ -305,6 +327,17 @@ fn a_column_dropped_while_following_stops_the_source() {
     run.wait_for("streaming", Duration::from_secs(60), |s| {
         s["tables"]["my.orders"]["phase"] == "streaming"
     });
+    // The status says how much binary log the pipeline still needs.
+    let status = run.wait_for("the binary log kept", Duration::from_secs(30), |s| {
+        s["retained_bytes"]["my"].is_u64()
+    });
+    let kept = status["retained_bytes"]["my"].as_u64().unwrap();
+    let logs: u64 = db
+        .rows("SHOW BINARY LOGS")
+        .iter()
+        .map(|r| r[1].parse::<u64>().unwrap())
+        .sum();
+    assert!(kept <= logs, "{kept} bytes kept of {logs} logged");
     // The last column goes: later rows are logged without it.
     db.exec("ALTER TABLE orders DROP COLUMN region; UPDATE orders SET qty = 9 WHERE id = 2;");
     let code = run.wait();
@@ -316,6 +349,80 @@ fn a_column_dropped_while_following_stops_the_source() {
         stderr.contains("region") && stderr.contains("follows added columns only"),
         "{stderr}"
     );
+}
+
+/// An `ALTER` that reorders enum members and puts a set member first
+/// renumbers both in every row without logging the rows: changes logged
+/// before it must be read by the old lists and changes after it by the
+/// new ones, whatever the server describes when the run starts.
+#[test]
+fn enum_and_set_members_changed_in_the_log_keep_their_names() {
+    let db = TestDb::create("my_members");
+    db.exec(
+        "CREATE TABLE orders (id INT PRIMARY KEY, e ENUM('a','b','c') NOT NULL, s SET('x','y','z') NOT NULL,
+                              l ENUM('é','ü') CHARACTER SET latin1 NOT NULL);
+         INSERT INTO orders VALUES (1, 'a', 'x', 'é'), (2, 'b', 'y,z', 'ü'), (3, 'c', '', 'é');",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = pipeline(root, &db.name, "");
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+    db.exec(
+        "UPDATE orders SET e = 'c', s = 'x,z', l = 'ü' WHERE id = 1;
+         INSERT INTO orders VALUES (4, 'b', 'y', 'é');
+         ALTER TABLE orders MODIFY e ENUM('c','b','a','d') NOT NULL, MODIFY s SET('w','x','y','z') NOT NULL,
+                            MODIFY l ENUM('ñ','ü','é') CHARACTER SET latin1 NOT NULL;
+         UPDATE orders SET e = 'd', s = 'w,x', l = 'ñ' WHERE id = 2;
+         INSERT INTO orders VALUES (5, 'a', 'z', 'é');",
+    );
+    assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+    let source = db.rows("SELECT id, e, s, l FROM orders ORDER BY id");
+    let conn = duckdb::Connection::open(root.join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS VARCHAR), e, s, l FROM orders ORDER BY id")
+        .unwrap();
+    let target: Vec<Vec<String>> = stmt
+        .query_map([], |r| (0..4).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(source.len(), 5);
+    assert_same_rows("orders", &source, &target);
+}
+
+/// A column whose signedness or decimal scale changes in place keeps its
+/// type code in the log: read on with the old type, its values would be
+/// wrong, so the source stops and names it.
+#[test]
+fn a_column_retyped_in_place_stops_the_source() {
+    for (alter, column, said) in [
+        (
+            "ALTER TABLE orders MODIFY amount DECIMAL(12,4) NOT NULL; UPDATE orders SET amount = 1.2345 WHERE id = 2;",
+            "`amount`",
+            "decimal(",
+        ),
+        (
+            "ALTER TABLE orders MODIFY id BIGINT UNSIGNED NOT NULL; UPDATE orders SET qty = 6 WHERE id = 2;",
+            "`id`",
+            "signed",
+        ),
+    ] {
+        let db = TestDb::create("my_retype");
+        create_orders(&db, 10);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let file = pipeline(root, &db.name, "");
+        assert_eq!(Running::start(&file, &["--once"]).wait(), 0);
+        db.exec(&format!("UPDATE orders SET qty = 5 WHERE id = 1; {alter}"));
+        let (code, _, stderr) = syncline(&["run", "--once", "my.toml"], root);
+        assert_ne!(code, 0, "{alter}: a column retyped in place fails the run");
+        assert!(
+            stderr.contains(column)
+                && stderr.contains(said)
+                && stderr.contains("follows added columns only"),
+            "{alter}: the error names the column and its types: {stderr}"
+        );
+    }
 }
 
 /// Every supported type, written before the copy and again (under other
@@ -333,18 +440,21 @@ fn every_type_reads_the_same_from_the_copy_and_from_the_log() {
             vc VARCHAR(20), tx TEXT, fixed BINARY(4), vb VARBINARY(8), bl BLOB,
             js JSON, en ENUM('small','big, really'), st SET('a','b','c'),
             b1 BIT(1), b12 BIT(12),
-            dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), yr YEAR
+            dt DATE, dtm DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6), yr YEAR,
+            l1 VARCHAR(20) CHARACTER SET latin1, lc CHAR(4) CHARACTER SET latin1,
+            u16 SMALLINT UNSIGNED
         )",
     );
     let rows = [
         "0, 255, -32768, 16777215, 4294967295, 18446744073709551615, -9223372036854775808,
          -12345678901234567890.0123456789, 0.1, 2.5e-300, 'ünï 🎉', 'line\\nbreak', X'61620000', X'00ff', X'deadbeef',
          '{\"b\": [1, 2.50, null], \"a\": \"x\"}', 'big, really', 'a,c', b'1', b'101010101010',
-         '1000-01-01', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.499999', '-838:59:59.000000', 2155",
+         '1000-01-01', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.499999', '-838:59:59.000000', 2155,
+         _latin1 X'80e98141', 'ça', 65535",
         "1, 0, 0, 0, 0, 0, 0, 0, -0.5, -1.5, '', '', X'00000000', X'', X'', '[]', 'small', '', b'0', b'0',
-         '1970-01-01', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00.000001', 1901",
+         '1970-01-01', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00.000001', 1901, '', '', 0",
         "2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL, NULL, NULL, NULL, NULL, NULL",
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL",
     ];
     let insert = |offset: i32| {
         let values: Vec<String> = rows
@@ -426,13 +536,19 @@ fn every_type_reads_the_same_from_the_copy_and_from_the_log() {
         at("ts")
     );
     assert_eq!(at("fixed"), "ab\\x00\\x00");
+    // latin1 is Windows-1252: 0x80 is the euro sign, 0x81 (undefined
+    // there) the C1 control U+0081.
+    assert_eq!(at("l1"), "€é\u{81}A");
+    assert_eq!(at("lc"), "ça");
+    // Signedness in the log counts every numeric column, the year too.
+    assert_eq!(at("u16"), "65535");
 }
 
 #[test]
 fn columns_the_log_cannot_carry_faithfully_are_refused_by_name() {
     let db = TestDb::create("my_refused");
     db.exec(
-        "CREATE TABLE orders (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET latin1);
+        "CREATE TABLE orders (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET cp1251);
          CREATE TABLE waits (id INT PRIMARY KEY, took TIME(2));
          CREATE TABLE plain (id INT PRIMARY KEY) ENGINE = MyISAM;
          CREATE VIEW seen AS SELECT id FROM orders;",

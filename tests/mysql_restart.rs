@@ -1,7 +1,9 @@
 //! MariaDB restarted under a streaming pipeline: the binary log connection
 //! is re-established with backoff, the log is read on across the file the
-//! restart begins, and nothing is lost or doubled. It restarts the server,
-//! so `scripts/test` runs it alone, after the rest of the suite.
+//! restart begins, and nothing is lost or doubled; and a position whose
+//! log was purged. The tests restart the server and purge the log the
+//! other tests read, so `scripts/test` runs them alone, after the rest of
+//! the suite.
 
 #![allow(clippy::unwrap_used)]
 
@@ -130,4 +132,71 @@ fn mariadb_restart_mid_stream_is_survived() {
         .map(Result::unwrap)
         .collect();
     assert_same_rows("items after the restart", &expected, &actual);
+}
+
+/// The binary log at the pipeline's position is purged while it is
+/// stopped: the run stops and says how to recover, and doing what it says
+/// brings the target back equal to the source. Purging removes log the
+/// other tests may be reading, so this runs alone too.
+#[test]
+fn a_purged_position_stops_the_run_with_how_to_recover() {
+    let db = TestDb::create("my_purged");
+    db.exec(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, label VARCHAR(40) NOT NULL, n INT NOT NULL);
+         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_100;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"my_purged\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n[[sources.my.tables]]\nname = \"items\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
+            db.name
+        ),
+    )
+    .unwrap();
+    assert_eq!(Running::start(&pipeline, &["--once"]).wait(), 0);
+
+    // Changes the pipeline has not read, then their log is purged.
+    db.exec("UPDATE items SET n = 7 WHERE id <= 10; DELETE FROM items WHERE id > 95");
+    db.exec("FLUSH BINARY LOGS");
+    let active = db.rows("SHOW MASTER STATUS").remove(0).remove(0);
+    // MariaDB keeps a file until InnoDB's commits in it are durable (its
+    // binary log checkpoint), so the purge is repeated until it is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        db.exec(&format!("PURGE BINARY LOGS TO '{active}'"));
+        let first = db.rows("SHOW BINARY LOGS").remove(0).remove(0);
+        if first == active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{first} was not purged");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_ne!(code, 0, "a purged position fails the run");
+    assert!(
+        stderr.contains("cannot send the binary log from")
+            && stderr.contains("drop the pipeline")
+            && stderr.contains("binlog_expire_logs_seconds"),
+        "the error says what happened and how to recover: {stderr}"
+    );
+
+    // What it says: drop the pipeline, run it again.
+    let (code, out, stderr) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{stderr}");
+    assert_eq!(Running::start(&pipeline, &["--once"]).wait(), 0);
+    let expected = db.rows("SELECT id, label, n FROM items ORDER BY id");
+    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS VARCHAR), label, CAST(n AS VARCHAR) FROM items ORDER BY id")
+        .unwrap();
+    let actual: Vec<Vec<String>> = stmt
+        .query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(expected.len(), 95);
+    assert_same_rows("items copied anew", &expected, &actual);
 }

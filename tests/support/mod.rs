@@ -157,6 +157,23 @@ impl Running {
     pub fn wait(mut self) -> i32 {
         self.child.wait().unwrap().code().unwrap_or(-1)
     }
+
+    /// Waits for a run that must end by itself within `limit` (the test
+    /// fails, and the process is killed, when it does not); returns its
+    /// exit code.
+    pub fn wait_within(mut self, what: &str, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: syncline did not end within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Running {

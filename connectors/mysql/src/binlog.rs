@@ -39,6 +39,10 @@ const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
 /// How many transactions of other tables are passed over before the
 /// position moves with an empty batch.
 const SKIPPED_BEFORE_MOVING: u32 = 1_000;
+/// How often the binary log the pipeline still needs is measured.
+const RETAINED_EVERY: Duration = Duration::from_secs(5);
+/// How long that measure may take before it is given up for this time.
+const SIDE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A MariaDB GTID: `domain-server-sequence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +127,10 @@ struct Follower<'a> {
     /// its start and how many of its changes and dead letters went out.
     resend: Option<(u64, usize)>,
     seen_format: bool,
+    /// When the retained log was last measured, and the connection that
+    /// measures it.
+    retained_at: Option<std::time::Instant>,
+    side: Option<mysql_async::Conn>,
 }
 
 /// Reads the binary log from `state.at` and sends every transaction that
@@ -186,6 +194,8 @@ pub(crate) async fn stream(src: MySqlSource, ctx: SourceContext, state: MyState)
         txn: None,
         resend: None,
         seen_format: false,
+        retained_at: None,
+        side: None,
     };
     let mut wait = Duration::from_millis(500);
     loop {
@@ -251,8 +261,9 @@ impl Follower<'_> {
                 // The end of the log as it was at the start, when not
                 // following.
                 None if until
-                    .is_some_and(|u| self.done.coordinate().ok() >= u.coordinate().ok()) =>
+                    .is_some_and(|u| self.reached().coordinate().ok() >= u.coordinate().ok()) =>
                 {
+                    self.done = self.reached();
                     self.move_position().await?;
                     return Ok(());
                 }
@@ -274,11 +285,30 @@ impl Follower<'_> {
             self.event(&stream, event).await?;
             if let Some(until) = until
                 && self.txn.is_none()
-                && self.done.coordinate()? >= until.coordinate()?
+                && self.reached().coordinate()? >= until.coordinate()?
             {
+                self.done = self.reached();
                 self.move_position().await?;
                 return Ok(());
             }
+        }
+    }
+
+    /// How far the log is read, whole transactions only: outside a
+    /// transaction, the end of the last event (events between transactions,
+    /// such as a new file's GTID list and checkpoint, are passed over);
+    /// inside one, the end of the transaction before it.
+    fn reached(&self) -> LogPos {
+        if self.txn.is_some() {
+            return self.done.clone();
+        }
+        let read = LogPos {
+            file: self.file.clone(),
+            pos: self.end,
+        };
+        match (read.coordinate(), self.done.coordinate()) {
+            (Ok(r), Ok(d)) if r > d => read,
+            _ => self.done.clone(),
         }
     }
 
@@ -393,6 +423,7 @@ impl Follower<'_> {
             }
             Some(EventData::HeartbeatEvent) => {
                 self.move_position().await?;
+                self.report_retained().await;
                 return Ok(());
             }
             Some(EventData::QueryEvent(q)) => {
@@ -575,11 +606,14 @@ impl Follower<'_> {
         {
             return Ok(());
         }
-        self.conform(&table, tme, at).await?;
+        let meta = map_meta(tme)?;
+        self.conform(&table, tme, &meta, at).await?;
         let Some(followed) = self.tables.get(&table) else {
             return Ok(());
         };
-        let info = followed.info.clone();
+        // Enum and set members as the log numbers them at this point (an
+        // ALTER may have reordered or added members since or before).
+        let info = with_logged_members(&followed.info, followed.logged, tme, &meta)?;
         let logged = followed.logged;
         let full_before = rows.columns_before_image().is_none_or(|b| b.all());
         let full_after = rows.columns_after_image().is_none_or(|b| b.all());
@@ -612,8 +646,14 @@ impl Follower<'_> {
     /// Matches the table map of `table` against the schema followed: the
     /// same columns go on; columns added at the end make the next schema
     /// version; anything else stops the source, saying why.
-    async fn conform(&mut self, table: &str, tme: &TableMapEvent<'_>, at: &LogPos) -> Result<()> {
-        let names = map_column_names(tme)?;
+    async fn conform(
+        &mut self,
+        table: &str,
+        tme: &TableMapEvent<'_>,
+        meta: &MapMeta,
+        at: &LogPos,
+    ) -> Result<()> {
+        let names = meta.names.clone();
         let Some(followed) = self.tables.get(table) else {
             return Ok(());
         };
@@ -635,13 +675,26 @@ impl Follower<'_> {
         if prefix {
             // The same names: the same types too, or the log would be read
             // with the wrong decoder.
+            let mut numeric = 0;
             for (i, c) in followed.info.columns.iter().take(count).enumerate() {
                 let logged = tme.get_column_type(i).ok().flatten();
-                if !logged.is_some_and(|t| type_matches(&c.ty, t)) {
+                let Some(logged) = logged.filter(|t| type_matches(&c.ty, *t)) else {
                     return Err(stop(format!(
                         "the type of column `{}` of table {table} changed at {at} (the log has {logged:?}): Syncline follows added columns only; drop the pipeline and run it again to copy the table anew",
                         c.name
                     )));
+                };
+                if let Some(was) = retyped(&c.ty, logged, tme.get_column_metadata(i), meta, numeric)
+                {
+                    return Err(stop(format!(
+                        "column `{}` of table {table} is {} in the log at {at}, where Syncline follows it as {}: Syncline follows added columns only; drop the pipeline and run it again to copy the table anew",
+                        c.name,
+                        was,
+                        describe(&c.ty)
+                    )));
+                }
+                if logged.is_numeric_type() {
+                    numeric += 1;
                 }
             }
             if followed.logged != count {
@@ -782,7 +835,64 @@ impl Follower<'_> {
         batch.kind = BatchKind::Stream;
         batch.txid = txn.gtid;
         batch.commit_time = DateTime::<Utc>::from_timestamp(i64::from(timestamp), 0);
-        send(self.ctx, batch).await
+        send(self.ctx, batch).await?;
+        self.report_retained().await;
+        Ok(())
+    }
+
+    /// Reports how many bytes of binary log the server keeps that the
+    /// pipeline still needs (from the position every target holds to the
+    /// log's end), at most every [`RETAINED_EVERY`]. A measure that fails
+    /// or takes too long is skipped: it is status, not progress.
+    async fn report_retained(&mut self) {
+        if self
+            .retained_at
+            .is_some_and(|at| at.elapsed() < RETAINED_EVERY)
+        {
+            return;
+        }
+        self.retained_at = Some(std::time::Instant::now());
+        // Nothing acknowledged in this run yet: where it resumed.
+        let acked = self
+            .ctx
+            .acknowledged
+            .borrow()
+            .clone()
+            .or_else(|| self.ctx.resume.clone());
+        let from = acked
+            .and_then(|p| serde_json::from_value::<MyState>(p.state).ok())
+            .map_or_else(|| self.state.at.clone(), |s| s.at);
+        let measured = tokio::time::timeout(SIDE_QUERY_TIMEOUT, async {
+            if self.side.is_none() {
+                self.side = Some(MySqlSource::connect(&self.src.config).await?);
+            }
+            let conn = self
+                .side
+                .as_mut()
+                .ok_or_else(|| Error::internal("no connection"))?;
+            let logs: Vec<mysql_async::Row> = conn
+                .query("SHOW BINARY LOGS")
+                .await
+                .map_err(MyError::query("listing the binary logs"))?;
+            Ok::<_, Error>(
+                logs.into_iter()
+                    .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        match measured {
+            Ok(Ok(logs)) => {
+                if let Some(bytes) = retained_bytes(&logs, &from) {
+                    self.ctx.status.set_retained_bytes(&self.ctx.name, bytes);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e.chain(), "measuring the binary log kept failed");
+                self.side = None;
+            }
+            Err(_) => self.side = None,
+        }
     }
 
     /// Moves the position over transactions of other tables with an empty
@@ -802,6 +912,15 @@ impl Follower<'_> {
         batch.kind = BatchKind::Stream;
         send(self.ctx, batch).await
     }
+}
+
+/// The bytes of `logs` (each file's name and size, as `SHOW BINARY LOGS`
+/// lists them) from `from` to the end; `None` when `from`'s file is not
+/// among them (purged, or from another server).
+fn retained_bytes(logs: &[(String, u64)], from: &LogPos) -> Option<u64> {
+    let i = logs.iter().position(|(name, _)| *name == from.file)?;
+    let rest: u64 = logs[i + 1..].iter().map(|(_, size)| size).sum();
+    Some(logs[i].1.saturating_sub(from.pos) + rest)
 }
 
 /// Stops on an added column with a default: the rows the table held when
@@ -921,17 +1040,19 @@ fn type_matches(ty: &MyType, logged: ColumnType) -> bool {
         MyType::Decimal { .. } => matches!(logged, MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL),
         MyType::Float => logged == MYSQL_TYPE_FLOAT,
         MyType::Double => logged == MYSQL_TYPE_DOUBLE,
-        MyType::Text | MyType::Bytes | MyType::FixedBytes(_) | MyType::Json => matches!(
-            logged,
-            MYSQL_TYPE_VARCHAR
-                | MYSQL_TYPE_VAR_STRING
-                | MYSQL_TYPE_STRING
-                | MYSQL_TYPE_BLOB
-                | MYSQL_TYPE_TINY_BLOB
-                | MYSQL_TYPE_MEDIUM_BLOB
-                | MYSQL_TYPE_LONG_BLOB
-                | MYSQL_TYPE_JSON
-        ),
+        MyType::Text | MyType::Latin1 | MyType::Bytes | MyType::FixedBytes(_) | MyType::Json => {
+            matches!(
+                logged,
+                MYSQL_TYPE_VARCHAR
+                    | MYSQL_TYPE_VAR_STRING
+                    | MYSQL_TYPE_STRING
+                    | MYSQL_TYPE_BLOB
+                    | MYSQL_TYPE_TINY_BLOB
+                    | MYSQL_TYPE_MEDIUM_BLOB
+                    | MYSQL_TYPE_LONG_BLOB
+                    | MYSQL_TYPE_JSON
+            )
+        }
         MyType::Enum(_) => logged == MYSQL_TYPE_ENUM,
         MyType::Set(_) => logged == MYSQL_TYPE_SET,
         MyType::Bit(_) => logged == MYSQL_TYPE_BIT,
@@ -943,32 +1064,165 @@ fn type_matches(ty: &MyType, logged: ColumnType) -> bool {
     }
 }
 
-/// The column names of a table map, when the server logs them
-/// (`binlog_row_metadata = FULL`).
-fn map_column_names(tme: &TableMapEvent<'_>) -> Result<Option<Vec<String>>> {
+/// What a table map says of its columns beyond their types, where the
+/// server logs it (`binlog_row_metadata = FULL`; each part `None` when it
+/// does not).
+#[derive(Debug, Default)]
+struct MapMeta {
+    /// Column names, in order.
+    names: Option<Vec<String>>,
+    /// Per numeric column (those whose type
+    /// [`ColumnType::is_numeric_type`]), in order: `unsigned`.
+    unsigned: Option<Vec<bool>>,
+    /// The members of each enum column, in order, in the column's
+    /// character set.
+    enums: Option<Vec<Vec<Vec<u8>>>>,
+    /// The members of each set column, likewise.
+    sets: Option<Vec<Vec<Vec<u8>>>>,
+}
+
+/// Reads a table map's optional metadata.
+fn map_meta(tme: &TableMapEvent<'_>) -> Result<MapMeta> {
     use mysql_async::binlog::events::OptionalMetadataField;
+    let unreadable = |what: &str, e: std::io::Error| -> Error {
+        MyError::Binlog(format!(
+            "the {what} of {} in the binary log cannot be read: {e}",
+            tme.table_name()
+        ))
+        .into()
+    };
+    let mut meta = MapMeta::default();
     for field in tme.iter_optional_meta() {
-        let field = field.map_err(|e| {
-            MyError::Binlog(format!(
-                "the table map of {} cannot be read: {e}",
-                tme.table_name()
-            ))
-        })?;
-        if let OptionalMetadataField::ColumnName(names) = field {
-            let names: std::result::Result<Vec<String>, _> = names
-                .iter_names()
-                .map(|n| n.map(|n| n.name().into_owned()))
-                .collect();
-            return names.map(Some).map_err(|e| {
-                MyError::Binlog(format!(
-                    "the column names of {} cannot be read: {e}",
-                    tme.table_name()
-                ))
-                .into()
-            });
+        match field.map_err(|e| unreadable("table map", e))? {
+            OptionalMetadataField::ColumnName(names) => {
+                let names: std::result::Result<Vec<String>, _> = names
+                    .iter_names()
+                    .map(|n| n.map(|n| n.name().into_owned()))
+                    .collect();
+                meta.names = Some(names.map_err(|e| unreadable("column names", e))?);
+            }
+            OptionalMetadataField::Signedness(bits) => {
+                meta.unsigned = Some(bits.iter().by_vals().collect());
+            }
+            OptionalMetadataField::EnumStrValue(lists) => {
+                let mut all = Vec::new();
+                for list in lists.iter_values() {
+                    let list = list.map_err(|e| unreadable("enum members", e))?;
+                    all.push(
+                        list.values()
+                            .iter()
+                            .map(|v| v.value_raw().to_vec())
+                            .collect(),
+                    );
+                }
+                meta.enums = Some(all);
+            }
+            OptionalMetadataField::SetStrValue(lists) => {
+                let mut all = Vec::new();
+                for list in lists.iter_values() {
+                    let list = list.map_err(|e| unreadable("set members", e))?;
+                    all.push(
+                        list.values()
+                            .iter()
+                            .map(|v| v.value_raw().to_vec())
+                            .collect(),
+                    );
+                }
+                meta.sets = Some(all);
+            }
+            _ => {}
         }
     }
-    Ok(None)
+    Ok(meta)
+}
+
+/// How the log types a column that [`type_matches`] `ty`, where that
+/// differs from `ty` in what changes its values: signedness (the log's
+/// `numeric`-th numeric column) or a decimal's precision and scale. `None`
+/// when they agree or the log does not say.
+fn retyped(
+    ty: &MyType,
+    logged: ColumnType,
+    column_meta: Option<&[u8]>,
+    meta: &MapMeta,
+    numeric: usize,
+) -> Option<String> {
+    match ty {
+        MyType::Int { unsigned, .. } if logged.is_numeric_type() => {
+            let now = *meta.unsigned.as_ref()?.get(numeric)?;
+            (now != *unsigned).then(|| if now { "unsigned" } else { "signed" }.to_owned())
+        }
+        MyType::Decimal { precision, scale } if logged == ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+            match column_meta? {
+                [p, s, ..] if (*p, *s) != (*precision, *scale) => Some(format!("decimal({p},{s})")),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `ty` as the server writes it, for a message.
+fn describe(ty: &MyType) -> String {
+    match ty {
+        MyType::Int { unsigned: true, .. } => "unsigned".into(),
+        MyType::Int {
+            unsigned: false, ..
+        } => "signed".into(),
+        MyType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `info` with the enum and set members of its first `logged` columns as
+/// the table map lists them, where it lists them and they differ: rows
+/// logged before or after an `ALTER` that reordered or added members
+/// number them by the list of their own time.
+fn with_logged_members(
+    info: &TableInfo,
+    logged: usize,
+    tme: &TableMapEvent<'_>,
+    meta: &MapMeta,
+) -> Result<TableInfo> {
+    let mut out = None::<TableInfo>;
+    let (mut enums, mut sets) = (0, 0);
+    for (i, column) in info.columns.iter().enumerate().take(logged) {
+        let lists = match tme.get_column_type(i).ok().flatten() {
+            Some(ColumnType::MYSQL_TYPE_ENUM) => {
+                enums += 1;
+                meta.enums.as_ref().and_then(|l| l.get(enums - 1))
+            }
+            Some(ColumnType::MYSQL_TYPE_SET) => {
+                sets += 1;
+                meta.sets.as_ref().and_then(|l| l.get(sets - 1))
+            }
+            _ => None,
+        };
+        let Some(raw) = lists else { continue };
+        let mut members = Vec::with_capacity(raw.len());
+        for bytes in raw {
+            members.push(if column.latin1 {
+                encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+                    .into_owned()
+            } else {
+                String::from_utf8(bytes.clone()).map_err(|_| {
+                    MyError::Binlog(format!(
+                        "a member of column `{}` of table {} in the binary log is not UTF-8",
+                        column.name, info.name
+                    ))
+                })?
+            });
+        }
+        let ty = match &column.ty {
+            MyType::Enum(m) if *m != members => MyType::Enum(members),
+            MyType::Set(m) if *m != members => MyType::Set(members),
+            _ => continue,
+        };
+        out.get_or_insert_with(|| info.clone()).columns[i].ty = ty;
+    }
+    Ok(out.unwrap_or_else(|| info.clone()))
 }
 
 /// One row image of the table's first `logged` columns as an engine row
@@ -1004,6 +1258,12 @@ pub fn binlog_value(ty: &MyType, v: BinlogValue<'_>) -> std::result::Result<Valu
                 }
             }
             decode(ty, mysql_async::Value::Bytes(b))
+        }
+        // The log carries latin1 text as stored: Windows-1252 (whose five
+        // undefined bytes decode to the C1 controls, as MySQL converts them).
+        BinlogValue::Value(mysql_async::Value::Bytes(b)) if matches!(ty, MyType::Latin1) => {
+            let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&b);
+            decode(ty, mysql_async::Value::Bytes(text.into_owned().into_bytes()))
         }
         // The driver reads the year 0000 as 1900 (outside YEAR's range).
         BinlogValue::Value(mysql_async::Value::Bytes(b)) if matches!(ty, MyType::Year) && b == b"1900" => {
@@ -1089,6 +1349,29 @@ fn read_change(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_retained_counts_from_the_held_position_to_the_end() {
+        let logs = vec![
+            ("mysql-bin.000001".to_owned(), 1_000),
+            ("mysql-bin.000002".to_owned(), 500),
+            ("mysql-bin.000003".to_owned(), 200),
+        ];
+        let at = |file: &str, pos| LogPos {
+            file: file.into(),
+            pos,
+        };
+        assert_eq!(
+            retained_bytes(&logs, &at("mysql-bin.000002", 100)),
+            Some(600)
+        );
+        assert_eq!(retained_bytes(&logs, &at("mysql-bin.000003", 200)), Some(0));
+        assert_eq!(
+            retained_bytes(&logs, &at("mysql-bin.000001", 0)),
+            Some(1_700)
+        );
+        assert_eq!(retained_bytes(&logs, &at("mysql-bin.000009", 4)), None);
+    }
 
     #[test]
     fn mariadb_gtid_events_read_as_domain_server_sequence() {

@@ -55,8 +55,11 @@ pub enum MyType {
     Float,
     /// `double`.
     Double,
-    /// Character strings.
+    /// Character strings in UTF-8 (or ASCII).
     Text,
+    /// Character strings in `latin1`, which MySQL defines as Windows-1252:
+    /// a query returns them converted, the binary log as they are stored.
+    Latin1,
     /// Byte strings.
     Bytes,
     /// `binary(n)`: byte strings of `n` bytes.
@@ -103,7 +106,7 @@ impl MyType {
                 scale: *scale,
             },
             MyType::Float | MyType::Double => DataType::Float64,
-            MyType::Text | MyType::Enum(_) | MyType::Set(_) => DataType::Text,
+            MyType::Text | MyType::Latin1 | MyType::Enum(_) | MyType::Set(_) => DataType::Text,
             MyType::Bytes | MyType::FixedBytes(_) => DataType::Bytes,
             MyType::Json => DataType::Json,
             MyType::Bit(1) => DataType::Boolean,
@@ -136,6 +139,8 @@ impl MyType {
         // The binary log carries text in its column's own character set;
         // UTF-8 (and its subset ASCII) is read as it is.
         let utf8 = charset.is_some_and(|c| c.starts_with("utf8") || c == "ascii");
+        // And latin1 converted from Windows-1252.
+        let latin1 = charset == Some("latin1");
         let args = || {
             let open = column_type.find('(')?;
             let close = column_type.rfind(')')?;
@@ -166,6 +171,11 @@ impl MyType {
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" if utf8 => {
                 Some(MyType::Text)
             }
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+                if latin1 && !json_checked =>
+            {
+                Some(MyType::Latin1)
+            }
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" if !binary => None,
             // The log leaves a fixed-length binary string's trailing zero
             // bytes out; a query keeps them.
@@ -173,8 +183,9 @@ impl MyType {
             "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "varbinary"
             | "tinyblob" | "blob" | "mediumblob" | "longblob" => Some(MyType::Bytes),
             "json" => Some(MyType::Json),
-            "enum" => Some(MyType::Enum(members(args()?))),
-            "set" => Some(MyType::Set(members(args()?))),
+            // The log names members in the column's character set.
+            "enum" if utf8 || latin1 => Some(MyType::Enum(members(args()?))),
+            "set" if utf8 || latin1 => Some(MyType::Set(members(args()?))),
             "bit" => Some(MyType::Bit(
                 args().and_then(|a| a.trim().parse().ok()).unwrap_or(1),
             )),
@@ -233,6 +244,9 @@ pub struct ColumnInfo {
     /// Whether it has a default other than NULL: rows that were there
     /// when such a column was added hold the default without a row event.
     pub defaulted: bool,
+    /// Whether its text (or its enum or set members) is in `latin1`
+    /// rather than UTF-8, as the binary log carries it.
+    pub latin1: bool,
 }
 
 /// A source table as the pipeline reads it.
@@ -367,12 +381,15 @@ pub async fn describe(
                 nullable: nullable.eq_ignore_ascii_case("YES"),
                 // MariaDB writes "no default" of a nullable column as NULL.
                 defaulted: default.is_some_and(|d| !d.eq_ignore_ascii_case("NULL")),
+                latin1: charset.as_deref() == Some("latin1"),
             }),
             None => unsupported.push(Unsupported {
                 column: name,
                 type_name: match charset.as_deref() {
                     Some(cs) if cs != "binary" && !cs.starts_with("utf8") && cs != "ascii" => {
-                        format!("{column_type} in character set {cs} (text is read as UTF-8)")
+                        format!(
+                            "{column_type} in character set {cs} (text is read in UTF-8 and latin1 only)"
+                        )
                     }
                     _ => column_type,
                 },
@@ -510,7 +527,14 @@ mod tests {
             ),
             ("time", "time(3)", None, false, Some(DataType::Interval)),
             ("geometry", "geometry", None, false, None),
-            ("varchar", "varchar(10)", Some("latin1"), false, None),
+            (
+                "varchar",
+                "varchar(10)",
+                Some("latin1"),
+                false,
+                Some(DataType::Text),
+            ),
+            ("varchar", "varchar(10)", Some("cp1251"), false, None),
             ("longtext", "longtext", Some("latin1"), true, None),
             (
                 "binary",

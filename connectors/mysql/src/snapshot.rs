@@ -91,9 +91,22 @@ pub fn select_all(database: &str, info: &TableInfo) -> String {
     )
 }
 
+/// A table estimated to hold more than this many times a sample's rows is
+/// sampled without reading it whole.
+const SEEK_SAMPLE_FROM: u64 = 4;
+/// The most rows a sample draws by index seeks (one statement, a seek for
+/// each of twice as many points).
+const MAX_SEEKS: usize = 1_000;
+
 /// Rows of `info` for a preview: all of them when `limit` is `None`,
 /// otherwise `limit` rows picked by `seed`. Rows that cannot be read are
 /// left out (a preview shows what can be read; a run sets them aside).
+///
+/// A large table whose key starts with an integer is sampled by index
+/// seeks (the first row at or after random points between the key's
+/// lowest and highest value), not read whole; another large table is read
+/// until a random share of its rows fills the sample; a small one is
+/// shuffled whole.
 pub async fn sample_rows(
     conn: &mut Conn,
     info: &TableInfo,
@@ -107,11 +120,7 @@ pub async fn sample_rows(
     let database = database.unwrap_or_default();
     let sql = match limit {
         None => select_all(&database, info),
-        Some(n) => format!(
-            "{} ORDER BY RAND({}) LIMIT {n}",
-            select_all(&database, info),
-            seed % (1 << 31)
-        ),
+        Some(n) => sample_statement(conn, &database, info, n, seed).await?,
     };
     let mut result = conn
         .exec_iter(sql, ())
@@ -131,6 +140,86 @@ pub async fn sample_rows(
         }
     }
     Ok(rows)
+}
+
+/// The statement that draws a sample of `n` rows of `info` (see
+/// [`sample_rows`]).
+async fn sample_statement(
+    conn: &mut Conn,
+    database: &str,
+    info: &TableInfo,
+    n: usize,
+    seed: u64,
+) -> Result<String> {
+    let all = select_all(database, info);
+    let estimate: Option<u64> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (database, &info.name),
+        )
+        .await
+        .map_err(MyError::query(format!("estimating the rows of table {}", info.name)))?
+        .flatten();
+    let wanted = u64::try_from(n).unwrap_or(u64::MAX);
+    let estimate = estimate.unwrap_or(0);
+    if estimate <= wanted.saturating_mul(SEEK_SAMPLE_FROM) {
+        return Ok(format!(
+            "{all} ORDER BY RAND({}) LIMIT {n}",
+            seed % (1 << 31)
+        ));
+    }
+    let key = info
+        .schema
+        .key
+        .first()
+        .and_then(|&i| info.columns.get(i))
+        .filter(|c| matches!(c.ty, MyType::Int { .. }) && n <= MAX_SEEKS);
+    let Some(key) = key else {
+        // Rows in storage order, each kept with the share that fills the
+        // sample about halfway through the table.
+        let share = (2.0 * wanted as f64 / estimate as f64).min(1.0);
+        return Ok(format!(
+            "{all} WHERE RAND({}) < {share} LIMIT {n}",
+            seed % (1 << 31)
+        ));
+    };
+    let column = quote(&key.name);
+    let bounds: Option<(Option<String>, Option<String>)> = conn
+        .query_first(format!(
+            "SELECT CAST(MIN({column}) AS CHAR), CAST(MAX({column}) AS CHAR) FROM {}.{}",
+            quote(database),
+            quote(&info.name)
+        ))
+        .await
+        .map_err(MyError::query(format!(
+            "reading the key range of table {}",
+            info.name
+        )))?;
+    let Some((Some(lo), Some(hi))) = bounds else {
+        return Ok(format!("{all} LIMIT 0"));
+    };
+    let (Ok(lo), Ok(hi)) = (lo.parse::<i128>(), hi.parse::<i128>()) else {
+        return Ok(format!(
+            "{all} ORDER BY RAND({}) LIMIT {n}",
+            seed % (1 << 31)
+        ));
+    };
+    let span = u128::try_from(hi - lo).unwrap_or(0);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Twice the points: two may land in one gap between keys.
+    let mut points: Vec<i128> = (0..n.saturating_mul(2))
+        .map(|_| lo + i128::try_from(rng.u128(0..=span)).unwrap_or(0))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    let seeks: Vec<String> = points
+        .iter()
+        .map(|p| format!("({all} WHERE {column} >= {p} ORDER BY {column} LIMIT 1)"))
+        .collect();
+    Ok(format!(
+        "SELECT DISTINCT * FROM ({}) AS seeks ORDER BY {column} LIMIT {n}",
+        seeks.join(" UNION ALL ")
+    ))
 }
 
 /// Whether every key value of `row` is set (a NULL key cannot be applied

@@ -142,7 +142,9 @@ pub fn decode(ty: &MyType, v: MyValue) -> Result<Value, String> {
                     .map_err(|e| format!("not a number: {e}"))?,
             ),
         },
-        MyType::Text => Value::Text(text_of(v, "the text")?),
+        // A query returns latin1 text converted (the connection's character
+        // set is UTF-8); the binary log's bytes are converted before this.
+        MyType::Text | MyType::Latin1 => Value::Text(text_of(v, "the text")?),
         MyType::Json => match v {
             MyValue::Bytes(b) => Value::Json(utf8(b, "the JSON text")?),
             other => return Err(format!("unexpected JSON value {other:?}")),
