@@ -1743,7 +1743,7 @@ async fn the_sink_writes_into_its_schema_and_keeps_bookkeeping_in_main() {
 /// every 2,048-row vector a transaction deletes from until a checkpoint,
 /// and cannot write it out, so one batch touching every vector of a
 /// 13-million-row table (about 100 MB of them) failed at the writer's
-/// 96 MB limit with "failed to pin block", batch after batch. The writer
+/// memory limit with "failed to pin block", batch after batch. The writer
 /// makes room for a transaction's deletes, checkpoints after it, and
 /// every batch lands: updated rows, deleted rows, the rest untouched.
 #[test]
