@@ -86,23 +86,42 @@ fn position(status: &serde_json::Value) -> (u64, u64) {
     (file, at["pos"].as_u64().unwrap_or(0))
 }
 
-#[test]
-fn mariadb_restart_mid_stream_is_survived() {
-    let db = TestDb::create("my_restart");
-    db.exec(
+/// A database `name` with `rows` items, and a pipeline file of that name
+/// following it into DuckDB (`out.duckdb` beside it).
+fn items_pipeline(name: &str, rows: u32) -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
+    let db = TestDb::create(name);
+    db.exec(&format!(
         "CREATE TABLE items (id BIGINT PRIMARY KEY, label VARCHAR(40) NOT NULL, n INT NOT NULL);
-         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_5000;",
-    );
+         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_{rows};"
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let pipeline = tmp.path().join("p.toml");
     std::fs::write(
         &pipeline,
         format!(
-            "name = \"my_restart\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n[[sources.my.tables]]\nname = \"items\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
+            "name = \"{name}\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n[[sources.my.tables]]\nname = \"items\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
             db.name
         ),
     )
     .unwrap();
+    (db, tmp, pipeline)
+}
+
+/// The target's items, by id, as text.
+fn target_items(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(dir.join("out.duckdb")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT CAST(id AS VARCHAR), label, CAST(n AS VARCHAR) FROM items ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn mariadb_restart_mid_stream_is_survived() {
+    let (db, tmp, pipeline) = items_pipeline("my_restart", 5000);
     let mut run = Running::start(&pipeline, &[]);
     run.wait_for("streaming", Duration::from_secs(60), |s| {
         s["tables"]["my.items"]["phase"] == "streaming"
@@ -122,15 +141,7 @@ fn mariadb_restart_mid_stream_is_survived() {
     assert_eq!(run.interrupt(), 0);
 
     let expected = db.rows("SELECT id, label, n FROM items ORDER BY id");
-    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT CAST(id AS VARCHAR), label, CAST(n AS VARCHAR) FROM items ORDER BY id")
-        .unwrap();
-    let actual: Vec<Vec<String>> = stmt
-        .query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let actual = target_items(tmp.path());
     assert_same_rows("items after the restart", &expected, &actual);
 }
 
@@ -140,21 +151,7 @@ fn mariadb_restart_mid_stream_is_survived() {
 /// other tests may be reading, so this runs alone too.
 #[test]
 fn a_purged_position_stops_the_run_with_how_to_recover() {
-    let db = TestDb::create("my_purged");
-    db.exec(
-        "CREATE TABLE items (id BIGINT PRIMARY KEY, label VARCHAR(40) NOT NULL, n INT NOT NULL);
-         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_100;",
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let pipeline = tmp.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "name = \"my_purged\"\n[sources.my]\nkind = \"mysql\"\ndatabase = \"{}\"\nheartbeat_secs = 1\n[[sources.my.tables]]\nname = \"items\"\n[targets.db]\nkind = \"duckdb\"\npath = \"out.duckdb\"\ninputs = [\"my\"]\n",
-            db.name
-        ),
-    )
-    .unwrap();
+    let (db, tmp, pipeline) = items_pipeline("my_purged", 100);
     assert_eq!(Running::start(&pipeline, &["--once"]).wait(), 0);
 
     // Changes the pipeline has not read, then their log is purged.
@@ -188,15 +185,7 @@ fn a_purged_position_stops_the_run_with_how_to_recover() {
     assert_eq!(code, 0, "{out}{stderr}");
     assert_eq!(Running::start(&pipeline, &["--once"]).wait(), 0);
     let expected = db.rows("SELECT id, label, n FROM items ORDER BY id");
-    let conn = duckdb::Connection::open(tmp.path().join("out.duckdb")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT CAST(id AS VARCHAR), label, CAST(n AS VARCHAR) FROM items ORDER BY id")
-        .unwrap();
-    let actual: Vec<Vec<String>> = stmt
-        .query_map([], |r| (0..3).map(|i| r.get::<_, String>(i)).collect())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let actual = target_items(tmp.path());
     assert_eq!(expected.len(), 95);
     assert_same_rows("items copied anew", &expected, &actual);
 }

@@ -1105,35 +1105,28 @@ fn map_meta(tme: &TableMapEvent<'_>) -> Result<MapMeta> {
                 meta.unsigned = Some(bits.iter().by_vals().collect());
             }
             OptionalMetadataField::EnumStrValue(lists) => {
-                let mut all = Vec::new();
-                for list in lists.iter_values() {
-                    let list = list.map_err(|e| unreadable("enum members", e))?;
-                    all.push(
-                        list.values()
-                            .iter()
-                            .map(|v| v.value_raw().to_vec())
-                            .collect(),
-                    );
-                }
-                meta.enums = Some(all);
+                let all: std::io::Result<_> = lists
+                    .iter_values()
+                    .map(|l| l.map(|l| owned(l.values().iter().map(|v| v.value_raw()))))
+                    .collect();
+                meta.enums = Some(all.map_err(|e| unreadable("enum members", e))?);
             }
             OptionalMetadataField::SetStrValue(lists) => {
-                let mut all = Vec::new();
-                for list in lists.iter_values() {
-                    let list = list.map_err(|e| unreadable("set members", e))?;
-                    all.push(
-                        list.values()
-                            .iter()
-                            .map(|v| v.value_raw().to_vec())
-                            .collect(),
-                    );
-                }
-                meta.sets = Some(all);
+                let all: std::io::Result<_> = lists
+                    .iter_values()
+                    .map(|l| l.map(|l| owned(l.values().iter().map(|v| v.value_raw()))))
+                    .collect();
+                meta.sets = Some(all.map_err(|e| unreadable("set members", e))?);
             }
             _ => {}
         }
     }
     Ok(meta)
+}
+
+/// A member list's bytes, owned.
+fn owned<'a>(members: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
+    members.map(<[u8]>::to_vec).collect()
 }
 
 /// How the log types a column that [`type_matches`] `ty`, where that
