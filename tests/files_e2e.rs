@@ -337,6 +337,17 @@ mode = "append"
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(duckdb_count(&db, "SELECT count(*) FROM tags"), 3);
     assert_eq!(duckdb_count(&db, "SELECT count(*) FROM scores"), 1000);
+
+    // Dropped, and the full-refresh table's file changed meanwhile: the
+    // next run empties every table and loads what there is (one tag; the
+    // appended scores once, not twice).
+    std::fs::write(data.join("tags.csv"), "tag,weight\nred,1\n").unwrap();
+    let (code, out, stderr) = syncline(&["drop", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{stderr}");
+    let (code, _, stderr) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM tags"), 1);
+    assert_eq!(duckdb_count(&db, "SELECT count(*) FROM scores"), 1000);
 }
 
 /// Writes `sql`'s rows to a Parquet file.

@@ -175,7 +175,7 @@ fn a_purged_position_stops_the_run_with_how_to_recover() {
     assert_ne!(code, 0, "a purged position fails the run");
     assert!(
         stderr.contains("cannot send the binary log from")
-            && stderr.contains("drop the pipeline")
+            && stderr.contains("run `syncline drop` on the pipeline file and run it again")
             && stderr.contains("binlog_expire_logs_seconds"),
         "the error says what happened and how to recover: {stderr}"
     );

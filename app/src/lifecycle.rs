@@ -53,13 +53,29 @@ pub fn run_options(follow: bool) -> RunOptions {
 }
 
 /// Drops a pipeline: removes its replication slots and publications, its
-/// checkpoints in every target (their data stays) and its state folder.
+/// checkpoints in every target (their data stays until the next run, which
+/// empties every table and copies it again) and its state, leaving only the
+/// note that says so ([`crate::registry::DROPPED`], written first).
 /// `report` gets one line per thing removed, as it goes. An error names the
 /// source or target it came from.
 pub async fn drop_pipeline(pipeline: &Pipeline, mut report: impl FnMut(String)) -> Result<()> {
     let context = |role: &str, name: &str, e: Error| {
         Error::new(e.kind(), format!("{role} {name}: {}", e.chain()))
     };
+    // First the note that the targets keep rows no checkpoint covers, so
+    // that a drop cut short still makes the next run copy every table anew.
+    let state = state_dir(pipeline);
+    let marker = state.join(crate::registry::DROPPED);
+    std::fs::create_dir_all(&state)
+        .and_then(|()| {
+            std::fs::write(
+                &marker,
+                "dropped: the next run empties every target table and copies it again\n",
+            )
+        })
+        .map_err(|e| {
+            Error::new(ErrorKind::Io, format!("writing {}", marker.display())).with_source(e)
+        })?;
     for name in pipeline.spec.sources.keys() {
         let mut s = source(pipeline, name)?;
         let removed = s.release().await.map_err(|e| context("source", name, e))?;
@@ -75,27 +91,25 @@ pub async fn drop_pipeline(pipeline: &Pipeline, mut report: impl FnMut(String)) 
             pipeline.spec.name
         ));
     }
-    let state = state_dir(pipeline);
-    if state.exists() {
-        std::fs::remove_dir_all(&state).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("removing {}", state.display())).with_source(e)
+    // Everything of the state folder but that note.
+    let entries = std::fs::read_dir(&state).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("reading {}", state.display())).with_source(e)
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == marker {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| {
+            Error::new(ErrorKind::Io, format!("removing {}", path.display())).with_source(e)
         })?;
-        report(format!("removed {}", state.display()));
     }
-    // The targets keep their rows, which no checkpoint covers now: the next
-    // run empties every table and copies it again, so rows the sources
-    // lost meanwhile do not stay.
-    let marker = state.join(crate::registry::DROPPED);
-    std::fs::create_dir_all(&state)
-        .and_then(|()| {
-            std::fs::write(
-                &marker,
-                "dropped: the next run empties every target table and copies it again\n",
-            )
-        })
-        .map_err(|e| {
-            Error::new(ErrorKind::Io, format!("writing {}", marker.display())).with_source(e)
-        })?;
+    report(format!("removed the state in {}", state.display()));
     report("the next run empties every target table and copies it again".to_owned());
     Ok(())
 }

@@ -166,7 +166,10 @@ impl FolderSync {
     ) -> Result<()> {
         let name = self.src.tables[t].cfg.name.clone();
         let applied = self.state.tables.get(&name).cloned().unwrap_or_default();
-        let mut unchanged = applied.len() == files.len() && applied.values().all(|f| f.done);
+        // A restated table is emptied and loaded again even when its files
+        // look as applied (after a drop, none is recorded).
+        let mut unchanged =
+            !self.restate && applied.len() == files.len() && applied.values().all(|f| f.done);
         if unchanged {
             for rel in files {
                 let meta = std::fs::metadata(self.src.root.join(rel)).ok();

@@ -127,10 +127,6 @@ struct Follower<'a> {
     /// its start and how many of its changes and dead letters went out.
     resend: Option<(u64, usize)>,
     seen_format: bool,
-    /// When the retained log was last measured, and the connection that
-    /// measures it.
-    retained_at: Option<std::time::Instant>,
-    side: Option<mysql_async::Conn>,
 }
 
 /// Reads the binary log from `state.at` and sends every transaction that
@@ -194,9 +190,14 @@ pub(crate) async fn stream(src: MySqlSource, ctx: SourceContext, state: MyState)
         txn: None,
         resend: None,
         seen_format: false,
-        retained_at: None,
-        side: None,
     };
+    // Aborted when the stream ends, however it ends.
+    let _measure = AbortOnDrop(tokio::spawn(measure_retained(
+        src.config.clone(),
+        ctx.name.clone(),
+        ctx.status.clone(),
+        ctx.acknowledged.clone(),
+    )));
     let mut wait = Duration::from_millis(500);
     loop {
         if ctx.cancel.is_cancelled() {
@@ -352,7 +353,7 @@ impl Follower<'_> {
             && s.code == 1236
         {
             return MyError::Precondition(format!(
-                "the server cannot send the binary log from {} ({}): if it was purged while the pipeline was stopped, drop the pipeline's state and run it again to copy the tables anew, and keep binary logs longer (binlog_expire_logs_seconds)",
+                "the server cannot send the binary log from {} ({}): if it was purged while the pipeline was stopped, run `syncline drop` on the pipeline file and run it again (every table is emptied and copied anew), and keep binary logs longer (binlog_expire_logs_seconds)",
                 self.state.at, s.message
             ))
             .into();
@@ -423,7 +424,6 @@ impl Follower<'_> {
             }
             Some(EventData::HeartbeatEvent) => {
                 self.move_position().await?;
-                self.report_retained().await;
                 return Ok(());
             }
             Some(EventData::QueryEvent(q)) => {
@@ -750,7 +750,11 @@ impl Follower<'_> {
         }
         let columns: Vec<ColumnInfo> = now.columns[..names.len()].to_vec();
         refuse_defaulted(table, &columns[old.columns.len()..], at)?;
-        if columns[..old.columns.len()] != old.columns[..] {
+        if !columns
+            .iter()
+            .zip(&old.columns)
+            .all(|(now, was)| now.same_but_members(was))
+        {
             return Err(stop(format!(
                 "the types of table {table}'s columns changed at or after {at}: Syncline follows added columns only; drop the pipeline and run it again"
             )));
@@ -835,64 +839,7 @@ impl Follower<'_> {
         batch.kind = BatchKind::Stream;
         batch.txid = txn.gtid;
         batch.commit_time = DateTime::<Utc>::from_timestamp(i64::from(timestamp), 0);
-        send(self.ctx, batch).await?;
-        self.report_retained().await;
-        Ok(())
-    }
-
-    /// Reports how many bytes of binary log the server keeps that the
-    /// pipeline still needs (from the position every target holds to the
-    /// log's end), at most every [`RETAINED_EVERY`]. A measure that fails
-    /// or takes too long is skipped: it is status, not progress.
-    async fn report_retained(&mut self) {
-        if self
-            .retained_at
-            .is_some_and(|at| at.elapsed() < RETAINED_EVERY)
-        {
-            return;
-        }
-        self.retained_at = Some(std::time::Instant::now());
-        // Nothing acknowledged in this run yet: where it resumed.
-        let acked = self
-            .ctx
-            .acknowledged
-            .borrow()
-            .clone()
-            .or_else(|| self.ctx.resume.clone());
-        let from = acked
-            .and_then(|p| serde_json::from_value::<MyState>(p.state).ok())
-            .map_or_else(|| self.state.at.clone(), |s| s.at);
-        let measured = tokio::time::timeout(SIDE_QUERY_TIMEOUT, async {
-            if self.side.is_none() {
-                self.side = Some(MySqlSource::connect(&self.src.config).await?);
-            }
-            let conn = self
-                .side
-                .as_mut()
-                .ok_or_else(|| Error::internal("no connection"))?;
-            let logs: Vec<mysql_async::Row> = conn
-                .query("SHOW BINARY LOGS")
-                .await
-                .map_err(MyError::query("listing the binary logs"))?;
-            Ok::<_, Error>(
-                logs.into_iter()
-                    .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .await;
-        match measured {
-            Ok(Ok(logs)) => {
-                if let Some(bytes) = retained_bytes(&logs, &from) {
-                    self.ctx.status.set_retained_bytes(&self.ctx.name, bytes);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e.chain(), "measuring the binary log kept failed");
-                self.side = None;
-            }
-            Err(_) => self.side = None,
-        }
+        send(self.ctx, batch).await
     }
 
     /// Moves the position over transactions of other tables with an empty
@@ -911,6 +858,71 @@ impl Follower<'_> {
         let mut batch = Batch::stream(position(seq, &self.state)?, Vec::new());
         batch.kind = BatchKind::Stream;
         send(self.ctx, batch).await
+    }
+}
+
+/// A task that is aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reports, every [`RETAINED_EVERY`], how many bytes of binary log the
+/// server keeps that the pipeline still needs: from the position every
+/// target holds (`acknowledged`, which starts at the resumed position) to
+/// the log's end. On its own connection, beside the log's reader; a
+/// measure that fails or takes longer than [`SIDE_QUERY_TIMEOUT`] is
+/// skipped: it is status, not progress.
+async fn measure_retained(
+    config: crate::MySqlSourceConfig,
+    source: String,
+    status: syncline_engine::status::StatusHandle,
+    acknowledged: tokio::sync::watch::Receiver<Option<syncline_engine::batch::Position>>,
+) {
+    let mut side: Option<mysql_async::Conn> = None;
+    let mut every = tokio::time::interval(RETAINED_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let from = acknowledged
+            .borrow()
+            .clone()
+            .and_then(|p| serde_json::from_value::<MyState>(p.state).ok())
+            .map(|s| s.at);
+        let Some(from) = from else { continue };
+        let measured = tokio::time::timeout(SIDE_QUERY_TIMEOUT, async {
+            if side.is_none() {
+                side = Some(MySqlSource::connect(&config).await?);
+            }
+            let conn = side
+                .as_mut()
+                .ok_or_else(|| Error::internal("no connection"))?;
+            let logs: Vec<mysql_async::Row> = conn
+                .query("SHOW BINARY LOGS")
+                .await
+                .map_err(MyError::query("listing the binary logs"))?;
+            Ok::<_, Error>(
+                logs.into_iter()
+                    .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        match measured {
+            Ok(Ok(logs)) => {
+                if let Some(bytes) = retained_bytes(&logs, &from) {
+                    status.set_retained_bytes(&source, bytes);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(source, error = %e.chain(), "measuring the binary log kept failed");
+                side = None;
+            }
+            Err(_) => side = None,
+        }
     }
 }
 
@@ -1191,10 +1203,29 @@ fn with_logged_members(
             }
             _ => None,
         };
-        let Some(raw) = lists else { continue };
+        if !matches!(column.ty, MyType::Enum(_) | MyType::Set(_)) {
+            continue;
+        }
+        let Some(raw) = lists else {
+            return Err(MyError::Precondition(format!(
+                "the binary log does not list the members of column `{}` of table {}, so a reordered member would be read wrong: set binlog_row_metadata = FULL on the server",
+                column.name, info.name
+            ))
+            .into());
+        };
+        // Members in another character set than UTF-8 or latin1 cannot be
+        // compared: they are read by the lists the server describes.
+        let utf8 = column
+            .charset
+            .as_deref()
+            .is_none_or(|c| c.starts_with("utf8") || c == "ascii");
+        let latin1 = column.charset.as_deref() == Some("latin1");
+        if !utf8 && !latin1 {
+            continue;
+        }
         let mut members = Vec::with_capacity(raw.len());
         for bytes in raw {
-            members.push(if column.latin1 {
+            members.push(if latin1 {
                 encoding_rs::WINDOWS_1252
                     .decode_without_bom_handling(bytes)
                     .0

@@ -183,9 +183,8 @@ impl MyType {
             "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "varbinary"
             | "tinyblob" | "blob" | "mediumblob" | "longblob" => Some(MyType::Bytes),
             "json" => Some(MyType::Json),
-            // The log names members in the column's character set.
-            "enum" if utf8 || latin1 => Some(MyType::Enum(members(args()?))),
-            "set" if utf8 || latin1 => Some(MyType::Set(members(args()?))),
+            "enum" => Some(MyType::Enum(members(args()?))),
+            "set" => Some(MyType::Set(members(args()?))),
             "bit" => Some(MyType::Bit(
                 args().and_then(|a| a.trim().parse().ok()).unwrap_or(1),
             )),
@@ -244,9 +243,26 @@ pub struct ColumnInfo {
     /// Whether it has a default other than NULL: rows that were there
     /// when such a column was added hold the default without a row event.
     pub defaulted: bool,
-    /// Whether its text (or its enum or set members) is in `latin1`
-    /// rather than UTF-8, as the binary log carries it.
-    pub latin1: bool,
+    /// Its character set (text, enum and set members), as the server
+    /// names it: the binary log carries members in it.
+    pub charset: Option<String>,
+}
+
+impl ColumnInfo {
+    /// Whether `other` is this column, enum and set members aside (the
+    /// binary log numbers those by its own lists).
+    pub fn same_but_members(&self, other: &ColumnInfo) -> bool {
+        let kind = |t: &MyType| match t {
+            MyType::Enum(_) => MyType::Enum(Vec::new()),
+            MyType::Set(_) => MyType::Set(Vec::new()),
+            t => t.clone(),
+        };
+        self.name == other.name
+            && kind(&self.ty) == kind(&other.ty)
+            && self.nullable == other.nullable
+            && self.defaulted == other.defaulted
+            && self.charset == other.charset
+    }
 }
 
 /// A source table as the pipeline reads it.
@@ -381,7 +397,7 @@ pub async fn describe(
                 nullable: nullable.eq_ignore_ascii_case("YES"),
                 // MariaDB writes "no default" of a nullable column as NULL.
                 defaulted: default.is_some_and(|d| !d.eq_ignore_ascii_case("NULL")),
-                latin1: charset.as_deref() == Some("latin1"),
+                charset: charset.clone(),
             }),
             None => unsupported.push(Unsupported {
                 column: name,

@@ -216,9 +216,12 @@ async fn sample_statement(
         .iter()
         .map(|p| format!("({all} WHERE {column} >= {p} ORDER BY {column} LIMIT 1)"))
         .collect();
+    // `n` of the rows found, drawn by the seed (not the lowest keys), in
+    // key order.
     Ok(format!(
-        "SELECT DISTINCT * FROM ({}) AS seeks ORDER BY {column} LIMIT {n}",
-        seeks.join(" UNION ALL ")
+        "SELECT * FROM (SELECT DISTINCT * FROM ({}) AS seeks ORDER BY RAND({}) LIMIT {n}) AS drawn ORDER BY {column}",
+        seeks.join(" UNION ALL "),
+        seed % (1 << 31)
     ))
 }
 

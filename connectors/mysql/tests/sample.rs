@@ -89,6 +89,16 @@ async fn samples_are_rows_of_the_table_picked_by_the_seed() {
         conn.query_drop(sql).await.unwrap();
     }
     check_sample(&name, "big", 50).await;
+    // Drawn over the whole key range (3 to 600,000), not its start.
+    let (_, rows) = source(&name, "big")
+        .sample("big", Some(50), 3)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| text(&r[0]).parse().unwrap()).collect();
+    assert!(
+        ids.iter().any(|&i| i > 300_000) && ids.iter().any(|&i| i < 300_000),
+        "{ids:?}"
+    );
     check_sample(&name, "named", 50).await;
     check_sample(&name, "small", 50).await;
     // A limit above the rows: all of them.
