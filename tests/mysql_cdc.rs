@@ -107,25 +107,7 @@ fn write_round(db: &str, round: u64) {
         (victim + 17) % ROWS + 1,
         (victim + 31) % ROWS + 1
     );
-    let out = std::process::Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            "root",
-            db,
-            "-e",
-            &sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::my::exec_in(db, &sql);
 }
 
 #[test]

@@ -12,21 +12,13 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::my::TestDb;
+use support::my::{self, TestDb};
 use support::*;
 
 fn up() -> bool {
     Command::new("mariadb-admin")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-P",
-            "3306",
-            "-u",
-            "root",
-            "--connect-timeout=2",
-            "ping",
-        ])
+        .args(my::SERVER)
+        .args(["--connect-timeout=2", "ping"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -51,7 +43,8 @@ fn start() {
 
 fn restart_mariadb() {
     let stopped = Command::new("mariadb-admin")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "shutdown"])
+        .args(my::SERVER)
+        .arg("shutdown")
         .status()
         .unwrap()
         .success();

@@ -132,7 +132,7 @@ impl Running {
     }
 
     /// Ctrl-C (SIGINT), then waits for the exit code.
-    pub fn interrupt(mut self) -> i32 {
+    pub fn interrupt(self) -> i32 {
         let ok = Command::new("kill")
             .arg("-INT")
             .arg(self.child.id().to_string())
@@ -140,17 +140,7 @@ impl Running {
             .unwrap()
             .success();
         assert!(ok, "kill -INT failed");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "syncline did not stop after SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_within("a stop after SIGINT", Duration::from_secs(60))
     }
 
     /// Waits for a run that ends by itself; returns its exit code.

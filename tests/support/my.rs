@@ -7,19 +7,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How the `mariadb` client and `mariadb-admin` reach the test server.
+pub const SERVER: [&str; 6] = ["-h", "127.0.0.1", "-P", "3306", "-u", "root"];
+
+/// Runs `sql` in database `db`, failing the test on error.
+pub fn exec_in(db: &str, sql: &str) {
+    if let Err(e) = client(Some(db), sql) {
+        panic!("SQL failed: {e}\n{sql}");
+    }
+}
+
 fn client(db: Option<&str>, sql: &str) -> Result<String, String> {
     let mut cmd = Command::new("mariadb");
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-P",
-        "3306",
-        "-u",
-        "root",
-        "-N",
-        "-B",
-        "--default-character-set=utf8mb4",
-    ]);
+    cmd.args(SERVER)
+        .args(["-N", "-B", "--default-character-set=utf8mb4"]);
     if let Some(db) = db {
         cmd.arg(db);
     }
@@ -55,9 +56,7 @@ impl TestDb {
 
     /// Runs SQL (several statements allowed), failing the test on error.
     pub fn exec(&self, sql: &str) {
-        if let Err(e) = client(Some(&self.name), sql) {
-            panic!("SQL failed: {e}\n{sql}");
-        }
+        exec_in(&self.name, sql);
     }
 
     /// Runs SQL, returning the error text if it fails.

@@ -653,14 +653,14 @@ impl Follower<'_> {
         meta: &MapMeta,
         at: &LogPos,
     ) -> Result<()> {
-        let names = meta.names.clone();
+        let names = meta.names.as_ref();
         let Some(followed) = self.tables.get(table) else {
             return Ok(());
         };
         let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
         // The log's columns: the followed ones, or the first of them (a
         // column the server describes is not added yet at this point).
-        let prefix = match &names {
+        let prefix = match names {
             Some(names) => {
                 names.len() <= followed.names.len() && names[..] == followed.names[..names.len()]
             }
@@ -778,7 +778,7 @@ impl Follower<'_> {
             table.to_owned(),
             Followed {
                 info,
-                names,
+                names: names.clone(),
                 logged,
             },
         );
@@ -1221,6 +1221,18 @@ fn with_logged_members(
             .is_none_or(|c| c.starts_with("utf8") || c == "ascii");
         let latin1 = column.charset.as_deref() == Some("latin1");
         if !utf8 && !latin1 {
+            let described = match &column.ty {
+                MyType::Enum(m) | MyType::Set(m) => m.len(),
+                _ => 0,
+            };
+            if raw.len() != described {
+                return Err(stop(format!(
+                    "column `{}` of table {} has {} members in the binary log where the server describes {described}: its members changed; drop the pipeline and run it again to copy the table anew",
+                    column.name,
+                    info.name,
+                    raw.len()
+                )));
+            }
             continue;
         }
         let mut members = Vec::with_capacity(raw.len());

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+mod common;
+
+use common::connect;
 use syncline_acceptance::source::SOURCE_NAME;
 use syncline_acceptance::{Origin, SourceHarness, Write, source_acceptance};
 use syncline_engine::connector::Source;
@@ -27,16 +29,6 @@ fn config(database: &str, port: u16) -> MySqlSourceConfig {
         "tables": [{ "name": "items" }],
     }))
     .unwrap()
-}
-
-async fn connect(database: Option<&str>) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(database)
-        .prefer_socket(false);
-    Conn::new(opts).await.unwrap()
 }
 
 fn literal(s: &str) -> String {
@@ -130,14 +122,7 @@ impl Origin for Database {
 impl SourceHarness for MariaDb {
     async fn origin(&self, scenario: &str) -> Box<dyn Origin> {
         let name = format!("kit_my_{scenario}_{}", std::process::id());
-        let mut conn = connect(None).await;
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-            .await
-            .unwrap();
-        conn.query_drop(format!("CREATE DATABASE `{name}`"))
-            .await
-            .unwrap();
-        conn.disconnect().await.unwrap();
+        common::fresh_database(&name).await;
         Box::new(Database { name })
     }
 

@@ -8,20 +8,12 @@
 use std::collections::BTreeSet;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+mod common;
+
+use common::connect;
 use syncline_engine::connector::Source;
 use syncline_engine::model::{Row, Value};
 use syncline_mysql::{MySqlSource, MySqlSourceConfig};
-
-async fn connect(database: Option<&str>) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(database)
-        .prefer_socket(false);
-    Conn::new(opts).await.unwrap()
-}
 
 fn source(database: &str, table: &str) -> MySqlSource {
     let config: MySqlSourceConfig = serde_json::from_value(serde_json::json!({
@@ -66,13 +58,7 @@ async fn check_sample(database: &str, table: &str, n: usize) {
 #[tokio::test]
 async fn samples_are_rows_of_the_table_picked_by_the_seed() {
     let name = format!("sl_sample_{}", std::process::id());
-    let mut conn = connect(None).await;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("CREATE DATABASE `{name}`"))
-        .await
-        .unwrap();
+    common::fresh_database(&name).await;
     let mut conn = connect(Some(&name)).await;
     for sql in [
         // Large, with an integer key (gaps between keys too): index seeks.
