@@ -12,5 +12,6 @@ pub mod registry;
 pub mod search;
 pub mod secrets;
 pub mod transforms;
+pub mod verify;
 
 pub use registry::*;

@@ -47,6 +47,7 @@ mod setup;
 mod snapshot;
 mod status;
 mod stream;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -136,7 +137,7 @@ struct Args {
     /// Rows the one large transaction of the last phase inserts.
     #[arg(long, default_value_t = 5_000_000)]
     bigtx_rows: u64,
-    /// Phases to leave out: stream, latency, files, cache, search, bigtx,
+    /// Phases to leave out: stream, latency, verify, files, cache, search, bigtx,
     /// mysql, or pg for every phase that reads from Postgres
     /// (comma-separated).
     #[arg(long, value_delimiter = ',')]

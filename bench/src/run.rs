@@ -35,10 +35,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for s in &args.skip {
         if !matches!(
             s.as_str(),
-            "stream" | "latency" | "files" | "cache" | "search" | "bigtx" | "mysql" | "pg"
+            "stream"
+                | "latency"
+                | "verify"
+                | "files"
+                | "cache"
+                | "search"
+                | "bigtx"
+                | "mysql"
+                | "pg"
         ) {
             bail!(
-                "--skip takes stream, latency, files, cache, search, bigtx, mysql and pg, not `{s}`"
+                "--skip takes stream, latency, verify, files, cache, search, bigtx, mysql and pg, not `{s}`"
             );
         }
     }
@@ -288,6 +296,7 @@ impl Bench {
             skipped("search"),
             skipped("bigtx"),
         );
+        let no_verify = skipped("verify");
         if no_pg {
             self.text
                 .push("\n1.-4. Setup, snapshot, streaming and latency: skipped".into());
@@ -298,6 +307,11 @@ impl Bench {
                 self.text.push("\n3. Streaming: skipped".into());
             } else {
                 self.stream()?;
+            }
+            if no_verify {
+                self.text.push("\n12. Verify: skipped".into());
+            } else {
+                self.verify()?;
             }
             // The first pipeline is done with: release its slot so it does
             // not keep WAL while the latency test runs.

@@ -11,6 +11,7 @@
 
 mod dlq;
 mod progress;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_INVALID: u8 = 2;
 /// Exit code: a pre-flight check failed.
 const EXIT_CHECK: u8 = 3;
+/// Exit code: `verify` found a target that differs from its source.
+const EXIT_DIFFERS: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,6 +137,34 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
         /// Print the matches as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every table with each target that holds it: keys missing in
+    /// the target, extra keys and rows whose values differ. Exits 0 when
+    /// every target equals its source, 4 when one differs, 1 when a
+    /// comparison failed.
+    Verify {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Seconds to keep reading keys found different again, so changes
+        /// a running pipeline has in flight land first (default: 5 while a
+        /// `syncline run` of the pipeline is running, else 0).
+        #[arg(long)]
+        settle: Option<f64>,
+        /// Differences to list per table; more are counted.
+        #[arg(long, default_value_t = 100_000)]
+        keep: usize,
+        /// Rows read from each side at a time.
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..))]
+        page_rows: u32,
+        /// Print the report as JSON, every listed difference with its key.
         #[arg(long)]
         json: bool,
     },
@@ -320,6 +351,26 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             preview(&p, &transform, limit, seed, sql.as_deref(), show, json).await
         }
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Verify {
+            pipeline,
+            target,
+            table,
+            settle,
+            keep,
+            page_rows,
+            json,
+        } => {
+            let p = match load(&pipeline) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let options = verify::Choices {
+                settle,
+                keep,
+                page_rows: page_rows as usize,
+            };
+            verify::run(&p, target.as_deref(), table.as_deref(), options, json).await
+        }
         Command::Check { pipeline, json } => {
             let p = match load(&pipeline) {
                 Ok(p) => p,

@@ -7,6 +7,7 @@
 //! * Identifiers: [`quote`].
 
 pub mod query;
+pub mod read;
 pub mod types;
 
 /// A value that does not fit its column.

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use crate::batch::{Batch, Position};
 use crate::model::{Change, DeadLetter, DeadLetterStage, KeptChange, Row, TableId, TableSchema};
 use crate::status::StatusHandle;
+use crate::verify::RowReader;
 
 /// Outcome of one pre-flight check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -382,6 +383,17 @@ pub trait Source: Send {
     async fn release(&mut self) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+
+    /// A reader of `table`'s rows in key order, for comparing it with the
+    /// targets ([`crate::verify`]), and the table's schema as it is now.
+    /// Moves no position and creates nothing in the system. The default
+    /// cannot read its tables that way.
+    async fn reader(&mut self, table: &str) -> Result<(Arc<TableSchema>, Box<dyn RowReader>)> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Precondition,
+            format!("this kind of source cannot read `{table}` in key order for verify yet"),
+        ))
+    }
 }
 
 /// A system changes are written to.
@@ -457,6 +469,23 @@ pub trait Sink: Send {
     async fn discard(&mut self, ids: &[u64]) -> Result<u64> {
         let _ = ids;
         Ok(0)
+    }
+
+    /// A reader of the rows this target holds for `table` (a table it
+    /// receives, described as its source has it now), in key order
+    /// ([`crate::verify`]): the table's columns, found by name in the
+    /// target and read back as the table's types. A table the target does
+    /// not hold reads as empty; a column it lacks is an error naming it.
+    /// Works without [`Sink::open`] and writes nothing. The default cannot
+    /// read its rows back.
+    async fn reader(&mut self, table: &Arc<TableSchema>) -> Result<Box<dyn RowReader>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Precondition,
+            format!(
+                "this kind of target cannot read `{}` back for verify yet",
+                table.id.name
+            ),
+        ))
     }
 
     /// Forgets this pipeline's checkpoints, so its next run starts over

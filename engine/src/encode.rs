@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::borrow::Cow;
 
 use crate::model::{DataType, DecimalParts, Value};
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveTime, Timelike as _};
 
 /// `value` as its column's type writes it: a decimal with the column's
 /// scale (`1.5` in a `decimal(10,2)` is `1.50`, as every path that carries
@@ -169,11 +169,191 @@ pub fn text(value: &Value) -> Result<String, String> {
     })
 }
 
+/// A value of a column of type `t` from the JSON [`json`] wrote: the way
+/// back, for targets that keep rows as JSON (read back by verify).
+pub fn parse_json(t: &DataType, doc: &serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    Ok(match (t, doc) {
+        (_, J::Null) => Value::Null,
+        (DataType::Json, other) => Value::Json(other.to_string()),
+        (DataType::List { item }, J::Array(items)) => Value::List(
+            items
+                .iter()
+                .map(|i| parse_json(item, i))
+                .collect::<Result<_, _>>()?,
+        ),
+        (DataType::Boolean, J::Bool(b)) => Value::Bool(*b),
+        (DataType::Int32 | DataType::Int64, J::Number(n)) => {
+            Value::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?)
+        }
+        (DataType::Float64, J::Number(n)) => {
+            Value::Float(n.as_f64().ok_or_else(|| format!("{n} is not a number"))?)
+        }
+        (_, J::String(s)) => parse_text(t, s)?,
+        (_, other) => return Err(format!("{other} is not a {t}")),
+    })
+}
+
+/// A value of a column of type `t` from the text [`text`] wrote.
+pub fn parse_text(t: &DataType, s: &str) -> Result<Value, String> {
+    let bad = |what: &str| format!("{s:?} is not {what}");
+    Ok(match t {
+        DataType::Boolean => match s {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(bad("a boolean")),
+        },
+        DataType::Int32 | DataType::Int64 => Value::Int(s.parse().map_err(|_| bad("an integer"))?),
+        DataType::Float64 => Value::Float(match s {
+            "NaN" => f64::NAN,
+            "Infinity" => f64::INFINITY,
+            "-Infinity" => f64::NEG_INFINITY,
+            _ => s.parse().map_err(|_| bad("a number"))?,
+        }),
+        DataType::Decimal { .. } => Value::Decimal(s.to_owned()),
+        DataType::Text => Value::Text(s.to_owned()),
+        DataType::Json => Value::Json(s.to_owned()),
+        DataType::Bytes => {
+            if !s.len().is_multiple_of(2) {
+                return Err(bad("hex"));
+            }
+            Value::Bytes(
+                (0..s.len())
+                    .step_by(2)
+                    .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("hex"))?,
+            )
+        }
+        DataType::Uuid => Value::Uuid(crate::columnar::parse_uuid(s).ok_or_else(|| bad("a UUID"))?),
+        DataType::Date => match s {
+            "infinity" => Value::Date(i32::MAX),
+            "-infinity" => Value::Date(i32::MIN),
+            _ => {
+                let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad("a date"))?;
+                Value::Date(d.num_days_from_ce() - 719_163)
+            }
+        },
+        DataType::Time => {
+            let t = NaiveTime::parse_from_str(s, "%H:%M:%S%.f").map_err(|_| bad("a time"))?;
+            Value::Time(
+                i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                    + i64::from(t.nanosecond() / 1_000),
+            )
+        }
+        DataType::Timestamp | DataType::TimestampTz => {
+            let micros = match s {
+                "infinity" => i64::MAX,
+                "-infinity" => i64::MIN,
+                _ if *t == DataType::Timestamp => {
+                    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                        .map_err(|_| bad("a timestamp"))?
+                        .and_utc()
+                        .timestamp_micros()
+                }
+                _ => DateTime::parse_from_rfc3339(s)
+                    .map_err(|_| bad("a timestamp with a zone"))?
+                    .timestamp_micros(),
+            };
+            if *t == DataType::Timestamp {
+                Value::Timestamp(micros)
+            } else {
+                Value::TimestampTz(micros)
+            }
+        }
+        DataType::Interval => parse_interval(s).ok_or_else(|| bad("an interval"))?,
+        DataType::List { .. } => {
+            let doc: serde_json::Value = serde_json::from_str(s).map_err(|_| bad("a list"))?;
+            parse_json(t, &doc)?
+        }
+    })
+}
+
+/// `P{months}M{days}DT{seconds}S`, as [`text`] writes intervals.
+fn parse_interval(s: &str) -> Option<Value> {
+    let rest = s.strip_prefix('P')?;
+    let (months, rest) = rest.split_once('M')?;
+    let (days, rest) = rest.split_once("DT")?;
+    let seconds = rest.strip_suffix('S')?;
+    let (negative, seconds) = match seconds.strip_prefix('-') {
+        Some(s) => (true, s),
+        None => (false, seconds),
+    };
+    let (whole, frac) = seconds.split_once('.').unwrap_or((seconds, ""));
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros = whole.parse::<i64>().ok()?.checked_mul(1_000_000)?
+        + format!("{frac:0<6}").parse::<i64>().ok()?;
+    Some(Value::Interval {
+        months: months.parse().ok()?,
+        days: days.parse().ok()?,
+        micros: if negative { -micros } else { micros },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn what_is_written_reads_back_as_the_same_value() {
+        let cases = [
+            (DataType::Boolean, Value::Bool(true)),
+            (DataType::Int64, Value::Int(i64::MIN)),
+            (DataType::Float64, Value::Float(0.1)),
+            (DataType::Float64, Value::Float(f64::NEG_INFINITY)),
+            (
+                DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+                Value::Decimal("-12.50".into()),
+            ),
+            (DataType::Text, Value::Text("q\"\n ü".into())),
+            (DataType::Bytes, Value::Bytes(vec![0, 255, 16])),
+            (DataType::Date, Value::Date(19_782)),
+            (DataType::Date, Value::Date(i32::MIN)),
+            (DataType::Time, Value::Time(86_399_999_999)),
+            (DataType::Timestamp, Value::Timestamp(-1)),
+            (
+                DataType::TimestampTz,
+                Value::TimestampTz(1_709_212_455_123_456),
+            ),
+            (DataType::TimestampTz, Value::TimestampTz(i64::MAX)),
+            (DataType::Uuid, Value::Uuid([7; 16])),
+            (DataType::Json, Value::Json(r#"{"a":[1,2.5]}"#.into())),
+            (
+                DataType::Interval,
+                Value::Interval {
+                    months: -1,
+                    days: 2,
+                    micros: -3_000_001,
+                },
+            ),
+            (
+                DataType::List {
+                    item: Box::new(DataType::Date),
+                },
+                Value::List(vec![Value::Date(1), Value::Null]),
+            ),
+        ];
+        for (t, v) in cases {
+            let doc: serde_json::Value = serde_json::from_str(&json(&v).unwrap()).unwrap();
+            let back = parse_json(&t, &doc).unwrap();
+            let text_back = parse_text(&t, &text(&v).unwrap()).unwrap();
+            for got in [back, text_back] {
+                match (&v, &got) {
+                    (Value::Float(a), Value::Float(b)) => assert_eq!(a.to_bits(), b.to_bits()),
+                    _ => assert_eq!(got, v, "{t}"),
+                }
+            }
+        }
+        assert!(parse_text(&DataType::Date, "2024-02-30").is_err());
+        assert!(parse_json(&DataType::Int64, &serde_json::json!(1.5)).is_err());
+    }
 
     #[test]
     fn decimals_take_their_column_scale_and_are_never_rounded() {

@@ -16,5 +16,6 @@ pub mod error;
 pub mod model;
 pub mod runtime;
 pub mod status;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

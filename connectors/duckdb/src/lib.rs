@@ -20,6 +20,7 @@ pub mod browse;
 mod dialect;
 mod error;
 pub mod shared;
+mod verify;
 mod writer;
 
 pub use syncline_duck::{quote, types};
@@ -142,6 +143,21 @@ impl Sink for DuckDbSink {
         self.writer = Some(self.open_writer().await?);
         let tables = tables.to_vec();
         self.blocking(move |w| w.prepare(&tables)).await
+    }
+
+    async fn reader(
+        &mut self,
+        table: &Arc<TableSchema>,
+    ) -> Result<Box<dyn syncline_engine::verify::RowReader>> {
+        let path = self.path.clone();
+        let db_schema = self.config.schema.clone();
+        let table = table.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            verify::TableReader::open(&path, &db_schema, table)
+        })
+        .await
+        .map_err(|_| Error::from(DuckDbError::Worker))??;
+        Ok(Box::new(reader))
     }
 
     async fn forget(&mut self) -> Result<()> {

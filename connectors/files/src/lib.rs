@@ -56,6 +56,7 @@ pub use format::FileFormat;
 use state::{FileState, FilesState, ManifestStore};
 use sync::FolderSync;
 
+#[derive(Clone)]
 struct Table {
     cfg: FilesTableConfig,
     matcher: GlobMatcher,
@@ -100,6 +101,7 @@ impl Table {
 }
 
 /// The files source.
+#[derive(Clone)]
 pub struct FilesSource {
     name: String,
     root: PathBuf,
@@ -478,6 +480,35 @@ impl Source for FilesSource {
         Ok((schema, rows))
     }
 
+    async fn reader(
+        &mut self,
+        table: &str,
+    ) -> Result<(
+        Arc<TableSchema>,
+        Box<dyn syncline_engine::verify::RowReader>,
+    )> {
+        let i = self
+            .tables
+            .iter()
+            .position(|t| t.cfg.name == table)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })?;
+        let schema = self.infer_schema(&self.tables[i])?;
+        let mut reader = FolderReader {
+            source: self.clone(),
+            table: i,
+            schema: schema.clone(),
+            rows: Vec::new(),
+            at: 0,
+        };
+        reader.rows = reader.load().await?;
+        Ok((schema, Box::new(reader)))
+    }
+
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {
         let cancel = ctx.cancel.clone();
         let run = async {
@@ -494,5 +525,97 @@ impl Source for FilesSource {
             }
         };
         stopped(run.await, &cancel)
+    }
+}
+
+/// A table as the folder holds it now, for `syncline verify`: every row
+/// the pipeline keeps, read whole and sorted by key (memory holds the
+/// table). Files are read in order and a later file's row replaces an
+/// earlier one's of the same key; a key a file holds twice is left out, as
+/// the source refuses it; records that cannot be read are left out (they
+/// are dead letters of the pipeline).
+struct FolderReader {
+    source: FilesSource,
+    table: usize,
+    schema: Arc<TableSchema>,
+    rows: Vec<Row>,
+    at: usize,
+}
+
+impl FolderReader {
+    async fn load(&self) -> Result<Vec<Row>> {
+        let source = self.source.clone();
+        let i = self.table;
+        let schema = self.schema.clone();
+        tokio::task::spawn_blocking(move || source.current_rows(i, &schema))
+            .await
+            .map_err(|_| Error::internal("the folder reader stopped"))?
+            .map_err(Error::from)
+    }
+}
+
+impl FilesSource {
+    /// See [`FolderReader`].
+    fn current_rows(&self, i: usize, schema: &Arc<TableSchema>) -> Result<Vec<Row>, FilesError> {
+        let t = &self.tables[i];
+        let key_of =
+            |row: &Row| -> Vec<Value> { schema.key.iter().map(|&k| row[k].clone()).collect() };
+        let id = |key: &[Value]| serde_json::to_string(key).unwrap_or_default();
+        let mut rows: HashMap<String, Row> = HashMap::new();
+        for rel in self.list(t)? {
+            let abs = self.root.join(&rel);
+            let Some(format) = t.format_of(&abs) else {
+                continue;
+            };
+            let file =
+                std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
+            let mut in_file: HashMap<String, Row> = HashMap::new();
+            let mut twice: HashSet<String> = HashSet::new();
+            format::stream_records(&abs, &rel, file, format, t.dialect(), schema, |record| {
+                if let format::Record::Row(r) = record {
+                    let k = id(&key_of(&r.row));
+                    if in_file.insert(k.clone(), r.row).is_some() {
+                        twice.insert(k);
+                    }
+                }
+                true
+            })?;
+            // The source deletes such a key, whichever file held it before.
+            for k in &twice {
+                in_file.remove(k);
+                rows.remove(k);
+            }
+            rows.extend(in_file);
+        }
+        let mut out: Vec<Row> = rows.into_values().collect();
+        out.sort_by(|a, b| syncline_engine::verify::compare_keys(&key_of(a), &key_of(b)));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl syncline_engine::verify::RowReader for FolderReader {
+    async fn page(&mut self, limit: usize) -> Result<Vec<Row>> {
+        let end = (self.at + limit).min(self.rows.len());
+        let page = self.rows[self.at..end].to_vec();
+        self.at = end;
+        Ok(page)
+    }
+
+    async fn rows(&mut self, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let wanted: HashSet<String> = keys
+            .iter()
+            .map(|k| serde_json::to_string(k).unwrap_or_default())
+            .collect();
+        let key = &self.schema.key;
+        Ok(self
+            .load()
+            .await?
+            .into_iter()
+            .filter(|r| {
+                let k: Vec<&Value> = key.iter().map(|&i| &r[i]).collect();
+                wanted.contains(&serde_json::to_string(&k).unwrap_or_default())
+            })
+            .collect())
     }
 }

@@ -31,6 +31,7 @@ pub mod introspect;
 mod runner;
 mod snapshot;
 pub mod values;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -439,6 +440,31 @@ impl Source for MySqlSource {
         let schema = info.schema.clone();
         let _ = conn.disconnect().await;
         Ok((schema, rows))
+    }
+
+    async fn reader(
+        &mut self,
+        table: &str,
+    ) -> Result<(
+        Arc<TableSchema>,
+        Box<dyn syncline_engine::verify::RowReader>,
+    )> {
+        let mut conn = Self::connect(&self.config).await?;
+        self.describe_all(&mut conn).await?;
+        let info = self
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })?;
+        let schema = info.schema.clone();
+        let reader = verify::TableReader::new(conn, &self.config.database, info);
+        Ok((schema, Box::new(reader)))
     }
 
     async fn run(self: Box<Self>, ctx: SourceContext) -> Result<()> {

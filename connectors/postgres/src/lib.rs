@@ -18,6 +18,7 @@ pub mod introspect;
 pub mod source;
 pub mod target;
 pub mod types;
+mod verify;
 
 pub use connection::{Endpoint, SslMode};
 pub use error::PgError;

@@ -45,6 +45,7 @@ mod config;
 pub mod encode;
 mod error;
 mod plan;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use syncline_engine::batch::{Batch, Position};
+use syncline_engine::config::WriteMode;
 use syncline_engine::connector::{Check, DeadLetterRecord, KeptRow, Sink};
 use syncline_engine::model::{TableId, TableSchema};
 use syncline_engine::{Error, Result};
@@ -784,6 +786,32 @@ impl Sink for RedisSink {
             .await
             .map_err(RedisError::command("removing dead letters"))?;
         Ok(removed)
+    }
+
+    async fn reader(
+        &mut self,
+        table: &Arc<TableSchema>,
+    ) -> Result<Box<dyn syncline_engine::verify::RowReader>> {
+        if self.config.mode != WriteMode::Upsert {
+            return Err(Error::new(
+                syncline_engine::ErrorKind::Precondition,
+                format!(
+                    "this target keeps every change in a stream ({} mode), not the source's rows",
+                    self.config.mode.as_str()
+                ),
+            ));
+        }
+        if let Some(ttl) = self.config.table(&table.id.name).ttl_secs {
+            return Err(Error::new(
+                syncline_engine::ErrorKind::Precondition,
+                format!(
+                    "its keys expire (ttl_secs = {ttl}): a key gone from the cache may have expired, so the table cannot be compared"
+                ),
+            ));
+        }
+        let state = self.table_state(table)?;
+        let conn = Self::connect(&self.config).await?;
+        Ok(Box::new(verify::TableReader::open(conn, state).await?))
     }
 
     async fn forget(&mut self) -> Result<()> {

@@ -61,12 +61,12 @@ pub struct TableState {
     pub name: String,
     /// Row keys (upsert).
     key: Option<KeyTemplate>,
-    format: ValueFormat,
+    pub(crate) format: ValueFormat,
     /// Indexes of the stored columns.
-    stored: Vec<usize>,
+    pub(crate) stored: Vec<usize>,
     ttl: Option<u64>,
     /// The index hash.
-    index: String,
+    pub(crate) index: String,
     /// The target's prefix, in front of every row key.
     namespace: String,
     /// The stream (history and append), with the target's prefix.
@@ -214,9 +214,8 @@ impl TableState {
         }
     }
 
-    /// The Redis key of a row (upsert), from its key values.
     /// The Redis key of the row whose key values are `key` (upsert).
-    fn redis_key(&self, key: &[Value]) -> Result<String, String> {
+    pub(crate) fn redis_key(&self, key: &[Value]) -> Result<String, String> {
         let Some(template) = &self.key else {
             return Err("no key template".into());
         };
@@ -239,7 +238,7 @@ impl TableState {
 
 /// A row as stored: column name → encoded value (a JSON fragment, or a
 /// hash field's bytes).
-type Stored = BTreeMap<String, Vec<u8>>;
+pub(crate) type Stored = BTreeMap<String, Vec<u8>>;
 
 /// What the earlier steps of the group did to one table.
 #[derive(Debug, Default)]
@@ -267,7 +266,7 @@ fn json_object(stored: &Stored) -> Vec<u8> {
     out
 }
 
-fn parse_json_object(bytes: &[u8]) -> Result<Stored, RedisError> {
+pub(crate) fn parse_json_object(bytes: &[u8]) -> Result<Stored, RedisError> {
     let map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
         .map_err(|e| RedisError::State(format!("a stored row is not a JSON object: {e}")))?;
     Ok(map

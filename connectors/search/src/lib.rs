@@ -23,6 +23,7 @@ mod error;
 pub mod index;
 mod plan;
 pub mod query;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -946,6 +947,27 @@ impl Sink for SearchSink {
             })
         })?;
         Ok(removed.len() as u64)
+    }
+
+    async fn reader(
+        &mut self,
+        table: &Arc<TableSchema>,
+    ) -> Result<Box<dyn syncline_engine::verify::RowReader>> {
+        if self.config.mode != WriteMode::Upsert {
+            return Err(syncline_engine::Error::new(
+                syncline_engine::ErrorKind::Precondition,
+                format!(
+                    "this index keeps every change ({} mode), not the source's rows",
+                    self.config.mode.as_str()
+                ),
+            ));
+        }
+        let folder = self.folder.path().to_path_buf();
+        let table = table.clone();
+        let reader = tokio::task::spawn_blocking(move || verify::TableReader::open(folder, table))
+            .await
+            .map_err(|_| syncline_engine::Error::internal("the index reader stopped"))??;
+        Ok(Box::new(reader))
     }
 
     async fn forget(&mut self) -> Result<()> {

@@ -647,6 +647,31 @@ impl Source for PostgresSource {
         stopped(run.await, &cancel)
     }
 
+    async fn reader(
+        &mut self,
+        table: &str,
+    ) -> Result<(
+        Arc<TableSchema>,
+        Box<dyn syncline_engine::verify::RowReader>,
+    )> {
+        let mut conn = self.config.endpoint().connect().await?;
+        self.describe_all(&mut conn).await?;
+        let info = self
+            .tables
+            .iter()
+            .find(|t| t.schema.id.name == table)
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })?;
+        let schema = info.schema.clone();
+        let reader = crate::verify::TableReader::new(conn, info).await?;
+        Ok((schema, Box::new(reader)))
+    }
+
     async fn release(&mut self) -> Result<Vec<String>> {
         PostgresSource::release(self).await
     }

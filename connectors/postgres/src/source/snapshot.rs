@@ -480,6 +480,17 @@ pub async fn read_rows(
     Ok(reader.next_batch(usize::MAX).await?.unwrap_or_default())
 }
 
+/// Reads the first `limit` rows of `table` matching `filter` in `order`.
+pub async fn read_page(
+    conn: &mut PgConnection,
+    table: &TableInfo,
+    filter: &str,
+    order: &str,
+    limit: usize,
+) -> Result<Vec<Row>, PgError> {
+    read_rows(conn, table, filter, &format!("{order} LIMIT {limit}")).await
+}
+
 /// Reads up to `limit` rows of `table` (all when `None`): a Bernoulli
 /// sample sized from the planner's row estimate, repeatable for `seed`
 /// while the table is unchanged, in key order.

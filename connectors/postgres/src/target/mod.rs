@@ -408,6 +408,16 @@ impl Sink for PostgresSink {
         Ok(done.rows_affected())
     }
 
+    async fn reader(
+        &mut self,
+        table: &Arc<TableSchema>,
+    ) -> Result<Box<dyn syncline_engine::verify::RowReader>> {
+        let conn = self.config.endpoint().connect().await?;
+        let reader =
+            crate::verify::TableReader::target(conn, &self.config.schema, table.clone()).await?;
+        Ok(Box::new(reader))
+    }
+
     async fn forget(&mut self) -> Result<()> {
         let (conn, state) = self.connection().await?;
         let table = state.qualified(CHECKPOINT_TABLE);

@@ -1,0 +1,228 @@
+//! `syncline verify`: every table a target takes as it is, compared with
+//! its source ([`syncline_engine::verify`]).
+
+use serde::Serialize;
+use syncline_engine::config::{TargetSpec, WriteMode};
+use syncline_engine::connector::Source;
+use syncline_engine::model::TableId;
+use syncline_engine::verify::{self, Options, TableCheck};
+use syncline_engine::{Error, ErrorKind, Result};
+
+use crate::registry::{self, Pipeline, TargetConfig};
+
+/// What verify found for one table in one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// The target.
+    pub target: String,
+    /// The source.
+    pub source: String,
+    /// The table.
+    pub table: String,
+    /// What was found.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The outcome for one table in one target.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Compared: see the counts and differences.
+    Compared {
+        /// What the comparison found.
+        #[serde(flatten)]
+        check: TableCheck,
+        /// Dead letters this target keeps for the table: rows it was
+        /// meant to hold and refused, which count as missing or changed.
+        dead_letters: u64,
+    },
+    /// Not compared, and why (a transform's output, an append target).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// The comparison failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// Everything verify found, table by table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// One entry per target and table.
+    pub tables: Vec<TableReport>,
+}
+
+impl Report {
+    /// Whether every compared table is equal in every target.
+    pub fn in_sync(&self) -> bool {
+        self.tables.iter().all(|t| match &t.outcome {
+            Outcome::Compared { check, .. } => check.in_sync(),
+            _ => true,
+        })
+    }
+
+    /// Whether some comparison failed.
+    pub fn failed(&self) -> bool {
+        self.tables
+            .iter()
+            .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+    }
+}
+
+/// Compares every table of `pipeline`'s sources with each target that
+/// takes it (only `target` and `table` when given); `progress` hears of
+/// each table before it is read.
+pub async fn verify(
+    pipeline: &Pipeline,
+    target: Option<&str>,
+    table: Option<&str>,
+    options: &Options,
+    mut progress: impl FnMut(&str, &str, &str),
+) -> Result<Report> {
+    if let Some(t) = target
+        && !pipeline.spec.targets.contains_key(t)
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("the pipeline has no target named `{t}`"),
+        ));
+    }
+    let targets: Vec<(String, &TargetConfig)> = pipeline
+        .spec
+        .targets
+        .iter()
+        .filter(|(name, _)| target.is_none_or(|t| t == name.as_str()))
+        .map(|(name, config)| (name.clone(), config))
+        .collect();
+    let mut report = Report::default();
+    let mut seen_table = false;
+    for (target_name, config) in &targets {
+        for input in config.inputs() {
+            if pipeline.spec.transforms.contains_key(input) && table.is_none_or(|t| t == input) {
+                seen_table |= table.is_some();
+                report.tables.push(TableReport {
+                    target: target_name.clone(),
+                    source: input.clone(),
+                    table: input.clone(),
+                    outcome: Outcome::Skipped {
+                        reason: format!(
+                            "the output of transform `{input}`: verify compares the tables a target takes from a source as they are"
+                        ),
+                    },
+                });
+            }
+        }
+    }
+    for source_name in pipeline.spec.sources.keys() {
+        let takers: Vec<&(String, &TargetConfig)> = targets
+            .iter()
+            .filter(|(_, c)| registry::filter(pipeline, c.inputs()).accepts_source(source_name))
+            .collect();
+        if takers.is_empty() {
+            continue;
+        }
+        // A source that cannot be read fails its tables, not the report.
+        let opened = match registry::source(pipeline, source_name) {
+            Ok(mut source) => match source.discover().await {
+                Ok(schemas) => Ok((source, schemas)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let (mut source, schemas) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                seen_table |= table.is_some();
+                for (target_name, _) in &takers {
+                    report.tables.push(TableReport {
+                        target: target_name.clone(),
+                        source: source_name.clone(),
+                        table: table.unwrap_or("*").to_owned(),
+                        outcome: Outcome::Failed { error: e.chain() },
+                    });
+                }
+                continue;
+            }
+        };
+        for schema in schemas {
+            let name = &schema.id.name;
+            if table.is_some_and(|t| t != name) {
+                continue;
+            }
+            seen_table = true;
+            let id = TableId {
+                origin: source_name.clone(),
+                name: name.clone(),
+            };
+            for (target_name, config) in takers.iter().copied() {
+                if !registry::filter(pipeline, config.inputs()).accepts(&id) {
+                    continue;
+                }
+                let entry = |outcome| TableReport {
+                    target: target_name.clone(),
+                    source: source_name.clone(),
+                    table: name.clone(),
+                    outcome,
+                };
+                if config.write_mode() != WriteMode::Upsert {
+                    report.tables.push(entry(Outcome::Skipped {
+                        reason: format!(
+                            "the target keeps every change ({} mode), not the source's rows",
+                            config.write_mode().as_str()
+                        ),
+                    }));
+                    continue;
+                }
+                progress(target_name, source_name, name);
+                let outcome =
+                    match compare(pipeline, &mut *source, target_name, name, options).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => Outcome::Failed { error: e.chain() },
+                    };
+                report.tables.push(entry(outcome));
+            }
+        }
+    }
+    if let Some(t) = table
+        && !seen_table
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("no source of the pipeline has a table `{t}`"),
+        ));
+    }
+    Ok(report)
+}
+
+async fn compare(
+    pipeline: &Pipeline,
+    source: &mut dyn Source,
+    target: &str,
+    table: &str,
+    options: &Options,
+) -> Result<Outcome> {
+    let (schema, mut from) = source.reader(table).await?;
+    let mut sink = registry::sink(pipeline, target)?;
+    let mut to = sink.reader(&schema).await?;
+    let check = verify::compare(&schema, from.as_mut(), to.as_mut(), options).await?;
+    let dead_letters = if check.in_sync() {
+        0
+    } else {
+        sink.dead_letters()
+            .await
+            .map(|kept| {
+                kept.iter()
+                    .filter(|k| k.source == schema.id.origin && k.table == table)
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    };
+    Ok(Outcome::Compared {
+        check,
+        dead_letters,
+    })
+}
