@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 use syncline_app::desktop::{
     self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PathScope, PreviewResult,
     Previews, Problem, QueryResult, RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult,
-    TableInfo, TargetDeadLetters,
+    TableInfo, TargetDeadLetters, VerifyResult,
 };
 
 use syncline_app::lifecycle::{PipelineHost, RunningPipeline};
@@ -258,6 +258,17 @@ async fn redis_keys(
 }
 
 #[tauri::command]
+async fn verify_pipeline(
+    scope: Scope<'_>,
+    path: PathBuf,
+    text: String,
+    running: bool,
+) -> Reply<VerifyResult> {
+    scope.check_pipeline(&path, &text)?;
+    desktop::verify_pipeline(&path, text, running).await
+}
+
+#[tauri::command]
 async fn dlq_list(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
     scope.check_pipeline(&path, &text)?;
     desktop::dlq_list(&path, text).await
@@ -487,6 +498,7 @@ fn main() {
             run_query,
             search_index,
             redis_keys,
+            verify_pipeline,
             dlq_list,
             dlq_replay,
             dlq_discard,

@@ -408,6 +408,29 @@ async function walk(sessionStarted) {
   log(`orders: ${ordersRow}`);
   await shot("pipeline-streaming");
 
+  setStep("pipeline: verify");
+  // Every target compared with its source while the pipeline runs: the
+  // warehouse takes the folder's tables as they are and holds all of them.
+  await click("pipeline-verify");
+  await eventually("the warehouse's verdict", async () => {
+    const errs = await driver.findElements(sel("pipeline-error"));
+    if (errs.length) throw new Error(`verify failed: ${await errs[0].getText()}`);
+    const badges = await driver.findElements(sel("verify-badge-warehouse"));
+    if (!badges.length) return false;
+    const verdict = await badges[0].getText();
+    if (!verdict.includes("in sync")) throw new Error(`the warehouse does not verify: ${verdict}`);
+    return true;
+  }, 300_000);
+  const verdictNode = await bounded(
+    "the warehouse's node",
+    driver.executeScript(
+      "return [...document.querySelectorAll('[data-testid=pipeline-graph] .react-flow__node')].map((n) => n.textContent).find((t) => t.startsWith('warehouse')) || '';",
+    ),
+  );
+  if (!verdictNode.includes("in sync")) throw new Error(`the warehouse's node shows no verdict: ${verdictNode}`);
+  log(`verify: ${await text("pipeline-verify-result")}`);
+  await shot("pipeline-verified");
+
   setStep("data view");
   await click("pipeline-open-data-warehouse");
   await find("data-view");

@@ -20,6 +20,7 @@ import type {
   SearchResult,
   TableInfo,
   TargetDeadLetters,
+  VerifyResult,
 } from "./types";
 
 /** A pipeline file as the commands take it: where it is (or will be) and its text. */
@@ -93,6 +94,10 @@ export const searchIndex = (p: PipelineRef, target: string, query: string, limit
 
 export const redisKeys = (p: PipelineRef, target: string, table: string | null, limit: number) =>
   invoke<RedisKeys>("redis_keys", { path: p.path, text: p.text, target, table, limit });
+
+/** Every target compared with its source; `running`: read differing keys again while changes land. */
+export const verifyPipeline = (p: PipelineRef, running: boolean) =>
+  invoke<VerifyResult>("verify_pipeline", { path: p.path, text: p.text, running });
 
 export const dlqList = (p: PipelineRef) =>
   invoke<TargetDeadLetters[]>("dlq_list", { path: p.path, text: p.text });

@@ -61,6 +61,8 @@ export type {
   TableInfo,
   TableStatus,
   TargetDeadLetters,
+  TargetVerdict,
+  VerifyResult,
 } from "./bindings";
 
 /** What a command rejects with. */

@@ -9,7 +9,8 @@
 //! One module per part of the studio: [`wizard`] (kinds, the sample, checks,
 //! discovery, drafts, open and save), [`preview`] (transform previews),
 //! [`data`] (browsing DuckDB files), [`dead_letters`] and [`status`] (the
-//! pipeline status as the window receives it); [`scope`] (the files the
+//! pipeline status as the window receives it), [`verify`] (targets
+//! compared with their sources); [`scope`] (the files the
 //! commands may touch); [`failure`] is the error every call returns.
 
 mod data;
@@ -18,6 +19,7 @@ mod failure;
 mod preview;
 mod scope;
 mod status;
+mod verify;
 mod wizard;
 
 pub use data::*;
@@ -26,6 +28,7 @@ pub use failure::*;
 pub use preview::*;
 pub use scope::*;
 pub use status::*;
+pub use verify::*;
 pub use wizard::*;
 
 /// Runs blocking work (DuckDB, files) off the async threads.

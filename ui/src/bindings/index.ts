@@ -32,3 +32,5 @@ export type { TableInfo } from "./TableInfo";
 export type { TableStatus } from "./TableStatus";
 export type { TargetDeadLetters } from "./TargetDeadLetters";
 export type { TargetStatus } from "./TargetStatus";
+export type { TargetVerdict } from "./TargetVerdict";
+export type { VerifyResult } from "./VerifyResult";

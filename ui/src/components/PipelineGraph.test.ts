@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { summarize } from "../runs";
 import type { PipelineStatus, TableStatus } from "../types";
-import { graphOf, targetProgress } from "./PipelineGraph";
+import { graphOf, targetProgress, verdictText } from "./PipelineGraph";
 
 describe("pipeline graph", () => {
   it("links sources to transforms and targets by their inputs", () => {
@@ -55,6 +55,22 @@ describe("target progress", () => {
       ["target:index", "search", 96],
     ]);
     expect(graph.nodes[2].data.target).toBe("index");
+  });
+
+  it("shows each target's last verification on its node", () => {
+    const at = "2026-12-07T14:02:00Z";
+    const differs = verdictText({ target: "cache", state: "differs", differing: 12, detail: "" }, at);
+    expect(differs).toMatch(/^verified .+: 12 rows differ$/);
+    expect(verdictText({ target: "cache", state: "differs", differing: 1, detail: "" }, at)).toMatch(/: 1 row differs$/);
+    expect(verdictText({ target: "w", state: "in_sync", differing: 0, detail: "" }, at)).toMatch(/: in sync$/);
+    expect(verdictText({ target: "w", state: "skipped", differing: 0, detail: "" }, at)).toBe("not verified");
+    const { nodes } = graphOf(
+      { name: "shop", sources: { pg: { kind: "postgres" } }, targets: { cache: { kind: "redis", inputs: ["pg"] } } },
+      null,
+      { cache: differs },
+    );
+    expect(nodes[1].data.label).toBe(`cache (redis)\n${differs}`);
+    expect(nodes[1].height).toBe(56);
   });
 });
 

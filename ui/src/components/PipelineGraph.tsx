@@ -3,7 +3,7 @@ import { Background, Handle, Position, ReactFlow, type Edge, type Node, type Nod
 import "@xyflow/react/dist/style.css";
 import { useState } from "react";
 import { fmtSeconds } from "../format";
-import type { PipelineDraft, PipelineStatus } from "../types";
+import type { PipelineDraft, PipelineStatus, TargetVerdict } from "../types";
 
 const NODE_WIDTH = 180;
 const NODE_HEIGHT = 40;
@@ -11,6 +11,24 @@ const NODE_HEIGHT = 40;
 const TARGET_HEIGHT = 56;
 /** A search index's node holds a search box under its label. */
 const SEARCH_HEIGHT = 96;
+/** A line more for the last verification's verdict. */
+const LINE_HEIGHT = 16;
+
+/** A target's last verification as its node shows it. */
+export function verdictText(v: TargetVerdict, verifiedAt: string): string {
+  const at = new Date(verifiedAt);
+  const time = Number.isNaN(at.getTime()) ? verifiedAt : at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  switch (v.state) {
+    case "in_sync":
+      return `verified ${time}: in sync`;
+    case "differs":
+      return `verified ${time}: ${v.differing} ${v.differing === 1 ? "row differs" : "rows differ"}`;
+    case "failed":
+      return `verify failed ${time}`;
+    default:
+      return `not verified`;
+  }
+}
 
 /** A target's own progress, as its node shows it: lag and the last batch committed. */
 export function targetProgress(status: PipelineStatus | null | undefined, name: string): string | null {
@@ -21,7 +39,11 @@ export function targetProgress(status: PipelineStatus | null | undefined, name: 
   return `lag ${fmtSeconds(t.lagSeconds)} · batch ${at ?? "—"}`;
 }
 
-export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): { nodes: Node[]; edges: Edge[] } {
+export function graphOf(
+  draft: PipelineDraft,
+  status?: PipelineStatus | null,
+  verdicts?: Record<string, string>,
+): { nodes: Node[]; edges: Edge[] } {
   const nodes: Node[] = [];
   const edges: Edge[] = [];
   const sources = Object.entries(draft.sources);
@@ -34,8 +56,11 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
     let y = 20 + dy;
     items.forEach(([name, cfg]) => {
       const progress = prefix === "target" ? targetProgress(status, name) : null;
+      const verdict = prefix === "target" ? (verdicts?.[name] ?? null) : null;
+      const lines = [progress, verdict].filter((l): l is string => l !== null);
       const searchable = prefix === "target" && cfg.kind === "search";
-      const height = searchable ? SEARCH_HEIGHT : progress ? TARGET_HEIGHT : NODE_HEIGHT;
+      const extra = verdict ? LINE_HEIGHT : 0;
+      const height = searchable ? SEARCH_HEIGHT + extra : progress ? TARGET_HEIGHT + extra : verdict ? TARGET_HEIGHT : NODE_HEIGHT;
       const top = y;
       y += Math.max(height, NODE_HEIGHT) + 50;
       nodes.push({
@@ -50,7 +75,7 @@ export function graphOf(draft: PipelineDraft, status?: PipelineStatus | null): {
         ],
         sourcePosition: Position.Right,
         targetPosition: Position.Left,
-        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}${progress ? `\n${progress}` : ""}`, target: name },
+        data: { label: `${name}${cfg.kind ? ` (${String(cfg.kind)})` : ""}${lines.map((l) => `\n${l}`).join("")}`, target: name },
         className: `node-${prefix}`,
         ...(searchable ? { type: "search" } : {}),
       });
@@ -118,13 +143,16 @@ export function PipelineGraph({
   draft,
   status,
   onSearch,
+  verdicts,
 }: {
   draft: PipelineDraft;
   status?: PipelineStatus | null;
+  /** Each target's last verification, in words (a line of its node). */
+  verdicts?: Record<string, string>;
   /** Searches a search index target (its node holds the box). */
   onSearch?: (target: string, query: string) => void;
 }) {
-  const { nodes, edges } = graphOf(draft, status);
+  const { nodes, edges } = graphOf(draft, status, verdicts);
   const withSearch = onSearch ? nodes.map((n) => (n.type === "search" ? { ...n, data: { ...n.data, onSearch } } : n)) : nodes;
   return (
     <div className="graph" data-testid="pipeline-graph">

@@ -4,12 +4,13 @@ import { useEffect, useState } from "react";
 import * as backend from "../backend";
 import { LiveChart } from "../components/LiveChart";
 import { PipelineFileRow } from "../components/PipelineFileRow";
-import { PipelineGraph } from "../components/PipelineGraph";
+import { PipelineGraph, verdictText } from "../components/PipelineGraph";
+import { VirtualGrid } from "../components/VirtualGrid";
 import { errorText } from "../errors";
 import { fmtBytes, fmtInt, fmtRate, fmtSeconds } from "../format";
 import { basename, resolveFrom } from "../paths";
 import { useRuns } from "../runs";
-import type { OpenedPipeline, TableStatus } from "../types";
+import type { OpenedPipeline, TableStatus, VerifyResult } from "../types";
 import type { SearchTarget } from "./IndexSearch";
 import type { RedisTarget } from "./RedisBrowser";
 
@@ -38,6 +39,8 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   const [error, setError] = useState<string | null>(null);
   const [confirmDrop, setConfirmDrop] = useState(false);
   const [busy, setBusy] = useState(false);
+  const [verified, setVerified] = useState<VerifyResult | null>(null);
+  const [verifying, setVerifying] = useState(false);
 
   // Pipelines the background engine runs (they go on while the window is closed).
   useEffect(() => {
@@ -55,6 +58,7 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   useEffect(() => {
     setOpened(null);
     setConfirmDrop(false);
+    setVerified(null);
     if (!selected) return;
     setPathInput(selected);
     backend.openPipeline(selected).then(setOpened, (e) => setError(errorText(e)));
@@ -77,6 +81,21 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   const state = run?.paused ? "paused" : status?.state ?? "not running";
   const active = status && (status.state === "starting" || status.state === "running") && !run?.paused;
   const list = Object.values(runs);
+  const verdicts = verified
+    ? Object.fromEntries(verified.targets.map((v) => [v.target, verdictText(v, verified.verifiedAt)]))
+    : undefined;
+  const verify = async () => {
+    if (!opened) return;
+    setVerifying(true);
+    setError(null);
+    try {
+      setVerified(await backend.verifyPipeline({ path: opened.path, text: opened.text }, Boolean(active)));
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setVerifying(false);
+    }
+  };
 
   return (
     <section className="screen" data-testid="pipeline-view">
@@ -188,8 +207,22 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
             <PipelineGraph
               draft={opened.draft}
               status={status}
+              verdicts={verdicts}
               onSearch={(target, query) => onOpenSearch({ pipeline: { path: opened.path, text: opened.text }, target, query })}
             />
+          )}
+          {verified && (
+            <div className="verify" data-testid="pipeline-verify-result">
+              <div className="row wrap">
+                {verified.targets.map((v) => (
+                  <span key={v.target} className={`badge verdict-${v.state}`} title={v.detail} data-testid={`verify-badge-${v.target}`}>
+                    {v.target}: {verdictText(v, verified.verifiedAt)}
+                  </span>
+                ))}
+                <span className="muted small">{Math.round(verified.elapsedMs)} ms</span>
+              </div>
+              {verified.rows.length > 0 && <VirtualGrid columns={verified.columns} rows={verified.rows} height={240} testid="verify-grid" />}
+            </div>
           )}
           <h3>Tables</h3>
           {status && Object.keys(status.tables).length > 0 ? (
@@ -284,6 +317,16 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
                 ))}
               <button type="button" className="secondary" onClick={() => onOpenDeadLetters(selected)} data-testid="pipeline-open-dlq">
                 Dead letters
+              </button>
+              <button
+                type="button"
+                className="secondary"
+                disabled={verifying}
+                onClick={() => void verify()}
+                title="Compare every target with its source, row by row"
+                data-testid="pipeline-verify"
+              >
+                {verifying ? "Verifying…" : "Verify"}
               </button>
             </div>
           )}
