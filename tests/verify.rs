@@ -240,6 +240,28 @@ fn verify_finds_exactly_the_differences_injected_into_each_target() {
     let (code, out, err) = syncline(&["verify", "p.toml", "--target", "nope"], tmp.path());
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("no target named `nope`"), "{err}");
+
+    // Repaired: the source's rows written over what differs, the extra key
+    // deleted, and verified again.
+    let (code, out, err) = syncline(&["verify", "p.toml", "--repair"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    for target in ["duck", "warehouse"] {
+        assert!(
+            out.contains(&format!(
+                "repaired {target}: 11 rows written as the source holds them, 1 keys deleted"
+            )),
+            "{out}"
+        );
+    }
+    let after = out.split("after the repair:").nth(1).unwrap_or_default();
+    for target in ["duck", "warehouse"] {
+        assert!(
+            after.contains(&format!("pg.items in {target}: equal ({ROWS} rows)")),
+            "{out}"
+        );
+    }
+    let (code, out, err) = syncline(&["verify", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// One writer transaction: a few rows updated, one inserted, one deleted.
@@ -443,6 +465,14 @@ inputs = [\"pg\"]
         out.contains("pg.items in hashes: DIFFERS: 0 missing, 0 extra, 2 changed"),
         "{out}"
     );
+    let (code, out, err) = syncline(&["verify", "p.toml", "--repair"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("repaired cache: 2 rows written as the source holds them, 1 keys deleted"),
+        "{out}"
+    );
+    let (code, out, err) = syncline(&["verify", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
     drop((json, hash));
 }
 

@@ -226,3 +226,117 @@ async fn compare(
         dead_letters,
     })
 }
+
+/// What a repair wrote into one target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Repaired {
+    /// The target.
+    pub target: String,
+    /// Rows written as the source holds them now (missing and changed).
+    pub upserted: u64,
+    /// Keys removed (the source no longer has them).
+    pub deleted: u64,
+    /// Differences past the listed ones, not repaired (verify again).
+    pub unlisted: u64,
+}
+
+/// Writes the source's current rows for every listed difference of
+/// `report` into its target (a key the source no longer has is deleted),
+/// through the target's own write path outside the source's order (as a
+/// dead-letter replay is): checkpoints do not move. Run it with the
+/// pipeline stopped, or its changes may race the repair.
+pub async fn repair(pipeline: &Pipeline, report: &Report) -> Result<Vec<Repaired>> {
+    use std::collections::BTreeMap;
+    use syncline_engine::batch::{Batch, Position};
+    use syncline_engine::model::{Change, Op, Value};
+
+    let mut work: BTreeMap<String, (Vec<Batch>, Repaired)> = BTreeMap::new();
+    for t in &report.tables {
+        let Outcome::Compared { check, .. } = &t.outcome else {
+            continue;
+        };
+        if check.in_sync() {
+            continue;
+        }
+        let mut source = registry::source(pipeline, &t.source)?;
+        let (schema, mut reader) = source.reader(&t.table).await?;
+        let entry = work.entry(t.target.clone()).or_insert_with(|| {
+            (
+                Vec::new(),
+                Repaired {
+                    target: t.target.clone(),
+                    ..Repaired::default()
+                },
+            )
+        });
+        entry.1.unlisted += check.unlisted;
+        let mut changes = Vec::new();
+        for chunk in check.differences.chunks(500) {
+            let keys: Vec<Vec<Value>> = chunk.iter().map(|d| d.key_values().to_vec()).collect();
+            let now: std::collections::HashMap<String, syncline_engine::model::Row> = reader
+                .rows(&keys)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let k: Vec<Value> = schema.key.iter().map(|&i| r[i].clone()).collect();
+                    (verify::key_id(&schema, &k), r)
+                })
+                .collect();
+            for key in keys {
+                match now.get(&verify::key_id(&schema, &key)) {
+                    Some(row) => {
+                        entry.1.upserted += 1;
+                        changes.push(Change {
+                            op: Op::Update,
+                            table: schema.clone(),
+                            before: Some(row.clone()),
+                            after: Some(row.clone()),
+                        });
+                    }
+                    None => {
+                        entry.1.deleted += 1;
+                        let mut before = vec![Value::Null; schema.columns.len()];
+                        for (&i, v) in schema.key.iter().zip(key) {
+                            before[i] = v;
+                        }
+                        changes.push(Change {
+                            op: Op::Delete,
+                            table: schema.clone(),
+                            before: Some(before),
+                            after: None,
+                        });
+                    }
+                }
+            }
+        }
+        let position = Position {
+            seq: 0,
+            state: serde_json::Value::Null,
+        };
+        entry.0.push(Batch::stream(position, changes));
+    }
+    let mut out = Vec::new();
+    for (target, (batches, repaired)) in work {
+        let config = &pipeline.spec.targets[&target];
+        let accepted = registry::filter(pipeline, config.inputs());
+        let mut tables = Vec::new();
+        for name in pipeline.spec.sources.keys() {
+            if !accepted.accepts_source(name) {
+                continue;
+            }
+            let mut s = registry::source(pipeline, name)?;
+            tables.extend(
+                s.discover()
+                    .await?
+                    .into_iter()
+                    .filter(|t| accepted.accepts(&t.id)),
+            );
+        }
+        let mut sink = registry::sink(pipeline, &target)?;
+        sink.open(&tables).await?;
+        sink.replay(batches, Vec::new()).await?;
+        sink.close().await?;
+        out.push(repaired);
+    }
+    Ok(out)
+}

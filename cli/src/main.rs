@@ -167,6 +167,12 @@ enum Command {
         /// Print the report as JSON, every listed difference with its key.
         #[arg(long)]
         json: bool,
+        /// Write the source's current rows for the differences found into
+        /// their targets (a key the source no longer has is deleted), then
+        /// verify again. Refused while a `syncline run` of the pipeline
+        /// runs.
+        #[arg(long)]
+        repair: bool,
     },
     /// Print the JSON Schema of pipeline files.
     Schema,
@@ -359,6 +365,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             keep,
             page_rows,
             json,
+            repair,
         } => {
             let p = match load(&pipeline) {
                 Ok(p) => p,
@@ -368,6 +375,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 settle,
                 keep,
                 page_rows: page_rows as usize,
+                repair,
             };
             verify::run(&p, target.as_deref(), table.as_deref(), options, json).await
         }

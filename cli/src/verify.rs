@@ -28,6 +28,8 @@ pub struct Choices {
     pub keep: usize,
     /// `--page-rows`.
     pub page_rows: usize,
+    /// `--repair`.
+    pub repair: bool,
 }
 
 pub async fn run(
@@ -37,6 +39,12 @@ pub async fn run(
     choices: Choices,
     json: bool,
 ) -> Result<ExitCode> {
+    if choices.repair && running(p) {
+        anyhow::bail!(
+            "pipeline `{}` is running: stop it before --repair (a repair racing its changes could write an older row over a newer one)",
+            p.spec.name
+        );
+    }
     let settle = match choices.settle {
         Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
         Some(s) => anyhow::bail!("--settle takes seconds (0 or more), not {s}"),
@@ -48,14 +56,45 @@ pub async fn run(
         settle,
         page_rows: choices.page_rows,
     };
-    let report = syncline_app::verify::verify(p, target, table, &options, |t, s, name| {
+    let progress = |t: &str, s: &str, name: &str| {
         if !json {
             eprintln!("reading {s}.{name} and target {t} ...");
         }
-    })
-    .await?;
+    };
+    let mut report = syncline_app::verify::verify(p, target, table, &options, progress).await?;
+    let mut repaired = Vec::new();
+    if choices.repair && !report.in_sync() {
+        if !json {
+            print!("{}", render(&report));
+        }
+        repaired = syncline_app::verify::repair(p, &report).await?;
+        if !json {
+            for r in &repaired {
+                println!(
+                    "repaired {}: {} rows written as the source holds them, {} keys deleted{}",
+                    r.target,
+                    r.upserted,
+                    r.deleted,
+                    if r.unlisted > 0 {
+                        format!(
+                            "; {} more differences were not listed: verify --repair again",
+                            r.unlisted
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            println!("after the repair:");
+        }
+        report = syncline_app::verify::verify(p, target, table, &options, progress).await?;
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut out = serde_json::to_value(&report)?;
+        if choices.repair {
+            out["repaired"] = serde_json::to_value(&repaired)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", render(&report));
     }
