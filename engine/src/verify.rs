@@ -71,7 +71,64 @@ pub trait RowReader: Send {
         let _ = column;
         true
     }
+
+    /// Whether [`RowReader::checksum`] and [`RowReader::span_rows`] work:
+    /// the table has one integer key and every column a [`row_text`]
+    /// form in this system. The default: no.
+    fn checksums(&self) -> bool {
+        false
+    }
+
+    /// The lowest and highest key (one integer key; `None`: no rows).
+    async fn key_bounds(&mut self) -> Result<Option<(i64, i64)>> {
+        Err(Error::internal("this reader computes no checksums"))
+    }
+
+    /// The number of rows whose key lies in `span` and the sum of their
+    /// row hashes, computed inside the system: each row's [`row_text`],
+    /// the first 15 hex digits of its MD5 as an integer, summed exactly
+    /// (as decimal text).
+    async fn checksum(&mut self, span: Span) -> Result<(u64, String)> {
+        let _ = span;
+        Err(Error::internal("this reader computes no checksums"))
+    }
+
+    /// The rows whose key lies in `span`, in key order.
+    async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
+        let _ = span;
+        Err(Error::internal("this reader computes no checksums"))
+    }
 }
+
+/// A range of one integer key: `lo` up to, not including, `hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The lowest key in it.
+    pub lo: i64,
+    /// The first key past it.
+    pub hi: i128,
+}
+
+/// What every system hashes for a row, so equal rows hash alike: each
+/// column's text (each system's SQL for the column's type: integers,
+/// decimals at their scale, booleans, text, UUIDs and JSON as their text;
+/// doubles by their shortest digits, integral ones without a fraction;
+/// bytes as lowercase hex; dates as days and timestamps as microseconds
+/// from 1970) or `chr(1)` for NULL, joined by `chr(30)`. A row that differs hashes differently (a checksum
+/// only says where to look: rows are compared in their canonical form).
+pub fn row_text(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("coalesce({c}, chr(1))"))
+        .collect::<Vec<_>>()
+        .join(" || chr(30) || ")
+}
+
+/// Segments a span is cut into when its checksums differ.
+const FAN_OUT: i128 = 32;
+/// A span holding at most this many rows (both sides together) is compared
+/// row by row.
+const LEAF_ROWS: u64 = 4_000;
 
 /// How [`compare`] reads.
 #[derive(Debug, Clone)]
@@ -158,6 +215,12 @@ pub struct TableCheck {
     /// Differences found past [`Options::keep`]: counted, not listed, not
     /// read again.
     pub unlisted: u64,
+    /// How it was compared: `checksums` (spans whose checksums match are
+    /// not read) or `rows` (every row read).
+    pub method: &'static str,
+    /// Rows read and compared one by one, both sides together (with
+    /// checksums, only those of spans whose checksums differ).
+    pub rows_read: u64,
 }
 
 impl TableCheck {
@@ -188,6 +251,108 @@ pub async fn compare(
     let page = options.page_rows.max(1);
     let mut check = TableCheck::default();
     let held: Vec<bool> = (0..schema.columns.len()).map(|i| target.holds(i)).collect();
+    let bisect = source.checksums() && target.checksums() && held.iter().all(|h| *h);
+    if bisect {
+        check.method = "checksums";
+        bisection(schema, &held, source, target, options, &mut check).await?;
+    } else {
+        check.method = "rows";
+        merge(schema, &held, source, target, page, options, &mut check).await?;
+    }
+    settle(schema, &held, source, target, options, &mut check).await?;
+    Ok(check)
+}
+
+/// Compares by checksums of key spans, both systems computing theirs at
+/// once, and row by row only in spans whose checksums differ (cut into
+/// [`FAN_OUT`] until they hold at most [`LEAF_ROWS`]). Spans are taken in
+/// key order, so differences come in key order.
+async fn bisection(
+    schema: &TableSchema,
+    held: &[bool],
+    source: &mut dyn RowReader,
+    target: &mut dyn RowReader,
+    options: &Options,
+    check: &mut TableCheck,
+) -> Result<()> {
+    let (a, b) = tokio::join!(source.key_bounds(), target.key_bounds());
+    let (lo, hi) = match (a?, b?) {
+        (None, None) => return Ok(()),
+        (Some((l, h)), None) | (None, Some((l, h))) => (l, h),
+        (Some((l1, h1)), Some((l2, h2))) => (l1.min(l2), h1.max(h2)),
+    };
+    let whole = Span {
+        lo,
+        hi: i128::from(hi) + 1,
+    };
+    let mut stack = vec![whole];
+    while let Some(span) = stack.pop() {
+        let (a, b) = tokio::join!(source.checksum(span), target.checksum(span));
+        let ((rows_s, sum_s), (rows_t, sum_t)) = (a?, b?);
+        if rows_s == rows_t && sum_s == sum_t {
+            check.source_rows += rows_s;
+            check.target_rows += rows_t;
+            continue;
+        }
+        let width = span.hi - i128::from(span.lo);
+        if rows_s + rows_t <= LEAF_ROWS || width <= FAN_OUT {
+            let (a, b) = tokio::join!(source.span_rows(span), target.span_rows(span));
+            let mut s = Loaded::new(a?);
+            let mut t = Loaded::new(b?);
+            merge(schema, held, &mut s, &mut t, usize::MAX, options, check).await?;
+            continue;
+        }
+        // Children pushed last first, so the lowest is taken next.
+        let step = (width + FAN_OUT - 1) / FAN_OUT;
+        let mut children = Vec::new();
+        let mut at = i128::from(span.lo);
+        while at < span.hi {
+            let next = (at + step).min(span.hi);
+            children.push(Span {
+                lo: i64::try_from(at).map_err(|_| Error::internal("key span out of range"))?,
+                hi: next,
+            });
+            at = next;
+        }
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// Rows already read, as a reader.
+struct Loaded {
+    rows: std::vec::IntoIter<Row>,
+}
+
+impl Loaded {
+    fn new(rows: Vec<Row>) -> Self {
+        Loaded {
+            rows: rows.into_iter(),
+        }
+    }
+}
+
+#[async_trait]
+impl RowReader for Loaded {
+    async fn page(&mut self, limit: usize) -> Result<Vec<Row>> {
+        Ok(self.rows.by_ref().take(limit).collect())
+    }
+
+    async fn rows(&mut self, _keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        Err(Error::internal("rows already read are not read again"))
+    }
+}
+
+/// Merges the two readers' rows in key order into `check`.
+async fn merge(
+    schema: &TableSchema,
+    held: &[bool],
+    source: &mut dyn RowReader,
+    target: &mut dyn RowReader,
+    page: usize,
+    options: &Options,
+    check: &mut TableCheck,
+) -> Result<()> {
     let mut src = Side::new("source");
     let mut tgt = Side::new("target");
     loop {
@@ -203,26 +368,26 @@ pub async fn compare(
             Ordering::Less => {
                 let s = src.take();
                 check.source_rows += 1;
-                record(&mut check, options, diff(schema, &held, Some(&s), None));
+                record(check, options, diff(schema, held, Some(&s), None));
             }
             Ordering::Greater => {
                 let t = tgt.take();
                 check.target_rows += 1;
-                record(&mut check, options, diff(schema, &held, None, Some(&t)));
+                record(check, options, diff(schema, held, None, Some(&t)));
             }
             Ordering::Equal => {
                 let s = src.take();
                 let t = tgt.take();
                 check.source_rows += 1;
                 check.target_rows += 1;
-                if let Some(d) = diff(schema, &held, Some(&s), Some(&t)) {
-                    record(&mut check, options, Some(d));
+                if let Some(d) = diff(schema, held, Some(&s), Some(&t)) {
+                    record(check, options, Some(d));
                 }
             }
         }
     }
-    settle(schema, &held, source, target, options, &mut check).await?;
-    Ok(check)
+    check.rows_read += src.read + tgt.read;
+    Ok(())
 }
 
 /// One side of the merge: its current page.
@@ -231,6 +396,8 @@ struct Side {
     rows: VecDeque<Row>,
     last: Option<Vec<Value>>,
     done: bool,
+    /// Rows read so far.
+    read: u64,
 }
 
 impl Side {
@@ -240,6 +407,7 @@ impl Side {
             rows: VecDeque::new(),
             last: None,
             done: false,
+            read: 0,
         }
     }
 
@@ -257,6 +425,7 @@ impl Side {
             self.done = true;
             return Ok(());
         }
+        self.read += rows.len() as u64;
         for row in &rows {
             if row.len() != schema.columns.len() {
                 return Err(Error::internal(format!(

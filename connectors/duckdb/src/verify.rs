@@ -9,7 +9,7 @@ use syncline_duck::read::{read_expr, read_value};
 use syncline_duck::types::duckdb_type;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::RowReader;
+use syncline_engine::verify::{RowReader, Span, row_text};
 use syncline_engine::{Error, Result};
 
 use crate::error::DuckDbError;
@@ -103,6 +103,51 @@ impl TableReader {
                 (quote(&c.name), c.data_type.clone())
             })
             .collect()
+    }
+
+    /// The one integer key column, quoted, when the table can be
+    /// checksummed (it is there, and every column has a checksum text).
+    fn checksum_key(&self) -> Option<String> {
+        self.conn.as_ref()?;
+        let [k] = self.schema.key[..] else {
+            return None;
+        };
+        let c = &self.schema.columns[k];
+        let integer = matches!(c.data_type, DataType::Int32 | DataType::Int64);
+        let texts = self
+            .schema
+            .columns
+            .iter()
+            .all(|c| checksum_text(&quote(&c.name), &c.data_type).is_some());
+        (integer && texts).then(|| quote(&c.name))
+    }
+
+    /// The first row of `sql` (`width` columns, each cast to VARCHAR in
+    /// the SQL), off the async threads.
+    async fn texts(&mut self, sql: String, width: usize) -> Result<Vec<Option<String>>> {
+        let Some(conn) = self.conn.take() else {
+            return Ok(Vec::new());
+        };
+        let (conn, out) = tokio::task::spawn_blocking(move || {
+            let read = || -> Result<Vec<Option<String>>, DuckDbError> {
+                let what = DuckDbError::sql;
+                let mut stmt = conn.prepare(&sql).map_err(what("computing a checksum"))?;
+                let mut rows = stmt.query([]).map_err(what("computing a checksum"))?;
+                let Some(row) = rows.next().map_err(what("computing a checksum"))? else {
+                    return Ok(vec![None; width]);
+                };
+                (0..width)
+                    .map(|i| row.get::<_, Option<String>>(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(what("computing a checksum"))
+            };
+            let out = read();
+            (conn, out)
+        })
+        .await
+        .map_err(|_| Error::from(DuckDbError::Worker))?;
+        self.conn = Some(conn);
+        Ok(out?)
     }
 
     /// Runs `sql` off the async threads, binding `values` as text.
@@ -207,6 +252,33 @@ fn stream_rows(
     }
 }
 
+/// The text a column adds to a row's checksum text
+/// ([`syncline_engine::verify::row_text`]), as Postgres writes it too;
+/// `None` for a type without one.
+fn checksum_text(col: &str, t: &DataType) -> Option<String> {
+    Some(match t {
+        DataType::Boolean
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::Decimal { .. }
+        | DataType::Text
+        | DataType::Uuid
+        | DataType::Json => format!("CAST({col} AS VARCHAR)"),
+        // Integral doubles as Postgres writes them: without a fraction.
+        DataType::Float64 => format!(
+            "CASE WHEN {col} = trunc({col}) AND abs({col}) < 1e15 THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
+        ),
+        DataType::Bytes => format!("lower(hex({col}))"),
+        DataType::Date => format!(
+            "CASE WHEN isfinite({col}) THEN CAST({col} - DATE '1970-01-01' AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
+        ),
+        DataType::Timestamp | DataType::TimestampTz => format!(
+            "CASE WHEN isfinite({col}) THEN CAST(epoch_us({col}) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
+        ),
+        _ => return None,
+    })
+}
+
 /// A list column as JSON whose items read back exactly: instants as
 /// microseconds, bytes as hex, decimals and the like as their text.
 fn list_expr(col: &str, item: &DataType) -> String {
@@ -269,6 +341,70 @@ fn texts(key: &[Value]) -> Result<Vec<String>, DuckDbError> {
 
 #[async_trait]
 impl RowReader for TableReader {
+    fn checksums(&self) -> bool {
+        self.checksum_key().is_some()
+    }
+
+    async fn key_bounds(&mut self) -> Result<Option<(i64, i64)>> {
+        let Some(k) = self.checksum_key() else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT CAST(CAST(min({k}) AS BIGINT) AS VARCHAR), CAST(CAST(max({k}) AS BIGINT) AS VARCHAR) FROM {}",
+            self.table
+        );
+        let got = self.texts(sql, 2).await?;
+        let int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
+        Ok(
+            match (got.first().and_then(int), got.get(1).and_then(int)) {
+                (Some(lo), Some(hi)) => Some((lo, hi)),
+                _ => None,
+            },
+        )
+    }
+
+    async fn checksum(&mut self, span: Span) -> Result<(u64, String)> {
+        let Some(k) = self.checksum_key() else {
+            return Ok((0, "0".into()));
+        };
+        let texts: Vec<String> = self
+            .schema
+            .columns
+            .iter()
+            .filter_map(|c| checksum_text(&quote(&c.name), &c.data_type))
+            .collect();
+        let sql = format!(
+            "SELECT CAST(count(*) AS VARCHAR), CAST(coalesce(sum(CAST('0x' || substr(md5({}), 1, 15) AS BIGINT)), 0) AS VARCHAR)
+             FROM {} WHERE {k} BETWEEN {} AND {}",
+            row_text(&texts),
+            self.table,
+            span.lo,
+            span.hi - 1
+        );
+        let got = self.texts(sql, 2).await?;
+        let rows = got
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let sum = got.get(1).cloned().flatten().unwrap_or_else(|| "0".into());
+        Ok((rows, sum))
+    }
+
+    async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
+        let Some(k) = self.checksum_key() else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "{} WHERE {k} BETWEEN {} AND {} ORDER BY {k}",
+            self.select,
+            span.lo,
+            span.hi - 1
+        );
+        self.run(sql, Vec::new()).await
+    }
+
     /// The first call starts one sorted query on a thread of its own (a
     /// cloned connection), which sends the rows on a page at a time: one
     /// sort of the table, not one per page.
