@@ -72,10 +72,10 @@ pub trait RowReader: Send {
         true
     }
 
-    /// Whether [`RowReader::checksum`] and [`RowReader::span_rows`] work:
+    /// Whether [`RowReader::checksums`] and [`RowReader::span_rows`] work:
     /// the table has one integer key and every column a [`row_text`]
     /// form in this system. The default: no.
-    fn checksums(&self) -> bool {
+    fn sums(&self) -> bool {
         false
     }
 
@@ -84,12 +84,14 @@ pub trait RowReader: Send {
         Err(Error::internal("this reader computes no checksums"))
     }
 
-    /// The number of rows whose key lies in `span` and the sum of their
-    /// row hashes, computed inside the system: each row's [`row_text`],
-    /// the first 15 hex digits of its MD5 as an integer, summed exactly
-    /// (as decimal text).
-    async fn checksum(&mut self, span: Span) -> Result<(u64, String)> {
-        let _ = span;
+    /// For each run of `step` keys of `span` holding rows (bucket `i`:
+    /// keys from `span.lo + i * step`), its number of rows and the sum of
+    /// their row hashes, computed inside the system in one pass: each
+    /// row's [`row_text`], the first 15 hex digits of its MD5 as an
+    /// integer, summed exactly (as decimal text). Buckets without rows are
+    /// left out.
+    async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
+        let _ = (span, step);
         Err(Error::internal("this reader computes no checksums"))
     }
 
@@ -98,6 +100,17 @@ pub trait RowReader: Send {
         let _ = span;
         Err(Error::internal("this reader computes no checksums"))
     }
+}
+
+/// One bucket of [`RowReader::checksums`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Which run of keys.
+    pub index: i64,
+    /// Rows in it.
+    pub rows: u64,
+    /// The sum of their row hashes.
+    pub sum: String,
 }
 
 /// A range of one integer key: `lo` up to, not including, `hi`.
@@ -251,7 +264,7 @@ pub async fn compare(
     let page = options.page_rows.max(1);
     let mut check = TableCheck::default();
     let held: Vec<bool> = (0..schema.columns.len()).map(|i| target.holds(i)).collect();
-    let bisect = source.checksums() && target.checksums() && held.iter().all(|h| *h);
+    let bisect = source.sums() && target.sums() && held.iter().all(|h| *h);
     if bisect {
         check.method = "checksums";
         bisection(schema, &held, source, target, options, &mut check).await?;
@@ -285,36 +298,58 @@ async fn bisection(
         lo,
         hi: i128::from(hi) + 1,
     };
-    let mut stack = vec![whole];
-    while let Some(span) = stack.pop() {
-        let (a, b) = tokio::join!(source.checksum(span), target.checksum(span));
-        let ((rows_s, sum_s), (rows_t, sum_t)) = (a?, b?);
-        if rows_s == rows_t && sum_s == sum_t {
-            check.source_rows += rows_s;
-            check.target_rows += rows_t;
-            continue;
-        }
-        let width = span.hi - i128::from(span.lo);
-        if rows_s + rows_t <= LEAF_ROWS || width <= FAN_OUT {
+    // The whole table first (one pass each, in parallel where the system
+    // can): the common case, everything equal, ends here. Then each span
+    // that differs is cut into FAN_OUT runs of keys, all checksummed in one
+    // pass over the span; runs that differ are cut again, or read row by
+    // row once small. Spans are taken in key order.
+    let mut stack = vec![(whole, whole.hi - i128::from(whole.lo))];
+    while let Some((span, step)) = stack.pop() {
+        if step == 0 {
+            // Small enough: read row by row.
             let (a, b) = tokio::join!(source.span_rows(span), target.span_rows(span));
             let mut s = Loaded::new(a?);
             let mut t = Loaded::new(b?);
             merge(schema, held, &mut s, &mut t, usize::MAX, options, check).await?;
             continue;
         }
-        // Children pushed last first, so the lowest is taken next.
-        let step = (width + FAN_OUT - 1) / FAN_OUT;
-        let mut children = Vec::new();
-        let mut at = i128::from(span.lo);
-        while at < span.hi {
-            let next = (at + step).min(span.hi);
-            children.push(Span {
-                lo: i64::try_from(at).map_err(|_| Error::internal("key span out of range"))?,
-                hi: next,
-            });
-            at = next;
+        let (a, b) = tokio::join!(source.checksums(span, step), target.checksums(span, step));
+        let (a, b) = (a?, b?);
+        let find = |buckets: &[Bucket], i: i64| buckets.iter().find(|b| b.index == i).cloned();
+        let mut indexes: Vec<i64> = a.iter().chain(&b).map(|b| b.index).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut differing = Vec::new();
+        for i in indexes {
+            let zero = || Bucket {
+                index: i,
+                rows: 0,
+                sum: "0".into(),
+            };
+            let s = find(&a, i).unwrap_or_else(zero);
+            let t = find(&b, i).unwrap_or_else(zero);
+            let lo = i128::from(span.lo) + i128::from(i) * step;
+            let run = Span {
+                lo: i64::try_from(lo).map_err(|_| Error::internal("key span out of range"))?,
+                hi: (lo + step).min(span.hi),
+            };
+            if s.rows == t.rows && s.sum == t.sum {
+                check.source_rows += s.rows;
+                check.target_rows += t.rows;
+            } else {
+                differing.push((run, s.rows + t.rows));
+            }
         }
-        stack.extend(children.into_iter().rev());
+        // Pushed last first, so the lowest is taken next; step 0 marks a
+        // span to read row by row.
+        for (run, rows) in differing.into_iter().rev() {
+            let width = run.hi - i128::from(run.lo);
+            if rows <= LEAF_ROWS || width <= FAN_OUT {
+                stack.push((run, 0));
+            } else {
+                stack.push((run, (width + FAN_OUT - 1) / FAN_OUT));
+            }
+        }
     }
     Ok(())
 }

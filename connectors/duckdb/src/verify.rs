@@ -9,7 +9,7 @@ use syncline_duck::read::{read_expr, read_value};
 use syncline_duck::types::duckdb_type;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{RowReader, Span, row_text};
+use syncline_engine::verify::{Bucket, RowReader, Span, row_text};
 use syncline_engine::{Error, Result};
 
 use crate::error::DuckDbError;
@@ -122,24 +122,27 @@ impl TableReader {
         (integer && texts).then(|| quote(&c.name))
     }
 
-    /// The first row of `sql` (`width` columns, each cast to VARCHAR in
-    /// the SQL), off the async threads.
-    async fn texts(&mut self, sql: String, width: usize) -> Result<Vec<Option<String>>> {
+    /// The rows of `sql` (`width` columns, each cast to VARCHAR in the
+    /// SQL), off the async threads.
+    async fn all_texts(&mut self, sql: String, width: usize) -> Result<Vec<Vec<Option<String>>>> {
         let Some(conn) = self.conn.take() else {
             return Ok(Vec::new());
         };
         let (conn, out) = tokio::task::spawn_blocking(move || {
-            let read = || -> Result<Vec<Option<String>>, DuckDbError> {
+            let read = || -> Result<Vec<Vec<Option<String>>>, DuckDbError> {
                 let what = DuckDbError::sql;
-                let mut stmt = conn.prepare(&sql).map_err(what("computing a checksum"))?;
-                let mut rows = stmt.query([]).map_err(what("computing a checksum"))?;
-                let Some(row) = rows.next().map_err(what("computing a checksum"))? else {
-                    return Ok(vec![None; width]);
-                };
-                (0..width)
-                    .map(|i| row.get::<_, Option<String>>(i))
-                    .collect::<Result<_, _>>()
-                    .map_err(what("computing a checksum"))
+                let mut stmt = conn.prepare(&sql).map_err(what("computing checksums"))?;
+                let mut rows = stmt.query([]).map_err(what("computing checksums"))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(what("computing checksums"))? {
+                    out.push(
+                        (0..width)
+                            .map(|i| row.get::<_, Option<String>>(i))
+                            .collect::<Result<_, _>>()
+                            .map_err(what("computing checksums"))?,
+                    );
+                }
+                Ok(out)
             };
             let out = read();
             (conn, out)
@@ -341,7 +344,7 @@ fn texts(key: &[Value]) -> Result<Vec<String>, DuckDbError> {
 
 #[async_trait]
 impl RowReader for TableReader {
-    fn checksums(&self) -> bool {
+    fn sums(&self) -> bool {
         self.checksum_key().is_some()
     }
 
@@ -353,7 +356,12 @@ impl RowReader for TableReader {
             "SELECT CAST(CAST(min({k}) AS BIGINT) AS VARCHAR), CAST(CAST(max({k}) AS BIGINT) AS VARCHAR) FROM {}",
             self.table
         );
-        let got = self.texts(sql, 2).await?;
+        let got = self
+            .all_texts(sql, 2)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
         Ok(
             match (got.first().and_then(int), got.get(1).and_then(int)) {
@@ -363,9 +371,9 @@ impl RowReader for TableReader {
         )
     }
 
-    async fn checksum(&mut self, span: Span) -> Result<(u64, String)> {
+    async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
         let Some(k) = self.checksum_key() else {
-            return Ok((0, "0".into()));
+            return Ok(Vec::new());
         };
         let texts: Vec<String> = self
             .schema
@@ -374,22 +382,26 @@ impl RowReader for TableReader {
             .filter_map(|c| checksum_text(&quote(&c.name), &c.data_type))
             .collect();
         let sql = format!(
-            "SELECT CAST(count(*) AS VARCHAR), CAST(coalesce(sum(CAST('0x' || substr(md5({}), 1, 15) AS BIGINT)), 0) AS VARCHAR)
-             FROM {} WHERE {k} BETWEEN {} AND {}",
+            "SELECT CAST((CAST({k} AS HUGEINT) - {lo}) // {step} AS VARCHAR), CAST(count(*) AS VARCHAR),
+                    CAST(coalesce(sum(CAST('0x' || substr(md5({}), 1, 15) AS BIGINT)), 0) AS VARCHAR)
+             FROM {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
             row_text(&texts),
             self.table,
-            span.lo,
-            span.hi - 1
+            lo = span.lo,
+            last = span.hi - 1,
         );
-        let got = self.texts(sql, 2).await?;
-        let rows = got
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        let sum = got.get(1).cloned().flatten().unwrap_or_else(|| "0".into());
-        Ok((rows, sum))
+        let mut out = Vec::new();
+        for row in self.all_texts(sql, 3).await? {
+            let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            out.push(Bucket {
+                index: field(0)
+                    .parse()
+                    .map_err(|_| Error::internal("a checksum bucket is not a number"))?,
+                rows: field(1).parse().unwrap_or(0),
+                sum: field(2),
+            });
+        }
+        Ok(out)
     }
 
     async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use syncline_engine::Result;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{RowReader, Span, row_text};
+use syncline_engine::verify::{Bucket, RowReader, Span, row_text};
 
 use crate::error::PgError;
 use crate::introspect::{self, TableInfo, literal, quote};
@@ -226,7 +226,7 @@ impl TableReader {
 
 #[async_trait]
 impl RowReader for TableReader {
-    fn checksums(&self) -> bool {
+    fn sums(&self) -> bool {
         self.checksum_key().is_some()
     }
 
@@ -245,9 +245,9 @@ impl RowReader for TableReader {
         Ok(lo.zip(hi))
     }
 
-    async fn checksum(&mut self, span: Span) -> Result<(u64, String)> {
+    async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
         let (Some(k), Some(info)) = (self.checksum_key(), &self.info) else {
-            return Ok((0, "0".into()));
+            return Ok(Vec::new());
         };
         let texts: Vec<String> = info
             .schema
@@ -256,18 +256,26 @@ impl RowReader for TableReader {
             .filter_map(|c| checksum_text(&quote(&c.name), &c.data_type))
             .collect();
         let sql = format!(
-            "SELECT count(*), coalesce(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)::text
-             FROM ONLY {} WHERE {k} BETWEEN {} AND {}",
+            "SELECT div({k}::numeric - {lo}, {step})::int8 AS bucket, count(*),
+                    coalesce(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)::text
+             FROM ONLY {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
             row_text(&texts),
             info.quoted(),
-            span.lo,
-            span.hi - 1
+            lo = span.lo,
+            last = span.hi - 1,
         );
-        let (rows, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut self.conn)
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut self.conn)
             .await
-            .map_err(PgError::query("computing a checksum"))?;
-        Ok((u64::try_from(rows).unwrap_or(0), sum))
+            .map_err(PgError::query("computing checksums"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(index, rows, sum)| Bucket {
+                index,
+                rows: u64::try_from(rows).unwrap_or(0),
+                sum,
+            })
+            .collect())
     }
 
     async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
