@@ -137,6 +137,26 @@ pub fn row_text(columns: &[String]) -> String {
         .join(" || chr(30) || ")
 }
 
+/// The SQL of the bucket of key column `k` in `span` cut into runs of
+/// `step` keys ([`RowReader::checksums`]): `0` when one run holds the span,
+/// integer arithmetic in the system's `int` type and integer division
+/// `div` where it cannot overflow, else `wide` (with `{k}`, `{lo}` and
+/// `{step}` in it).
+pub fn bucket(k: &str, span: Span, step: i128, int: &str, div: &str, wide: &str) -> String {
+    let lo = span.lo;
+    if step >= span.hi - i128::from(lo) {
+        return "0".into();
+    }
+    let safe = |x: i128| x.abs() < 1 << 62;
+    if safe(i128::from(lo)) && safe(span.hi) && safe(step) {
+        format!("(CAST({k} AS {int}) - {lo}) {div} {step}")
+    } else {
+        wide.replace("{k}", k)
+            .replace("{lo}", &lo.to_string())
+            .replace("{step}", &step.to_string())
+    }
+}
+
 /// Segments a span is cut into when its checksums differ.
 const FAN_OUT: i128 = 32;
 /// A span holding at most this many rows (both sides together) is compared
@@ -298,12 +318,12 @@ async fn bisection(
         lo,
         hi: i128::from(hi) + 1,
     };
-    // The whole table first (one pass each, in parallel where the system
-    // can): the common case, everything equal, ends here. Then each span
-    // that differs is cut into FAN_OUT runs of keys, all checksummed in one
-    // pass over the span; runs that differ are cut again, or read row by
-    // row once small. Spans are taken in key order.
-    let mut stack = vec![(whole, whole.hi - i128::from(whole.lo))];
+    // The table cut into FAN_OUT runs of keys, all checksummed in one pass
+    // over it (in parallel where the system can); runs that differ are cut
+    // again the same way, or read row by row once small. Spans are taken
+    // in key order.
+    let width = whole.hi - i128::from(whole.lo);
+    let mut stack = vec![(whole, (width + FAN_OUT - 1) / FAN_OUT)];
     while let Some((span, step)) = stack.pop() {
         if step == 0 {
             // Small enough: read row by row.

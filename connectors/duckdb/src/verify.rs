@@ -9,7 +9,7 @@ use syncline_duck::read::{read_expr, read_value};
 use syncline_duck::types::duckdb_type;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{Bucket, RowReader, Span, row_text};
+use syncline_engine::verify::{Bucket, RowReader, Span, bucket, row_text};
 use syncline_engine::{Error, Result};
 
 use crate::error::DuckDbError;
@@ -382,9 +382,17 @@ impl RowReader for TableReader {
             .filter_map(|c| checksum_text(&quote(&c.name), &c.data_type))
             .collect();
         let sql = format!(
-            "SELECT CAST((CAST({k} AS HUGEINT) - {lo}) // {step} AS VARCHAR), CAST(count(*) AS VARCHAR),
+            "SELECT CAST({} AS VARCHAR), CAST(count(*) AS VARCHAR),
                     CAST(coalesce(sum(CAST('0x' || substr(md5({}), 1, 15) AS BIGINT)), 0) AS VARCHAR)
              FROM {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
+            bucket(
+                &k,
+                span,
+                step,
+                "BIGINT",
+                "//",
+                "(CAST({k} AS HUGEINT) - {lo}) // {step}"
+            ),
             row_text(&texts),
             self.table,
             lo = span.lo,

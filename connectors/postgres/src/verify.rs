@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use syncline_engine::Result;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{Bucket, RowReader, Span, row_text};
+use syncline_engine::verify::{Bucket, RowReader, Span, bucket, row_text};
 
 use crate::error::PgError;
 use crate::introspect::{self, TableInfo, literal, quote};
@@ -255,15 +255,36 @@ impl RowReader for TableReader {
             .iter()
             .filter_map(|c| checksum_text(&quote(&c.name), &c.data_type))
             .collect();
-        let sql = format!(
-            "SELECT div({k}::numeric - {lo}, {step})::int8 AS bucket, count(*),
-                    coalesce(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)::text
-             FROM ONLY {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
-            row_text(&texts),
-            info.quoted(),
-            lo = span.lo,
-            last = span.hi - 1,
+        let hash = format!(
+            "count(*), coalesce(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)::text",
+            row_text(&texts)
         );
+        let (lo, last) = (span.lo, span.hi - 1);
+        let runs = (span.hi - i128::from(span.lo) + step - 1) / step.max(1);
+        let sql = if runs <= 1 {
+            format!(
+                "SELECT 0::int8, {hash} FROM ONLY {} WHERE {k} BETWEEN {lo} AND {last}",
+                info.quoted()
+            )
+        } else {
+            // Grouped through a join with the runs' numbers, so the planner
+            // knows how few groups there are and aggregates in parallel.
+            let bucket = bucket(
+                &k,
+                span,
+                step,
+                "int8",
+                "/",
+                "div({k}::numeric - {lo}, {step})::int8",
+            );
+            format!(
+                "SELECT _syncline_runs._syncline_run::int8, {hash} FROM ONLY {}
+                 JOIN generate_series(0, {}) AS _syncline_runs(_syncline_run) ON {bucket} = _syncline_runs._syncline_run
+                 WHERE {k} BETWEEN {lo} AND {last} GROUP BY _syncline_runs._syncline_run",
+                info.quoted(),
+                runs - 1
+            )
+        };
         let rows: Vec<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&mut self.conn)
             .await
