@@ -248,7 +248,7 @@ fn verify_finds_exactly_the_differences_injected_into_each_target() {
     for target in ["duck", "warehouse"] {
         assert!(
             out.contains(&format!(
-                "repaired {target}: 11 rows written as the source holds them, 1 keys deleted"
+                "repaired {target}: 11 rows written as the source holds them, 1 key deleted"
             )),
             "{out}"
         );
@@ -468,7 +468,7 @@ inputs = [\"pg\"]
     let (code, out, err) = syncline(&["verify", "p.toml", "--repair"], tmp.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("repaired cache: 2 rows written as the source holds them, 1 keys deleted"),
+        out.contains("repaired cache: 2 rows written as the source holds them, 1 key deleted"),
         "{out}"
     );
     let (code, out, err) = syncline(&["verify", "p.toml"], tmp.path());

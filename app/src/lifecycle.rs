@@ -276,6 +276,16 @@ impl PipelineHost {
         Ok(lines)
     }
 
+    /// Whether the pipeline of file `path` runs here now (its task is
+    /// alive: starting, running or stopping).
+    pub fn is_running(&self, path: &Path) -> bool {
+        let key = key(path);
+        self.with(|e| {
+            e.get(&key)
+                .is_some_and(|entry| entry.task.as_ref().is_some_and(|t| !t.is_finished()))
+        })
+    }
+
     /// Every pipeline the runner knows, by path.
     pub fn list(&self) -> Vec<RunningPipeline> {
         self.with(|e| {

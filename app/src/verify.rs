@@ -227,6 +227,27 @@ async fn compare(
     })
 }
 
+impl Repaired {
+    /// In words: `12 rows written as the source holds them, 1 key deleted`.
+    pub fn summary(&self) -> String {
+        let n = |count: u64, one: &str, many: &str| {
+            format!("{count} {}", if count == 1 { one } else { many })
+        };
+        let mut out = format!(
+            "{} written as the source holds them, {} deleted",
+            n(self.upserted, "row", "rows"),
+            n(self.deleted, "key", "keys")
+        );
+        if self.unlisted > 0 {
+            out.push_str(&format!(
+                "; {} not listed (repair again)",
+                n(self.unlisted, "more difference", "more differences")
+            ));
+        }
+        out
+    }
+}
+
 /// What a repair wrote into one target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Repaired {

@@ -70,20 +70,7 @@ pub async fn run(
         repaired = syncline_app::verify::repair(p, &report).await?;
         if !json {
             for r in &repaired {
-                println!(
-                    "repaired {}: {} rows written as the source holds them, {} keys deleted{}",
-                    r.target,
-                    r.upserted,
-                    r.deleted,
-                    if r.unlisted > 0 {
-                        format!(
-                            "; {} more differences were not listed: verify --repair again",
-                            r.unlisted
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
+                println!("repaired {}: {}", r.target, r.summary());
             }
             println!("after the repair:");
         }

@@ -8,8 +8,8 @@ mod tests {
 
     use syncline_app::desktop::{
         CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PreviewResult, QueryResult,
-        RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult, TableInfo, TargetDeadLetters,
-        VerifyResult,
+        RedisKeys, Rendered, RepairResult, ReplayReport, SampleInfo, SearchResult, TableInfo,
+        TargetDeadLetters, VerifyResult,
     };
 
     use syncline_app::lifecycle::RunningPipeline;
@@ -56,6 +56,7 @@ mod tests {
         TargetDeadLetters::export_all(&cfg).expect("export");
         ReplayReport::export_all(&cfg).expect("export");
         VerifyResult::export_all(&cfg).expect("export");
+        RepairResult::export_all(&cfg).expect("export");
         Failure::export_all(&cfg).expect("export");
         // One module to import every type from.
         let mut names: Vec<String> = read_tree(dir)

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use syncline_app::desktop::{
     self, CheckItem, DiscoveredTable, Failure, KindInfo, OpenedPipeline, PathScope, PreviewResult,
-    Previews, Problem, QueryResult, RedisKeys, Rendered, ReplayReport, SampleInfo, SearchResult,
-    TableInfo, TargetDeadLetters, VerifyResult,
+    Previews, Problem, QueryResult, RedisKeys, Rendered, RepairResult, ReplayReport, SampleInfo,
+    SearchResult, TableInfo, TargetDeadLetters, VerifyResult,
 };
 
 use syncline_app::lifecycle::{PipelineHost, RunningPipeline};
@@ -269,6 +269,18 @@ async fn verify_pipeline(
 }
 
 #[tauri::command]
+async fn repair_pipeline(
+    runner: State<'_, PipelineHost>,
+    scope: Scope<'_>,
+    path: PathBuf,
+    text: String,
+) -> Reply<RepairResult> {
+    scope.check_pipeline(&path, &text)?;
+    let running = runner.is_running(&path);
+    desktop::repair_pipeline(&path, text, running).await
+}
+
+#[tauri::command]
 async fn dlq_list(scope: Scope<'_>, path: PathBuf, text: String) -> Reply<Vec<TargetDeadLetters>> {
     scope.check_pipeline(&path, &text)?;
     desktop::dlq_list(&path, text).await
@@ -499,6 +511,7 @@ fn main() {
             search_index,
             redis_keys,
             verify_pipeline,
+            repair_pipeline,
             dlq_list,
             dlq_replay,
             dlq_discard,

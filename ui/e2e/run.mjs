@@ -506,6 +506,40 @@ async function walk(sessionStarted) {
   await eventually("the pipeline stopped", async () => (await text("pipeline-state")) === "stopped", 120_000);
   await shot("pipeline-stopped");
 
+  setStep("pipeline: verify finds a divergence, repair fixes it");
+  // The folder changes while the pipeline is stopped: customer 1 renamed.
+  const customersCsv = join(STUDIO_DIR, "shop", "customers.csv");
+  if (!existsSync(customersCsv)) fail(`no sample customers at ${customersCsv}`);
+  const customerLines = readFileSync(customersCsv, "utf8").split("\n");
+  const first = customerLines[1].split(",");
+  if (first[0] !== "1") fail(`customers.csv does not start with customer 1: ${customerLines[1]}`);
+  first[1] = "Renamed Customer";
+  customerLines[1] = first.join(",");
+  writeFileSync(customersCsv, customerLines.join("\n"));
+  await click("pipeline-verify");
+  await eventually("the warehouse differs", async () => {
+    const errs = await driver.findElements(sel("pipeline-error"));
+    if (errs.length) throw new Error(`verify failed: ${await errs[0].getText()}`);
+    const badges = await driver.findElements(sel("verify-badge-warehouse"));
+    return badges.length > 0 && (await badges[0].getText()).includes("1 row differs");
+  }, 300_000);
+  const grid = await bounded(
+    "the differences",
+    driver.executeScript("const g = document.querySelector('[data-testid=verify-grid]'); return g ? g.textContent : '';"),
+  );
+  if (!grid.includes("Renamed Customer") || !grid.includes('{"customer_id":1}')) throw new Error(`the difference is not listed: ${grid.slice(0, 400)}`);
+  await shot("pipeline-differs");
+  await click("pipeline-repair");
+  await eventually("the warehouse repaired", async () => {
+    const errs = await driver.findElements(sel("pipeline-error"));
+    if (errs.length) throw new Error(`repair failed: ${await errs[0].getText()}`);
+    const done = await driver.findElements(sel("pipeline-repaired"));
+    if (!done.length) return false;
+    return (await text("verify-badge-warehouse")).includes("in sync");
+  }, 300_000);
+  log(`repair: ${await text("pipeline-repaired")}`);
+  await shot("pipeline-repaired");
+
   setStep("a file outside the studio's folders is refused");
   await click("nav-files");
   // The app's workspace is E2E_WORKDIR (SYNCLINE_WORKSPACE): a pipeline

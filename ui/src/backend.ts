@@ -20,6 +20,7 @@ import type {
   SearchResult,
   TableInfo,
   TargetDeadLetters,
+  RepairResult,
   VerifyResult,
 } from "./types";
 
@@ -98,6 +99,10 @@ export const redisKeys = (p: PipelineRef, target: string, table: string | null, 
 /** Every target compared with its source; `running`: read differing keys again while changes land. */
 export const verifyPipeline = (p: PipelineRef, running: boolean) =>
   invoke<VerifyResult>("verify_pipeline", { path: p.path, text: p.text, running });
+
+/** Rewrites what a verification finds from the source into the targets, then verifies again (refused while it runs). */
+export const repairPipeline = (p: PipelineRef) =>
+  invoke<RepairResult>("repair_pipeline", { path: p.path, text: p.text });
 
 export const dlqList = (p: PipelineRef) =>
   invoke<TargetDeadLetters[]>("dlq_list", { path: p.path, text: p.text });

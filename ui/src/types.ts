@@ -61,6 +61,7 @@ export type {
   TableInfo,
   TableStatus,
   TargetDeadLetters,
+  RepairResult,
   TargetVerdict,
   VerifyResult,
 } from "./bindings";

@@ -44,6 +44,49 @@ pub struct VerifyResult {
     pub elapsed_ms: f64,
 }
 
+/// What a repair did, and the verification after it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairResult {
+    /// Per target, in words: rows written and keys deleted.
+    pub repaired: Vec<String>,
+    /// The verification after the repair.
+    pub verified: VerifyResult,
+}
+
+/// Repairs what a verification of the pipeline finds (`syncline verify
+/// --repair`), then verifies again. `running`: the pipeline runs here, so
+/// the repair is refused (it could write an older row over a newer one).
+pub async fn repair_pipeline(
+    path: &Path,
+    text: String,
+    running: bool,
+) -> Result<RepairResult, Failure> {
+    if running {
+        return Err(Failure::from(syncline_engine::Error::new(
+            syncline_engine::ErrorKind::Precondition,
+            "the pipeline is running: stop it before a repair (a repair racing its changes could write an older row over a newer one)",
+        )));
+    }
+    let pipeline = crate::parse(path, text.clone()).map_err(|e| Failure::from(&e))?;
+    let options = Options {
+        settle: Duration::ZERO,
+        keep: 100_000,
+        ..Options::default()
+    };
+    let report = crate::verify::verify(&pipeline, None, None, &options, |_, _, _| {})
+        .await
+        .map_err(Failure::from)?;
+    let repaired = crate::verify::repair(&pipeline, &report)
+        .await
+        .map_err(Failure::from)?
+        .into_iter()
+        .map(|r| format!("{}: {}", r.target, r.summary()))
+        .collect();
+    let verified = verify_pipeline(path, text, false).await?;
+    Ok(RepairResult { repaired, verified })
+}
+
 /// Verifies the pipeline (its file `path` with the text `text` as the
 /// studio holds it). `running`: the pipeline is running, so keys found
 /// different are read again for a few seconds while its changes land.

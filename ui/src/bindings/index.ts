@@ -22,6 +22,7 @@ export type { RecentChange } from "./RecentChange";
 export type { RedisKeys } from "./RedisKeys";
 export type { RedisTable } from "./RedisTable";
 export type { Rendered } from "./Rendered";
+export type { RepairResult } from "./RepairResult";
 export type { ReplayReport } from "./ReplayReport";
 export type { RunningPipeline } from "./RunningPipeline";
 export type { SampleInfo } from "./SampleInfo";

@@ -59,8 +59,9 @@ describe("target progress", () => {
 
   it("shows each target's last verification on its node", () => {
     const at = "2026-12-07T14:02:00Z";
-    const differs = verdictText({ target: "cache", state: "differs", differing: 12, detail: "" }, at);
-    expect(differs).toMatch(/^verified .+: 12 rows differ$/);
+    const differs = verdictText({ target: "cache", state: "differs", differing: 12, detail: "" }, at, true);
+    expect(differs).toMatch(/^\d\d:\d\d · 12 rows differ$/);
+    expect(verdictText({ target: "cache", state: "differs", differing: 12, detail: "" }, at)).toMatch(/^verified .+: 12 rows differ$/);
     expect(verdictText({ target: "cache", state: "differs", differing: 1, detail: "" }, at)).toMatch(/: 1 row differs$/);
     expect(verdictText({ target: "w", state: "in_sync", differing: 0, detail: "" }, at)).toMatch(/: in sync$/);
     expect(verdictText({ target: "w", state: "skipped", differing: 0, detail: "" }, at)).toBe("not verified");

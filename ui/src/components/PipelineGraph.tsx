@@ -14,17 +14,18 @@ const SEARCH_HEIGHT = 96;
 /** A line more for the last verification's verdict. */
 const LINE_HEIGHT = 16;
 
-/** A target's last verification as its node shows it. */
-export function verdictText(v: TargetVerdict, verifiedAt: string): string {
+/** A target's last verification in words (`short`: as its node's line). */
+export function verdictText(v: TargetVerdict, verifiedAt: string, short = false): string {
   const at = new Date(verifiedAt);
   const time = Number.isNaN(at.getTime()) ? verifiedAt : at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const head = short ? `${time} ·` : `verified ${time}:`;
   switch (v.state) {
     case "in_sync":
-      return `verified ${time}: in sync`;
+      return `${head} in sync`;
     case "differs":
-      return `verified ${time}: ${v.differing} ${v.differing === 1 ? "row differs" : "rows differ"}`;
+      return `${head} ${v.differing} ${v.differing === 1 ? "row differs" : "rows differ"}`;
     case "failed":
-      return `verify failed ${time}`;
+      return short ? `${time} · verify failed` : `verify failed ${time}`;
     default:
       return `not verified`;
   }

@@ -41,6 +41,7 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   const [busy, setBusy] = useState(false);
   const [verified, setVerified] = useState<VerifyResult | null>(null);
   const [verifying, setVerifying] = useState(false);
+  const [repaired, setRepaired] = useState<string[] | null>(null);
 
   // Pipelines the background engine runs (they go on while the window is closed).
   useEffect(() => {
@@ -59,6 +60,7 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
     setOpened(null);
     setConfirmDrop(false);
     setVerified(null);
+    setRepaired(null);
     if (!selected) return;
     setPathInput(selected);
     backend.openPipeline(selected).then(setOpened, (e) => setError(errorText(e)));
@@ -82,13 +84,14 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   const active = status && (status.state === "starting" || status.state === "running") && !run?.paused;
   const list = Object.values(runs);
   const verdicts = verified
-    ? Object.fromEntries(verified.targets.map((v) => [v.target, verdictText(v, verified.verifiedAt)]))
+    ? Object.fromEntries(verified.targets.map((v) => [v.target, verdictText(v, verified.verifiedAt, true)]))
     : undefined;
   const verify = async () => {
     if (!opened) return;
     setVerifying(true);
     setError(null);
     try {
+      setRepaired(null);
       setVerified(await backend.verifyPipeline({ path: opened.path, text: opened.text }, Boolean(active)));
     } catch (e) {
       setError(errorText(e));
@@ -96,6 +99,21 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
       setVerifying(false);
     }
   };
+  const repair = async () => {
+    if (!opened) return;
+    setVerifying(true);
+    setError(null);
+    try {
+      const result = await backend.repairPipeline({ path: opened.path, text: opened.text });
+      setRepaired(result.repaired);
+      setVerified(result.verified);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setVerifying(false);
+    }
+  };
+  const differs = verified?.targets.some((v) => v.state === "differs") ?? false;
 
   return (
     <section className="screen" data-testid="pipeline-view">
@@ -220,7 +238,24 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
                   </span>
                 ))}
                 <span className="muted small">{Math.round(verified.elapsedMs)} ms</span>
+                {differs && (
+                  <button
+                    type="button"
+                    className="secondary small"
+                    disabled={verifying || Boolean(active)}
+                    onClick={() => void repair()}
+                    title={active ? "Stop the pipeline first: a repair must not race its changes" : "Write the source's rows over what differs, then verify again"}
+                    data-testid="pipeline-repair"
+                  >
+                    Repair
+                  </button>
+                )}
               </div>
+              {repaired && (
+                <p className="muted small" data-testid="pipeline-repaired">
+                  Repaired {repaired.length > 0 ? repaired.join("; ") : "nothing"}
+                </p>
+              )}
               {verified.rows.length > 0 && <VirtualGrid columns={verified.columns} rows={verified.rows} height={240} testid="verify-grid" />}
             </div>
           )}
