@@ -630,7 +630,7 @@ fn checksums_of_key_spans_agree_across_systems_and_lead_to_each_difference() {
             tl timestamp, day date, b bytea, u uuid, j jsonb, flag boolean);
          INSERT INTO big
          SELECT i, i % 1000, CASE WHEN i % 3 = 0 THEN i * 0.5 ELSE i / 7.0 END, i * 1.25,
-                CASE WHEN i % 11 = 0 THEN NULL WHEN i % 13 = 0 THEN '' ELSE 'row ' || i END,
+                CASE WHEN i % 11 = 0 THEN NULL WHEN i % 13 = 0 THEN '' WHEN i % 17 = 0 THEN 'ü ' || chr(30) || chr(1) || i ELSE 'row ' || i END,
                 timestamptz '2024-01-01 00:00:00+00' + i * interval '1.5 second',
                 timestamp '1969-12-31 23:00:00' + i * interval '1 millisecond',
                 date '1960-01-01' + (i % 40000), decode(md5(i::text), 'hex'), md5(i::text)::uuid,

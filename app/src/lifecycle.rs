@@ -35,6 +35,18 @@ pub async fn prepare(pipeline: &Pipeline) -> Result<PipelinePlan> {
     crate::plan(pipeline).await
 }
 
+/// Whether a `syncline run` process of `pipeline` is alive: the status
+/// file a run keeps in the state folder names its process, looked up in
+/// `/proc` (Linux).
+pub fn runs_in_a_process(pipeline: &Pipeline) -> bool {
+    let path = state_dir(pipeline).join("status.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|file| file["pid"].as_u64())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// Run options: `follow` keeps streaming after the snapshot;
 /// `SYNCLINE_STATUS_INTERVAL_MS` sets how often status is published
 /// (default 250 ms).
@@ -276,13 +288,18 @@ impl PipelineHost {
         Ok(lines)
     }
 
-    /// Whether the pipeline of file `path` runs here now (its task is
-    /// alive: starting, running or stopping).
+    /// Whether the pipeline of file `path` runs here now: its task is
+    /// alive, or its status says it starts, runs or stops.
     pub fn is_running(&self, path: &Path) -> bool {
         let key = key(path);
         self.with(|e| {
-            e.get(&key)
-                .is_some_and(|entry| entry.task.as_ref().is_some_and(|t| !t.is_finished()))
+            e.get(&key).is_some_and(|entry| {
+                entry.task.as_ref().is_some_and(|t| !t.is_finished())
+                    || matches!(
+                        entry.status.snapshot().state,
+                        PipelineState::Starting | PipelineState::Running | PipelineState::Stopping
+                    ) && !entry.paused
+            })
         })
     }
 

@@ -2,9 +2,11 @@
 //! its source ([`syncline_engine::verify`]).
 
 use serde::Serialize;
+use std::collections::HashSet;
 use syncline_engine::config::{TargetSpec, WriteMode};
 use syncline_engine::connector::Source;
-use syncline_engine::model::TableId;
+
+use syncline_engine::model::{KeptChange, TableId};
 use syncline_engine::verify::{self, Options, TableCheck};
 use syncline_engine::{Error, ErrorKind, Result};
 
@@ -238,11 +240,20 @@ impl Repaired {
             n(self.upserted, "row", "rows"),
             n(self.deleted, "key", "keys")
         );
+        if self.resolved > 0 {
+            out.push_str(&format!(
+                ", {} of those keys resolved",
+                n(self.resolved, "dead letter", "dead letters")
+            ));
+        }
         if self.unlisted > 0 {
             out.push_str(&format!(
                 "; {} not listed (repair again)",
                 n(self.unlisted, "more difference", "more differences")
             ));
+        }
+        if let Some(e) = &self.error {
+            out = format!("FAILED, nothing written: {e}");
         }
         out
     }
@@ -259,6 +270,11 @@ pub struct Repaired {
     pub deleted: u64,
     /// Differences past the listed ones, not repaired (verify again).
     pub unlisted: u64,
+    /// Dead letters of the repaired keys, resolved by the repair.
+    pub resolved: u64,
+    /// Why this target could not be repaired (the others were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Writes the source's current rows for every listed difference of
@@ -271,7 +287,10 @@ pub async fn repair(pipeline: &Pipeline, report: &Report) -> Result<Vec<Repaired
     use syncline_engine::batch::{Batch, Position};
     use syncline_engine::model::{Change, Op, Value};
 
-    let mut work: BTreeMap<String, (Vec<Batch>, Repaired)> = BTreeMap::new();
+    // Per target: the batches, what they do, and the (source, table, key)
+    // of every repaired row, whose dead letters the repair resolves.
+    type Work = (Vec<Batch>, Repaired, HashSet<(String, String, String)>);
+    let mut work: BTreeMap<String, Work> = BTreeMap::new();
     for t in &report.tables {
         let Outcome::Compared { check, .. } = &t.outcome else {
             continue;
@@ -288,6 +307,7 @@ pub async fn repair(pipeline: &Pipeline, report: &Report) -> Result<Vec<Repaired
                     target: t.target.clone(),
                     ..Repaired::default()
                 },
+                HashSet::new(),
             )
         });
         entry.1.unlisted += check.unlisted;
@@ -304,6 +324,12 @@ pub async fn repair(pipeline: &Pipeline, report: &Report) -> Result<Vec<Repaired
                 })
                 .collect();
             for key in keys {
+                let refs: Vec<&Value> = key.iter().collect();
+                entry.2.insert((
+                    t.source.clone(),
+                    t.table.clone(),
+                    KeptChange::key_text(&refs),
+                ));
                 match now.get(&verify::key_id(&schema, &key)) {
                     Some(row) => {
                         entry.1.upserted += 1;
@@ -336,28 +362,56 @@ pub async fn repair(pipeline: &Pipeline, report: &Report) -> Result<Vec<Repaired
         };
         entry.0.push(Batch::stream(position, changes));
     }
+    // Each target on its own: one that fails says so, the others are
+    // repaired all the same.
     let mut out = Vec::new();
-    for (target, (batches, repaired)) in work {
-        let config = &pipeline.spec.targets[&target];
-        let accepted = registry::filter(pipeline, config.inputs());
-        let mut tables = Vec::new();
-        for name in pipeline.spec.sources.keys() {
-            if !accepted.accepts_source(name) {
-                continue;
-            }
-            let mut s = registry::source(pipeline, name)?;
-            tables.extend(
-                s.discover()
-                    .await?
-                    .into_iter()
-                    .filter(|t| accepted.accepts(&t.id)),
-            );
+    for (target, (batches, mut repaired, keys)) in work {
+        match write_repair(pipeline, &target, batches, &keys).await {
+            Ok(resolved) => repaired.resolved = resolved,
+            Err(e) => repaired.error = Some(e.chain()),
         }
-        let mut sink = registry::sink(pipeline, &target)?;
-        sink.open(&tables).await?;
-        sink.replay(batches, Vec::new()).await?;
-        sink.close().await?;
         out.push(repaired);
     }
     Ok(out)
+}
+
+/// Writes one target's repair batches in one replay, resolving the dead
+/// letters kept for the repaired keys; returns how many it resolved.
+async fn write_repair(
+    pipeline: &Pipeline,
+    target: &str,
+    batches: Vec<syncline_engine::batch::Batch>,
+    keys: &HashSet<(String, String, String)>,
+) -> Result<u64> {
+    let config = &pipeline.spec.targets[target];
+    let accepted = registry::filter(pipeline, config.inputs());
+    let mut tables = Vec::new();
+    for name in pipeline.spec.sources.keys() {
+        if !accepted.accepts_source(name) {
+            continue;
+        }
+        let mut s = registry::source(pipeline, name)?;
+        tables.extend(
+            s.discover()
+                .await?
+                .into_iter()
+                .filter(|t| accepted.accepts(&t.id)),
+        );
+    }
+    let mut sink = registry::sink(pipeline, target)?;
+    let resolved: Vec<u64> = sink
+        .dead_letters()
+        .await?
+        .into_iter()
+        .filter(|k| {
+            k.kept
+                .as_ref()
+                .is_some_and(|c| keys.contains(&(k.source.clone(), k.table.clone(), c.key.clone())))
+        })
+        .map(|k| k.id)
+        .collect();
+    sink.open(&tables).await?;
+    sink.replay(batches, resolved.clone()).await?;
+    sink.close().await?;
+    Ok(resolved.len() as u64)
 }

@@ -1,6 +1,5 @@
 //! `syncline verify`: the comparison run and its report.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +8,6 @@ use syncline_app::Pipeline;
 use syncline_app::verify::{Outcome, Report};
 use syncline_engine::verify::{DiffKind, Options};
 
-use crate::progress::StatusFile;
 use crate::{EXIT_DIFFERS, EXIT_FAILED};
 
 /// Differences shown per table (`--json` lists every one kept).
@@ -96,11 +94,7 @@ pub async fn run(
 
 /// Whether a `syncline run` process of this pipeline is alive.
 fn running(p: &Pipeline) -> bool {
-    let path = syncline_app::state_dir(p).join("status.json");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<StatusFile>(&text).ok())
-        .is_some_and(|file| Path::new(&format!("/proc/{}", file.pid)).exists())
+    syncline_app::lifecycle::runs_in_a_process(p)
 }
 
 fn render(report: &Report) -> String {

@@ -62,13 +62,13 @@ pub async fn repair_pipeline(
     text: String,
     running: bool,
 ) -> Result<RepairResult, Failure> {
-    if running {
+    let pipeline = crate::parse(path, text.clone()).map_err(|e| Failure::from(&e))?;
+    if running || crate::lifecycle::runs_in_a_process(&pipeline) {
         return Err(Failure::from(syncline_engine::Error::new(
             syncline_engine::ErrorKind::Precondition,
             "the pipeline is running: stop it before a repair (a repair racing its changes could write an older row over a newer one)",
         )));
     }
-    let pipeline = crate::parse(path, text.clone()).map_err(|e| Failure::from(&e))?;
     let options = Options {
         settle: Duration::ZERO,
         keep: 100_000,
@@ -98,7 +98,7 @@ pub async fn verify_pipeline(
     let pipeline = crate::parse(path, text).map_err(|e| Failure::from(&e))?;
     let started = Instant::now();
     let options = Options {
-        settle: if running {
+        settle: if running || crate::lifecycle::runs_in_a_process(&pipeline) {
             Duration::from_secs(5)
         } else {
             Duration::ZERO

@@ -264,9 +264,11 @@ fn checksum_text(col: &str, t: &DataType) -> Option<String> {
         | DataType::Int32
         | DataType::Int64
         | DataType::Decimal { .. }
-        | DataType::Text
-        | DataType::Uuid
-        | DataType::Json => format!("CAST({col} AS VARCHAR)"),
+        | DataType::Uuid => format!("CAST({col} AS VARCHAR)"),
+        // Text may hold the separators: its length in bytes goes first.
+        DataType::Text | DataType::Json => format!(
+            "CAST(strlen(CAST({col} AS VARCHAR)) AS VARCHAR) || ':' || CAST({col} AS VARCHAR)"
+        ),
         // Integral doubles as Postgres writes them: without a fraction.
         DataType::Float64 => format!(
             "CASE WHEN {col} = trunc({col}) AND abs({col}) < 1e15 THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"

@@ -46,6 +46,7 @@ use syncline_engine::model::{
     Change, Column, DataType, DeadLetter, DeadLetterStage, Op, Row, TableId, TableSchema, Value,
 };
 use syncline_engine::status::Phase;
+use syncline_engine::verify::Loaded;
 use syncline_engine::{Error, ErrorKind, Result};
 use tracing::{Instrument, debug, info, warn};
 
@@ -502,10 +503,9 @@ impl Source for FilesSource {
             source: self.clone(),
             table: i,
             schema: schema.clone(),
-            rows: Vec::new(),
-            at: 0,
+            rows: Loaded::new(Vec::new()),
         };
-        reader.rows = reader.load().await?;
+        reader.rows = Loaded::new(reader.load().await?);
         Ok((schema, Box::new(reader)))
     }
 
@@ -538,8 +538,7 @@ struct FolderReader {
     source: FilesSource,
     table: usize,
     schema: Arc<TableSchema>,
-    rows: Vec<Row>,
-    at: usize,
+    rows: Loaded,
 }
 
 impl FolderReader {
@@ -580,10 +579,10 @@ impl FilesSource {
                 }
                 true
             })?;
-            // The source deletes such a key, whichever file held it before.
+            // The source refuses such a key from this file; another file's
+            // row of it stays.
             for k in &twice {
                 in_file.remove(k);
-                rows.remove(k);
             }
             rows.extend(in_file);
         }
@@ -596,10 +595,7 @@ impl FilesSource {
 #[async_trait]
 impl syncline_engine::verify::RowReader for FolderReader {
     async fn page(&mut self, limit: usize) -> Result<Vec<Row>> {
-        let end = (self.at + limit).min(self.rows.len());
-        let page = self.rows[self.at..end].to_vec();
-        self.at = end;
-        Ok(page)
+        self.rows.page(limit).await
     }
 
     async fn rows(&mut self, keys: &[Vec<Value>]) -> Result<Vec<Row>> {

@@ -24,17 +24,25 @@ pub(crate) struct TableReader {
     /// Each key column's Postgres type (`format_type`).
     key_types: Vec<String>,
     last: Option<Vec<Value>>,
+    /// Postgres 14 or later: `extract(epoch ...)` is exact (earlier, a
+    /// double), so rows can be checksummed.
+    exact_epoch: bool,
 }
 
 impl TableReader {
     /// A reader of a source table described by `info`.
     pub(crate) async fn new(mut conn: PgConnection, info: TableInfo) -> Result<Self, PgError> {
         let key_types = key_types(&mut conn, &info).await?;
+        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(PgError::query("reading the server version"))?;
         Ok(TableReader {
             conn,
             info: Some(info),
             key_types,
             last: None,
+            exact_epoch: version >= 140_000,
         })
     }
 
@@ -61,6 +69,7 @@ impl TableReader {
                 info: None,
                 key_types: Vec::new(),
                 last: None,
+                exact_epoch: false,
             });
         }
         let config = PgTableConfig {
@@ -191,9 +200,11 @@ fn checksum_text(col: &str, t: &DataType) -> Option<String> {
         | DataType::Int64
         | DataType::Float64
         | DataType::Decimal { .. }
-        | DataType::Text
-        | DataType::Uuid
-        | DataType::Json => format!("{col}::text"),
+        | DataType::Uuid => format!("{col}::text"),
+        // Text may hold the separators: its length in bytes goes first.
+        DataType::Text | DataType::Json => {
+            format!("octet_length({col}::text)::text || ':' || {col}::text")
+        }
         DataType::Bytes => format!("encode({col}, 'hex')"),
         DataType::Date => format!(
             "CASE WHEN isfinite({col}) THEN ({col} - date '1970-01-01')::text ELSE {col}::text END"
@@ -209,7 +220,7 @@ impl TableReader {
     /// The one integer key column, quoted, when the table can be
     /// checksummed.
     fn checksum_key(&self) -> Option<String> {
-        let info = self.info.as_ref()?;
+        let info = self.info.as_ref().filter(|_| self.exact_epoch)?;
         let [k] = info.schema.key[..] else {
             return None;
         };

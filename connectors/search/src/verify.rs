@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use syncline_engine::config::WriteMode;
 use syncline_engine::encode;
 use syncline_engine::model::{Row, TableSchema, Value};
-use syncline_engine::verify::{RowReader, compare_keys};
+use syncline_engine::verify::{Loaded, RowReader, compare_keys};
 use syncline_engine::{Error, Result};
 use tantivy::Term;
 use tantivy::collector::TopDocs;
@@ -23,8 +23,7 @@ use crate::plan::row_id;
 pub(crate) struct TableReader {
     folder: PathBuf,
     schema: Arc<TableSchema>,
-    rows: Vec<Row>,
-    at: usize,
+    rows: Loaded,
 }
 
 impl TableReader {
@@ -49,8 +48,7 @@ impl TableReader {
         Ok(TableReader {
             folder,
             schema,
-            rows,
-            at: 0,
+            rows: Loaded::new(rows),
         })
     }
 }
@@ -80,10 +78,7 @@ fn row(schema: &TableSchema, kept: &Kept) -> Result<Row, SearchError> {
 #[async_trait]
 impl RowReader for TableReader {
     async fn page(&mut self, limit: usize) -> Result<Vec<Row>> {
-        let end = (self.at + limit).min(self.rows.len());
-        let page = self.rows[self.at..end].to_vec();
-        self.at = end;
-        Ok(page)
+        self.rows.page(limit).await
     }
 
     async fn rows(&mut self, keys: &[Vec<Value>]) -> Result<Vec<Row>> {

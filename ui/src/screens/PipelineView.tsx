@@ -1,6 +1,6 @@
 // A pipeline at work: its graph, each table's phase and progress, a live
 // chart of throughput and lag, errors, and the controls.
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import * as backend from "../backend";
 import { LiveChart } from "../components/LiveChart";
 import { PipelineFileRow } from "../components/PipelineFileRow";
@@ -42,6 +42,10 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
   const [verified, setVerified] = useState<VerifyResult | null>(null);
   const [verifying, setVerifying] = useState(false);
   const [repaired, setRepaired] = useState<string[] | null>(null);
+  // The pipeline shown now: a verify that ends after another was chosen
+  // does not show its result there.
+  const shown = useRef<string | null>(selected);
+  shown.current = selected;
 
   // Pipelines the background engine runs (they go on while the window is closed).
   useEffect(() => {
@@ -88,31 +92,37 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
     : undefined;
   const verify = async () => {
     if (!opened) return;
+    const mine = selected;
     setVerifying(true);
     setError(null);
+    setRepaired(null);
     try {
-      setRepaired(null);
-      setVerified(await backend.verifyPipeline({ path: opened.path, text: opened.text }, Boolean(active)));
+      const result = await backend.verifyPipeline({ path: opened.path, text: opened.text }, Boolean(active));
+      if (shown.current === mine) setVerified(result);
     } catch (e) {
-      setError(errorText(e));
+      if (shown.current === mine) setError(errorText(e));
     } finally {
       setVerifying(false);
     }
   };
   const repair = async () => {
     if (!opened) return;
+    const mine = selected;
     setVerifying(true);
     setError(null);
     try {
       const result = await backend.repairPipeline({ path: opened.path, text: opened.text });
-      setRepaired(result.repaired);
-      setVerified(result.verified);
+      if (shown.current === mine) {
+        setRepaired(result.repaired);
+        setVerified(result.verified);
+      }
     } catch (e) {
-      setError(errorText(e));
+      if (shown.current === mine) setError(errorText(e));
     } finally {
       setVerifying(false);
     }
   };
+  const busyRun = Boolean(active) || status?.state === "stopping";
   const differs = verified?.targets.some((v) => v.state === "differs") ?? false;
 
   return (
@@ -242,9 +252,9 @@ export function PipelineView({ selected, onSelect, onOpenData, onOpenDeadLetters
                   <button
                     type="button"
                     className="secondary small"
-                    disabled={verifying || Boolean(active)}
+                    disabled={verifying || busyRun}
                     onClick={() => void repair()}
-                    title={active ? "Stop the pipeline first: a repair must not race its changes" : "Write the source's rows over what differs, then verify again"}
+                    title={busyRun ? "Stop the pipeline first: a repair must not race its changes" : "Write the source's rows over what differs, then verify again"}
                     data-testid="pipeline-repair"
                   >
                     Repair
