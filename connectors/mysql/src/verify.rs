@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use syncline_engine::encode;
+use syncline_engine::model::DataType;
 use syncline_engine::model::{Row, Value};
-use syncline_engine::verify::RowReader;
+use syncline_engine::verify::{Bucket, RowReader, Span, bucket};
 use syncline_engine::{Error, ErrorKind, Result};
 
 use crate::error::MyError;
@@ -21,6 +22,8 @@ use crate::snapshot::{decode_row, select_all};
 pub(crate) struct TableReader {
     conn: Conn,
     select: String,
+    /// `database`.`table`.
+    from: String,
     info: TableInfo,
     last: Option<Vec<Value>>,
 }
@@ -30,9 +33,14 @@ impl TableReader {
         TableReader {
             conn,
             select: select_all(database, &info),
+            from: format!("{}.{}", quote(database), quote(&info.name)),
             info,
             last: None,
         }
+    }
+
+    fn table(&self) -> &str {
+        &self.from
     }
 
     /// Each key column as compared, and a parameter of its type.
@@ -129,8 +137,162 @@ fn param(v: &Value) -> Result<mysql_async::Value> {
     })
 }
 
+/// The text a column adds to a row's checksum text, as Postgres and
+/// DuckDB write it for the column's engine type (see
+/// [`syncline_engine::verify::row_text`]); `None` for a type without one
+/// (doubles print differently here, times are durations).
+fn checksum_text(col: &str, ty: &MyType) -> Option<String> {
+    Some(match ty {
+        MyType::Int { .. } | MyType::Year | MyType::Decimal { .. } => {
+            format!("CAST({col} AS CHAR)")
+        }
+        MyType::Text | MyType::Latin1 | MyType::Enum(_) | MyType::Set(_) | MyType::Json => {
+            let text = format!("CONVERT({col} USING utf8mb4)");
+            format!("CONCAT(OCTET_LENGTH({text}), ':', {text})")
+        }
+        MyType::Bytes | MyType::FixedBytes(_) => format!("LOWER(HEX({col}))"),
+        MyType::Bit(1) => {
+            format!("CASE WHEN {col} = b'1' THEN 'true' WHEN {col} = b'0' THEN 'false' END")
+        }
+        MyType::Date => format!("CAST(DATEDIFF({col}, '1970-01-01') AS CHAR)"),
+        // The session's zone is UTC, so a TIMESTAMP reads as its instant.
+        MyType::DateTime | MyType::Timestamp => {
+            format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {col}) AS CHAR)")
+        }
+        _ => return None,
+    })
+}
+
+impl TableReader {
+    /// The one integer key column, quoted, when the table can be
+    /// checksummed.
+    fn checksum_key(&self) -> Option<String> {
+        let [k] = self.info.schema.key[..] else {
+            return None;
+        };
+        let integer = matches!(
+            self.info.schema.columns[k].data_type,
+            DataType::Int32 | DataType::Int64
+        );
+        let texts = self
+            .info
+            .columns
+            .iter()
+            .all(|c| checksum_text(&quote(&c.name), &c.ty).is_some());
+        (integer && texts).then(|| quote(&self.info.columns[k].name))
+    }
+
+    /// The first `width` columns of every row of `sql`, as text.
+    async fn texts(&mut self, sql: String) -> Result<Vec<Vec<Option<String>>>> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query(sql)
+            .await
+            .map_err(MyError::query("computing checksums"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => {
+                            Some(String::from_utf8_lossy(&b).into_owned())
+                        }
+                        mysql_async::Value::Int(i) => Some(i.to_string()),
+                        mysql_async::Value::UInt(u) => Some(u.to_string()),
+                        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl RowReader for TableReader {
+    fn sums(&self) -> bool {
+        self.checksum_key().is_some()
+    }
+
+    async fn key_bounds(&mut self) -> Result<Option<(i64, i64)>> {
+        let Some(k) = self.checksum_key() else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT CAST(MIN({k}) AS SIGNED), CAST(MAX({k}) AS SIGNED) FROM {}",
+            self.table()
+        );
+        let rows = self.texts(sql).await?;
+        let int =
+            |v: Option<&Option<String>>| v.cloned().flatten().and_then(|s| s.parse::<i64>().ok());
+        let first = rows.first();
+        Ok(
+            match (
+                int(first.and_then(|r| r.first())),
+                int(first.and_then(|r| r.get(1))),
+            ) {
+                (Some(lo), Some(hi)) => Some((lo, hi)),
+                _ => None,
+            },
+        )
+    }
+
+    async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
+        let Some(k) = self.checksum_key() else {
+            return Ok(Vec::new());
+        };
+        let parts: Vec<String> = self
+            .info
+            .columns
+            .iter()
+            .filter_map(|c| checksum_text(&quote(&c.name), &c.ty))
+            .map(|t| format!("COALESCE({t}, CHAR(1 USING utf8mb4))"))
+            .collect();
+        let text = format!("CONCAT_WS(CHAR(30 USING utf8mb4), {})", parts.join(", "));
+        let sql = format!(
+            "SELECT CAST({} AS CHAR), CAST(COUNT(*) AS CHAR),
+                    CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)
+             FROM {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
+            bucket(
+                &k,
+                span,
+                step,
+                "SIGNED",
+                "DIV",
+                "CAST((CAST({k} AS DECIMAL(40,0)) - {lo}) DIV {step} AS SIGNED)"
+            ),
+            self.table(),
+            lo = span.lo,
+            last = span.hi - 1,
+        );
+        let mut out = Vec::new();
+        for row in self.texts(sql).await? {
+            let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            out.push(Bucket {
+                index: field(0)
+                    .parse()
+                    .map_err(|_| Error::internal("a checksum bucket is not a number"))?,
+                rows: field(1).parse().unwrap_or(0),
+                sum: field(2),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
+        let Some(k) = self.checksum_key() else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "{} WHERE {k} BETWEEN {} AND {} ORDER BY {k}",
+            self.select,
+            span.lo,
+            span.hi - 1
+        );
+        self.query(sql, Vec::new()).await
+    }
+
     async fn page(&mut self, limit: usize) -> Result<Vec<Row>> {
         let terms = self.key_terms();
         let mut params = Vec::new();
