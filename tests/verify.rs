@@ -398,6 +398,29 @@ inputs = [\"pg\"]
         .arg(twelve.to_string())
         .query(&mut redis)
         .unwrap();
+    // One value of each other type changed, a key each.
+    let edits: [(u32, &str, Json); 8] = [
+        (21, "name", Json::from("x")),
+        (22, "amount", Json::from("27.51")),
+        (23, "ratio", Json::from(1.5)),
+        (24, "doc", serde_json::json!({"i": 24, "k": "w"})),
+        (25, "tags", serde_json::json!(["a", "x"])),
+        (26, "day", Json::from("2024-01-28")),
+        (27, "u", Json::from("00000000-0000-0000-0000-000000000000")),
+        (28, "raw", Json::from("00")),
+    ];
+    for (id, column, value) in &edits {
+        let name = key(&json, &format!("items:{id}"));
+        let text: String = redis::cmd("GET").arg(&name).query(&mut redis).unwrap();
+        let mut row: Json = serde_json::from_str(&text).unwrap();
+        assert_ne!(&row[*column], value, "items:{id} {column} already holds it");
+        row[*column] = value.clone();
+        let _: () = redis::cmd("SET")
+            .arg(&name)
+            .arg(row.to_string())
+            .query(&mut redis)
+            .unwrap();
+    }
     let _: () = redis::cmd("SET")
         .arg(key(&json, "items:11001"))
         .arg(r#"{"id":11001,"name":"kept"}"#)
@@ -441,6 +464,9 @@ inputs = [\"pg\"]
     add("cache", 12, "changed", &["at"]);
     add("cache", 16, "changed", &["flag"]);
     add("cache", 11_001, "extra", &[]);
+    for (id, column, _) in &edits {
+        add("cache", i64::from(*id), "changed", &[column]);
+    }
     add("hashes", 7, "changed", &["name"]);
     add("hashes", 10, "changed", &["amount"]);
     add("hashes", 16, "changed", &["flag"]);
@@ -458,7 +484,7 @@ inputs = [\"pg\"]
         "{out}"
     );
     assert!(
-        out.contains("pg.items in cache: DIFFERS: 1 missing, 1 extra, 1 changed"),
+        out.contains("pg.items in cache: DIFFERS: 1 missing, 1 extra, 9 changed"),
         "{out}"
     );
     assert!(
@@ -468,7 +494,7 @@ inputs = [\"pg\"]
     let (code, out, err) = syncline(&["verify", "p.toml", "--repair"], tmp.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("repaired cache: 2 rows written as the source holds them, 1 key deleted"),
+        out.contains("repaired cache: 10 rows written as the source holds them, 1 key deleted"),
         "{out}"
     );
     let (code, out, err) = syncline(&["verify", "p.toml"], tmp.path());
