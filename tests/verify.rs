@@ -519,27 +519,7 @@ fn verify_reads_a_mariadb_source_in_the_byte_order_of_its_text_keys() {
             ('a b', 5, 5.00, '2024-01-01 00:00:05'),
             ('ünï', 6, 6.00, '2024-01-01 00:00:06');",
     );
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("p.toml"),
-        format!(
-            r#"name = "verify_my"
-[sources.my]
-kind = "mysql"
-database = "{db}"
-[[sources.my.tables]]
-name = "tags"
-[targets.db]
-kind = "duckdb"
-path = "out.duckdb"
-inputs = ["my"]
-"#,
-            db = db.name
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
-    assert_eq!(code, 0, "{out}{err}");
+    let tmp = synced_from_mariadb("verify_my", &db, "tags");
     // Pages of one row: every page starts past a text key.
     let (code, out, err) = syncline(&["verify", "p.toml", "--page-rows", "1"], tmp.path());
     assert_eq!(code, 0, "{out}{err}");
@@ -755,27 +735,7 @@ fn a_mariadb_table_checksums_alike_in_mariadb_and_duckdb() {
                 UNHEX(MD5(seq))
          FROM seq_1_to_20000;",
     );
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("p.toml"),
-        format!(
-            r#"name = "verify_mysum"
-[sources.my]
-kind = "mysql"
-database = "{db}"
-[[sources.my.tables]]
-name = "nums"
-[targets.db]
-kind = "duckdb"
-path = "out.duckdb"
-inputs = ["my"]
-"#,
-            db = db.name
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
-    assert_eq!(code, 0, "{out}{err}");
+    let tmp = synced_from_mariadb("verify_mysum", &db, "nums");
     let (code, out, err) = syncline(&["verify", "p.toml", "--json"], tmp.path());
     assert_eq!(code, 0, "{out}{err}");
     let report: Json = serde_json::from_str(&out).unwrap();
@@ -812,4 +772,31 @@ inputs = ["my"]
         "{t}"
     );
     assert!(t["rows_read"].as_u64().unwrap() < 10_000, "{t}");
+}
+
+/// A folder holding pipeline `p.toml`, named `name`, that has synced table
+/// `table` of MariaDB database `db` into DuckDB (`out.duckdb`) once.
+fn synced_from_mariadb(name: &str, db: &support::my::TestDb, table: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.toml"),
+        format!(
+            r#"name = "{name}"
+[sources.my]
+kind = "mysql"
+database = "{db}"
+[[sources.my.tables]]
+name = "{table}"
+[targets.db]
+kind = "duckdb"
+path = "out.duckdb"
+inputs = ["my"]
+"#,
+            db = db.name
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = syncline(&["run", "--once", "p.toml"], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    tmp
 }

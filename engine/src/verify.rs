@@ -113,6 +113,69 @@ pub struct Bucket {
     pub sum: String,
 }
 
+impl Bucket {
+    /// A bucket from a result row of its index, row count and sum, each as
+    /// text; anything else is an error, never a bucket of no rows.
+    pub fn parse(fields: &[Option<String>]) -> Result<Bucket> {
+        let field = |i: usize, what: &str| {
+            fields
+                .get(i)
+                .cloned()
+                .flatten()
+                .ok_or_else(|| Error::internal(format!("a checksum bucket lacks its {what}")))
+        };
+        let number = |i: usize, what: &str| -> Result<i128> {
+            let text = field(i, what)?;
+            text.trim().parse().map_err(|_| {
+                Error::internal(format!(
+                    "a checksum bucket's {what} is not a number: {text}"
+                ))
+            })
+        };
+        let out_of_range =
+            |what: &str| Error::internal(format!("a checksum bucket's {what} is out of range"));
+        Ok(Bucket {
+            index: i64::try_from(number(0, "index")?).map_err(|_| out_of_range("index"))?,
+            rows: u64::try_from(number(1, "row count")?).map_err(|_| out_of_range("row count"))?,
+            sum: number(2, "sum")?.to_string(),
+        })
+    }
+}
+
+/// The lowest and highest key from a result row of both as text: `None`
+/// when the table holds no row (both NULL); anything else is an error.
+pub fn parse_bounds(fields: &[Option<String>]) -> Result<Option<(i64, i64)>> {
+    let int = |i: usize| -> Result<Option<i64>> {
+        match fields.get(i).cloned().flatten() {
+            None => Ok(None),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::internal(format!("a key bound is not an integer: {text}"))),
+        }
+    };
+    match (int(0)?, int(1)?) {
+        (Some(lo), Some(hi)) => Ok(Some((lo, hi))),
+        (None, None) => Ok(None),
+        _ => Err(Error::internal("a table's key bounds are half missing")),
+    }
+}
+
+/// The key column a table is checksummed by: its one key column, when that
+/// is an integer and every column has a checksum text in the system
+/// (`has_text`, by column index).
+pub fn checksum_key(schema: &TableSchema, has_text: impl Fn(usize) -> bool) -> Option<usize> {
+    let [k] = schema.key[..] else {
+        return None;
+    };
+    let integer = matches!(
+        schema.columns[k].data_type,
+        DataType::Int32 | DataType::Int64
+    );
+    (integer && (0..schema.columns.len()).all(has_text)).then_some(k)
+}
+
 /// A range of one integer key: `lo` up to, not including, `hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -120,6 +183,13 @@ pub struct Span {
     pub lo: i64,
     /// The first key past it.
     pub hi: i128,
+}
+
+impl Span {
+    /// The SQL condition on key column `k` that holds in the span.
+    pub fn condition(&self, k: &str) -> String {
+        format!("{k} BETWEEN {} AND {}", self.lo, self.hi - 1)
+    }
 }
 
 /// What every system hashes for a row, so equal rows hash alike: each

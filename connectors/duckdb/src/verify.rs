@@ -9,7 +9,9 @@ use syncline_duck::read::{read_expr, read_value};
 use syncline_duck::types::duckdb_type;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{Bucket, RowReader, Span, bucket, row_text};
+use syncline_engine::verify::{
+    Bucket, RowReader, Span, bucket, checksum_key, parse_bounds, row_text,
+};
 use syncline_engine::{Error, Result};
 
 use crate::error::DuckDbError;
@@ -109,17 +111,11 @@ impl TableReader {
     /// checksummed (it is there, and every column has a checksum text).
     fn checksum_key(&self) -> Option<String> {
         self.conn.as_ref()?;
-        let [k] = self.schema.key[..] else {
-            return None;
-        };
-        let c = &self.schema.columns[k];
-        let integer = matches!(c.data_type, DataType::Int32 | DataType::Int64);
-        let texts = self
-            .schema
-            .columns
-            .iter()
-            .all(|c| checksum_text(&quote(&c.name), &c.data_type).is_some());
-        (integer && texts).then(|| quote(&c.name))
+        let columns = &self.schema.columns;
+        let k = checksum_key(&self.schema, |i| {
+            checksum_text(&quote(&columns[i].name), &columns[i].data_type).is_some()
+        })?;
+        Some(quote(&columns[k].name))
     }
 
     /// The rows of `sql` (`width` columns, each cast to VARCHAR in the
@@ -358,19 +354,8 @@ impl RowReader for TableReader {
             "SELECT CAST(CAST(min({k}) AS BIGINT) AS VARCHAR), CAST(CAST(max({k}) AS BIGINT) AS VARCHAR) FROM {}",
             self.table
         );
-        let got = self
-            .all_texts(sql, 2)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        let int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
-        Ok(
-            match (got.first().and_then(int), got.get(1).and_then(int)) {
-                (Some(lo), Some(hi)) => Some((lo, hi)),
-                _ => None,
-            },
-        )
+        let got = self.all_texts(sql, 2).await?;
+        parse_bounds(got.first().map_or(&[][..], Vec::as_slice))
     }
 
     async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
@@ -386,7 +371,7 @@ impl RowReader for TableReader {
         let sql = format!(
             "SELECT CAST({} AS VARCHAR), CAST(count(*) AS VARCHAR),
                     CAST(coalesce(sum(CAST('0x' || substr(md5({}), 1, 15) AS BIGINT)), 0) AS VARCHAR)
-             FROM {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
+             FROM {} WHERE {} GROUP BY 1",
             bucket(
                 &k,
                 span,
@@ -397,33 +382,20 @@ impl RowReader for TableReader {
             ),
             row_text(&texts),
             self.table,
-            lo = span.lo,
-            last = span.hi - 1,
+            span.condition(&k),
         );
-        let mut out = Vec::new();
-        for row in self.all_texts(sql, 3).await? {
-            let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-            out.push(Bucket {
-                index: field(0)
-                    .parse()
-                    .map_err(|_| Error::internal("a checksum bucket is not a number"))?,
-                rows: field(1).parse().unwrap_or(0),
-                sum: field(2),
-            });
-        }
-        Ok(out)
+        self.all_texts(sql, 3)
+            .await?
+            .iter()
+            .map(|row| Bucket::parse(row))
+            .collect()
     }
 
     async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
         let Some(k) = self.checksum_key() else {
             return Ok(Vec::new());
         };
-        let sql = format!(
-            "{} WHERE {k} BETWEEN {} AND {} ORDER BY {k}",
-            self.select,
-            span.lo,
-            span.hi - 1
-        );
+        let sql = format!("{} WHERE {} ORDER BY {k}", self.select, span.condition(&k));
         self.run(sql, Vec::new()).await
     }
 

@@ -205,6 +205,19 @@ impl FilesSource {
         (!hidden && !text.is_empty()).then_some(text)
     }
 
+    /// Which of the tables the pipeline calls `table`.
+    fn table_index(&self, table: &str) -> Result<usize> {
+        self.tables
+            .iter()
+            .position(|t| t.cfg.name == table)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })
+    }
+
     fn infer_schema(&self, t: &Table) -> Result<Arc<TableSchema>, FilesError> {
         let id = t.id(&self.name);
         let overrides = t.overrides()?;
@@ -448,16 +461,7 @@ impl Source for FilesSource {
         limit: Option<usize>,
         seed: u64,
     ) -> Result<(Arc<TableSchema>, Vec<Row>)> {
-        let i = self
-            .tables
-            .iter()
-            .position(|t| t.cfg.name == table)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let i = self.table_index(table)?;
         let schema = self.infer_schema(&self.tables[i])?;
         let t = &self.tables[i];
         // Every file's rows, in file order, as a stream; a deterministic
@@ -488,16 +492,7 @@ impl Source for FilesSource {
         Arc<TableSchema>,
         Box<dyn syncline_engine::verify::RowReader>,
     )> {
-        let i = self
-            .tables
-            .iter()
-            .position(|t| t.cfg.name == table)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let i = self.table_index(table)?;
         let schema = self.infer_schema(&self.tables[i])?;
         let mut reader = FolderReader {
             source: self.clone(),

@@ -214,6 +214,16 @@ impl MySqlSource {
         Ok(conn)
     }
 
+    /// The described table named `table`.
+    fn described(&self, table: &str) -> Result<&TableInfo> {
+        self.tables.iter().find(|t| t.name == table).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("source `{}` has no table `{table}`", self.name),
+            )
+        })
+    }
+
     async fn describe_all(&mut self, conn: &mut Conn) -> Result<()> {
         let mut tables = Vec::new();
         for t in &self.config.tables {
@@ -426,16 +436,7 @@ impl Source for MySqlSource {
     ) -> Result<(Arc<TableSchema>, Vec<Row>)> {
         let mut conn = Self::connect(&self.config).await?;
         self.describe_all(&mut conn).await?;
-        let info = self
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let info = self.described(table)?;
         let rows = snapshot::sample_rows(&mut conn, info, limit, seed).await?;
         let schema = info.schema.clone();
         let _ = conn.disconnect().await;
@@ -451,17 +452,7 @@ impl Source for MySqlSource {
     )> {
         let mut conn = Self::connect(&self.config).await?;
         self.describe_all(&mut conn).await?;
-        let info = self
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let info = self.described(table)?.clone();
         let schema = info.schema.clone();
         let reader = verify::TableReader::new(conn, &self.config.database, info);
         Ok((schema, Box::new(reader)))

@@ -10,9 +10,8 @@ use futures_util::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use syncline_engine::encode;
-use syncline_engine::model::DataType;
 use syncline_engine::model::{Row, Value};
-use syncline_engine::verify::{Bucket, RowReader, Span, bucket};
+use syncline_engine::verify::{Bucket, RowReader, Span, bucket, checksum_key, parse_bounds};
 use syncline_engine::{Error, ErrorKind, Result};
 
 use crate::error::MyError;
@@ -167,19 +166,11 @@ impl TableReader {
     /// The one integer key column, quoted, when the table can be
     /// checksummed.
     fn checksum_key(&self) -> Option<String> {
-        let [k] = self.info.schema.key[..] else {
-            return None;
-        };
-        let integer = matches!(
-            self.info.schema.columns[k].data_type,
-            DataType::Int32 | DataType::Int64
-        );
-        let texts = self
-            .info
-            .columns
-            .iter()
-            .all(|c| checksum_text(&quote(&c.name), &c.ty).is_some());
-        (integer && texts).then(|| quote(&self.info.columns[k].name))
+        let columns = &self.info.columns;
+        let k = checksum_key(&self.info.schema, |i| {
+            checksum_text(&quote(&columns[i].name), &columns[i].ty).is_some()
+        })?;
+        Some(quote(&columns[k].name))
     }
 
     /// The first `width` columns of every row of `sql`, as text.
@@ -224,18 +215,7 @@ impl RowReader for TableReader {
             self.table()
         );
         let rows = self.texts(sql).await?;
-        let int =
-            |v: Option<&Option<String>>| v.cloned().flatten().and_then(|s| s.parse::<i64>().ok());
-        let first = rows.first();
-        Ok(
-            match (
-                int(first.and_then(|r| r.first())),
-                int(first.and_then(|r| r.get(1))),
-            ) {
-                (Some(lo), Some(hi)) => Some((lo, hi)),
-                _ => None,
-            },
-        )
+        parse_bounds(rows.first().map_or(&[][..], Vec::as_slice))
     }
 
     async fn checksums(&mut self, span: Span, step: i128) -> Result<Vec<Bucket>> {
@@ -253,7 +233,7 @@ impl RowReader for TableReader {
         let sql = format!(
             "SELECT CAST({} AS CHAR), CAST(COUNT(*) AS CHAR),
                     CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)
-             FROM {} WHERE {k} BETWEEN {lo} AND {last} GROUP BY 1",
+             FROM {} WHERE {} GROUP BY 1",
             bucket(
                 &k,
                 span,
@@ -263,33 +243,20 @@ impl RowReader for TableReader {
                 "CAST((CAST({k} AS DECIMAL(40,0)) - {lo}) DIV {step} AS SIGNED)"
             ),
             self.table(),
-            lo = span.lo,
-            last = span.hi - 1,
+            span.condition(&k),
         );
-        let mut out = Vec::new();
-        for row in self.texts(sql).await? {
-            let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-            out.push(Bucket {
-                index: field(0)
-                    .parse()
-                    .map_err(|_| Error::internal("a checksum bucket is not a number"))?,
-                rows: field(1).parse().unwrap_or(0),
-                sum: field(2),
-            });
-        }
-        Ok(out)
+        self.texts(sql)
+            .await?
+            .iter()
+            .map(|row| Bucket::parse(row))
+            .collect()
     }
 
     async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
         let Some(k) = self.checksum_key() else {
             return Ok(Vec::new());
         };
-        let sql = format!(
-            "{} WHERE {k} BETWEEN {} AND {} ORDER BY {k}",
-            self.select,
-            span.lo,
-            span.hi - 1
-        );
+        let sql = format!("{} WHERE {} ORDER BY {k}", self.select, span.condition(&k));
         self.query(sql, Vec::new()).await
     }
 

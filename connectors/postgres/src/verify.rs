@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use syncline_engine::Result;
 use syncline_engine::encode;
 use syncline_engine::model::{DataType, Row, TableSchema, Value};
-use syncline_engine::verify::{Bucket, RowReader, Span, bucket, row_text};
+use syncline_engine::verify::{Bucket, RowReader, Span, bucket, checksum_key, row_text};
 
 use crate::error::PgError;
 use crate::introspect::{self, TableInfo, literal, quote};
@@ -221,17 +221,11 @@ impl TableReader {
     /// checksummed.
     fn checksum_key(&self) -> Option<String> {
         let info = self.info.as_ref().filter(|_| self.exact_epoch)?;
-        let [k] = info.schema.key[..] else {
-            return None;
-        };
-        let c = &info.schema.columns[k];
-        let integer = matches!(c.data_type, DataType::Int32 | DataType::Int64);
-        let texts = info
-            .schema
-            .columns
-            .iter()
-            .all(|c| checksum_text(&quote(&c.name), &c.data_type).is_some());
-        (integer && texts).then(|| quote(&c.name))
+        let columns = &info.schema.columns;
+        let k = checksum_key(&info.schema, |i| {
+            checksum_text(&quote(&columns[i].name), &columns[i].data_type).is_some()
+        })?;
+        Some(quote(&columns[k].name))
     }
 }
 
@@ -270,11 +264,11 @@ impl RowReader for TableReader {
             "count(*), coalesce(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)::text",
             row_text(&texts)
         );
-        let (lo, last) = (span.lo, span.hi - 1);
+        let within = span.condition(&k);
         let runs = (span.hi - i128::from(span.lo) + step - 1) / step.max(1);
         let sql = if runs <= 1 {
             format!(
-                "SELECT 0::int8, {hash} FROM ONLY {} WHERE {k} BETWEEN {lo} AND {last}",
+                "SELECT 0::int8, {hash} FROM ONLY {} WHERE {within}",
                 info.quoted()
             )
         } else {
@@ -291,7 +285,7 @@ impl RowReader for TableReader {
             format!(
                 "SELECT _syncline_runs._syncline_run::int8, {hash} FROM ONLY {}
                  JOIN generate_series(0, {}) AS _syncline_runs(_syncline_run) ON {bucket} = _syncline_runs._syncline_run
-                 WHERE {k} BETWEEN {lo} AND {last} GROUP BY _syncline_runs._syncline_run",
+                 WHERE {within} GROUP BY _syncline_runs._syncline_run",
                 info.quoted(),
                 runs - 1
             )
@@ -300,21 +294,18 @@ impl RowReader for TableReader {
             .fetch_all(&mut self.conn)
             .await
             .map_err(PgError::query("computing checksums"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(index, rows, sum)| Bucket {
-                index,
-                rows: u64::try_from(rows).unwrap_or(0),
-                sum,
+        rows.into_iter()
+            .map(|(index, rows, sum)| {
+                Bucket::parse(&[Some(index.to_string()), Some(rows.to_string()), Some(sum)])
             })
-            .collect())
+            .collect()
     }
 
     async fn span_rows(&mut self, span: Span) -> Result<Vec<Row>> {
         let (Some(k), Some(info)) = (self.checksum_key(), &self.info) else {
             return Ok(Vec::new());
         };
-        let filter = format!("{k} BETWEEN {} AND {}", span.lo, span.hi - 1);
+        let filter = span.condition(&k);
         let rows = snapshot::read_rows(&mut self.conn, info, &filter, &k).await?;
         Ok(conform(info, rows))
     }

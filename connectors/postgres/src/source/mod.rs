@@ -191,6 +191,19 @@ impl PostgresSource {
         &self.slot
     }
 
+    /// The described table the pipeline calls `table`.
+    fn described(&self, table: &str) -> Result<&TableInfo> {
+        self.tables
+            .iter()
+            .find(|t| t.schema.id.name == table)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("source `{}` has no table `{table}`", self.name),
+                )
+            })
+    }
+
     async fn describe_all(&mut self, conn: &mut PgConnection) -> Result<()> {
         let mut tables = Vec::new();
         for t in &self.config.tables {
@@ -585,16 +598,7 @@ impl Source for PostgresSource {
     ) -> Result<(Arc<TableSchema>, Vec<Row>)> {
         let mut conn = self.config.endpoint().connect().await?;
         self.describe_all(&mut conn).await?;
-        let info = self
-            .tables
-            .iter()
-            .find(|t| t.schema.id.name == table)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let info = self.described(table)?;
         let rows = snapshot::sample_rows(&mut conn, info, limit, seed).await?;
         let schema = info.schema.clone();
         let _ = conn.close().await;
@@ -607,12 +611,7 @@ impl Source for PostgresSource {
         }
         let mut conn = self.config.endpoint().connect().await?;
         self.describe_all(&mut conn).await?;
-        let Some(info) = self.tables.iter().find(|t| t.schema.id.name == table) else {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("source `{}` has no table `{table}`", self.name),
-            ));
-        };
+        let info = self.described(table)?;
         let found = peek::recent_changes(&mut conn, &self.slot, info, limit).await?;
         let _ = conn.close().await;
         Ok(match found {
@@ -656,17 +655,7 @@ impl Source for PostgresSource {
     )> {
         let mut conn = self.config.endpoint().connect().await?;
         self.describe_all(&mut conn).await?;
-        let info = self
-            .tables
-            .iter()
-            .find(|t| t.schema.id.name == table)
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("source `{}` has no table `{table}`", self.name),
-                )
-            })?;
+        let info = self.described(table)?.clone();
         let schema = info.schema.clone();
         let reader = crate::verify::TableReader::new(conn, info).await?;
         Ok((schema, Box::new(reader)))
