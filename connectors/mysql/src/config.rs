@@ -85,7 +85,7 @@ fn default_block_rows() -> usize {
     30_720
 }
 fn default_transaction_rows() -> usize {
-    50_000
+    10_000
 }
 fn default_heartbeat() -> u64 {
     30

@@ -99,7 +99,7 @@ fn default_batch_rows() -> usize {
     10_000
 }
 fn default_transaction_rows() -> usize {
-    50_000
+    10_000
 }
 fn default_block_rows() -> usize {
     30_720
