@@ -17,8 +17,8 @@ use syncline_engine::model::{Change, DataType, DeadLetter, Op, Row, TableSchema,
 use super::dialect::Postgres;
 use super::values::{COPY_NULL, postgres_type, push_copy_field, value_text};
 use super::{
-    ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, OpenTransaction, State, Target,
-    statement_failed,
+    ANALYZE_FROM, CHECKPOINT_TABLE, COPY_CHUNK, DEAD_LETTER_TABLE, OpenTransaction, Staged, State,
+    Target, statement_failed,
 };
 use crate::error::PgError;
 use crate::introspect::quote;
@@ -160,7 +160,11 @@ impl State {
             })?;
         // The staging tables empty at each commit; a transaction left open
         // holds what earlier batches staged in it.
-        let mut staged = self.open.as_ref().is_some_and(|o| o.staged);
+        let mut staged = self
+            .open
+            .as_ref()
+            .map(|o| o.staged.clone())
+            .unwrap_or_default();
         for batch in fresh {
             // Changes with values Postgres cannot store become dead letters.
             let mut withheld = std::mem::take(&mut self.withheld);
@@ -170,7 +174,7 @@ impl State {
                 .apply(conn, source, &screened, seq_of(batch)?, &mut staged)
                 .await;
             if let Some(open) = self.open.as_mut() {
-                open.staged = staged;
+                open.staged.clone_from(&staged);
             }
             applied?;
         }
@@ -214,7 +218,7 @@ impl State {
         source: &str,
         batch: &Batch,
         seq: i64,
-        staged: &mut bool,
+        staged: &mut Staged,
     ) -> Result<(), PgError> {
         let targets = &self.targets;
         let plan = apply::Plan::new(
@@ -286,7 +290,7 @@ impl State {
         change: &Change,
         seq: i64,
         commit_micros: Option<i64>,
-        staged: &mut bool,
+        staged: &mut Staged,
     ) -> Result<(), PgError> {
         if self.mode == WriteMode::Append {
             return Ok(());
@@ -303,10 +307,7 @@ impl State {
             });
         }
         let stage = &target.stage;
-        if *staged {
-            clear_stage(conn, stage).await?;
-        }
-        *staged = true;
+        clear_stage(conn, stage, staged).await?;
         // Bounds and present keys go through the staging table, tagged in
         // `_syncline_op`: `lo`, `hi` and `k`.
         let mut tags: Vec<&str> = Vec::new();
@@ -393,19 +394,16 @@ impl State {
         changes: &[&Change],
         seq: i64,
         commit_micros: Option<i64>,
-        staged: &mut bool,
+        staged: &mut Staged,
     ) -> Result<(), PgError> {
         if changes.is_empty() {
             return Ok(());
         }
         let schema = &target.schema;
         let stage = &target.stage;
-        if *staged {
-            // An earlier segment of this batch (before a truncate), or an
-            // earlier part of an open source transaction, used it.
-            clear_stage(conn, stage).await?;
-        }
-        *staged = true;
+        // An earlier segment of this batch (before a truncate), or an
+        // earlier part of an open source transaction, may have used it.
+        clear_stage(conn, stage, staged).await?;
         let (rows, lookups): (Vec<_>, Vec<_>) = apply::resolve(schema, changes)
             .into_iter()
             .map(|r| (r.row, r.lookup))
@@ -635,13 +633,20 @@ impl State {
     }
 }
 
-/// Empties a staging table an earlier segment of the open transaction
-/// filled. `TRUNCATE`, not `DELETE`: deleted rows stay in the table until
-/// the transaction ends, and every later merge would scan them again (the
-/// parts of one 5-million-row source transaction took twice as long with
-/// parts of 10,000 rows as with 50,000). Truncating a temporary table
-/// inside a transaction is cheap and undone by a rollback.
-async fn clear_stage(conn: &mut PgConnection, stage: &str) -> Result<(), PgError> {
+/// Readies `stage` for a segment: empty unless an earlier segment of this
+/// transaction filled it (the stages empty at each commit), and then
+/// emptied with `TRUNCATE`, not `DELETE`: deleted rows stay in the table
+/// until the transaction ends, and every later merge would scan them again
+/// (the parts of one 5-million-row source transaction took twice as long
+/// with parts of 10,000 rows as with 50,000). A rollback undoes it.
+async fn clear_stage(
+    conn: &mut PgConnection,
+    stage: &str,
+    staged: &mut Staged,
+) -> Result<(), PgError> {
+    if staged.insert(stage.to_owned()) {
+        return Ok(());
+    }
     sqlx::raw_sql(AssertSqlSafe(format!("TRUNCATE {stage}")))
         .execute(&mut *conn)
         .await

@@ -139,9 +139,12 @@ struct OpenTransaction {
     locked: std::collections::BTreeSet<String>,
     /// The rows withheld before it began.
     withheld: apply::Withheld,
-    /// Whether a staging table holds rows (they go at its commit).
-    staged: bool,
+    /// The staging tables holding rows (they go at its commit).
+    staged: Staged,
 }
+
+/// The staging tables (`Target::stage`) a transaction has put rows in.
+type Staged = std::collections::BTreeSet<String>;
 
 /// The Postgres sink.
 pub struct PostgresSink {
@@ -363,7 +366,7 @@ impl Sink for PostgresSink {
         }
         let mut tx = conn.begin().await.map_err(statement_failed("BEGIN"))?;
         // One staging table may serve several batches here.
-        let mut staged = false;
+        let mut staged = Staged::new();
         for batch in &batches {
             let seq = i64::try_from(batch.position.seq).unwrap_or(i64::MAX);
             let screened =
