@@ -229,6 +229,8 @@ impl Sink for DuckDbSink {
                 appended = stats.appended,
                 merged = stats.merged,
                 checkpoints = stats.checkpoints,
+                commits = stats.commits,
+                raised_limit_mb = stats.raised_limit_mb,
                 "DuckDB target done"
             );
         }

@@ -1803,3 +1803,75 @@ fn updates_spread_over_a_large_table_land_within_the_memory_limit() {
         vec![expected.to_vec()]
     );
 }
+
+/// The memory deletes hold stays within the writer's room however batches
+/// queue up: a group of batches whose deletes are spread over a large
+/// table goes in several transactions, each followed by a checkpoint once
+/// enough has piled up, and updates of rows stored together (a changed
+/// file's, in its order) are counted by the vectors they really touch, not
+/// one each. Before, the group was one transaction of 3,000 touched vectors
+/// and the 10,000 updates were taken as 10,000: both raised DuckDB's memory
+/// limit by 47 and 156 MB.
+#[test]
+fn deletes_spread_over_a_large_table_stay_within_the_room() {
+    const ROWS: i64 = 8_192_000;
+    const PER_BATCH: i64 = 600;
+    let (_dir, path) = db();
+    let t = items();
+    let mut w = writer(&path, Upsert, &[&t]);
+    assert!(
+        w.write("src", &batch(1, vec![ins(&t, vec![i(0), s("n 0"), i(0)])]))
+            .unwrap()
+    );
+    drop(w);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO items SELECT i, 'n ' || i, 0 FROM range(1, {ROWS}) t(i)"
+        ))
+        .unwrap();
+    }
+    let mut w = writer(&path, Upsert, &[&t]);
+    // Five batches, each deleting one row of 600 vectors of its own.
+    let group: Vec<Batch> = (0..5)
+        .map(|b| {
+            let deletes = (0..PER_BATCH)
+                .map(|v| del_key(&t, &[i(((b * PER_BATCH + v) * 2048) + 100)]))
+                .collect();
+            batch(2 + b as u64, deletes)
+        })
+        .collect();
+    let refs: Vec<&Batch> = group.iter().collect();
+    assert_eq!(w.write_group("src", &refs).unwrap(), 5);
+    let after_group = w.stats();
+    assert!(after_group.commits >= 3, "{after_group:?}");
+    assert!(after_group.checkpoints >= 1, "{after_group:?}");
+    // 10,000 updates of consecutive keys past those deleted: five vectors.
+    let updates = (7_000_000..7_010_000)
+        .map(|k| upd(&t, vec![i(k), s("updated"), i(1)]))
+        .collect();
+    assert!(w.write("src", &batch(7, updates)).unwrap());
+    let stats = w.stats();
+    assert_eq!(stats.raised_limit_mb, 0, "{stats:?}");
+    drop(w);
+    assert_eq!(
+        rows(
+            &path,
+            "SELECT count(*), count(*) FILTER (WHERE name = 'updated'),
+                    count(*) FILTER (WHERE id % 2048 = 100 AND id < 3000 * 2048)
+             FROM items"
+        ),
+        vec![vec![
+            (ROWS - 5 * PER_BATCH).to_string(),
+            "10000".to_string(),
+            "0".to_string(),
+        ]]
+    );
+    assert_eq!(
+        rows(
+            &path,
+            &format!("SELECT seq FROM main.{CHECKPOINT_TABLE} WHERE pipeline = 'p'")
+        ),
+        vec![vec!["7".to_string()]]
+    );
+}

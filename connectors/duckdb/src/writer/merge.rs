@@ -89,7 +89,7 @@ impl Writer {
     fn truncate(&mut self, id: &TableId, batch: &Batch) -> Result<(), DuckDbError> {
         if self.mode != WriteMode::History {
             let table = self.targets[id].table.clone();
-            self.make_room_for_deletes(&table, u64::MAX)?;
+            self.make_room_for_deletes(&table, u64::MAX, None)?;
         }
         let target = &self.targets[id];
         let sql = sql::truncate(
@@ -119,7 +119,7 @@ impl Writer {
         }
         if self.mode == WriteMode::Upsert {
             let table = self.targets[id].table.clone();
-            self.make_room_for_deletes(&table, u64::MAX)?;
+            self.make_room_for_deletes(&table, u64::MAX, None)?;
         }
         let target = &self.targets[id];
         let schema = &target.schema;
@@ -392,7 +392,21 @@ impl Writer {
             // Updates and deletes replace stored rows; inserts are of new
             // keys (bar a few re-read after a restart).
             let replacing = changes.iter().filter(|c| c.op != Op::Insert).count() as u64;
-            self.make_room_for_deletes(&target.table, replacing)?;
+            let keys: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| quote(&schema.columns[k].name))
+                .collect();
+            let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+            // The vectors the merge's delete touches (its join).
+            let touched = format!(
+                "SELECT count(DISTINCT t.rowid // 2048) FROM {table} t, (SELECT DISTINCT {keys} FROM {stage}) s WHERE {join}",
+                table = target.table,
+                stage = target.stage,
+                keys = keys.join(", "),
+                join = join.join(" AND "),
+            );
+            self.make_room_for_deletes(&target.table, replacing, Some(&touched))?;
         }
         let (table, stage) = (&target.table, &target.stage);
         let sql = format!("{merge}; DELETE FROM {stage};");

@@ -49,13 +49,21 @@ const DELETE_VECTOR_BYTES: u64 = 2048 * 8;
 const CHECKPOINT_THRESHOLD: &str = "64MB";
 
 /// Memory of deletes held since the last checkpoint (see
-/// [`DELETE_VECTOR_BYTES`]) past which the memory limit makes room for
-/// them and a commit is followed by a checkpoint. DuckDB checkpoints by
-/// WAL size, which deletes barely grow: updates and deletes spread over a
-/// large table (a changed file of 22 million rows, a stream of updates)
-/// filled the whole limit within ten batches of 10,000 and every later
-/// batch failed ("failed to pin block").
-const PINNED_CHECKPOINT_BYTES: u64 = 32 * 1024 * 1024;
+/// [`DELETE_VECTOR_BYTES`]) that fits in the memory limit; past it, the
+/// limit makes room for them. DuckDB checkpoints by WAL size, which
+/// deletes barely grow: updates and deletes spread over a large table (a
+/// changed file of 22 million rows, a stream of updates) filled the whole
+/// limit within ten batches of 10,000 and every later batch failed
+/// ("failed to pin block").
+const DELETE_ROOM_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Vectors that deletes since the last checkpoint may touch past which a
+/// commit is followed by a checkpoint; a transaction replaces at most as
+/// many stored rows (a group of batches is cut: see
+/// [`Writer::write_group`]) unless one batch alone replaces more. Half of
+/// [`DELETE_ROOM_BYTES`], so that a transaction's deletes and those
+/// before it fit in the room together.
+const CHECKPOINT_VECTORS: u64 = DELETE_ROOM_BYTES / DELETE_VECTOR_BYTES / 2;
 
 /// Table holding one checkpoint row per (pipeline, source).
 pub const CHECKPOINT_TABLE: &str = "_syncline_checkpoints";
@@ -101,8 +109,13 @@ pub struct WriteStats {
     /// (append, history).
     pub merged: u64,
     /// Checkpoints run to free the memory of committed deletes (see
-    /// [`PINNED_CHECKPOINT_BYTES`]).
+    /// [`DELETE_ROOM_BYTES`]).
     pub checkpoints: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// The highest memory limit DuckDB was given to hold a transaction's
+    /// deletes, in MiB; 0 if it never needed more than its cache.
+    pub raised_limit_mb: u64,
 }
 
 /// Writes batches into one DuckDB database.
@@ -302,7 +315,23 @@ impl Writer {
     /// merged together (one staging pass per table); every staged row keeps
     /// its own batch's position and commit time for history mode. Returns how
     /// many batches were applied.
+    ///
+    /// A group whose updates and deletes could touch more than
+    /// [`CHECKPOINT_VECTORS`] vectors of stored rows goes in several
+    /// transactions, each with its last batch's checkpoint, so that the
+    /// memory DuckDB keeps for deletes until a checkpoint stays within
+    /// [`DELETE_ROOM_BYTES`] (a source transaction in parts still commits
+    /// whole).
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
+        let mut applied = 0;
+        for run in runs_within_room(batches) {
+            applied += self.write_run(source, run)?;
+        }
+        Ok(applied)
+    }
+
+    /// [`Writer::write_group`] for batches whose deletes fit the room.
+    fn write_run(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let held = self.held.get(source).copied();
         // Changes with values DuckDB cannot store become dead letters.
         let before = self.withheld.clone();
@@ -436,6 +465,7 @@ impl Writer {
         }
         self.open = None;
         self.held.extend(seqs);
+        self.stats.commits += 1;
         self.checkpoint_when_deletes_pile_up();
         Ok(())
     }
@@ -448,10 +478,17 @@ impl Writer {
     /// batch of 10,000 updates spread over a 22-million-row table needs
     /// about 190 MB of them. A table counts no more than its vectors; the
     /// room is given back at the checkpoint after the commit.
+    ///
+    /// Each row is taken to be in a vector of its own, unless that would
+    /// pass [`DELETE_ROOM_BYTES`] and `touched` is given: a query of
+    /// how many vectors the statement's rows really are in (updates of a
+    /// changed file come in the file's order, a few hundred vectors for
+    /// 10,000 rows), which costs a scan of the table's keys.
     pub(super) fn make_room_for_deletes(
         &mut self,
         table: &str,
         rows: u64,
+        touched: Option<&str>,
     ) -> Result<(), DuckDbError> {
         if rows == 0 {
             return Ok(());
@@ -462,16 +499,31 @@ impl Writer {
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .map_err(DuckDbError::sql(what()))?;
         let vectors = u64::try_from(stored).unwrap_or(0).div_ceil(2048);
+        let mut rows = rows.min(vectors);
+        let others = self.pinned_vectors();
+        if let Some(sql) = touched
+            && others
+                .saturating_add(rows)
+                .saturating_mul(DELETE_VECTOR_BYTES)
+                > DELETE_ROOM_BYTES
+        {
+            let counted: i64 = self
+                .conn
+                .query_row(sql, [], |r| r.get(0))
+                .map_err(DuckDbError::sql(what()))?;
+            rows = u64::try_from(counted).unwrap_or(rows).min(vectors);
+        }
         let pinned = self.pinned.entry(table.to_owned()).or_default();
         *pinned = pinned.saturating_add(rows).min(vectors);
         let bytes = self.pinned_bytes();
-        if bytes > PINNED_CHECKPOINT_BYTES {
+        if bytes > DELETE_ROOM_BYTES {
             let need_mb = MEMORY_LIMIT_MB + bytes.div_ceil(1 << 20);
             if need_mb > self.memory_limit_mb {
                 self.conn
                     .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
                     .map_err(DuckDbError::sql(what()))?;
                 self.memory_limit_mb = need_mb;
+                self.stats.raised_limit_mb = self.stats.raised_limit_mb.max(need_mb);
             }
         }
         Ok(())
@@ -479,18 +531,22 @@ impl Writer {
 
     /// What the deletes since the last checkpoint may hold in memory.
     fn pinned_bytes(&self) -> u64 {
-        self.pinned
-            .values()
-            .sum::<u64>()
-            .saturating_mul(DELETE_VECTOR_BYTES)
+        self.pinned_vectors().saturating_mul(DELETE_VECTOR_BYTES)
     }
 
-    /// Checkpoints once the deletes since the last one may hold more than
-    /// [`PINNED_CHECKPOINT_BYTES`], and sets the limit back. It runs after
-    /// a commit, which stands whatever happens here: a failure is logged
-    /// and left to the next commit, never reported as the batch's.
+    /// Vectors the deletes since the last checkpoint may have touched.
+    fn pinned_vectors(&self) -> u64 {
+        self.pinned
+            .values()
+            .fold(0u64, |sum, v| sum.saturating_add(*v))
+    }
+
+    /// Checkpoints once the deletes since the last one may have touched
+    /// more than [`CHECKPOINT_VECTORS`], and sets the limit back. It runs
+    /// after a commit, which stands whatever happens here: a failure is
+    /// logged and left to the next commit, never reported as the batch's.
     fn checkpoint_when_deletes_pile_up(&mut self) {
-        if self.pinned_bytes() <= PINNED_CHECKPOINT_BYTES {
+        if self.pinned_vectors() <= CHECKPOINT_VECTORS {
             return;
         }
         if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
@@ -548,6 +604,40 @@ impl Writer {
             .map_err(DuckDbError::sql("storing the checkpoint"))?;
         Ok(())
     }
+}
+
+/// Stored rows `batch` may replace or delete, at most: one per update or
+/// delete, every row for a truncate or a prune.
+fn replacing(batch: &Batch) -> u64 {
+    batch
+        .changes
+        .iter()
+        .map(|c| match c.op {
+            Op::Insert => 0,
+            Op::Update | Op::Delete => 1,
+            Op::Truncate | Op::Prune => CHECKPOINT_VECTORS,
+        })
+        .sum()
+}
+
+/// `batches` cut, in order, into runs that replace at most
+/// [`CHECKPOINT_VECTORS`] stored rows each (a batch that replaces more is
+/// a run of its own).
+fn runs_within_room<'b, 'a>(batches: &'b [&'a Batch]) -> Vec<&'b [&'a Batch]> {
+    let mut runs = Vec::new();
+    let (mut start, mut rows) = (0, 0u64);
+    for (i, batch) in batches.iter().enumerate() {
+        let more = replacing(batch);
+        if i > start && rows.saturating_add(more) > CHECKPOINT_VECTORS {
+            runs.push(&batches[start..i]);
+            (start, rows) = (i, 0);
+        }
+        rows = rows.saturating_add(more);
+    }
+    if start < batches.len() {
+        runs.push(&batches[start..]);
+    }
+    runs
 }
 
 /// Reads the stored checkpoints of `pipeline`, per source.
