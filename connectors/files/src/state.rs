@@ -7,11 +7,13 @@
 //! is always safe; one is deleted only when no acknowledged or pending
 //! position refers to it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+use extsort::{ExternalSorter, PushExternalSorter, Sortable};
 use serde::{Deserialize, Serialize};
 
+use crate::diff::key_id;
 use crate::error::FilesError;
 
 /// How far one file has been applied.
@@ -184,11 +186,25 @@ impl ManifestStore {
             path: current.clone(),
             detail: e.to_string(),
         })?;
+        let spill = self.spill_dir()?;
+        let sort_dir = tempfile::Builder::new()
+            .prefix("keys")
+            .tempdir_in(&spill)
+            .map_err(|e| FilesError::State {
+                path: spill.clone(),
+                detail: e.to_string(),
+            })?;
+        let ids = ExternalSorter::new()
+            .with_segment_size(ID_SEGMENT)
+            .with_sort_dir(sort_dir.path().to_path_buf())
+            .pushed_by(KeyId::order as IdOrder);
         Ok(ManifestWriter {
             out: std::io::BufWriter::with_capacity(1 << 16, file),
             current,
             partial,
             done: self.path(table, digest, DONE),
+            ids: Some(ids),
+            _sort_dir: sort_dir,
         })
     }
 
@@ -263,8 +279,9 @@ impl ManifestStore {
 
 /// A finished manifest's file extension.
 const DONE: &str = "manifest";
-/// DuckDB's memory for [`ManifestWriter::duplicate_keys`].
-const DUPLICATES_MEMORY: &str = "64MB";
+/// Key ids [`ManifestWriter`] sorts in memory before it writes a sorted
+/// segment of them to disk: 8 MB.
+const ID_SEGMENT: usize = 1 << 19;
 /// The entries of reads of a content that were cut short.
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
@@ -272,16 +289,53 @@ const LEGACY: &str = "json";
 /// A manifest being written, beside the partial one.
 const REWRITE: &str = "rewrite";
 
+/// A row key's id ([`key_id`]), as an external sort holds it.
+struct KeyId(u128);
+
+/// How [`KeyId`]s are ordered.
+type IdOrder = fn(&KeyId, &KeyId) -> std::cmp::Ordering;
+
+impl KeyId {
+    fn order(a: &KeyId, b: &KeyId) -> std::cmp::Ordering {
+        a.0.cmp(&b.0)
+    }
+}
+
+impl Sortable for KeyId {
+    fn encode<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(&self.0.to_le_bytes())
+    }
+
+    fn decode<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let mut bytes = [0u8; 16];
+        r.read_exact(&mut bytes)?;
+        Ok(KeyId(u128::from_le_bytes(bytes)))
+    }
+}
+
 /// Writes one manifest entry per line: `<hash> <key as JSON>` for a row,
 /// `! <hash>` for a rejected record (JSON escapes line breaks, so a key
 /// never spans lines).
-#[derive(Debug)]
 pub struct ManifestWriter {
     out: std::io::BufWriter<std::fs::File>,
     /// The file written to (the rewrite beside the partial manifest).
     current: PathBuf,
     partial: PathBuf,
     done: PathBuf,
+    /// The id of every row's key written, sorted as they come (segments
+    /// spill to `_sort_dir`), so that keys written more than once are found
+    /// in a few MB whatever the file's size; taken by
+    /// [`ManifestWriter::duplicate_keys`].
+    ids: Option<PushExternalSorter<KeyId, IdOrder>>,
+    _sort_dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for ManifestWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestWriter")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManifestWriter {
@@ -295,6 +349,13 @@ impl ManifestWriter {
     /// A good row's key and content hash.
     pub fn row(&mut self, key: &str, hash: u64) -> Result<(), FilesError> {
         use std::io::Write as _;
+        if let Some(ids) = self.ids.as_mut() {
+            ids.push(KeyId(key_id(key)))
+                .map_err(|e| FilesError::State {
+                    path: self.current.clone(),
+                    detail: format!("sorting the keys of the manifest: {e}"),
+                })?;
+        }
         writeln!(self.out, "{hash:016x} {key}").map_err(|e| self.fail(&e))
     }
 
@@ -310,52 +371,43 @@ impl ManifestWriter {
         writeln!(self.out, "x {key}").map_err(|e| self.fail(&e))
     }
 
-    /// The keys written more than once so far, in key order, each with how
-    /// many times: counted by DuckDB over the manifest file, in at most
-    /// [`DUPLICATES_MEMORY`] of memory whatever the file's size (it spills
-    /// to a folder beside the manifests).
+    /// The keys of the rows written, each written more than once, in key
+    /// order with how many times. The ids of the keys, sorted as they were
+    /// written, show which repeat; those keys are then counted by their
+    /// text in one more pass over the manifest (an id two keys share is
+    /// not taken for a repeat). Called once, after the last row: later
+    /// calls find none.
     pub fn duplicate_keys(&mut self) -> Result<Vec<(String, u64)>, FilesError> {
         self.flush()?;
-        let fail = |e: duckdb::Error| FilesError::State {
-            path: self.current.clone(),
-            detail: format!("counting the keys of the manifest: {e}"),
+        let Some(ids) = self.ids.take() else {
+            return Ok(Vec::new());
         };
-        let spill_root = self
-            .current
-            .parent()
-            .map_or_else(|| PathBuf::from("spill"), |d| d.join("spill"));
-        std::fs::create_dir_all(&spill_root).map_err(|e| self.fail(&e))?;
-        let spill = tempfile::Builder::new()
-            .prefix("keys")
-            .tempdir_in(&spill_root)
-            .map_err(|e| self.fail(&e))?;
-        let conn = duckdb::Connection::open_in_memory().map_err(fail)?;
-        conn.execute_batch(&format!(
-            "SET memory_limit = '{DUPLICATES_MEMORY}'; SET threads = 1; SET temp_directory = '{}'; SET preserve_insertion_order = false;",
-            spill.path().display().to_string().replace('\'', "''")
-        ))
-        .map_err(fail)?;
-        // One column per line: the delimiter is a control character, which
-        // JSON text (the key) never holds raw. Keys whose hash repeats (an
-        // external sort, which spills; an aggregate of every key does not
-        // fit) are counted exactly.
-        let keys = "(SELECT substr(line, 18) AS key FROM read_csv(?, columns = {'line': 'VARCHAR'},
-             header = false, delim = '\x01', quote = '', escape = '', auto_detect = false,
-             buffer_size = 1048576) WHERE regexp_full_match(line, '[0-9a-f]{16} .*'))";
-        let sql = format!(
-            "SELECT key, count(*)::UBIGINT FROM {keys} k
-             WHERE hash(key) IN (SELECT h FROM (SELECT h, lag(h) OVER (ORDER BY h) AS p
-                                                FROM (SELECT hash(key) AS h FROM {keys})) WHERE h = p)
-             GROUP BY key HAVING count(*) > 1 ORDER BY key"
-        );
-        let mut stmt = conn.prepare(&sql).map_err(fail)?;
-        let path = self.current.display().to_string();
-        let rows = stmt
-            .query_map([&path, &path], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
-            })
-            .map_err(fail)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+        let fail = |e: std::io::Error| FilesError::State {
+            path: self.current.clone(),
+            detail: format!("sorting the keys of the manifest: {e}"),
+        };
+        let mut repeated = HashSet::new();
+        let mut last = None;
+        for id in ids.done().map_err(fail)? {
+            let id = id.map_err(fail)?.0;
+            if last == Some(id) {
+                repeated.insert(id);
+            }
+            last = Some(id);
+        }
+        if repeated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let file = std::fs::File::open(&self.current).map_err(|e| self.fail(&e))?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in line_entries(file) {
+            if let Entry::Row { key, .. } = entry
+                && repeated.contains(&key_id(&key))
+            {
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().filter(|(_, n)| *n > 1).collect())
     }
 
     /// Hands what was written to the system, so that a process killed
@@ -408,4 +460,45 @@ fn line_entries(file: std::fs::File) -> impl Iterator<Item = Entry> + Send {
                 })
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Keys written more than once are found exactly, with their counts in
+    /// key order, when the ids spill to disk in several sorted segments;
+    /// the manifest keeps every line.
+    #[test]
+    fn keys_written_more_than_once_are_found_across_spilled_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ManifestStore::open(dir.path()).unwrap();
+        let mut w = store.writer("items", "d1").unwrap();
+        let rows = ID_SEGMENT * 2 + 10;
+        for i in 0..rows {
+            w.row(&format!("[{i}]"), i as u64).unwrap();
+            if i == 7 || i == ID_SEGMENT + 3 {
+                // Again at once, and again in a later segment.
+                w.row(&format!("[{i}]"), 1).unwrap();
+            }
+        }
+        w.row("[7]", 2).unwrap();
+        w.row("[\"a \\\"b\\\"\"]", 0).unwrap();
+        w.rejected(5).unwrap();
+        w.row("[\"a \\\"b\\\"\"]", 0).unwrap();
+        let found = w.duplicate_keys().unwrap();
+        assert_eq!(
+            found,
+            vec![
+                ("[\"a \\\"b\\\"\"]".to_owned(), 2),
+                (format!("[{}]", ID_SEGMENT + 3), 2),
+                ("[7]".to_owned(), 3),
+            ]
+        );
+        assert!(w.duplicate_keys().unwrap().is_empty());
+        w.finish().unwrap();
+        let written = store.entries("items", "d1").count();
+        assert_eq!(written, rows + 6);
+    }
 }
