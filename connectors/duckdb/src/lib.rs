@@ -230,7 +230,7 @@ impl Sink for DuckDbSink {
                 merged = stats.merged,
                 checkpoints = stats.checkpoints,
                 commits = stats.commits,
-                raised_limit_mb = stats.raised_limit_mb,
+                delete_room_mb = stats.delete_room_mb,
                 "DuckDB target done"
             );
         }

@@ -1810,8 +1810,8 @@ fn updates_spread_over_a_large_table_land_within_the_memory_limit() {
 /// enough has piled up, and updates of rows stored together (a changed
 /// file's, in its order) are counted by the vectors they really touch, not
 /// one each. Before, the group was one transaction of 3,000 touched vectors
-/// and the 10,000 updates were taken as 10,000: both raised DuckDB's memory
-/// limit by 47 and 156 MB.
+/// and the 10,000 updates were taken as 10,000: DuckDB's memory limit grew
+/// by 47 and 156 MB for them.
 #[test]
 fn deletes_spread_over_a_large_table_stay_within_the_room() {
     const ROWS: i64 = 8_192_000;
@@ -1852,7 +1852,7 @@ fn deletes_spread_over_a_large_table_stay_within_the_room() {
         .collect();
     assert!(w.write("src", &batch(7, updates)).unwrap());
     let stats = w.stats();
-    assert_eq!(stats.raised_limit_mb, 0, "{stats:?}");
+    assert!(stats.delete_room_mb <= 32, "{stats:?}");
     drop(w);
     assert_eq!(
         rows(

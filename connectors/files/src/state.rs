@@ -280,8 +280,10 @@ impl ManifestStore {
 /// A finished manifest's file extension.
 const DONE: &str = "manifest";
 /// Key ids [`ManifestWriter`] sorts in memory before it writes a sorted
-/// segment of them to disk: 8 MB.
-const ID_SEGMENT: usize = 1 << 19;
+/// segment of them to disk: 8 MB. One less than a power of two: the sort
+/// writes once it holds one more than this, and a buffer of a power of two
+/// is full then, not doubled.
+const ID_SEGMENT: usize = (1 << 19) - 1;
 /// The entries of reads of a content that were cut short.
 const PARTIAL: &str = "partial";
 /// A manifest written whole as JSON by earlier versions.
