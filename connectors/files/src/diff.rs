@@ -13,12 +13,13 @@ use std::collections::HashSet;
 use std::io::{BufRead as _, Read, Seek as _, Write};
 use std::path::Path;
 
-use extsort::{ExternalSorter, Sortable};
+use extsort::Sortable;
 use syncline_engine::model::{Op, Row, TableSchema};
 
 use crate::error::FilesError;
 use crate::format::{self, CsvDialect, FileFormat, Record};
 use crate::read::{Elsewhere, key_row, key_string};
+use crate::spill::Spill;
 use crate::state::{Entry, ManifestStore};
 
 /// Entries a sort holds in memory before it writes a sorted segment to
@@ -48,6 +49,8 @@ pub(crate) fn key_id(key: &str) -> u128 {
 const BASE_ROW: u8 = 0;
 const BASE_REFUSED: u8 = 1;
 const CONTENT_ROW: u8 = 2;
+/// Not an entry: what [`Spill::done`] may add.
+const FILLER: u8 = 3;
 
 /// One entry of the sort.
 #[derive(Debug)]
@@ -213,10 +216,11 @@ impl Differ {
         };
         // The sort's segments, removed with it.
         let sort_dir = tempfile::tempdir_in(&spill).map_err(|e| fail(e.to_string()))?;
-        let mut sorter = ExternalSorter::new()
-            .with_segment_size(segment)
-            .with_sort_dir(sort_dir.path().to_path_buf())
-            .pushed_by_key(|e: &Keyed| (e.id, e.side, e.ord));
+        let mut sorter = Spill::new(
+            segment,
+            sort_dir.path().to_path_buf(),
+            |a: &Keyed, b: &Keyed| (a.id, a.side, a.ord).cmp(&(b.id, b.side, b.ord)),
+        );
         let mut known_rejects = HashSet::new();
         let mut base_rows = 0u64;
         for digest in &diff.base {
@@ -311,7 +315,13 @@ impl Differ {
         let gone = tempfile::tempfile_in(&spill).map_err(|e| fail(e.to_string()))?;
         let mut gone_out = std::io::BufWriter::new(gone);
         let sorted = sorter
-            .done()
+            .done(|| Keyed {
+                id: u128::MAX,
+                side: FILLER,
+                ord: 0,
+                hash: 0,
+                key: String::new(),
+            })
             .map_err(|e| fail(format!("sorting the keys of the diff: {e}")))?;
         let mut group = Group::default();
         for entry in sorted {
@@ -319,6 +329,9 @@ impl Differ {
                 return Ok(Prepared::Stopped);
             }
             let entry = entry.map_err(|e| fail(format!("reading the sorted keys: {e}")))?;
+            if entry.side == FILLER {
+                continue;
+            }
             if group.id != Some(entry.id) {
                 group
                     .settle(&mut changes, &mut gone_out)
@@ -612,7 +625,7 @@ mod tests {
     }
 
     fn manifest(store: &ManifestStore, digest: &str, rows: &[(String, u64)], refused: &[String]) {
-        let mut w = store.writer("items", digest).unwrap();
+        let mut w = store.writer("items", digest, true).unwrap();
         for (k, h) in rows {
             w.row(k, *h).unwrap();
         }
@@ -698,6 +711,38 @@ mod tests {
         let keys: BTreeSet<String> = gone.iter().cloned().collect();
         assert_eq!(keys.len(), gone.len(), "a key deleted twice: {gone:?}");
         (ops, keys)
+    }
+
+    /// A diff whose last entry fills a sorted segment (the sort then holds
+    /// nothing in memory and everything on disk) still settles every row
+    /// and finds the gone key.
+    #[test]
+    fn a_diff_whose_last_entry_fills_a_segment_settles_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ManifestStore::open(&dir.path().join("m")).unwrap();
+        let path = dir.path().join("a.csv");
+        let base_rows: Vec<(i64, String)> = (1..=4).map(|i| (i, format!("n{i}"))).collect();
+        let (base_digest, base) = csv(&path, &base_rows);
+        manifest(&store, &base_digest, &base, &[]);
+        let (digest, _) = csv(
+            &path,
+            &[
+                (1, "n1".into()),
+                (2, "changed".into()),
+                (3, "n3".into()),
+                (5, "n5".into()),
+            ],
+        );
+        let diff = Diff {
+            base: vec![base_digest],
+            merged: false,
+            others: Vec::new(),
+        };
+        // Eight entries in segments of three: written at the fourth and the
+        // eighth.
+        let (ops, gone) = run(&store, &path, &digest, &diff, 3, 4);
+        assert_eq!(ops, vec![None, Some(Op::Update), None, Some(Op::Insert)]);
+        assert_eq!(gone, BTreeSet::from([key(4)]));
     }
 
     /// The diff on disk (in segments of 7 entries, so hundreds of sorted

@@ -26,6 +26,7 @@ mod error;
 pub mod format;
 pub mod infer;
 mod read;
+mod spill;
 pub mod state;
 mod sync;
 

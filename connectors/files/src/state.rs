@@ -10,11 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use extsort::{ExternalSorter, PushExternalSorter, Sortable};
+use extsort::Sortable;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::key_id;
 use crate::error::FilesError;
+use crate::spill::Spill;
 
 /// How far one file has been applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +159,15 @@ impl ManifestStore {
     /// finished: until [`ManifestWriter::finish`], [`ManifestStore::read`]
     /// gives the entries of all of them (the keys any of the reads may have
     /// put in the targets).
-    pub fn writer(&self, table: &str, digest: &str) -> Result<ManifestWriter, FilesError> {
+    /// The keys of a `keyed` table's rows are sorted as they are written,
+    /// to find those written more than once
+    /// ([`ManifestWriter::duplicate_keys`]).
+    pub fn writer(
+        &self,
+        table: &str,
+        digest: &str,
+        keyed: bool,
+    ) -> Result<ManifestWriter, FilesError> {
         let (partial, rewrite) = (
             self.path(table, digest, PARTIAL),
             self.path(table, digest, REWRITE),
@@ -194,16 +203,19 @@ impl ManifestStore {
                 path: spill.clone(),
                 detail: e.to_string(),
             })?;
-        let ids = ExternalSorter::new()
-            .with_segment_size(ID_SEGMENT)
-            .with_sort_dir(sort_dir.path().to_path_buf())
-            .pushed_by(KeyId::order as IdOrder);
+        let ids = keyed.then(|| {
+            Spill::new(
+                ID_SEGMENT,
+                sort_dir.path().to_path_buf(),
+                KeyId::order as IdOrder,
+            )
+        });
         Ok(ManifestWriter {
             out: std::io::BufWriter::with_capacity(1 << 16, file),
             current,
             partial,
             done: self.path(table, digest, DONE),
-            ids: Some(ids),
+            ids,
             _sort_dir: sort_dir,
         })
     }
@@ -324,11 +336,11 @@ pub struct ManifestWriter {
     current: PathBuf,
     partial: PathBuf,
     done: PathBuf,
-    /// The id of every row's key written, sorted as they come (segments
-    /// spill to `_sort_dir`), so that keys written more than once are found
-    /// in a few MB whatever the file's size; taken by
+    /// The id of every row's key written (a keyed table's), sorted as they
+    /// come (segments spill to `_sort_dir`), so that keys written more than
+    /// once are found in a few MB whatever the file's size; taken by
     /// [`ManifestWriter::duplicate_keys`].
-    ids: Option<PushExternalSorter<KeyId, IdOrder>>,
+    ids: Option<Spill<KeyId, IdOrder>>,
     _sort_dir: tempfile::TempDir,
 }
 
@@ -390,7 +402,9 @@ impl ManifestWriter {
         };
         let mut repeated = HashSet::new();
         let mut last = None;
-        for id in ids.done().map_err(fail)? {
+        // A filler id, if any, is one more id: at most a false repeat,
+        // which the count by text below drops.
+        for id in ids.done(|| KeyId(u128::MAX)).map_err(fail)? {
             let id = id.map_err(fail)?.0;
             if last == Some(id) {
                 repeated.insert(id);
@@ -476,7 +490,7 @@ mod tests {
     fn keys_written_more_than_once_are_found_across_spilled_segments() {
         let dir = tempfile::tempdir().unwrap();
         let store = ManifestStore::open(dir.path()).unwrap();
-        let mut w = store.writer("items", "d1").unwrap();
+        let mut w = store.writer("items", "d1", true).unwrap();
         let rows = ID_SEGMENT * 2 + 10;
         for i in 0..rows {
             w.row(&format!("[{i}]"), i as u64).unwrap();
@@ -502,5 +516,21 @@ mod tests {
         w.finish().unwrap();
         let written = store.entries("items", "d1").count();
         assert_eq!(written, rows + 6);
+    }
+
+    /// A repeat is found when the last row written fills a sorted segment
+    /// exactly (the sort then holds nothing in memory and everything on
+    /// disk).
+    #[test]
+    fn a_repeat_is_found_when_the_last_row_fills_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ManifestStore::open(dir.path()).unwrap();
+        let mut w = store.writer("items", "d1", true).unwrap();
+        let rows = 2 * (ID_SEGMENT + 1);
+        for i in 0..rows - 1 {
+            w.row(&format!("[{i}]"), 0).unwrap();
+        }
+        w.row("[3]", 1).unwrap();
+        assert_eq!(w.duplicate_keys().unwrap(), vec![("[3]".to_owned(), 2)]);
     }
 }

@@ -429,7 +429,8 @@ impl FolderSync {
                     std::fs::File::open(&abs).map_err(|e| FilesError::read(&abs, e.to_string()))?;
                 // Beside what earlier reads of this content that were cut
                 // short wrote (a sink may hold those keys), until it is whole.
-                let mut manifest = manifests.writer(&schema.id.name, &digest)?;
+                let mut manifest =
+                    manifests.writer(&schema.id.name, &digest, !schema.key.is_empty())?;
                 let (mut changes, mut dead_letters) = (Vec::new(), Vec::new());
                 let mut counted = 0u64;
                 let mut failed = None;
