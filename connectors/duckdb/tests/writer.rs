@@ -1875,3 +1875,37 @@ fn deletes_spread_over_a_large_table_stay_within_the_room() {
         vec![vec!["7".to_string()]]
     );
 }
+
+/// A group of batches that update more rows than the room counts, all in
+/// a table of a few vectors, stays one transaction: no table is counted as
+/// more vectors than it holds.
+#[test]
+fn a_group_of_updates_to_a_small_table_stays_one_transaction() {
+    let (_dir, path) = db();
+    let t = items();
+    let mut w = writer(&path, Upsert, &[&t]);
+    let inserts = (0..4000)
+        .map(|k| ins(&t, vec![i(k), s("n"), i(0)]))
+        .collect();
+    assert!(w.write("src", &batch(1, inserts)).unwrap());
+    let before = w.stats().commits;
+    let group: Vec<Batch> = (0..4)
+        .map(|b| {
+            let updates = (0..1000)
+                .map(|k| upd(&t, vec![i(k * 4 + b), s("u"), i(b)]))
+                .collect();
+            batch(2 + b as u64, updates)
+        })
+        .collect();
+    let refs: Vec<&Batch> = group.iter().collect();
+    assert_eq!(w.write_group("src", &refs).unwrap(), 4);
+    assert_eq!(w.stats().commits, before + 1, "{:?}", w.stats());
+    drop(w);
+    assert_eq!(
+        rows(
+            &path,
+            "SELECT count(*), count(*) FILTER (WHERE name = 'u') FROM items"
+        ),
+        vec![vec!["4000".to_string(), "4000".to_string()]]
+    );
+}

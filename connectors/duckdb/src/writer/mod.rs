@@ -57,11 +57,13 @@ const CHECKPOINT_THRESHOLD: &str = "64MB";
 const DELETE_ROOM_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Vectors that deletes since the last checkpoint may touch past which a
-/// commit is followed by a checkpoint; a transaction replaces at most as
-/// many stored rows (a group of batches is cut: see
-/// [`Writer::write_group`]) unless one batch alone replaces more. Half of
-/// [`DELETE_ROOM_BYTES`], so that a transaction's deletes and those
-/// before it fit in the room together.
+/// commit is followed by a checkpoint; a transaction could touch at most as
+/// many (a group of batches is cut: see [`Writer::write_group`]). Half of
+/// [`DELETE_ROOM_BYTES`], so that a transaction's deletes and those before
+/// it fit in the room together. Not bounded by it: one batch that touches
+/// more (it is not split), a truncate or a prune (every vector of the
+/// table), and the parts of one source transaction, which commit together
+/// with its last part; the memory limit grows with them.
 const CHECKPOINT_VECTORS: u64 = DELETE_ROOM_BYTES / DELETE_VECTOR_BYTES / 2;
 
 /// Table holding one checkpoint row per (pipeline, source).
@@ -108,7 +110,7 @@ pub struct WriteStats {
     /// (append, history).
     pub merged: u64,
     /// Checkpoints run to free the memory of committed deletes (see
-    /// [`DELETE_ROOM_BYTES`]).
+    /// [`CHECKPOINT_VECTORS`]).
     pub checkpoints: u64,
     /// Transactions committed.
     pub commits: u64,
@@ -323,10 +325,87 @@ impl Writer {
     /// whole).
     pub fn write_group(&mut self, source: &str, batches: &[&Batch]) -> Result<usize, DuckDbError> {
         let mut applied = 0;
-        for run in runs_within_room(batches) {
+        for run in self.runs_within_room(batches)? {
             applied += self.write_run(source, run)?;
         }
         Ok(applied)
+    }
+
+    /// `batches` cut, in order, into runs whose updates and deletes could
+    /// touch at most [`CHECKPOINT_VECTORS`] vectors of stored rows: each
+    /// update or delete counted as a vector of its own, a truncate or a
+    /// prune as all of them, and no table as more vectors than it holds (a
+    /// batch that could touch more is a run of its own). Only upsert mode
+    /// deletes stored rows; in the others a group goes whole.
+    fn runs_within_room<'b, 'a>(
+        &self,
+        batches: &'b [&'a Batch],
+    ) -> Result<Vec<&'b [&'a Batch]>, DuckDbError> {
+        if self.mode != WriteMode::Upsert || batches.len() < 2 {
+            return Ok(vec![batches]);
+        }
+        let mut vectors: HashMap<&TableId, u64> = HashMap::new();
+        let mut touched: HashMap<&TableId, u64> = HashMap::new();
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for (i, batch) in batches.iter().enumerate() {
+            let mut more: HashMap<&TableId, u64> = HashMap::new();
+            for c in &batch.changes {
+                let n = match c.op {
+                    Op::Insert => continue,
+                    Op::Update | Op::Delete => 1,
+                    Op::Truncate | Op::Prune => u64::MAX,
+                };
+                let m = more.entry(&c.table.id).or_default();
+                *m = m.saturating_add(n);
+            }
+            for id in more.keys() {
+                if !vectors.contains_key(id) {
+                    vectors.insert(id, self.stored_vectors(id)?);
+                }
+            }
+            let within = |t: &HashMap<&TableId, u64>, extra: &HashMap<&TableId, u64>| {
+                vectors.iter().fold(0u64, |sum, (id, v)| {
+                    let n = t
+                        .get(id)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_add(extra.get(id).copied().unwrap_or(0));
+                    sum.saturating_add(n.min(*v))
+                })
+            };
+            if i > start && within(&touched, &more) > CHECKPOINT_VECTORS {
+                runs.push(&batches[start..i]);
+                start = i;
+                touched.clear();
+            }
+            for (id, n) in more {
+                let t = touched.entry(id).or_default();
+                *t = t.saturating_add(n);
+            }
+        }
+        runs.push(&batches[start..]);
+        Ok(runs)
+    }
+
+    /// Vectors of 2,048 rows the target table of `id` holds (none before it
+    /// exists).
+    fn stored_vectors(&self, id: &TableId) -> Result<u64, DuckDbError> {
+        match self.targets.get(id) {
+            Some(target) => self.vectors_of(&target.table),
+            None => Ok(0),
+        }
+    }
+
+    /// Vectors of 2,048 rows target table `table` (qualified) holds.
+    fn vectors_of(&self, table: &str) -> Result<u64, DuckDbError> {
+        let stored: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(DuckDbError::sql(format!(
+                "sizing DuckDB's memory for deletes from {table}"
+            )))?;
+        Ok(u64::try_from(stored).unwrap_or(0).div_ceil(2048))
     }
 
     /// [`Writer::write_group`] for batches whose deletes fit the room.
@@ -476,7 +555,8 @@ impl Writer {
     /// the statement once they fill its limit ("failed to pin block"). A
     /// batch of 10,000 updates spread over a 22-million-row table needs
     /// about 190 MB of them. A table counts no more than its vectors; the
-    /// room is given back at the checkpoint after the commit.
+    /// room is given back at the first checkpoint (see
+    /// [`Writer::checkpoint_when_deletes_pile_up`]) or with a rollback.
     ///
     /// Each row is taken to be in a vector of its own, unless that would
     /// pass [`DELETE_ROOM_BYTES`] and `touched` is given: a query of
@@ -493,11 +573,7 @@ impl Writer {
             return Ok(());
         }
         let what = || format!("sizing DuckDB's memory for deletes from {table}");
-        let stored: i64 = self
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .map_err(DuckDbError::sql(what()))?;
-        let vectors = u64::try_from(stored).unwrap_or(0).div_ceil(2048);
+        let vectors = self.vectors_of(table)?;
         let mut rows = rows.min(vectors);
         let others = self.pinned_vectors();
         if let Some(sql) = touched
@@ -579,7 +655,19 @@ impl Writer {
             self.pinned = open.pinned;
             self.fills = open.fills;
             self.withheld = open.withheld;
+            let room = self.stats.delete_room_mb;
             self.stats = open.stats;
+            self.stats.delete_room_mb = room;
+            // The limit goes back with the deletes it made room for.
+            let need_mb = MEMORY_LIMIT_MB + self.pinned_bytes().div_ceil(1 << 20);
+            if need_mb < self.memory_limit_mb
+                && self
+                    .conn
+                    .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
+                    .is_ok()
+            {
+                self.memory_limit_mb = need_mb;
+            }
         }
     }
 
@@ -601,40 +689,6 @@ impl Writer {
             .map_err(DuckDbError::sql("storing the checkpoint"))?;
         Ok(())
     }
-}
-
-/// Stored rows `batch` may replace or delete, at most: one per update or
-/// delete, every row for a truncate or a prune.
-fn replacing(batch: &Batch) -> u64 {
-    batch
-        .changes
-        .iter()
-        .map(|c| match c.op {
-            Op::Insert => 0,
-            Op::Update | Op::Delete => 1,
-            Op::Truncate | Op::Prune => CHECKPOINT_VECTORS,
-        })
-        .sum()
-}
-
-/// `batches` cut, in order, into runs that replace at most
-/// [`CHECKPOINT_VECTORS`] stored rows each (a batch that replaces more is
-/// a run of its own).
-fn runs_within_room<'b, 'a>(batches: &'b [&'a Batch]) -> Vec<&'b [&'a Batch]> {
-    let mut runs = Vec::new();
-    let (mut start, mut rows) = (0, 0u64);
-    for (i, batch) in batches.iter().enumerate() {
-        let more = replacing(batch);
-        if i > start && rows.saturating_add(more) > CHECKPOINT_VECTORS {
-            runs.push(&batches[start..i]);
-            (start, rows) = (i, 0);
-        }
-        rows = rows.saturating_add(more);
-    }
-    if start < batches.len() {
-        runs.push(&batches[start..]);
-    }
-    runs
 }
 
 /// Reads the stored checkpoints of `pipeline`, per source.
