@@ -1739,6 +1739,26 @@ async fn the_sink_writes_into_its_schema_and_keeps_bookkeeping_in_main() {
     );
 }
 
+/// A writer of an upsert `items` table holding `rows` rows (`id` 0 to
+/// `rows - 1`, name `n <id>`, qty 0), the first written through a writer,
+/// the rest by DuckDB itself (fast).
+fn large_items(path: &Path, t: &Arc<TableSchema>, rows: i64) -> Writer {
+    let mut w = writer(path, Upsert, &[t]);
+    assert!(
+        w.write("src", &batch(1, vec![ins(t, vec![i(0), s("n 0"), i(0)])]))
+            .unwrap()
+    );
+    drop(w);
+    {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO items SELECT i, 'n ' || i, 0 FROM range(1, {rows}) t(i)"
+        ))
+        .unwrap();
+    }
+    writer(path, Upsert, &[t])
+}
+
 /// Updates and deletes spread over a large table: DuckDB keeps 16 KB for
 /// every 2,048-row vector a transaction deletes from until a checkpoint,
 /// and cannot write it out, so one batch touching every vector of a
@@ -1752,20 +1772,7 @@ fn updates_spread_over_a_large_table_land_within_the_memory_limit() {
     const SPACING: i64 = 2048;
     let (_dir, path) = db();
     let t = items();
-    let mut w = writer(&path, Upsert, &[&t]);
-    assert!(
-        w.write("src", &batch(1, vec![ins(&t, vec![i(0), s("n 0"), i(0)])]))
-            .unwrap()
-    );
-    drop(w);
-    {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!(
-            "INSERT INTO items SELECT i, 'n ' || i, 0 FROM range(1, {ROWS}) t(i)"
-        ))
-        .unwrap();
-    }
-    let mut w = writer(&path, Upsert, &[&t]);
+    let mut w = large_items(&path, &t, ROWS);
     // Batch 2 updates a row of every vector; batch 3 deletes another row
     // of every vector and updates the first ones again.
     let touched: Vec<i64> = (0..ROWS / SPACING).map(|v| v * SPACING + 7).collect();
@@ -1818,20 +1825,7 @@ fn deletes_spread_over_a_large_table_stay_within_the_room() {
     const PER_BATCH: i64 = 600;
     let (_dir, path) = db();
     let t = items();
-    let mut w = writer(&path, Upsert, &[&t]);
-    assert!(
-        w.write("src", &batch(1, vec![ins(&t, vec![i(0), s("n 0"), i(0)])]))
-            .unwrap()
-    );
-    drop(w);
-    {
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!(
-            "INSERT INTO items SELECT i, 'n ' || i, 0 FROM range(1, {ROWS}) t(i)"
-        ))
-        .unwrap();
-    }
-    let mut w = writer(&path, Upsert, &[&t]);
+    let mut w = large_items(&path, &t, ROWS);
     // Five batches, each deleting one row of 600 vectors of its own.
     let group: Vec<Batch> = (0..5)
         .map(|b| {

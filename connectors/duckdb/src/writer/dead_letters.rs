@@ -82,6 +82,7 @@ impl Writer {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(DuckDbError::sql("BEGIN"))?;
+        let pinned = self.pinned.clone();
         let result = (|| {
             // Replayed rows promise nothing new: the table is no longer
             // one that only a first snapshot filled.
@@ -93,13 +94,21 @@ impl Writer {
             )?;
             self.discard(resolved).map(|_| ())
         })();
-        match result {
-            Ok(()) => self
-                .conn
+        let result = result.and_then(|()| {
+            self.conn
                 .execute_batch("COMMIT")
-                .map_err(DuckDbError::sql("COMMIT")),
+                .map_err(DuckDbError::sql("COMMIT"))
+        });
+        match result {
+            Ok(()) => {
+                self.stats.commits += 1;
+                self.checkpoint_when_deletes_pile_up();
+                Ok(())
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.pinned = pinned;
+                self.fit_limit_to_room();
                 Err(e)
             }
         }

@@ -658,16 +658,21 @@ impl Writer {
             let room = self.stats.delete_room_mb;
             self.stats = open.stats;
             self.stats.delete_room_mb = room;
-            // The limit goes back with the deletes it made room for.
-            let need_mb = MEMORY_LIMIT_MB + self.pinned_bytes().div_ceil(1 << 20);
-            if need_mb < self.memory_limit_mb
-                && self
-                    .conn
-                    .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
-                    .is_ok()
-            {
-                self.memory_limit_mb = need_mb;
-            }
+            self.fit_limit_to_room();
+        }
+    }
+
+    /// Sets the memory limit back to what the deletes since the last
+    /// checkpoint hold, after a rollback took some of them back.
+    pub(super) fn fit_limit_to_room(&mut self) {
+        let need_mb = MEMORY_LIMIT_MB + self.pinned_bytes().div_ceil(1 << 20);
+        if need_mb < self.memory_limit_mb
+            && self
+                .conn
+                .execute_batch(&format!("SET memory_limit = '{need_mb}MiB'"))
+                .is_ok()
+        {
+            self.memory_limit_mb = need_mb;
         }
     }
 
