@@ -100,6 +100,63 @@ impl Sortable for Keyed {
     }
 }
 
+/// A key a removed file's content no longer puts in the targets, with its
+/// place among the base rows: a removal's deletes go in the order the file
+/// held its rows, which is the order its first read stored them in (a
+/// delete per few stored rows, not one spread over the whole table).
+struct Gone {
+    place: u64,
+    key: String,
+}
+
+/// How [`Gone`] keys are ordered.
+type GoneOrder = fn(&Gone, &Gone) -> std::cmp::Ordering;
+
+impl Gone {
+    fn order(a: &Gone, b: &Gone) -> std::cmp::Ordering {
+        a.place.cmp(&b.place)
+    }
+}
+
+impl Sortable for Gone {
+    fn encode<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
+        let len = u32::try_from(self.key.len())
+            .map_err(|_| std::io::Error::other("a key of more than 4 GB"))?;
+        w.write_all(&self.place.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(self.key.as_bytes())
+    }
+
+    fn decode<R: Read>(r: &mut R) -> std::io::Result<Self> {
+        let mut head = [0u8; 12];
+        r.read_exact(&mut head)?;
+        let len = u32::from_le_bytes(array(&head[8..12])) as usize;
+        let mut key = vec![0u8; len];
+        r.read_exact(&mut key)?;
+        Ok(Gone {
+            place: u64::from_le_bytes(array(&head[0..8])),
+            key: String::from_utf8(key).map_err(std::io::Error::other)?,
+        })
+    }
+}
+
+/// Writes a gone key down: straight to `out` (a changed file's, in the
+/// order of the keys' hashes), or into `by_place` (a removal's).
+fn put_gone(
+    out: &mut impl Write,
+    by_place: &mut Option<Spill<Gone, GoneOrder>>,
+    gone: Option<(u64, &str)>,
+) -> std::io::Result<()> {
+    match (gone, by_place) {
+        (None, _) => Ok(()),
+        (Some((place, key)), Some(sort)) => sort.push(Gone {
+            place,
+            key: key.to_owned(),
+        }),
+        (Some((_, key)), None) => writeln!(out, "{key}"),
+    }
+}
+
 /// A content row's change, one byte each.
 const SAME: u8 = 0;
 const NEW: u8 = 1;
@@ -132,7 +189,8 @@ pub(crate) enum Prepared {
 /// Works out a changed file's changes record by record, in file order and
 /// then its deletes in the order of their keys' hashes: the same changes in
 /// the same order for the same content and base, so a resumed read skips
-/// exactly what went out. Memory holds a byte per content row.
+/// exactly what went out. A removed file's deletes go in the order of its
+/// rows. Memory holds a byte per content row.
 pub(crate) struct Differ {
     mode: Mode,
     /// Rows of the content read so far.
@@ -314,6 +372,15 @@ impl Differ {
         let mut changes = vec![SAME; len];
         let gone = tempfile::tempfile_in(&spill).map_err(|e| fail(e.to_string()))?;
         let mut gone_out = std::io::BufWriter::new(gone);
+        // A removal's gone keys, sorted again by their place.
+        let place_dir = tempfile::tempdir_in(&spill).map_err(|e| fail(e.to_string()))?;
+        let mut by_place = content.is_none().then(|| {
+            Spill::new(
+                segment,
+                place_dir.path().to_path_buf(),
+                Gone::order as GoneOrder,
+            )
+        });
         let sorted = sorter
             .done(|| Keyed {
                 id: u128::MAX,
@@ -333,8 +400,7 @@ impl Differ {
                 continue;
             }
             if group.id != Some(entry.id) {
-                group
-                    .settle(&mut changes, &mut gone_out)
+                put_gone(&mut gone_out, &mut by_place, group.settle(&mut changes))
                     .map_err(|e| fail(e.to_string()))?;
                 group = Group {
                     id: Some(entry.id),
@@ -345,6 +411,7 @@ impl Differ {
                 BASE_ROW => {
                     if group.key.is_none() {
                         group.key = Some(entry.key);
+                        group.place = entry.ord;
                     }
                     group.last_hash = Some(entry.hash);
                 }
@@ -352,9 +419,26 @@ impl Differ {
                 _ => group.content.push((entry.ord, entry.hash)),
             }
         }
-        group
-            .settle(&mut changes, &mut gone_out)
+        put_gone(&mut gone_out, &mut by_place, group.settle(&mut changes))
             .map_err(|e| fail(e.to_string()))?;
+        if let Some(sort) = by_place {
+            let filler = || Gone {
+                place: u64::MAX,
+                key: String::new(),
+            };
+            let sorted = sort
+                .done(filler)
+                .map_err(|e| fail(format!("sorting the keys a removed file had: {e}")))?;
+            for g in sorted {
+                if !keep_going() {
+                    return Ok(Prepared::Stopped);
+                }
+                let g = g.map_err(|e| fail(format!("reading the sorted keys: {e}")))?;
+                if g.place != u64::MAX {
+                    writeln!(gone_out, "{}", g.key).map_err(|e| fail(e.to_string()))?;
+                }
+            }
+        }
         let mut gone = gone_out
             .into_inner()
             .map_err(|e| fail(e.error().to_string()))?;
@@ -532,6 +616,8 @@ struct Group {
     id: Option<u128>,
     /// The key, from the first base row.
     key: Option<String>,
+    /// The first base row's place among the base rows.
+    place: u64,
     /// The hash of the last base row of the key: what the targets hold of
     /// it (an earlier version's manifest may list a key twice).
     last_hash: Option<u64>,
@@ -540,9 +626,9 @@ struct Group {
 }
 
 impl Group {
-    /// Settles the changes of the key's content rows, or writes the key
-    /// down as gone.
-    fn settle(&self, changes: &mut [u8], gone: &mut impl Write) -> std::io::Result<()> {
+    /// Settles the changes of the key's content rows; or, if the content
+    /// no longer has the key, returns it with its place among the base rows.
+    fn settle(&self, changes: &mut [u8]) -> Option<(u64, &str)> {
         // A key the earlier content held more than once is not in the
         // targets from it.
         let present = self.key.is_some() && !self.refused;
@@ -558,13 +644,10 @@ impl Group {
                 *slot = change;
             }
         }
-        if self.content.is_empty()
-            && present
-            && let Some(key) = &self.key
-        {
-            writeln!(gone, "{key}")?;
+        match &self.key {
+            Some(key) if self.content.is_empty() && present => Some((self.place, key)),
+            _ => None,
         }
-        Ok(())
     }
 }
 
@@ -711,6 +794,44 @@ mod tests {
         let keys: BTreeSet<String> = gone.iter().cloned().collect();
         assert_eq!(keys.len(), gone.len(), "a key deleted twice: {gone:?}");
         (ops, keys)
+    }
+
+    /// A removed file's deletes go in the order the file held its rows
+    /// (neither the keys' order nor their hashes'), across sorted segments,
+    /// less the keys another file holds.
+    #[test]
+    fn a_removal_deletes_in_the_files_row_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ManifestStore::open(&dir.path().join("m")).unwrap();
+        let path = dir.path().join("a.csv");
+        let ids: Vec<i64> = (1..=100).map(|i| (i * 37) % 101).collect();
+        let base_rows: Vec<(i64, String)> = ids.iter().map(|&i| (i, format!("n{i}"))).collect();
+        let (base_digest, base) = csv(&path, &base_rows);
+        manifest(&store, &base_digest, &base, &[]);
+        let (_, other) = csv(&dir.path().join("b.csv"), &[(ids[10], "x".into())]);
+        manifest(&store, "other", &other, &[]);
+        let removal = Diff {
+            base: vec![base_digest],
+            merged: true,
+            others: vec!["other".into()],
+        };
+        let Prepared::Ready(mut differ) =
+            Differ::prepare_with(Some(&removal), &schema(), &store, None, &|| true, 7).unwrap()
+        else {
+            panic!("a removal is always ready");
+        };
+        let gone: Vec<String> = differ
+            .deletes_with(&schema(), &store, &|| true, 7)
+            .unwrap()
+            .expect("not stopped")
+            .map(|d| key_string(&schema(), &d.unwrap().1))
+            .collect();
+        let want: Vec<String> = ids
+            .iter()
+            .filter(|&&i| i != ids[10])
+            .map(|&i| key(i))
+            .collect();
+        assert_eq!(gone, want);
     }
 
     /// A diff whose last entry fills a sorted segment (the sort then holds
