@@ -72,30 +72,41 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
+/// Writes `key` as its length (4 bytes) and its UTF-8 bytes.
+fn write_key<W: Write>(w: &mut W, key: &str) -> std::io::Result<()> {
+    let len =
+        u32::try_from(key.len()).map_err(|_| std::io::Error::other("a key of more than 4 GB"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(key.as_bytes())
+}
+
+/// Reads a key [`write_key`] wrote.
+fn read_key<R: Read>(r: &mut R) -> std::io::Result<String> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let mut key = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut key)?;
+    String::from_utf8(key).map_err(std::io::Error::other)
+}
+
 impl Sortable for Keyed {
     fn encode<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
-        let len = u32::try_from(self.key.len())
-            .map_err(|_| std::io::Error::other("a key of more than 4 GB"))?;
         w.write_all(&self.id.to_le_bytes())?;
         w.write_all(&[self.side])?;
         w.write_all(&self.ord.to_le_bytes())?;
         w.write_all(&self.hash.to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(self.key.as_bytes())
+        write_key(w, &self.key)
     }
 
     fn decode<R: Read>(r: &mut R) -> std::io::Result<Self> {
-        let mut head = [0u8; 37];
+        let mut head = [0u8; 33];
         r.read_exact(&mut head)?;
-        let len = u32::from_le_bytes(array(&head[33..37])) as usize;
-        let mut key = vec![0u8; len];
-        r.read_exact(&mut key)?;
         Ok(Keyed {
             id: u128::from_le_bytes(array(&head[0..16])),
             side: head[16],
             ord: u64::from_le_bytes(array(&head[17..25])),
             hash: u64::from_le_bytes(array(&head[25..33])),
-            key: String::from_utf8(key).map_err(std::io::Error::other)?,
+            key: read_key(r)?,
         })
     }
 }
@@ -120,22 +131,16 @@ impl Gone {
 
 impl Sortable for Gone {
     fn encode<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
-        let len = u32::try_from(self.key.len())
-            .map_err(|_| std::io::Error::other("a key of more than 4 GB"))?;
         w.write_all(&self.place.to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(self.key.as_bytes())
+        write_key(w, &self.key)
     }
 
     fn decode<R: Read>(r: &mut R) -> std::io::Result<Self> {
-        let mut head = [0u8; 12];
-        r.read_exact(&mut head)?;
-        let len = u32::from_le_bytes(array(&head[8..12])) as usize;
-        let mut key = vec![0u8; len];
-        r.read_exact(&mut key)?;
+        let mut place = [0u8; 8];
+        r.read_exact(&mut place)?;
         Ok(Gone {
-            place: u64::from_le_bytes(array(&head[0..8])),
-            key: String::from_utf8(key).map_err(std::io::Error::other)?,
+            place: u64::from_le_bytes(place),
+            key: read_key(r)?,
         })
     }
 }

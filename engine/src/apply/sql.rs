@@ -131,6 +131,27 @@ fn keys(d: &dyn SqlDialect, schema: &TableSchema) -> Vec<String> {
         .collect()
 }
 
+/// The target rows `t` an upsert merge of the staged rows replaces, as
+/// `{table} t, {staged keys} s` and the condition joining them (`None`
+/// without a key): what the merge's delete removes, for a dialect that
+/// sizes it first.
+pub fn replaced(d: &dyn SqlDialect, t: Tables<'_>) -> Option<(String, String)> {
+    let keys = keys(d, t.schema);
+    if keys.is_empty() {
+        return None;
+    }
+    let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+    Some((
+        format!(
+            "{} t, (SELECT DISTINCT {} FROM {}) s",
+            t.table,
+            keys.join(", "),
+            t.stage
+        ),
+        join.join(" AND "),
+    ))
+}
+
 fn history_columns(d: &dyn SqlDialect) -> String {
     HISTORY
         .iter()
@@ -158,16 +179,13 @@ pub fn merge(
     let (seq, op) = (d.quote(SEQ), d.quote(OP));
     Ok(match mode {
         WriteMode::Upsert => {
-            let keys = keys(d, t.schema);
-            if keys.is_empty() {
+            let Some((_, join)) = replaced(d, t) else {
                 return Err("upsert mode needs a key; the table has none".into());
-            }
-            let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-            let keys = keys.join(", ");
+            };
+            let keys = keys(d, t.schema).join(", ");
             format!(
                 "DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM {stage}) s WHERE {join};
                  INSERT INTO {table} ({cols}) SELECT {values} FROM {last} s WHERE s.{op} <> 'd'",
-                join = join.join(" AND "),
                 last = d.last_per_key(stage, &keys),
             )
         }

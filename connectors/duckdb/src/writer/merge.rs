@@ -392,21 +392,11 @@ impl Writer {
             // Updates and deletes replace stored rows; inserts are of new
             // keys (bar a few re-read after a restart).
             let replacing = changes.iter().filter(|c| c.op != Op::Insert).count() as u64;
-            let keys: Vec<String> = schema
-                .key
-                .iter()
-                .map(|&k| quote(&schema.columns[k].name))
-                .collect();
-            let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-            // The vectors the merge's delete touches (its join).
-            let touched = format!(
-                "SELECT count(DISTINCT t.rowid // 2048) FROM {table} t, (SELECT DISTINCT {keys} FROM {stage}) s WHERE {join}",
-                table = target.table,
-                stage = target.stage,
-                keys = keys.join(", "),
-                join = join.join(" AND "),
-            );
-            self.make_room_for_deletes(&target.table, replacing, Some(&touched))?;
+            // The vectors the merge's delete touches.
+            let touched = sql::replaced(&DuckDb, tables).map(|(from, join)| {
+                format!("SELECT count(DISTINCT t.rowid // 2048) FROM {from} WHERE {join}")
+            });
+            self.make_room_for_deletes(&target.table, replacing, touched.as_deref())?;
         }
         let (table, stage) = (&target.table, &target.stage);
         let sql = format!("{merge}; DELETE FROM {stage};");
